@@ -1,0 +1,87 @@
+//! The Auth service's configuration section. Only the binary reads the environment and flags;
+//! it builds this struct and hands it over.
+
+use std::time::Duration;
+
+/// Everything the Auth service can be told.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// How long an access token is valid (API contract: 15 minutes).
+    pub access_ttl: Duration,
+    /// How long a refresh token is valid after it is issued (API contract: 30 days). Each
+    /// rotation issues a new one, so an active session keeps going.
+    pub refresh_ttl: Duration,
+    /// argon2id cost parameters.
+    pub password: PasswordParams,
+    /// Brute-force throttles; `None` when switched off (`BOXOFFICE_RATE_LIMIT=off`).
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 60 * 60),
+            password: PasswordParams::default(),
+            rate_limit: Some(RateLimitConfig::default()),
+        }
+    }
+}
+
+/// argon2id parameters. The defaults are OWASP's recommendation (m = 19 MiB, t = 2, p = 1);
+/// lower them only for tests or for load-test accounts, never for real users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordParams {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Number of passes.
+    pub iterations: u32,
+    /// Degree of parallelism.
+    pub parallelism: u32,
+}
+
+impl PasswordParams {
+    /// OWASP Password Storage Cheat Sheet, argon2id, first recommended configuration.
+    pub const OWASP: Self = Self {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// True when these parameters are weaker than [`Self::OWASP`].
+    pub fn below_recommendation(&self) -> bool {
+        self.memory_kib < Self::OWASP.memory_kib || self.iterations < Self::OWASP.iterations
+    }
+}
+
+impl Default for PasswordParams {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// Limits on login failures and registrations. A client over a limit gets 429 `rate_limited` with
+/// `Retry-After` until its window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Failed logins allowed per account within `failure_window`.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within `failure_window`.
+    pub login_failures_per_address: u32,
+    pub failure_window: Duration,
+    /// Registrations allowed per client address within `registration_window`.
+    pub registrations_per_address: u32,
+    pub registration_window: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            login_failures_per_account: 5,
+            login_failures_per_address: 50,
+            failure_window: Duration::from_secs(15 * 60),
+            registrations_per_address: 20,
+            registration_window: Duration::from_secs(60 * 60),
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The Auth routes (API contract, "Auth"): `/api/v1/auth/*` and `/api/v1/me`.
+//!
+//! Handlers turn request bodies into domain types, collecting every invalid field into one
+//! `validation_failed` problem, then call [`AuthService`]. Every route is described for OpenAPI
+//! by its `#[utoipa::path]` attribute, so the published document comes from this code.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRef, State};
+use axum::http::StatusCode;
+use boxoffice_shared::extract::Json;
+use boxoffice_shared::token::{AuthUser, Authenticator, Role};
+use boxoffice_shared::{FieldError, Problem};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::domain::{Email, FullName, Password, Phone};
+use crate::error::AuthError;
+use crate::service::{AuthService, IssuedTokens, ProfileChange, Registration};
+use crate::store::UserRecord;
+
+impl FromRef<AuthService> for Authenticator {
+    fn from_ref(service: &AuthService) -> Self {
+        service.authenticator().clone()
+    }
+}
+
+/// The Auth service's routes, with their OpenAPI descriptions.
+pub fn router(service: AuthService) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(get_me, patch_me))
+        .with_state(service)
+}
+
+/// An account as clients see it. Never includes the password hash.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: String,
+    pub phone: Option<String>,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<UserRecord> for User {
+    fn from(user: UserRecord) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            full_name: user.full_name,
+            phone: user.phone,
+            role: user.role,
+            created_at: user.created_at,
+        }
+    }
+}
+
+/// The answer to register, login and refresh.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub user: User,
+    /// A JWT to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// An opaque token for `POST /api/v1/auth/refresh`; single use.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    pub expires_in: u64,
+}
+
+impl From<IssuedTokens> for TokenResponse {
+    fn from(tokens: IssuedTokens) -> Self {
+        Self {
+            user: tokens.user.into(),
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            token_type: "Bearer",
+            expires_in: tokens.expires_in,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Case-insensitive; stored trimmed and lower-cased.
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 8 to 128 characters.
+    #[schema(example = "correct horse battery")]
+    pub password: String,
+    #[schema(example = "Ada Lovelace")]
+    pub full_name: String,
+    /// `+` and 8 to 15 digits.
+    #[schema(example = "+84901234567")]
+    pub phone: Option<String>,
+}
+
+impl RegisterRequest {
+    fn parse(self) -> Result<Registration, AuthError> {
+        let mut errors = Vec::new();
+        let email = Email::parse(&self.email).map_err(|m| errors.push(FieldError::new("email", m)));
+        let password = Password::parse(&self.password)
+            .map_err(|m| errors.push(FieldError::new("password", m)));
+        let full_name = FullName::parse(&self.full_name)
+            .map_err(|m| errors.push(FieldError::new("full_name", m)));
+        let phone = self
+            .phone
+            .as_deref()
+            .map(Phone::parse)
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("phone", m)));
+        match (email, password, full_name, phone) {
+            (Ok(email), Ok(password), Ok(full_name), Ok(phone)) => Ok(Registration {
+                email,
+                password,
+                full_name,
+                phone,
+            }),
+            _ => Err(AuthError::Validation(errors)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// An email address or a phone number.
+    #[schema(example = "ada@example.com")]
+    pub login: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    pub full_name: Option<String>,
+    /// A new phone number, or `null` to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+}
+
+/// Tells `"phone": null` (remove) apart from no `phone` at all (keep).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl UpdateMeRequest {
+    fn parse(self) -> Result<ProfileChange, AuthError> {
+        let mut errors = Vec::new();
+        let full_name = self
+            .full_name
+            .as_deref()
+            .map(FullName::parse)
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("full_name", m)));
+        let phone = match self.phone {
+            None => Ok(None),
+            Some(None) => Ok(Some(None)),
+            Some(Some(raw)) => Phone::parse(&raw)
+                .map(|phone| Some(Some(phone)))
+                .map_err(|m| errors.push(FieldError::new("phone", m))),
+        };
+        match (full_name, phone) {
+            (Ok(full_name), Ok(phone)) => Ok(ProfileChange { full_name, phone }),
+            _ => Err(AuthError::Validation(errors)),
+        }
+    }
+}
+
+/// Create a customer account and log it in.
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created and logged in", body = TokenResponse),
+        (status = 409, description = "`email_taken` or `phone_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn register(
+    State(service): State<AuthService>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(request): Json<RegisterRequest>,
+) -> Result<(StatusCode, Json<TokenResponse>), AuthError> {
+    let registration = request.parse()?;
+    let tokens = service.register(registration, peer.ip()).await?;
+    Ok((StatusCode::CREATED, Json(tokens.into())))
+}
+
+/// Log in with an email address or phone number and a password.
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials` (unknown login or wrong password)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate_limited` after too many failures", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn login(
+    State(service): State<AuthService>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<TokenResponse>, AuthError> {
+    let tokens = service
+        .login(&request.login, &request.password, peer.ip())
+        .await?;
+    Ok(Json(tokens.into()))
+}
+
+/// Exchange a refresh token for new tokens. The presented token is spent; presenting it again
+/// revokes the whole session.
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New access and refresh tokens", body = TokenResponse),
+        (status = 401, description = "`invalid_refresh_token`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn refresh(
+    State(service): State<AuthService>,
+    Json(request): Json<RefreshRequest>,
+) -> Result<Json<TokenResponse>, AuthError> {
+    Ok(Json(service.refresh(&request.refresh_token).await?.into()))
+}
+
+/// End the session: its access token and refresh token stop working at once.
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn logout(
+    State(service): State<AuthService>,
+    caller: AuthUser,
+) -> Result<StatusCode, AuthError> {
+    service.logout(caller.session_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account.
+#[utoipa::path(
+    get, path = "/api/v1/me", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = User),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_me(
+    State(service): State<AuthService>,
+    caller: AuthUser,
+) -> Result<Json<User>, AuthError> {
+    Ok(Json(service.me(caller.user_id).await?.into()))
+}
+
+/// Change the caller's name and/or phone number (`"phone": null` removes it).
+#[utoipa::path(
+    patch, path = "/api/v1/me", tag = "auth",
+    security(("bearer" = [])),
+    request_body = UpdateMeRequest,
+    responses(
+        (status = 200, body = User),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`phone_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn patch_me(
+    State(service): State<AuthService>,
+    caller: AuthUser,
+    Json(request): Json<UpdateMeRequest>,
+) -> Result<Json<User>, AuthError> {
+    let change = request.parse()?;
+    Ok(Json(
+        service.update_me(caller.user_id, change).await?.into(),
+    ))
+}

@@ -1,0 +1,35 @@
+//! The Auth service: accounts, logins, sessions and the tokens that prove them.
+//!
+//! It implements the "Auth" section of the API contract: registration, login by email or phone,
+//! refresh-token rotation with reuse detection, logout that revokes at once, and `/me`.
+//! Auth is the only service that mints tokens; the others verify them with
+//! [`boxoffice_shared::token::Authenticator`].
+//!
+//! # Layout
+//! - [`config`]: the typed configuration section the binary hands to this service.
+//! - [`domain`]: input newtypes (`Email`, `Password`, `Phone`, `FullName`) parsed at the edge.
+//! - [`password`]: argon2id hashing on the blocking pool, bounded in concurrency.
+//! - [`tokens`]: minting access tokens and refresh-token values.
+//! - [`limits`]: the failed-login and registration throttles.
+//! - [`store`]: the SQLite store (users, sessions, refresh tokens).
+//! - [`service`]: the rules, composed from the parts above; what the handlers call.
+//! - [`http`]: the routes, documented for OpenAPI.
+//! - [`error`]: this service's error enum and its mapping onto problem codes.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod password;
+pub mod service;
+pub mod store;
+pub mod tokens;
+
+pub use config::AuthConfig;
+pub use error::AuthError;
+pub use http::router;
+pub use service::AuthService;
+
+/// The SQLite migrations of the Auth store, embedded in the binary.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

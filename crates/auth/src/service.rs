@@ -1,0 +1,386 @@
+//! The Auth service's rules, composed from its parts. Handlers parse input into domain types and
+//! call these methods; nothing here knows about HTTP.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use boxoffice_shared::clock::SharedClock;
+use boxoffice_shared::token::{Authenticator, RevokedSessions, Role};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::AuthConfig;
+use crate::domain::{Email, FullName, Login, Password, Phone};
+use crate::error::AuthError;
+use crate::limits::AttemptLimiter;
+use crate::password::Passwords;
+use crate::store::{AuthStore, NewUser, RefreshOutcome, UserRecord};
+use crate::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
+
+/// The tokens handed out by register, login and refresh.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    pub user: UserRecord,
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+/// A validated registration.
+#[derive(Debug)]
+pub struct Registration {
+    pub email: Email,
+    pub password: Password,
+    pub full_name: FullName,
+    pub phone: Option<Phone>,
+}
+
+/// A validated profile change; `phone: Some(None)` removes the phone number.
+#[derive(Debug, Default)]
+pub struct ProfileChange {
+    pub full_name: Option<FullName>,
+    pub phone: Option<Option<Phone>>,
+}
+
+struct Throttles {
+    account_failures: AttemptLimiter,
+    address_failures: AttemptLimiter,
+    registrations: AttemptLimiter,
+}
+
+struct Inner {
+    config: AuthConfig,
+    store: AuthStore,
+    passwords: Passwords,
+    issuer: TokenIssuer,
+    authenticator: Authenticator,
+    throttles: Option<Throttles>,
+}
+
+/// The Auth service. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct AuthService {
+    inner: Arc<Inner>,
+}
+
+impl AuthService {
+    pub fn new(
+        config: AuthConfig,
+        store: AuthStore,
+        issuer: TokenIssuer,
+        authenticator: Authenticator,
+    ) -> anyhow::Result<Self> {
+        let passwords = Passwords::new(config.password)?;
+        let throttles = config.rate_limit.map(|limits| Throttles {
+            account_failures: AttemptLimiter::new(
+                limits.login_failures_per_account,
+                limits.failure_window,
+            ),
+            address_failures: AttemptLimiter::new(
+                limits.login_failures_per_address,
+                limits.failure_window,
+            ),
+            registrations: AttemptLimiter::new(
+                limits.registrations_per_address,
+                limits.registration_window,
+            ),
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                passwords,
+                issuer,
+                authenticator,
+                throttles,
+            }),
+        })
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    pub fn store(&self) -> &AuthStore {
+        &self.inner.store
+    }
+
+    fn clock(&self) -> &SharedClock {
+        &self.inner.authenticator.clock
+    }
+
+    fn revoked(&self) -> &RevokedSessions {
+        &self.inner.authenticator.revoked
+    }
+
+    /// Loads the sessions revoked recently enough that their access tokens may still be valid, so
+    /// that a restart does not bring logged-out tokens back to life.
+    pub async fn load_revocations(&self) -> Result<usize, AuthError> {
+        let now = self.clock().now();
+        let ttl = time::Duration::try_from(self.inner.config.access_ttl)
+            .unwrap_or(time::Duration::MINUTE * 15);
+        let sessions = self.inner.store.sessions_revoked_since(now - ttl).await?;
+        for (session, revoked_at) in &sessions {
+            self.revoked().revoke(
+                *session,
+                (*revoked_at + ttl).unix_timestamp(),
+                now.unix_timestamp(),
+            );
+        }
+        Ok(sessions.len())
+    }
+
+    /// Creates a customer account and logs it in.
+    pub async fn register(
+        &self,
+        registration: Registration,
+        client: IpAddr,
+    ) -> Result<IssuedTokens, AuthError> {
+        if let Some(throttles) = &self.inner.throttles {
+            let key = format!("address:{client}");
+            let now = Instant::now();
+            throttles
+                .registrations
+                .check(&key, now)
+                .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
+            throttles.registrations.record(&key, now);
+        }
+        let hash = self
+            .inner
+            .passwords
+            .hash(registration.password.expose())
+            .await?;
+        let user = self
+            .inner
+            .store
+            .insert_user(
+                &NewUser {
+                    id: Uuid::now_v7(),
+                    email: registration.email.as_str(),
+                    phone: registration.phone.as_ref().map(Phone::as_str),
+                    full_name: registration.full_name.as_str(),
+                    password_hash: &hash,
+                    role: Role::Customer,
+                },
+                self.clock().now(),
+            )
+            .await?;
+        metrics::counter!("auth_registrations_total").increment(1);
+        self.start_session(user).await
+    }
+
+    /// Logs in by email or phone. Unknown logins and wrong passwords get the same answer, after
+    /// the same amount of work.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<IssuedTokens, AuthError> {
+        let login = Login::parse(login);
+        let account_key = login.as_ref().map(Login::throttle_key);
+        let address_key = format!("address:{client}");
+        if let Some(throttles) = &self.inner.throttles {
+            let now = Instant::now();
+            let account_check = match &account_key {
+                Some(key) => throttles.account_failures.check(key, now),
+                None => Ok(()),
+            };
+            account_check
+                .and(throttles.address_failures.check(&address_key, now))
+                .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
+        }
+
+        let user = match &login {
+            Some(Login::Email(email)) => self.inner.store.user_by_email(email.as_str()).await?,
+            Some(Login::Phone(phone)) => self.inner.store.user_by_phone(phone.as_str()).await?,
+            None => None,
+        };
+        let verified = match &user {
+            Some(user) => {
+                self.inner
+                    .passwords
+                    .verify(password, &user.password_hash)
+                    .await?
+            }
+            None => self.inner.passwords.verify_nothing(password).await?,
+        };
+        match (user, verified) {
+            (Some(user), true) => {
+                if let (Some(throttles), Some(key)) = (&self.inner.throttles, &account_key) {
+                    throttles.account_failures.clear(key);
+                }
+                metrics::counter!("auth_logins_total", "outcome" => "success").increment(1);
+                self.start_session(user).await
+            }
+            _ => {
+                if let Some(throttles) = &self.inner.throttles {
+                    let now = Instant::now();
+                    if let Some(key) = &account_key {
+                        throttles.account_failures.record(key, now);
+                    }
+                    throttles.address_failures.record(&address_key, now);
+                }
+                metrics::counter!("auth_logins_total", "outcome" => "failure").increment(1);
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// Exchanges a refresh token for new tokens (rotation). Reuse of a spent token revokes the
+    /// session: whoever holds either copy must log in again.
+    pub async fn refresh(&self, presented: &str) -> Result<IssuedTokens, AuthError> {
+        let now = self.clock().now();
+        let (successor, successor_hash) = new_refresh_token();
+        let (outcome, session_id) = self
+            .inner
+            .store
+            .rotate_refresh_token(
+                &hash_refresh_token(presented),
+                &successor_hash,
+                now,
+                now + self.refresh_ttl(),
+            )
+            .await?;
+        match outcome {
+            RefreshOutcome::Rotated { user_id, role } => {
+                let user = self
+                    .inner
+                    .store
+                    .user_by_id(user_id)
+                    .await?
+                    .ok_or(AuthError::InvalidRefreshToken)?;
+                let user = UserRecord { role, ..user };
+                let access_token = self.access_token(&user, session_id, now)?;
+                Ok(IssuedTokens {
+                    user,
+                    access_token,
+                    refresh_token: successor,
+                    expires_in: self.inner.config.access_ttl.as_secs(),
+                })
+            }
+            RefreshOutcome::Reused { session_id } => {
+                tracing::warn!(%session_id, "refresh token reused; session revoked");
+                metrics::counter!("auth_refresh_reuse_total").increment(1);
+                self.remember_revoked(session_id, now);
+                Err(AuthError::InvalidRefreshToken)
+            }
+            RefreshOutcome::Invalid => Err(AuthError::InvalidRefreshToken),
+        }
+    }
+
+    /// Ends a session: its access and refresh tokens stop working at once.
+    pub async fn logout(&self, session_id: Uuid) -> Result<(), AuthError> {
+        let now = self.clock().now();
+        self.inner.store.revoke_session(session_id, now).await?;
+        self.remember_revoked(session_id, now);
+        Ok(())
+    }
+
+    pub async fn me(&self, user_id: Uuid) -> Result<UserRecord, AuthError> {
+        self.inner
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AuthError::AccountGone)
+    }
+
+    pub async fn update_me(
+        &self,
+        user_id: Uuid,
+        change: ProfileChange,
+    ) -> Result<UserRecord, AuthError> {
+        let phone = change
+            .phone
+            .as_ref()
+            .map(|phone| phone.as_ref().map(Phone::as_str));
+        self.inner
+            .store
+            .update_profile(
+                user_id,
+                change.full_name.as_ref().map(FullName::as_str),
+                phone,
+                self.clock().now(),
+            )
+            .await?
+            .ok_or(AuthError::AccountGone)
+    }
+
+    /// Makes sure an account with these credentials exists with `role`: creates it, or updates the
+    /// password and role of the account that has this email.
+    pub async fn ensure_account(
+        &self,
+        email: &Email,
+        password: &Password,
+        full_name: &FullName,
+        role: Role,
+    ) -> Result<UserRecord, AuthError> {
+        let hash = self.inner.passwords.hash(password.expose()).await?;
+        self.inner
+            .store
+            .upsert_account(
+                &NewUser {
+                    id: Uuid::now_v7(),
+                    email: email.as_str(),
+                    phone: None,
+                    full_name: full_name.as_str(),
+                    password_hash: &hash,
+                    role,
+                },
+                self.clock().now(),
+            )
+            .await
+    }
+
+    async fn start_session(&self, user: UserRecord) -> Result<IssuedTokens, AuthError> {
+        let now = self.clock().now();
+        let session_id = Uuid::now_v7();
+        let (refresh_token, refresh_hash) = new_refresh_token();
+        self.inner
+            .store
+            .create_session(
+                session_id,
+                user.id,
+                &refresh_hash,
+                now,
+                now + self.refresh_ttl(),
+            )
+            .await?;
+        let access_token = self.access_token(&user, session_id, now)?;
+        Ok(IssuedTokens {
+            user,
+            access_token,
+            refresh_token,
+            expires_in: self.inner.config.access_ttl.as_secs(),
+        })
+    }
+
+    fn access_token(
+        &self,
+        user: &UserRecord,
+        session_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<String, AuthError> {
+        Ok(self.inner.issuer.access_token(
+            user.id,
+            session_id,
+            user.role,
+            now,
+            self.inner.config.access_ttl,
+        )?)
+    }
+
+    fn refresh_ttl(&self) -> time::Duration {
+        time::Duration::try_from(self.inner.config.refresh_ttl).unwrap_or(time::Duration::days(30))
+    }
+
+    fn remember_revoked(&self, session_id: Uuid, now: OffsetDateTime) {
+        let ttl = i64::try_from(self.inner.config.access_ttl.as_secs()).unwrap_or(i64::MAX);
+        let now = now.unix_timestamp();
+        // Keep it a little past the token lifetime to cover the verifier's clock leeway.
+        self.revoked()
+            .revoke(session_id, now.saturating_add(ttl).saturating_add(60), now);
+    }
+}

@@ -1,0 +1,168 @@
+//! The command line. Every flag of `serve` doubles as a `BOXOFFICE_*` environment variable
+//! (API contract, "Running it"); secrets are taken from the environment only, so that they do
+//! not show up in process listings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use boxoffice_auth::AuthConfig;
+use boxoffice_auth::config::{PasswordParams, RateLimitConfig};
+use boxoffice_shared::telemetry::LogFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+use crate::app::{AccountSpec, Config, Storage};
+
+/// boxoffice: concert ticket booking that does not oversell.
+#[derive(Debug, Parser)]
+#[command(name = "boxoffice", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "BOXOFFICE_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty)]
+    pub log_format: LogFormatArg,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process.
+    Serve(ServeArgs),
+    /// Manage accounts from the command line.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account, or make the existing account with this email an admin with this
+    /// password.
+    Create(AdminCreateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormatArg {
+    Pretty,
+    Json,
+}
+
+impl From<LogFormatArg> for LogFormat {
+    fn from(value: LogFormatArg) -> Self {
+        match value {
+            LogFormatArg::Pretty => LogFormat::Pretty,
+            LogFormatArg::Json => LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// Where data lives; shared by `serve` and `admin`.
+#[derive(Debug, Args)]
+pub struct StorageArgs {
+    /// Directory for the embedded SQLite files, the mail directory and a generated signing key.
+    #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Where the stores live: `sqlite://DIR` (one SQLite file per service in DIR). Default: the
+    /// data directory.
+    #[arg(long, env = "BOXOFFICE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// HMAC secret (at least 32 bytes) to sign tokens with, instead of an Ed25519 key.
+    #[arg(
+        long = "jwt-secret",
+        env = "BOXOFFICE_JWT_SECRET",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Ed25519 private key (PKCS#8 PEM) to sign tokens with.
+    #[arg(long, env = "BOXOFFICE_JWT_KEY_FILE")]
+    pub jwt_key_file: Option<PathBuf>,
+    /// argon2id memory cost in KiB (default: OWASP's 19456). Lower only for tests.
+    #[arg(long, env = "BOXOFFICE_ARGON2_MEMORY_KIB", default_value_t = PasswordParams::OWASP.memory_kib)]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (default: OWASP's 2).
+    #[arg(long, env = "BOXOFFICE_ARGON2_ITERATIONS", default_value_t = PasswordParams::OWASP.iterations)]
+    pub argon2_iterations: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Load demo accounts and print how to log in.
+    #[arg(long)]
+    pub demo: bool,
+    /// Login and registration throttles; `off` only for load tests on a trusted network.
+    #[arg(long, env = "BOXOFFICE_RATE_LIMIT", value_enum, default_value_t = Switch::On)]
+    pub rate_limit: Switch,
+    /// Email of an admin account to create (or promote) at start-up.
+    #[arg(long, env = "BOXOFFICE_ADMIN_EMAIL", requires = "admin_password")]
+    pub admin_email: Option<String>,
+    /// Password of that admin account (environment only).
+    #[arg(
+        long,
+        env = "BOXOFFICE_ADMIN_PASSWORD",
+        hide_env_values = true,
+        hide = true,
+        requires = "admin_email"
+    )]
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminCreateArgs {
+    #[arg(long)]
+    pub email: String,
+    /// The password; `BOXOFFICE_ADMIN_PASSWORD` keeps it out of the shell history.
+    #[arg(long, env = "BOXOFFICE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub password: String,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+impl StorageArgs {
+    /// The configuration these flags describe, listening on `listen`.
+    pub fn into_config(self, listen: SocketAddr) -> anyhow::Result<Config> {
+        let storage = Storage::from_url(self.database_url.as_deref(), &self.data_dir)?;
+        let mut config = Config::new(listen, self.data_dir);
+        config.storage = storage;
+        config.jwt_secret = self.jwt_secret.map(SecretString::from);
+        config.jwt_key_file = self.jwt_key_file;
+        config.auth = AuthConfig {
+            password: PasswordParams {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: 1,
+            },
+            ..AuthConfig::default()
+        };
+        Ok(config)
+    }
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = self.storage.into_config(self.listen)?;
+        config.demo = self.demo;
+        config.auth.rate_limit = match self.rate_limit {
+            Switch::On => Some(RateLimitConfig::default()),
+            Switch::Off => None,
+        };
+        config.admin = match (self.admin_email, self.admin_password) {
+            (Some(email), Some(password)) => Some(AccountSpec {
+                email,
+                password: SecretString::from(password),
+            }),
+            _ => None,
+        };
+        Ok(config)
+    }
+}

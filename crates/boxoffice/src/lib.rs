@@ -1,0 +1,17 @@
+//! The `boxoffice` binary: every service in one process on embedded SQLite by default.
+//!
+//! # Layout
+//! - [`cli`]: the command line (`serve`, `admin create`), the only place configuration is read.
+//! - [`app`]: [`app::Application`], which opens the stores, wires the services into one router,
+//!   binds the listener (port 0 in tests) and runs until a shutdown signal.
+//! - [`ops`]: health, readiness, metrics, the OpenAPI document, `/docs`, and the 404/405/panic
+//!   answers that keep every error in problem+json.
+//! - [`demo`]: the sample data `serve --demo` loads.
+//!
+//! The services themselves live in their own crates (`boxoffice-auth`, …); this crate only
+//! composes them.
+
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod ops;

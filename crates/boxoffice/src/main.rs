@@ -1,0 +1,45 @@
+//! `boxoffice`: run every service in one process (`serve`), or manage accounts (`admin`).
+
+use anyhow::Context;
+use boxoffice::app::{AccountSpec, Application, Services};
+use boxoffice::cli::{AdminCommand, Cli, Command};
+use clap::Parser;
+use secrecy::SecretString;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    boxoffice_shared::telemetry::init_tracing(cli.log_format.into());
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.into_config()?;
+            let demo = config.demo;
+            let app = Application::build(config).await?;
+            if demo {
+                println!(
+                    "{}",
+                    boxoffice::demo::guide(&format!("http://{}", app.address()))
+                );
+            }
+            app.run_until_stopped(boxoffice_shared::shutdown::signal())
+                .await
+        }
+        Command::Admin(AdminCommand::Create(args)) => {
+            let spec = AccountSpec {
+                email: args.email,
+                password: SecretString::from(args.password),
+            };
+            // Any address: nothing is served, only the stores are opened.
+            let config = args.storage.into_config(([127, 0, 0, 1], 0).into())?;
+            let services = Services::open(&config)
+                .await
+                .context("opening the stores")?;
+            services.ensure_admin(&spec).await?;
+            println!(
+                "admin account {} is ready",
+                spec.email.trim().to_lowercase()
+            );
+            Ok(())
+        }
+    }
+}

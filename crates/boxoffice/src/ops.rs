@@ -1,0 +1,248 @@
+//! Operations endpoints and the layers every route shares (API contract, "Operations").
+//!
+//! - `GET /healthz`: the process is up.
+//! - `GET /readyz`: every store answers; 503 `unavailable` otherwise.
+//! - `GET /metrics`: Prometheus text.
+//! - `GET /api/v1/openapi.json` and `GET /docs`: the OpenAPI document generated from the
+//!   handlers' annotations, and Swagger UI served from assets compiled into the binary.
+//! - Fallbacks: unknown paths are 404 `not_found`, known paths with another method are 405
+//!   `method_not_allowed`, and a panic in a handler is 500 `internal` — all problem+json.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use boxoffice_shared::db::SqliteStore;
+use boxoffice_shared::telemetry::{metrics_handle, track_http};
+use boxoffice_shared::{ErrorCode, FieldError, Problem};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// The header that carries a request's id, generated when the client sends none.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+
+/// Something `/readyz` asks.
+pub trait ReadyCheck: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// Readiness of one SQLite store.
+pub struct StoreCheck {
+    name: &'static str,
+    store: SqliteStore,
+}
+
+impl StoreCheck {
+    pub fn new(name: &'static str, store: SqliteStore) -> Self {
+        Self { name, store }
+    }
+}
+
+impl ReadyCheck for StoreCheck {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.store.ping().await.map_err(|error| error.to_string()) })
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    checks: Arc<Vec<Arc<dyn ReadyCheck>>>,
+    metrics: PrometheusHandle,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "boxoffice",
+        description = "Concert ticket booking that does not oversell. Errors are RFC 9457 \
+                       problem documents; clients branch on `code`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    modifiers(&BearerScheme),
+    components(schemas(Problem, FieldError, ErrorCode)),
+    tags(
+        (name = "auth", description = "Accounts, sessions and tokens"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds the operations routes, the OpenAPI document, `/docs`, the fallbacks and the shared
+/// layers to the services' routes.
+pub fn with_operations(api: OpenApiRouter, checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
+    let state = OpsState {
+        checks: Arc::new(checks),
+        metrics: metrics_handle(),
+    };
+    let ops = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .with_state(state);
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api)
+        .merge(ops)
+        .split_for_parts();
+
+    router
+        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(track_http))
+        .layer(CatchPanicLayer::custom(panic_to_problem))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let request_id = request
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    uri = %request.uri().path(),
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    #[schema(example = "ready")]
+    status: &'static str,
+    /// Each store by name: `ok` or why it failed.
+    #[schema(value_type = Object)]
+    checks: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// Every store this process depends on answers.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, description = "`unavailable`: a store does not answer", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn readyz(State(state): State<OpsState>) -> Response {
+    let mut checks = std::collections::BTreeMap::new();
+    let mut failed = Vec::new();
+    for check in state.checks.iter() {
+        let outcome = tokio::time::timeout(Duration::from_secs(2), check.check()).await;
+        let status = match outcome {
+            Ok(Ok(())) => "ok".to_owned(),
+            Ok(Err(error)) => error,
+            Err(_) => "timed out".to_owned(),
+        };
+        if status != "ok" {
+            failed.push(format!("{}: {status}", check.name()));
+        }
+        checks.insert(check.name(), status);
+    }
+    if failed.is_empty() {
+        axum::Json(Readiness {
+            status: "ready",
+            checks,
+        })
+        .into_response()
+    } else {
+        tracing::warn!(?failed, "not ready");
+        Problem::new(
+            ErrorCode::Unavailable,
+            format!("not ready: {}", failed.join("; ")),
+        )
+        .with_retry_after(1)
+        .into_response()
+    }
+}
+
+/// Prometheus metrics: requests and latencies by route and status, logins, and more.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
+async fn metrics(State(state): State<OpsState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Problem {
+    Problem::new(ErrorCode::NotFound, "there is nothing at this path")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        ErrorCode::MethodNotAllowed,
+        "this path does not support this method",
+    )
+}
+
+fn panic_to_problem(payload: Box<dyn Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    let error = std::io::Error::other(format!("handler panicked: {message}"));
+    Problem::internal(&error).into_response()
+}

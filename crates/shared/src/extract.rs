@@ -1,0 +1,213 @@
+//! Request extractors whose rejections are problem documents.
+//!
+//! axum's own `Json` and `Query` answer bad input with plain text. These wrappers keep the same
+//! ergonomics but map every rejection onto the contract: malformed JSON is 400 `malformed_body`,
+//! JSON of the wrong shape (missing, unknown or mistyped fields) is 422 `validation_failed` with the
+//! field named, a body over the limit is 413 `body_too_large`, and a body that is not JSON is 415
+//! `unsupported_media_type`.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{ErrorCode, FieldError, Problem};
+
+/// The largest request body boxoffice accepts (API contract: 64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON request body (or response), with problem+json rejections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json_content_type(req.headers()) {
+            return Err(Problem::new(
+                ErrorCode::UnsupportedMediaType,
+                "the request body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    ErrorCode::BodyTooLarge,
+                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                Problem::new(ErrorCode::MalformedBody, rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Parses a JSON document into `T`, with the contract's error mapping.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        json_error_to_problem(&path, &inner)
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| json_error_to_problem(".", &error))?;
+    Ok(value)
+}
+
+fn json_error_to_problem(path: &str, error: &serde_json::Error) -> Problem {
+    use serde_json::error::Category;
+    let message = strip_position(&error.to_string());
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => Problem::new(
+            ErrorCode::MalformedBody,
+            format!("the request body is not valid JSON: {message}"),
+        ),
+        Category::Data => {
+            // serde reports missing and unknown fields against the enclosing object; name the
+            // field itself so a client can point at it.
+            let named = backticked(&message);
+            let field = match (path, named) {
+                (".", Some(name)) if is_field_message(&message) => name.to_owned(),
+                (".", _) => "body".to_owned(),
+                (path, Some(name)) if is_field_message(&message) => format!("{path}.{name}"),
+                (path, _) => path.to_owned(),
+            };
+            Problem::validation(vec![FieldError::new(field, message)])
+        }
+    }
+}
+
+fn is_field_message(message: &str) -> bool {
+    message.starts_with("missing field") || message.starts_with("unknown field")
+}
+
+/// The first `quoted` word of a serde message, e.g. the field of "unknown field `x`, expected …".
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// Drops serde_json's " at line 1 column 7" suffix: positions mean little to API clients.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// `application/json` or any `application/*+json`, with or without parameters.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Query-string parameters, with 422 `validation_failed` rejections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Query(value))
+            .map_err(|rejection| {
+                let message = rejection.body_text();
+                let message = message
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&message)
+                    .to_owned();
+                let field = backticked(&message).unwrap_or("query").to_owned();
+                Problem::validation(vec![FieldError::new(field, message)])
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        email: String,
+        age: u8,
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_body() {
+        let problem = parse_json::<Body>(b"{\"email\": ").unwrap_err();
+        assert_eq!(problem.code, ErrorCode::MalformedBody);
+        let problem = parse_json::<Body>(b"{\"email\": \"a\", \"age\": 1} trailing").unwrap_err();
+        assert_eq!(problem.code, ErrorCode::MalformedBody);
+    }
+
+    #[test]
+    fn unknown_missing_and_mistyped_fields_are_named() {
+        let problem = parse_json::<Body>(br#"{"email":"a","age":1,"admin":true}"#).unwrap_err();
+        assert_eq!(problem.code, ErrorCode::ValidationFailed);
+        assert_eq!(problem.errors[0].field, "admin");
+
+        let problem = parse_json::<Body>(br#"{"age":1}"#).unwrap_err();
+        assert_eq!(problem.errors[0].field, "email");
+
+        let problem = parse_json::<Body>(br#"{"email":"a","age":"old"}"#).unwrap_err();
+        assert_eq!(problem.errors[0].field, "age");
+        assert!(!problem.errors[0].message.contains("line"));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json_content_type(&headers));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(is_json_content_type(&headers));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/merge-patch+json".parse().unwrap(),
+        );
+        assert!(is_json_content_type(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json_content_type(&headers));
+    }
+}

@@ -1,0 +1,195 @@
+//! Token key material: where the signing key comes from.
+//!
+//! In order of preference (API contract, "Running it"):
+//! 1. an HMAC secret from configuration (`BOXOFFICE_JWT_SECRET`, at least 32 bytes) → HS256;
+//! 2. an Ed25519 private key file in PKCS#8 PEM (`--jwt-key-file`) → EdDSA;
+//! 3. otherwise an Ed25519 key generated on first start and kept in the data directory
+//!    (`jwt-ed25519.pem`, mode 0600), so tokens survive restarts.
+//!
+//! There is no built-in default key. The asymmetric default means that services which only verify
+//! tokens can later be given the public half alone.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::token::TokenVerifier;
+
+/// The file, inside the data directory, that holds a generated signing key.
+pub const GENERATED_KEY_FILE: &str = "jwt-ed25519.pem";
+/// The shortest HMAC secret accepted: 256 bits, as RFC 7518 §3.2 requires for HS256.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
+const PEM_END: &str = "-----END PRIVATE KEY-----";
+
+/// Where the signing key was taken from, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    ConfiguredSecret,
+    KeyFile(PathBuf),
+    Generated(PathBuf),
+    Loaded(PathBuf),
+}
+
+/// A signing key and the matching verification key.
+pub struct KeyMaterial {
+    pub algorithm: Algorithm,
+    pub encoding: EncodingKey,
+    pub decoding: DecodingKey,
+    pub origin: KeyOrigin,
+}
+
+impl KeyMaterial {
+    /// Picks the key as described in the module docs.
+    pub fn load(
+        secret: Option<&SecretString>,
+        key_file: Option<&Path>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        if let Some(secret) = secret {
+            if key_file.is_some() {
+                bail!("give either BOXOFFICE_JWT_SECRET or --jwt-key-file, not both");
+            }
+            return Self::from_secret(secret);
+        }
+        if let Some(path) = key_file {
+            let pem = fs::read_to_string(path)
+                .with_context(|| format!("reading the JWT key file {}", path.display()))?;
+            return Self::from_ed25519_pem(&pem, KeyOrigin::KeyFile(path.to_owned()))
+                .with_context(|| format!("the JWT key file {}", path.display()));
+        }
+        let path = data_dir.join(GENERATED_KEY_FILE);
+        if path.exists() {
+            let pem = fs::read_to_string(&path)
+                .with_context(|| format!("reading the generated JWT key {}", path.display()))?;
+            return Self::from_ed25519_pem(&pem, KeyOrigin::Loaded(path.clone()))
+                .with_context(|| format!("the generated JWT key {}", path.display()));
+        }
+        let pem = generate_ed25519_pem()?;
+        write_private_file(&path, pem.as_bytes())?;
+        Self::from_ed25519_pem(&pem, KeyOrigin::Generated(path))
+    }
+
+    /// HS256 with a configured secret.
+    pub fn from_secret(secret: &SecretString) -> anyhow::Result<Self> {
+        let bytes = secret.expose_secret().as_bytes();
+        if bytes.len() < MIN_SECRET_BYTES {
+            bail!(
+                "BOXOFFICE_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes long \
+                 (try: openssl rand -base64 48)"
+            );
+        }
+        Ok(Self {
+            algorithm: Algorithm::HS256,
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            origin: KeyOrigin::ConfiguredSecret,
+        })
+    }
+
+    /// EdDSA with an Ed25519 key in PKCS#8 PEM.
+    pub fn from_ed25519_pem(pem: &str, origin: KeyOrigin) -> anyhow::Result<Self> {
+        let der = pem_to_der(pem)?;
+        let pair = Ed25519KeyPair::from_pkcs8(&der)
+            .map_err(|error| anyhow::anyhow!("not an Ed25519 PKCS#8 key: {error}"))?;
+        Ok(Self {
+            algorithm: Algorithm::EdDSA,
+            encoding: EncodingKey::from_ed_der(&der),
+            decoding: DecodingKey::from_ed_der(pair.public_key().as_ref()),
+            origin,
+        })
+    }
+
+    /// A verifier for tokens signed with this key.
+    pub fn verifier(&self) -> TokenVerifier {
+        TokenVerifier::new(self.algorithm, self.decoding.clone())
+    }
+}
+
+fn generate_ed25519_pem() -> anyhow::Result<String> {
+    let pair = Ed25519KeyPair::generate()
+        .map_err(|_| anyhow::anyhow!("could not generate an Ed25519 key"))?;
+    let document = pair
+        .to_pkcs8()
+        .map_err(|_| anyhow::anyhow!("could not encode the Ed25519 key"))?;
+    let body = base64::engine::general_purpose::STANDARD.encode(document.as_ref());
+    Ok(format!("{PEM_BEGIN}\n{body}\n{PEM_END}\n"))
+}
+
+fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    let start = pem
+        .find(PEM_BEGIN)
+        .context("expected a PEM block starting with -----BEGIN PRIVATE KEY-----")?
+        + PEM_BEGIN.len();
+    let end = pem[start..]
+        .find(PEM_END)
+        .context("the PEM block has no -----END PRIVATE KEY----- line")?
+        + start;
+    let body: String = pem[start..end].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .context("the PEM block is not valid base64")
+}
+
+/// Writes a file readable by its owner only, atomically (temporary file, then rename).
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let secret = SecretString::from("too short");
+        assert!(KeyMaterial::from_secret(&secret).is_err());
+    }
+
+    #[test]
+    fn a_generated_key_is_kept_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = KeyMaterial::load(None, None, dir.path()).unwrap();
+        assert!(matches!(first.origin, KeyOrigin::Generated(_)));
+        let second = KeyMaterial::load(None, None, dir.path()).unwrap();
+        assert!(matches!(second.origin, KeyOrigin::Loaded(_)));
+        assert_eq!(first.encoding.as_bytes(), second.encoding.as_bytes());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join(GENERATED_KEY_FILE))
+                .unwrap()
+                .permissions();
+            assert_eq!(mode.mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn secret_and_key_file_together_are_ambiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = SecretString::from("x".repeat(40));
+        let error = KeyMaterial::load(Some(&secret), Some(Path::new("k.pem")), dir.path());
+        assert!(error.is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! Pieces every boxoffice service shares, and nothing that belongs to one service alone.
+//!
+//! # Layout
+//! - [`problem`]: the RFC 9457 `application/problem+json` error body and the closed list of problem
+//!   codes from the API contract, each tied to its HTTP status in one place.
+//! - [`extract`]: drop-in replacements for axum's `Json` and `Query` extractors whose rejections are
+//!   problem documents too, so a client never sees a plain-text error.
+//! - [`token`]: access-token claims, verification with a pinned algorithm, the in-memory list of
+//!   revoked sessions, and the [`token::AuthUser`] extractor that handlers use.
+//! - [`keys`]: loading or generating the token key material (HMAC secret or Ed25519 key pair).
+//! - [`db`]: opening the embedded SQLite stores with the pragmas boxoffice relies on.
+//! - [`telemetry`]: tracing set-up, the Prometheus recorder and the per-request metrics layer.
+//! - [`shutdown`]: the signal that starts a graceful shutdown.
+//! - [`clock`]: the source of "now", injectable so that time rules can be tested.
+//!
+//! Services depend on this crate; this crate depends on no service.
+
+pub mod clock;
+pub mod db;
+pub mod extract;
+pub mod keys;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;
+pub mod token;
+
+pub use problem::{ErrorCode, FieldError, Problem};

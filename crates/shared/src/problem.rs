@@ -1,0 +1,348 @@
+//! RFC 9457 problem documents: the one shape every boxoffice error takes on the wire.
+//!
+//! Clients branch on `code`, so the set of codes is closed ([`ErrorCode`]) and each code maps to
+//! exactly one HTTP status in [`ErrorCode::status`]. Service crates keep their own error enums and
+//! convert them into a [`Problem`] with a single `match`; internal causes are logged there and never
+//! reach the client. See the "Conventions" and "Error codes" sections of the API contract.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Base of the `type` URI of every problem; the code is appended.
+pub const PROBLEM_TYPE_BASE: &str = "https://boxoffice.dev/problems/";
+
+/// Every problem `code` boxoffice can answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    MalformedBody,
+    Unauthenticated,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    Forbidden,
+    ConcertNotFound,
+    SeatTypeNotFound,
+    BookingNotFound,
+    NotFound,
+    MethodNotAllowed,
+    EmailTaken,
+    PhoneTaken,
+    SoldOut,
+    AlreadyBooked,
+    BookingClosed,
+    AlreadyCancelled,
+    IdempotencyKeyReused,
+    BodyTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    RateLimited,
+    Internal,
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is always sent with.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            MalformedBody => StatusCode::BAD_REQUEST,
+            Unauthenticated | InvalidCredentials | InvalidRefreshToken => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
+            ConcertNotFound | SeatTypeNotFound | BookingNotFound | NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed
+            | AlreadyCancelled | IdempotencyKeyReused => StatusCode::CONFLICT,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The short, human title of the problem type (stable per code, as RFC 9457 asks).
+    pub fn title(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            MalformedBody => "Malformed request body",
+            Unauthenticated => "Authentication required",
+            InvalidCredentials => "Invalid credentials",
+            InvalidRefreshToken => "Invalid refresh token",
+            Forbidden => "Forbidden",
+            ConcertNotFound => "Concert not found",
+            SeatTypeNotFound => "Seat type not found",
+            BookingNotFound => "Booking not found",
+            NotFound => "Not found",
+            MethodNotAllowed => "Method not allowed",
+            EmailTaken => "Email already registered",
+            PhoneTaken => "Phone already registered",
+            SoldOut => "Sold out",
+            AlreadyBooked => "Already booked",
+            BookingClosed => "Booking closed",
+            AlreadyCancelled => "Already cancelled",
+            IdempotencyKeyReused => "Idempotency key reused",
+            BodyTooLarge => "Request body too large",
+            UnsupportedMediaType => "Unsupported media type",
+            ValidationFailed => "Validation failed",
+            RateLimited => "Too many requests",
+            Internal => "Internal server error",
+            Unavailable => "Service unavailable",
+        }
+    }
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            MalformedBody => "malformed_body",
+            Unauthenticated => "unauthenticated",
+            InvalidCredentials => "invalid_credentials",
+            InvalidRefreshToken => "invalid_refresh_token",
+            Forbidden => "forbidden",
+            ConcertNotFound => "concert_not_found",
+            SeatTypeNotFound => "seat_type_not_found",
+            BookingNotFound => "booking_not_found",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            EmailTaken => "email_taken",
+            PhoneTaken => "phone_taken",
+            SoldOut => "sold_out",
+            AlreadyBooked => "already_booked",
+            BookingClosed => "booking_closed",
+            AlreadyCancelled => "already_cancelled",
+            IdempotencyKeyReused => "idempotency_key_reused",
+            BodyTooLarge => "body_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            ValidationFailed => "validation_failed",
+            RateLimited => "rate_limited",
+            Internal => "internal",
+            Unavailable => "unavailable",
+        }
+    }
+}
+
+/// One invalid field of a request, listed under `errors` of a `validation_failed` problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field's name (a dotted path for nested fields, e.g. `seat_types[0].capacity`).
+    pub field: String,
+    /// What is wrong with it, for humans.
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// An RFC 9457 problem document, ready to be sent.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "https://boxoffice.dev/problems/sold_out",
+    "title": "Sold out",
+    "status": 409,
+    "detail": "no VIP seats are left for this concert",
+    "code": "sold_out"
+}))]
+pub struct Problem {
+    /// `https://boxoffice.dev/problems/<code>`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: ErrorCode,
+    /// Present on `validation_failed` only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Sent as the `Retry-After` header (seconds) on `rate_limited` and `unavailable`.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: format!("{PROBLEM_TYPE_BASE}{}", code.as_str()),
+            title: code.title(),
+            status: code.status().as_u16(),
+            detail: detail.into(),
+            code,
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// A `validation_failed` problem listing every invalid field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let detail = match errors.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            many => format!("{} fields are invalid", many.len()),
+        };
+        Self {
+            errors,
+            ..Self::new(ErrorCode::ValidationFailed, detail)
+        }
+    }
+
+    /// A `validation_failed` problem about one field.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::validation(vec![FieldError::new(field, message)])
+    }
+
+    /// An `internal` problem. The cause is logged here, once, and never sent to the client.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %ErrorChain(cause), "internal error");
+        Self::new(
+            ErrorCode::Internal,
+            "an unexpected error occurred; it has been logged",
+        )
+    }
+
+    /// An `unavailable` problem for a dependency that is down; safe to retry.
+    pub fn unavailable(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::warn!(error = %ErrorChain(cause), "dependency unavailable");
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                ErrorCode::Unavailable,
+                "a dependency is unavailable; retry shortly",
+            )
+        }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status,
+            self.code.as_str(),
+            self.detail
+        )
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let body = match serde_json::to_vec(&self) {
+            Ok(body) => body,
+            // Serializing this struct cannot fail; keep the response well-formed regardless.
+            Err(_) => b"{\"code\":\"internal\"}".to_vec(),
+        };
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED && self.code == ErrorCode::Unauthenticated {
+            // RFC 6750 §3: tell the client which scheme to use.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Displays an error with its whole `source()` chain, for logs.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_serializes_as_its_wire_name_and_keeps_its_status() {
+        use ErrorCode::*;
+        let all = [
+            (MalformedBody, 400),
+            (Unauthenticated, 401),
+            (InvalidCredentials, 401),
+            (InvalidRefreshToken, 401),
+            (Forbidden, 403),
+            (ConcertNotFound, 404),
+            (SeatTypeNotFound, 404),
+            (BookingNotFound, 404),
+            (NotFound, 404),
+            (MethodNotAllowed, 405),
+            (EmailTaken, 409),
+            (PhoneTaken, 409),
+            (SoldOut, 409),
+            (AlreadyBooked, 409),
+            (BookingClosed, 409),
+            (AlreadyCancelled, 409),
+            (IdempotencyKeyReused, 409),
+            (BodyTooLarge, 413),
+            (UnsupportedMediaType, 415),
+            (ValidationFailed, 422),
+            (RateLimited, 429),
+            (Internal, 500),
+            (Unavailable, 503),
+        ];
+        for (code, status) in all {
+            assert_eq!(code.status().as_u16(), status, "{code:?}");
+            let json = serde_json::to_value(code).unwrap();
+            assert_eq!(json, serde_json::Value::String(code.as_str().to_owned()));
+        }
+    }
+
+    #[test]
+    fn problem_body_has_the_rfc_9457_members() {
+        let problem = Problem::invalid_field("email", "is not an email address");
+        let json = serde_json::to_value(&problem).unwrap();
+        assert_eq!(
+            json["type"],
+            "https://boxoffice.dev/problems/validation_failed"
+        );
+        assert_eq!(json["status"], 422);
+        assert_eq!(json["code"], "validation_failed");
+        assert_eq!(json["errors"][0]["field"], "email");
+        assert!(json.get("retry_after").is_none());
+    }
+
+    #[test]
+    fn rate_limited_problem_carries_retry_after_header() {
+        let response = Problem::new(ErrorCode::RateLimited, "slow down")
+            .with_retry_after(30)
+            .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "30");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+    }
+}

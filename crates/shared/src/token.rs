@@ -1,0 +1,272 @@
+//! Access tokens as every service sees them: claims, verification and revocation.
+//!
+//! Only the Auth service mints tokens (it holds the signing key); every other service verifies
+//! them with a [`TokenVerifier`], which pins the one algorithm the deployment uses, so a token
+//! signed with another key or algorithm — including `alg: none` — is rejected. A verified token is
+//! still refused when its session has been revoked (logout, refresh-token reuse): the
+//! [`RevokedSessions`] list is consulted on every request, in memory, so that revocation takes
+//! effect at once without a database round trip on the hot path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::clock::SharedClock;
+use crate::problem::{ErrorCode, Problem};
+
+/// The `iss` of every boxoffice token.
+pub const ISSUER: &str = "boxoffice";
+/// The `aud` of access tokens: the boxoffice HTTP API.
+pub const AUDIENCE: &str = "boxoffice-api";
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "customer" => Some(Role::Customer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The user's id.
+    pub sub: Uuid,
+    /// The session the token belongs to; revoking the session kills the token.
+    pub sid: Uuid,
+    pub role: Role,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expires at, seconds since the epoch.
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+}
+
+/// Verifies access tokens with one pinned algorithm and key.
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    pub fn new(algorithm: Algorithm, key: DecodingKey) -> Self {
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        // Tolerates small clock differences between the processes of a deployment, no more.
+        validation.leeway = 5;
+        validation.validate_exp = true;
+        Self { key, validation }
+    }
+
+    /// Checks signature, algorithm, issuer, audience and expiry.
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, jsonwebtoken::errors::Error> {
+        jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+    }
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sessions that were ended before their access tokens expired.
+///
+/// An entry only needs to outlive the longest-lived access token of its session, so entries carry
+/// the instant after which they can be forgotten and are pruned as new ones arrive.
+#[derive(Debug, Clone, Default)]
+pub struct RevokedSessions {
+    inner: Arc<RwLock<HashMap<Uuid, i64>>>,
+}
+
+impl RevokedSessions {
+    /// Records that `session` is revoked; `forget_after_unix` is when its last access token expires.
+    pub fn revoke(&self, session: Uuid, forget_after_unix: i64, now_unix: i64) {
+        let mut map = self
+            .inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if map.len() >= 1024 && map.len().is_power_of_two() {
+            map.retain(|_, until| *until >= now_unix);
+        }
+        map.insert(session, forget_after_unix);
+    }
+
+    pub fn is_revoked(&self, session: &Uuid) -> bool {
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(session)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a service needs to authenticate a request: the verifier, the revocation list and a clock.
+#[derive(Clone)]
+pub struct Authenticator {
+    pub verifier: Arc<TokenVerifier>,
+    pub revoked: RevokedSessions,
+    pub clock: SharedClock,
+}
+
+impl Authenticator {
+    /// Authenticates a bearer token: valid signature and claims, and a session still alive.
+    pub fn authenticate(&self, token: &str) -> Result<AuthUser, Problem> {
+        let claims = self.verifier.verify(token).map_err(|error| {
+            use jsonwebtoken::errors::ErrorKind;
+            let detail = match error.kind() {
+                ErrorKind::ExpiredSignature => "the access token has expired",
+                _ => "the access token is not valid",
+            };
+            Problem::new(ErrorCode::Unauthenticated, detail)
+        })?;
+        if self.revoked.is_revoked(&claims.sid) {
+            return Err(Problem::new(
+                ErrorCode::Unauthenticated,
+                "the session of this access token has ended",
+            ));
+        }
+        Ok(AuthUser {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            role: claims.role,
+        })
+    }
+}
+
+/// The caller of a request that carried a valid bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthUser {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub role: Role,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// `Ok` for admins, 403 `forbidden` for everyone else.
+    pub fn require_admin(&self) -> Result<(), Problem> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Problem::new(
+                ErrorCode::Forbidden,
+                "this action needs the admin role",
+            ))
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme matched case-insensitively).
+pub fn bearer_token(parts: &Parts) -> Result<&str, Problem> {
+    let value = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| Problem::new(ErrorCode::Unauthenticated, "an access token is required"))?;
+    let value = value.to_str().map_err(|_| {
+        Problem::new(
+            ErrorCode::Unauthenticated,
+            "the Authorization header is malformed",
+        )
+    })?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        Problem::new(
+            ErrorCode::Unauthenticated,
+            "the Authorization header is malformed",
+        )
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(Problem::new(
+            ErrorCode::Unauthenticated,
+            "the Authorization header must use the Bearer scheme",
+        ));
+    }
+    Ok(token.trim())
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    Authenticator: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let authenticator = Authenticator::from_ref(state);
+        let token = bearer_token(parts)?;
+        authenticator.authenticate(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_sessions_are_remembered_and_pruned_after_their_tokens_expire() {
+        let revoked = RevokedSessions::default();
+        let old = Uuid::now_v7();
+        revoked.revoke(old, 100, 0);
+        assert!(revoked.is_revoked(&old));
+        // Fill up to the pruning point: entries whose tokens expired long ago go away.
+        for _ in 0..1023 {
+            revoked.revoke(Uuid::now_v7(), 10_000, 0);
+        }
+        let fresh = Uuid::now_v7();
+        revoked.revoke(fresh, 10_000, 5_000);
+        assert!(!revoked.is_revoked(&old));
+        assert!(revoked.is_revoked(&fresh));
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Customer, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
+}
