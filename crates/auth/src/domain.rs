@@ -137,11 +137,11 @@ impl Login {
         }
     }
 
-    /// The key that failed-login throttling counts under.
+    /// The key that failed-login throttling counts under when the login names no account.
     pub fn throttle_key(&self) -> String {
         match self {
-            Login::Email(email) => format!("account:{}", email.as_str()),
-            Login::Phone(phone) => format!("account:{}", phone.as_str()),
+            Login::Email(email) => format!("login:{}", email.as_str()),
+            Login::Phone(phone) => format!("login:{}", phone.as_str()),
         }
     }
 }

@@ -173,38 +173,35 @@ impl AuthService {
 
     /// Logs in by email or phone. Unknown logins and wrong passwords get the same answer, after
     /// the same amount of work.
-    pub async fn login(
-        &self,
-        login: &str,
-        password: &str,
-        client: IpAddr,
-    ) -> Result<IssuedTokens, AuthError> {
+    pub async fn login(&self, login: &str, password: &str, client: IpAddr) -> Result<IssuedTokens, AuthError> {
         let login = Login::parse(login);
-        let account_key = login.as_ref().map(Login::throttle_key);
         let address_key = format!("address:{client}");
         if let Some(throttles) = &self.inner.throttles {
-            let now = Instant::now();
-            let account_check = match &account_key {
-                Some(key) => throttles.account_failures.check(key, now),
-                None => Ok(()),
-            };
-            account_check
-                .and(throttles.address_failures.check(&address_key, now))
+            throttles
+                .address_failures
+                .check(&address_key, Instant::now())
                 .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
         }
-
         let user = match &login {
             Some(Login::Email(email)) => self.inner.store.user_by_email(email.as_str()).await?,
             Some(Login::Phone(phone)) => self.inner.store.user_by_phone(phone.as_str()).await?,
             None => None,
         };
+        // Failures count against the account, whichever identifier (email or phone) names it;
+        // a login that names no account counts under what was typed.
+        let account_key = match (&user, &login) {
+            (Some(user), _) => Some(format!("account:{}", user.id)),
+            (None, Some(login)) => Some(login.throttle_key()),
+            (None, None) => None,
+        };
+        if let (Some(throttles), Some(key)) = (&self.inner.throttles, &account_key) {
+            throttles
+                .account_failures
+                .check(key, Instant::now())
+                .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
+        }
         let verified = match &user {
-            Some(user) => {
-                self.inner
-                    .passwords
-                    .verify(password, &user.password_hash)
-                    .await?
-            }
+            Some(user) => self.inner.passwords.verify(password, &user.password_hash).await?,
             None => self.inner.passwords.verify_nothing(password).await?,
         };
         match (user, verified) {
@@ -382,5 +379,19 @@ impl AuthService {
         // Keep it a little past the token lifetime to cover the verifier's clock leeway.
         self.revoked()
             .revoke(session_id, now.saturating_add(ttl).saturating_add(60), now);
+    }
+}
+
+/// The in-process answer to "where do I email this user?" for the notifications worker.
+#[async_trait::async_trait]
+impl boxoffice_shared::clients::UserDirectory for AuthService {
+    async fn contact(&self, user_id: Uuid) -> Result<Option<boxoffice_shared::clients::Contact>, boxoffice_shared::clients::ClientError> {
+        match self.inner.store.user_by_id(user_id).await {
+            Ok(user) => Ok(user.map(|user| boxoffice_shared::clients::Contact {
+                email: user.email,
+                full_name: user.full_name,
+            })),
+            Err(error) => Err(boxoffice_shared::clients::ClientError::Unavailable(error.to_string())),
+        }
     }
 }

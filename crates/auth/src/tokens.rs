@@ -40,6 +40,7 @@ impl TokenIssuer {
             exp: iat.saturating_add(ttl),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
+            jti: Uuid::now_v7(),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
     }

@@ -1,1 +1,38 @@
-//! placeholder
+//! The Booking service: seat inventory, bookings, and the email outbox.
+//!
+//! Booking owns every seat. A booking is one database transaction that checks the concert has not
+//! started, takes a seat only if one is left, inserts the booking, queues the confirmation email
+//! and saves the idempotency record — and the schema enforces the same rules again (see
+//! `migrations/sqlite/0001_booking.sql`), so a bug in this code could not oversell either.
+//!
+//! # Layout
+//! - [`domain`]: booking status, the idempotency key, and the pure rules of when sales are open.
+//! - [`view`]: the in-memory view of inventory that answers sold-out and closed requests without
+//!   touching the database; exact within this process because only the writer changes it.
+//! - [`store`]: SQL, as functions over one connection so that the writer composes them into one
+//!   transaction, plus the reads.
+//! - [`engine`]: the single writer. It takes commands from a queue and commits many of them per
+//!   transaction (group commit); each command runs under its own savepoint, so one failing
+//!   booking never fails its neighbours. A caller is answered only after the commit is durable.
+//! - [`service`]: [`BookingService`], what handlers and other services call; it implements the
+//!   [`boxoffice_shared::clients::Inventory`] and [`boxoffice_shared::clients::OutboxSource`]
+//!   contracts for the in-process deployment.
+//! - [`events`]: availability change notifications, the closing timer, and the SSE stream.
+//! - [`http`]: the routes: `/api/v1/bookings…`, and the concert availability and sales reads.
+//! - [`error`]: [`BookingError`] and its problem codes.
+
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod view;
+
+pub use error::BookingError;
+pub use http::router;
+pub use service::BookingService;
+
+/// The SQLite migrations of the Booking store, embedded in the binary.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

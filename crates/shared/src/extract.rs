@@ -86,7 +86,10 @@ fn json_error_to_problem(path: &str, error: &serde_json::Error) -> Problem {
             let field = match (path, named) {
                 (".", Some(name)) if is_field_message(&message) => name.to_owned(),
                 (".", _) => "body".to_owned(),
-                (path, Some(name)) if is_field_message(&message) => format!("{path}.{name}"),
+                // serde_path_to_error already names an unknown field in the path.
+                (path, Some(name)) if is_field_message(&message) && !path.ends_with(name) => {
+                    format!("{path}.{name}")
+                }
                 (path, _) => path.to_owned(),
             };
             Problem::validation(vec![FieldError::new(field, message)])

@@ -11,10 +11,12 @@
 //! - [`db`]: opening the embedded SQLite stores with the pragmas boxoffice relies on.
 //! - [`telemetry`]: tracing set-up, the Prometheus recorder and the per-request metrics layer.
 //! - [`shutdown`]: the signal that starts a graceful shutdown.
+//! - [`clients`]: the traits through which services call each other, and the data they exchange.
 //! - [`clock`]: the source of "now", injectable so that time rules can be tested.
 //!
 //! Services depend on this crate; this crate depends on no service.
 
+pub mod clients;
 pub mod clock;
 pub mod db;
 pub mod extract;

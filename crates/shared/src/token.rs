@@ -65,6 +65,8 @@ pub struct AccessClaims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// A unique id per token, so that two tokens minted in the same second differ.
+    pub jti: Uuid,
 }
 
 /// Verifies access tokens with one pinned algorithm and key.

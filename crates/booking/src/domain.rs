@@ -1,0 +1,133 @@
+//! Booking rules that need no I/O.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Where a booking is in its life. It only ever moves from `confirmed` to `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingStatus {
+    Confirmed,
+    Cancelled,
+}
+
+impl BookingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingStatus::Confirmed => "confirmed",
+            BookingStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "confirmed" => Some(BookingStatus::Confirmed),
+            "cancelled" => Some(BookingStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A booking as the API shows it (API contract, "Bookings").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Booking {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub seat_type_id: Uuid,
+    pub status: BookingStatus,
+    pub price_cents: i64,
+    #[schema(example = "USD")]
+    pub currency: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub cancelled_at: Option<OffsetDateTime>,
+}
+
+/// Why sales of a concert are not open, if they are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaleState {
+    Open,
+    /// The concert has started: sales closed at `starts_at` exactly.
+    Started,
+    Cancelled,
+}
+
+/// Sales are open strictly before `starts_at` and while the concert is not cancelled.
+pub fn sale_state(now: OffsetDateTime, starts_at: OffsetDateTime, cancelled: bool) -> SaleState {
+    if cancelled {
+        SaleState::Cancelled
+    } else if now >= starts_at {
+        SaleState::Started
+    } else {
+        SaleState::Open
+    }
+}
+
+/// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        if raw.is_empty() || raw.len() > 255 {
+            Err("must be 1 to 255 characters")
+        } else if !raw.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            Err("must be visible ASCII characters")
+        } else {
+            Ok(Self(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The fingerprint of a booking request, to tell a replay from a different request that reuses
+/// the same key.
+pub fn request_fingerprint(concert_id: Uuid, seat_type_id: Uuid) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"POST /api/v1/bookings\n");
+    hasher.update(concert_id.as_bytes());
+    hasher.update(seat_type_id.as_bytes());
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn sales_close_at_the_start_instant_exactly() {
+        let starts = datetime!(2027-05-01 19:30 UTC);
+        let just_before = starts - time::Duration::milliseconds(1);
+        assert_eq!(sale_state(just_before, starts, false), SaleState::Open);
+        assert_eq!(sale_state(starts, starts, false), SaleState::Started);
+        assert_eq!(sale_state(just_before, starts, true), SaleState::Cancelled);
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_visible_ascii() {
+        assert!(IdempotencyKey::parse("order-42").is_ok());
+        assert!(IdempotencyKey::parse("").is_err());
+        assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+        assert!(IdempotencyKey::parse("tab\there").is_err());
+    }
+
+    #[test]
+    fn fingerprints_differ_by_seat_type() {
+        let concert = Uuid::now_v7();
+        assert_ne!(
+            request_fingerprint(concert, Uuid::now_v7()),
+            request_fingerprint(concert, Uuid::now_v7())
+        );
+    }
+}

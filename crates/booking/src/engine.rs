@@ -1,0 +1,569 @@
+//! The single writer of the Booking store, with group commit.
+//!
+//! Every change to the Booking store — bookings, cancellations, provisioning, the outbox — is a
+//! [`Command`] sent to one task that owns the store's only write connection. The task takes the
+//! first waiting command and every other one already queued (up to [`MAX_BATCH`]), runs them all
+//! in one transaction, each under its own savepoint, and commits once. With `synchronous=FULL`
+//! the commit is one fsync for the whole batch, which is what lets a hot seat type take thousands
+//! of durable bookings per second. Callers are answered only after the commit returns: a 201
+//! means the booking is on disk. A command that fails rolls back to its savepoint and is answered
+//! with its own error; its neighbours commit. If the commit itself fails, every command of the
+//! batch is answered `unavailable` (none of them happened) and the in-memory view is reloaded.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use boxoffice_shared::clients::{BookingEmail, ConcertInventory, EmailKind, OutboxMessage};
+use boxoffice_shared::clock::SharedClock;
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, Sqlite, SqliteConnection};
+use time::OffsetDateTime;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::domain::{Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state};
+use crate::error::BookingError;
+use crate::events::AvailabilityEvent;
+use crate::store;
+use crate::view::{ConcertSale, Seat, SharedInventory};
+
+/// The most commands committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// A booking request that passed the view's checks.
+#[derive(Debug, Clone)]
+pub struct BookRequest {
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub seat_type_id: Uuid,
+    pub key: Option<IdempotencyKey>,
+}
+
+/// What a booking request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookOutcome {
+    Created(Booking),
+    /// The same Idempotency-Key and body were seen before: the saved answer.
+    Replayed { status: u16, body: String },
+}
+
+/// Who asks to cancel a booking.
+#[derive(Debug, Clone, Copy)]
+pub struct Canceller {
+    pub user_id: Uuid,
+    pub is_admin: bool,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, BookingError>>;
+
+/// A change to the Booking store.
+#[derive(Debug)]
+pub enum Command {
+    Book(BookRequest, Reply<BookOutcome>),
+    Cancel(Uuid, Canceller, Reply<Booking>),
+    Provision(ConcertInventory, Reply<()>),
+    SetCapacity(Uuid, i64, Reply<(i64, i64)>),
+    CancelConcert(Uuid, Reply<()>),
+    ClaimOutbox(u32, Duration, Reply<Vec<OutboxMessage>>),
+    AcknowledgeOutbox(Uuid, Reply<()>),
+    RetryOutbox(Uuid, OffsetDateTime, String, Reply<()>),
+}
+
+/// Changes a batch makes to the in-memory view, applied only once the batch is committed.
+#[derive(Default)]
+struct Effects {
+    remaining: HashMap<Uuid, i64>,
+    capacity: HashMap<Uuid, i64>,
+    concerts: HashMap<Uuid, ConcertSale>,
+    new_seats: Vec<(Uuid, Seat)>,
+    touched: HashSet<Uuid>,
+    emails: usize,
+    /// A savepoint could not be released or rolled back: the batch must not commit.
+    poisoned: bool,
+}
+
+/// The view changes of one command, kept apart until its savepoint is released, so that a
+/// command that fails halfway leaves no trace in the view either.
+#[derive(Default)]
+struct Staged {
+    remaining: Vec<(Uuid, i64)>,
+    capacity: Vec<(Uuid, i64)>,
+    concerts: Vec<(Uuid, ConcertSale)>,
+    new_seats: Vec<(Uuid, Seat)>,
+    touched: Vec<Uuid>,
+    emails: usize,
+}
+
+impl Effects {
+    fn absorb(&mut self, staged: Staged, succeeded: bool) {
+        if !succeeded {
+            return;
+        }
+        self.remaining.extend(staged.remaining);
+        self.capacity.extend(staged.capacity);
+        self.concerts.extend(staged.concerts);
+        self.new_seats.extend(staged.new_seats);
+        self.touched.extend(staged.touched);
+        self.emails += staged.emails;
+    }
+
+    /// `remaining` of a seat type as this batch has left it so far.
+    fn remaining(&self, view: &SharedInventory, seat_type_id: Uuid) -> Option<i64> {
+        self.remaining
+            .get(&seat_type_id)
+            .copied()
+            .or_else(|| view.read().seats.get(&seat_type_id).map(|seat| seat.remaining))
+    }
+
+    /// A concert's sale as this batch has left it so far.
+    fn sale(&self, view: &SharedInventory, concert_id: Uuid) -> Option<ConcertSale> {
+        self.concerts
+            .get(&concert_id)
+            .cloned()
+            .or_else(|| view.read().concerts.get(&concert_id).cloned())
+    }
+}
+
+/// An answer to send once the batch's fate is known.
+type Answer = Box<dyn FnOnce(bool) + Send>;
+
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, BookingError>) -> Answer {
+    Box::new(move |committed| {
+        let result = if committed { result } else { result.and(Err(BookingError::WriterStopped)) };
+        // The caller may have gone away (client disconnected); the work stands regardless.
+        let _ = reply.send(result);
+    })
+}
+
+/// The writer task's state.
+pub struct Writer {
+    conn: PoolConnection<Sqlite>,
+    view: SharedInventory,
+    clock: SharedClock,
+    events: broadcast::Sender<AvailabilityEvent>,
+    /// Poked after a commit that queued emails, so the worker sends them without waiting.
+    on_email: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Poked when a concert's start changes, so the closing timer re-plans.
+    on_schedule: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Writer {
+    pub fn new(
+        conn: PoolConnection<Sqlite>,
+        view: SharedInventory,
+        clock: SharedClock,
+        events: broadcast::Sender<AvailabilityEvent>,
+        on_email: Option<std::sync::Arc<tokio::sync::Notify>>,
+        on_schedule: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self { conn, view, clock, events, on_email, on_schedule }
+    }
+
+    /// Runs until every sender of `commands` is gone, committing what is queued in batches.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = commands.recv().await {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match commands.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            let size = batch.len();
+            self.commit_batch(batch.drain(..)).await;
+            metrics::histogram!("booking_writer_batch_size").record(size as f64);
+        }
+        tracing::debug!("booking writer stopped");
+    }
+
+    async fn commit_batch(&mut self, batch: impl Iterator<Item = Command>) {
+        let now = self.clock.now();
+        let mut effects = Effects::default();
+        let mut answers: Vec<Answer> = Vec::new();
+        let outcome = async {
+            let mut tx = self.conn.begin().await?;
+            for command in batch {
+                answers.push(apply(&mut tx, &self.view, command, now, &mut effects).await);
+            }
+            if effects.poisoned {
+                tx.rollback().await?;
+                return Err(sqlx::Error::Protocol("a savepoint failed; the batch was rolled back".into()));
+            }
+            tx.commit().await
+        }
+        .await;
+        let committed = match outcome {
+            Ok(()) => {
+                self.publish(effects);
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "booking batch failed to commit; reloading the view");
+                self.reload().await;
+                false
+            }
+        };
+        for answer in answers {
+            answer(committed);
+        }
+    }
+
+    fn publish(&self, effects: Effects) {
+        let schedule_changed = !effects.concerts.is_empty();
+        {
+            let mut view = self.view.write();
+            for (id, concert) in effects.concerts {
+                let seat_types = view.concerts.get(&id).map(|old| old.seat_types.clone()).unwrap_or_default();
+                view.concerts.insert(id, ConcertSale { seat_types, ..concert });
+            }
+            for (id, seat) in effects.new_seats {
+                let concert_id = seat.concert_id;
+                view.seats.insert(id, seat);
+                if let Some(concert) = view.concerts.get_mut(&concert_id) {
+                    if !concert.seat_types.contains(&id) {
+                        concert.seat_types.push(id);
+                    }
+                }
+            }
+            for (id, capacity) in effects.capacity {
+                if let Some(seat) = view.seats.get_mut(&id) {
+                    seat.capacity = capacity;
+                }
+            }
+            for (id, remaining) in effects.remaining {
+                if let Some(seat) = view.seats.get_mut(&id) {
+                    seat.remaining = remaining;
+                }
+            }
+        }
+        for concert in effects.touched {
+            // No subscriber is fine: nobody is watching this concert.
+            let _ = self.events.send(AvailabilityEvent::Changed(concert));
+        }
+        if schedule_changed {
+            self.on_schedule.notify_one();
+        }
+        if effects.emails > 0 {
+            if let Some(waker) = &self.on_email {
+                waker.notify_one();
+            }
+        }
+    }
+
+    async fn reload(&mut self) {
+        match store::load_inventory(&mut self.conn).await {
+            Ok(inventory) => *self.view.write() = inventory,
+            Err(error) => tracing::error!(%error, "cannot reload the inventory view"),
+        }
+    }
+}
+
+/// Runs `$step` (an expression using `$conn`) inside a savepoint: released on success, rolled
+/// back on failure, so a failing command leaves nothing behind and its neighbours commit. If the
+/// savepoint machinery itself fails, the batch is marked poisoned and rolled back whole.
+macro_rules! guarded {
+    ($tx:expr, $effects:expr, |$conn:ident| $step:expr) => {{
+        match $tx.begin().await {
+            Err(error) => {
+                $effects.poisoned = true;
+                Err(BookingError::from(error))
+            }
+            Ok(mut savepoint) => {
+                let result = {
+                    let $conn: &mut SqliteConnection = &mut savepoint;
+                    $step.await
+                };
+                let finish = match &result {
+                    Ok(_) => savepoint.commit().await,
+                    Err(_) => savepoint.rollback().await,
+                };
+                match finish {
+                    Ok(()) => result,
+                    Err(error) => {
+                        $effects.poisoned = true;
+                        Err(BookingError::from(error))
+                    }
+                }
+            }
+        }
+    }};
+}
+
+/// Runs one command under its own savepoint.
+async fn apply(
+    tx: &mut SqliteConnection,
+    view: &SharedInventory,
+    command: Command,
+    now: OffsetDateTime,
+    effects: &mut Effects,
+) -> Answer {
+    match command {
+        Command::Book(request, reply) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| book(conn, view, effects, &mut staged, &request, now));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
+        Command::Cancel(id, canceller, reply) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| cancel(conn, view, effects, &mut staged, id, canceller, now));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
+        Command::Provision(concert, reply) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| provision(conn, view, effects, &mut staged, &concert, now));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
+        Command::SetCapacity(seat_type_id, capacity, reply) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| set_capacity(
+                conn,
+                view,
+                effects,
+                &mut staged,
+                seat_type_id,
+                capacity,
+                now
+            ));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
+        Command::CancelConcert(concert_id, reply) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| cancel_concert(conn, view, effects, &mut staged, concert_id, now));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
+        Command::ClaimOutbox(limit, lease, reply) => {
+            let lease_until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
+            answer(reply, store::claim_outbox(tx, now, lease_until, limit).await)
+        }
+        Command::AcknowledgeOutbox(id, reply) => answer(reply, store::acknowledge_outbox(tx, id, now).await),
+        Command::RetryOutbox(id, at, error, reply) => answer(reply, store::retry_outbox(tx, id, at, &error).await),
+    }
+}
+
+async fn book(
+    conn: &mut SqliteConnection,
+    view: &SharedInventory,
+    effects: &Effects,
+    staged: &mut Staged,
+    request: &BookRequest,
+    now: OffsetDateTime,
+) -> Result<BookOutcome, BookingError> {
+    let fingerprint = request_fingerprint(request.concert_id, request.seat_type_id);
+    if let Some(key) = &request.key {
+        if let Some(saved) = store::saved_response(&mut *conn, request.user_id, key.as_str()).await? {
+            return replay(saved, &fingerprint);
+        }
+    }
+    let sale = effects.sale(view, request.concert_id).ok_or(BookingError::ConcertNotFound)?;
+    let seat = view
+        .read()
+        .seats
+        .get(&request.seat_type_id)
+        .filter(|seat| seat.concert_id == request.concert_id)
+        .cloned()
+        .ok_or(BookingError::SeatTypeNotFound)?;
+    if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
+        return Err(BookingError::BookingClosed);
+    }
+    let remaining = effects.remaining(view, request.seat_type_id).unwrap_or(seat.remaining);
+    if remaining <= 0 {
+        return Err(BookingError::SoldOut);
+    }
+    if store::holds_confirmed_booking(conn, request.user_id, request.concert_id).await? {
+        return Err(BookingError::AlreadyBooked);
+    }
+    let booking = Booking {
+        id: Uuid::now_v7(),
+        user_id: request.user_id,
+        concert_id: request.concert_id,
+        seat_type_id: request.seat_type_id,
+        status: BookingStatus::Confirmed,
+        price_cents: seat.price_cents,
+        currency: seat.currency.clone(),
+        created_at: now,
+        cancelled_at: None,
+    };
+    store::insert_booking(conn, &booking).await?;
+    let email = email_for(&booking, &sale, &seat, now);
+    store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now).await?;
+    if let Some(key) = &request.key {
+        let body = serde_json::to_string(&booking).map_err(|error| BookingError::Corrupt(error.to_string()))?;
+        store::save_response(conn, request.user_id, key.as_str(), &fingerprint, 201, &body, now).await?;
+    }
+    staged.remaining.push((request.seat_type_id, remaining - 1));
+    staged.touched.push(request.concert_id);
+    staged.emails += 1;
+    Ok(BookOutcome::Created(booking))
+}
+
+fn replay(saved: store::SavedResponse, fingerprint: &[u8; 32]) -> Result<BookOutcome, BookingError> {
+    if saved.request_hash.as_slice() == fingerprint.as_slice() {
+        Ok(BookOutcome::Replayed { status: saved.status, body: saved.body })
+    } else {
+        Err(BookingError::IdempotencyKeyReused)
+    }
+}
+
+fn email_for(booking: &Booking, sale: &ConcertSale, seat: &Seat, at: OffsetDateTime) -> BookingEmail {
+    BookingEmail {
+        booking_id: booking.id,
+        user_id: booking.user_id,
+        concert_id: booking.concert_id,
+        concert_name: sale.name.clone(),
+        venue: sale.venue.clone(),
+        starts_at: sale.starts_at,
+        seat_type_name: seat.name.clone(),
+        price_cents: booking.price_cents,
+        currency: booking.currency.clone(),
+        at,
+    }
+}
+
+async fn cancel(
+    conn: &mut SqliteConnection,
+    view: &SharedInventory,
+    effects: &Effects,
+    staged: &mut Staged,
+    booking_id: Uuid,
+    canceller: Canceller,
+    now: OffsetDateTime,
+) -> Result<Booking, BookingError> {
+    let booking = store::booking_by_id(&mut *conn, booking_id)
+        .await?
+        .filter(|booking| canceller.is_admin || booking.user_id == canceller.user_id)
+        .ok_or(BookingError::BookingNotFound)?;
+    if booking.status == BookingStatus::Cancelled {
+        return Err(BookingError::AlreadyCancelled);
+    }
+    let sale = effects.sale(view, booking.concert_id);
+    let seat = view.read().seats.get(&booking.seat_type_id).cloned();
+    let (Some(sale), Some(seat)) = (sale, seat) else {
+        return Err(BookingError::Corrupt(format!("booking {booking_id} has no inventory")));
+    };
+    if sale_state(now, sale.starts_at, false) == SaleState::Started {
+        return Err(BookingError::BookingClosed);
+    }
+    let cancelled = store::cancel_booking(conn, booking_id, now)
+        .await?
+        .ok_or(BookingError::AlreadyCancelled)?;
+    let email = email_for(&cancelled, &sale, &seat, now);
+    store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now).await?;
+    let remaining = effects.remaining(view, booking.seat_type_id).unwrap_or(seat.remaining);
+    staged.remaining.push((booking.seat_type_id, remaining + 1));
+    staged.touched.push(booking.concert_id);
+    staged.emails += 1;
+    Ok(cancelled)
+}
+
+async fn provision(
+    conn: &mut SqliteConnection,
+    view: &SharedInventory,
+    effects: &Effects,
+    staged: &mut Staged,
+    concert: &ConcertInventory,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    if let Some(current) = effects.sale(view, concert.concert_id) {
+        if sale_state(now, current.starts_at, current.cancelled) != SaleState::Open {
+            return Err(BookingError::BookingClosed);
+        }
+    }
+    if concert.starts_at <= now {
+        return Err(BookingError::invalid("starts_at", "must be in the future"));
+    }
+    let added = store::provision(conn, concert).await?;
+    staged.concerts.push((
+        concert.concert_id,
+        ConcertSale {
+            name: concert.name.clone(),
+            venue: concert.venue.clone(),
+            starts_at: concert.starts_at,
+            cancelled: false,
+            seat_types: Vec::new(),
+        },
+    ));
+    for seat in added {
+        staged.new_seats.push((
+            seat.seat_type_id,
+            Seat {
+                concert_id: concert.concert_id,
+                name: seat.name,
+                price_cents: seat.price_cents,
+                currency: seat.currency,
+                capacity: seat.capacity,
+                remaining: seat.capacity,
+            },
+        ));
+    }
+    staged.touched.push(concert.concert_id);
+    Ok(())
+}
+
+async fn set_capacity(
+    conn: &mut SqliteConnection,
+    view: &SharedInventory,
+    effects: &Effects,
+    staged: &mut Staged,
+    seat_type_id: Uuid,
+    capacity: i64,
+    now: OffsetDateTime,
+) -> Result<(i64, i64), BookingError> {
+    if !(1..=1_000_000).contains(&capacity) {
+        return Err(BookingError::invalid("capacity", "must be between 1 and 1000000"));
+    }
+    let concert_id = view.read().seats.get(&seat_type_id).map(|seat| seat.concert_id);
+    let concert_id = concert_id.ok_or(BookingError::SeatTypeNotFound)?;
+    let sale = effects.sale(view, concert_id).ok_or(BookingError::ConcertNotFound)?;
+    if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
+        return Err(BookingError::BookingClosed);
+    }
+    let (capacity, remaining) = store::set_capacity(conn, seat_type_id, capacity)
+        .await?
+        .ok_or(BookingError::SeatTypeNotFound)?;
+    staged.capacity.push((seat_type_id, capacity));
+    staged.remaining.push((seat_type_id, remaining));
+    staged.touched.push(concert_id);
+    Ok((capacity, remaining))
+}
+
+async fn cancel_concert(
+    conn: &mut SqliteConnection,
+    view: &SharedInventory,
+    effects: &Effects,
+    staged: &mut Staged,
+    concert_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    let sale = effects.sale(view, concert_id).ok_or(BookingError::ConcertNotFound)?;
+    if sale.cancelled {
+        return Ok(());
+    }
+    if sale_state(now, sale.starts_at, false) == SaleState::Started {
+        return Err(BookingError::BookingClosed);
+    }
+    let cancelled = store::cancel_sale(conn, concert_id, now).await?;
+    let mut returned: HashMap<Uuid, i64> = HashMap::new();
+    for booking in &cancelled {
+        let seat = view.read().seats.get(&booking.seat_type_id).cloned();
+        let Some(seat) = seat else {
+            return Err(BookingError::Corrupt(format!("booking {} has no inventory", booking.id)));
+        };
+        let email = email_for(booking, &sale, &seat, now);
+        store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now).await?;
+        *returned.entry(booking.seat_type_id).or_default() += 1;
+    }
+    for (seat_type_id, count) in returned {
+        let remaining = effects.remaining(view, seat_type_id).unwrap_or(0);
+        staged.remaining.push((seat_type_id, remaining + count));
+    }
+    staged.emails += cancelled.len();
+    staged.concerts.push((concert_id, ConcertSale { cancelled: true, ..sale }));
+    staged.touched.push(concert_id);
+    Ok(())
+}

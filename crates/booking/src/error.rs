@@ -1,0 +1,124 @@
+//! The Booking service's errors and the one place where each becomes a problem `code`.
+
+use boxoffice_shared::clients::ClientError;
+use boxoffice_shared::{ErrorCode, FieldError, Problem};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BookingError {
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    #[error("concert not found")]
+    ConcertNotFound,
+    #[error("seat type not found")]
+    SeatTypeNotFound,
+    #[error("booking not found")]
+    BookingNotFound,
+    #[error("sold out")]
+    SoldOut,
+    #[error("already booked")]
+    AlreadyBooked,
+    #[error("booking closed")]
+    BookingClosed,
+    #[error("already cancelled")]
+    AlreadyCancelled,
+    #[error("idempotency key reused with a different request")]
+    IdempotencyKeyReused,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("the booking writer has stopped")]
+    WriterStopped,
+    #[error("store error")]
+    Store(#[from] sqlx::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl BookingError {
+    pub fn invalid(field: &str, message: &str) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<BookingError> for Problem {
+    fn from(error: BookingError) -> Self {
+        use BookingError::*;
+        match error {
+            Validation(errors) => Problem::validation(errors),
+            ConcertNotFound => Problem::new(ErrorCode::ConcertNotFound, "no such concert"),
+            SeatTypeNotFound => {
+                Problem::new(ErrorCode::SeatTypeNotFound, "this concert has no such seat type")
+            }
+            BookingNotFound => Problem::new(ErrorCode::BookingNotFound, "no such booking"),
+            SoldOut => Problem::new(ErrorCode::SoldOut, "no seat of this type is left"),
+            AlreadyBooked => Problem::new(
+                ErrorCode::AlreadyBooked,
+                "you already hold a booking for this concert",
+            ),
+            BookingClosed => Problem::new(
+                ErrorCode::BookingClosed,
+                "sales for this concert are closed",
+            ),
+            AlreadyCancelled => {
+                Problem::new(ErrorCode::AlreadyCancelled, "this booking is already cancelled")
+            }
+            IdempotencyKeyReused => Problem::new(
+                ErrorCode::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request",
+            ),
+            Forbidden => Problem::new(ErrorCode::Forbidden, "this action needs the admin role"),
+            WriterStopped => Problem::unavailable(&error),
+            Store(ref cause) if is_unavailable(cause) => Problem::unavailable(&error),
+            Store(_) | Corrupt(_) => Problem::internal(&error),
+        }
+    }
+}
+
+impl From<BookingError> for ClientError {
+    fn from(error: BookingError) -> Self {
+        let problem = Problem::from(error);
+        match problem.code {
+            ErrorCode::Unavailable | ErrorCode::Internal => ClientError::Unavailable(problem.detail),
+            code => ClientError::Rejected { code, detail: problem.detail },
+        }
+    }
+}
+
+impl axum::response::IntoResponse for BookingError {
+    fn into_response(self) -> axum::response::Response {
+        Problem::from(self).into_response()
+    }
+}
+
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
+        || matches!(error, sqlx::Error::Database(db) if db.message().contains("database is locked"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_contract_code() {
+        use BookingError::*;
+        let cases = [
+            (Validation(vec![]), ErrorCode::ValidationFailed),
+            (ConcertNotFound, ErrorCode::ConcertNotFound),
+            (SeatTypeNotFound, ErrorCode::SeatTypeNotFound),
+            (BookingNotFound, ErrorCode::BookingNotFound),
+            (SoldOut, ErrorCode::SoldOut),
+            (AlreadyBooked, ErrorCode::AlreadyBooked),
+            (BookingClosed, ErrorCode::BookingClosed),
+            (AlreadyCancelled, ErrorCode::AlreadyCancelled),
+            (IdempotencyKeyReused, ErrorCode::IdempotencyKeyReused),
+            (Forbidden, ErrorCode::Forbidden),
+            (WriterStopped, ErrorCode::Unavailable),
+            (Store(sqlx::Error::PoolTimedOut), ErrorCode::Unavailable),
+            (Store(sqlx::Error::RowNotFound), ErrorCode::Internal),
+            (Corrupt("x".into()), ErrorCode::Internal),
+        ];
+        for (error, code) in cases {
+            assert_eq!(Problem::from(error).code, code);
+        }
+    }
+}

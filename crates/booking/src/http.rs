@@ -1,0 +1,343 @@
+//! The Booking routes (API contract, "Bookings", plus the availability and sales reads of
+//! "Concerts", which come from this service's store).
+
+use axum::extract::{FromRef, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use boxoffice_shared::Problem;
+use boxoffice_shared::clients::Availability;
+use boxoffice_shared::extract::{Json, Query};
+use boxoffice_shared::token::{AuthUser, Authenticator};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::domain::{Booking, BookingStatus, IdempotencyKey};
+use crate::engine::BookOutcome;
+use crate::error::BookingError;
+use crate::events::availability_stream;
+use crate::service::BookingService;
+
+/// The request header that makes `POST /bookings` safe to retry.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+impl FromRef<BookingService> for Authenticator {
+    fn from_ref(service: &BookingService) -> Self {
+        service.authenticator().clone()
+    }
+}
+
+/// The Booking service's routes, with their OpenAPI descriptions.
+pub fn router(service: BookingService) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(create_booking, list_bookings))
+        .routes(routes!(get_booking))
+        .routes(routes!(cancel_booking))
+        .routes(routes!(get_availability))
+        .routes(routes!(stream_availability))
+        .routes(routes!(get_sales))
+        .with_state(service)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBookingRequest {
+    pub concert_id: Uuid,
+    pub seat_type_id: Uuid,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookingPage {
+    pub items: Vec<Booking>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListBookingsQuery {
+    /// Only bookings with this status.
+    pub status: Option<BookingStatus>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatRemaining {
+    pub id: Uuid,
+    pub remaining: i64,
+}
+
+/// Exact availability of one concert.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AvailabilityResponse {
+    pub concert_id: Uuid,
+    pub booking_open: bool,
+    pub seat_types: Vec<SeatRemaining>,
+}
+
+impl From<Availability> for AvailabilityResponse {
+    fn from(availability: Availability) -> Self {
+        Self {
+            concert_id: availability.concert_id,
+            booking_open: availability.booking_open,
+            seat_types: availability
+                .seat_types
+                .into_iter()
+                .map(|seat| SeatRemaining { id: seat.seat_type_id, remaining: seat.remaining })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatTypeSales {
+    pub id: Uuid,
+    pub name: String,
+    pub capacity: i64,
+    pub sold: i64,
+    pub remaining: i64,
+    pub revenue_cents: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SalesResponse {
+    pub concert_id: Uuid,
+    pub seat_types: Vec<SeatTypeSales>,
+    pub bookings_confirmed: i64,
+    pub bookings_cancelled: i64,
+}
+
+fn parse_id(raw: &str, not_found: BookingError) -> Result<Uuid, BookingError> {
+    Uuid::parse_str(raw).map_err(|_| not_found)
+}
+
+fn location(booking_id: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("/api/v1/bookings/{booking_id}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/api/v1/bookings"))
+}
+
+/// Book one ticket of a seat type.
+#[utoipa::path(
+    post, path = "/api/v1/bookings", tag = "bookings",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a retry with the same key and body returns the original response")),
+    request_body = CreateBookingRequest,
+    responses(
+        (status = 201, description = "Booked; durable on disk", body = Booking, headers(("Location" = String))),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`concert_not_found` or `seat_type_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`sold_out`, `already_booked`, `booking_closed` or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: safe to retry with the same Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_booking(
+    State(service): State<BookingService>,
+    caller: AuthUser,
+    headers: HeaderMap,
+    Json(request): Json<CreateBookingRequest>,
+) -> Result<Response, BookingError> {
+    let key = match headers.get(&IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => {
+            let raw = value
+                .to_str()
+                .map_err(|_| BookingError::invalid("Idempotency-Key", "must be visible ASCII characters"))?;
+            Some(IdempotencyKey::parse(raw).map_err(|message| BookingError::invalid("Idempotency-Key", message))?)
+        }
+    };
+    match service.book(caller, request.concert_id, request.seat_type_id, key).await? {
+        BookOutcome::Created(booking) => {
+            let location = location(&booking.id.to_string());
+            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(booking)).into_response())
+        }
+        BookOutcome::Replayed { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
+            let id = serde_json::from_str::<Booking>(&body).map(|booking| booking.id.to_string()).unwrap_or_default();
+            Ok((
+                status,
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (header::LOCATION, location(&id)),
+                    (HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true")),
+                ],
+                body,
+            )
+                .into_response())
+        }
+    }
+}
+
+/// The caller's bookings, newest first.
+#[utoipa::path(
+    get, path = "/api/v1/bookings", tag = "bookings",
+    security(("bearer" = [])),
+    params(ListBookingsQuery),
+    responses(
+        (status = 200, body = BookingPage),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_bookings(
+    State(service): State<BookingService>,
+    caller: AuthUser,
+    Query(query): Query<ListBookingsQuery>,
+) -> Result<Json<BookingPage>, BookingError> {
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(BookingError::invalid("limit", "must be between 1 and 100"));
+    }
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|bytes| Uuid::from_slice(&bytes).ok())
+                .ok_or_else(|| BookingError::invalid("cursor", "is not a cursor this API returned"))
+        })
+        .transpose()?;
+    let mut items = service.list(caller, query.status, before, limit + 1).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|last| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.id.as_bytes()))
+    } else {
+        None
+    };
+    Ok(Json(BookingPage { items, next_cursor }))
+}
+
+/// One booking: the caller's own (admins may read any).
+#[utoipa::path(
+    get, path = "/api/v1/bookings/{id}", tag = "bookings",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Booking id")),
+    responses(
+        (status = 200, body = Booking),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`booking_not_found` (also for another user's booking)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_booking(
+    State(service): State<BookingService>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Booking>, BookingError> {
+    let id = parse_id(&id, BookingError::BookingNotFound)?;
+    Ok(Json(service.get(caller, id).await?))
+}
+
+/// Cancel a booking: the seat is returned at once and a cancellation email is queued.
+#[utoipa::path(
+    post, path = "/api/v1/bookings/{id}/cancel", tag = "bookings",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Booking id")),
+    responses(
+        (status = 200, description = "Cancelled", body = Booking),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`booking_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`already_cancelled` or `booking_closed` (the concert has started)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_booking(
+    State(service): State<BookingService>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Booking>, BookingError> {
+    let id = parse_id(&id, BookingError::BookingNotFound)?;
+    Ok(Json(service.cancel(caller, id).await?))
+}
+
+/// Exact remaining seats of a concert: the cheap read.
+#[utoipa::path(
+    get, path = "/api/v1/concerts/{id}/availability", tag = "concerts",
+    params(("id" = String, Path, description = "Concert id")),
+    responses(
+        (status = 200, body = AvailabilityResponse),
+        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_availability(
+    State(service): State<BookingService>,
+    Path(id): Path<String>,
+) -> Result<Json<AvailabilityResponse>, BookingError> {
+    let id = parse_id(&id, BookingError::ConcertNotFound)?;
+    let availability = service.availability_of(id).ok_or(BookingError::ConcertNotFound)?;
+    Ok(Json(availability.into()))
+}
+
+/// Server-sent events: `availability` on connect and on every change (at most one per 100 ms),
+/// `closed` when sales close.
+#[utoipa::path(
+    get, path = "/api/v1/concerts/{id}/availability/stream", tag = "concerts",
+    params(("id" = String, Path, description = "Concert id")),
+    responses(
+        (status = 200, description = "`text/event-stream` of `availability` (data: AvailabilityResponse) and `closed` events", content_type = "text/event-stream", body = String),
+        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stream_availability(
+    State(service): State<BookingService>,
+    Path(id): Path<String>,
+) -> Result<Response, BookingError> {
+    let id = parse_id(&id, BookingError::ConcertNotFound)?;
+    // Subscribe before the existence check so no change between the two is missed.
+    let events = service.subscribe();
+    if service.availability_of(id).is_none() {
+        return Err(BookingError::ConcertNotFound);
+    }
+    Ok(availability_stream(id, service.view().clone(), service.clock().clone(), events, service.stop_token())
+        .into_response())
+}
+
+/// Sales of a concert, read from the booking store (admin).
+#[utoipa::path(
+    get, path = "/api/v1/concerts/{id}/sales", tag = "concerts",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Concert id")),
+    responses(
+        (status = 200, body = SalesResponse),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_sales(
+    State(service): State<BookingService>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<SalesResponse>, BookingError> {
+    if !caller.is_admin() {
+        return Err(BookingError::Forbidden);
+    }
+    let id = parse_id(&id, BookingError::ConcertNotFound)?;
+    let report = service.sales(id).await?;
+    Ok(Json(SalesResponse {
+        concert_id: id,
+        seat_types: report
+            .seat_types
+            .into_iter()
+            .map(|seat| SeatTypeSales {
+                id: seat.id,
+                name: seat.name,
+                capacity: seat.capacity,
+                sold: seat.sold,
+                remaining: seat.remaining,
+                revenue_cents: seat.revenue_cents,
+                currency: seat.currency,
+            })
+            .collect(),
+        bookings_confirmed: report.bookings_confirmed,
+        bookings_cancelled: report.bookings_cancelled,
+    }))
+}

@@ -1,0 +1,294 @@
+//! [`BookingService`]: what the handlers and the other services call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use boxoffice_shared::clients::{
+    Availability, ClientError, ConcertInventory, Inventory, OutboxMessage, OutboxSource,
+};
+use boxoffice_shared::clock::SharedClock;
+use boxoffice_shared::db::SqliteStore;
+use boxoffice_shared::token::{AuthUser, Authenticator};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::domain::{Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state};
+use crate::engine::{BookOutcome, BookRequest, Canceller, Command, Writer};
+use crate::error::BookingError;
+use crate::events::{AvailabilityEvent, run_closing_timer};
+use crate::store;
+use crate::view::SharedInventory;
+
+/// How many commands may wait for the writer before callers wait to enqueue (back-pressure).
+const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// The sales report of one concert (API contract, `GET /concerts/{id}/sales`).
+#[derive(Debug, Clone)]
+pub struct SalesReport {
+    pub seat_types: Vec<SeatSales>,
+    pub bookings_confirmed: i64,
+    pub bookings_cancelled: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SeatSales {
+    pub id: Uuid,
+    pub name: String,
+    pub capacity: i64,
+    pub sold: i64,
+    pub remaining: i64,
+    pub revenue_cents: i64,
+    pub currency: String,
+}
+
+struct Inner {
+    store: SqliteStore,
+    view: SharedInventory,
+    writer: mpsc::Sender<Command>,
+    clock: SharedClock,
+    authenticator: Authenticator,
+    events: broadcast::Sender<AvailabilityEvent>,
+    stop: CancellationToken,
+}
+
+/// The Booking service. Cheap to clone; clones share everything. The writer task stops once
+/// every clone is dropped and the queue is drained.
+#[derive(Clone)]
+pub struct BookingService {
+    inner: Arc<Inner>,
+}
+
+impl BookingService {
+    /// Migrates the store, loads the view, and starts the writer and the closing timer on
+    /// `tasks`. `email_waker` is poked after commits that queued emails; `stop` ends the
+    /// closing timer and the SSE streams.
+    pub async fn start(
+        store: SqliteStore,
+        authenticator: Authenticator,
+        clock: SharedClock,
+        email_waker: Option<Arc<Notify>>,
+        stop: CancellationToken,
+        tasks: &TaskTracker,
+    ) -> anyhow::Result<Self> {
+        crate::SQLITE_MIGRATIONS.run(&store.write).await?;
+        let mut conn = store.write.acquire().await?;
+        let inventory = store::load_inventory(&mut conn).await?;
+        let view = SharedInventory::new(inventory);
+        let (events, _) = broadcast::channel(1024);
+        let (writer, commands) = mpsc::channel(QUEUE_CAPACITY);
+        let schedule = Arc::new(Notify::new());
+        let task = Writer::new(conn, view.clone(), clock.clone(), events.clone(), email_waker, schedule.clone());
+        tasks.spawn(task.run(commands));
+        tasks.spawn(run_closing_timer(view.clone(), clock.clone(), events.clone(), schedule, stop.clone()));
+        Ok(Self {
+            inner: Arc::new(Inner { store, view, writer, clock, authenticator, events, stop }),
+        })
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.authenticator
+    }
+
+    pub fn view(&self) -> &SharedInventory {
+        &self.inner.view
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        self.inner.stop.clone()
+    }
+
+    /// Readiness: the read pool answers and the writer is running.
+    pub async fn ready(&self) -> Result<(), String> {
+        if self.inner.writer.is_closed() {
+            return Err("the booking writer has stopped".into());
+        }
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.store.read)
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    }
+
+    async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, BookingError>>) -> Command) -> Result<T, BookingError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner.writer.send(make(reply)).await.map_err(|_| BookingError::WriterStopped)?;
+        answer.await.map_err(|_| BookingError::WriterStopped)?
+    }
+
+    /// Books one ticket. Requests that must fail (unknown, closed, sold out) are answered from the
+    /// in-memory view; the rest go to the writer, which decides inside the transaction.
+    pub async fn book(
+        &self,
+        caller: AuthUser,
+        concert_id: Uuid,
+        seat_type_id: Uuid,
+        key: Option<IdempotencyKey>,
+    ) -> Result<BookOutcome, BookingError> {
+        if let Some(key) = &key {
+            let saved = store::saved_response(&self.inner.store.read, caller.user_id, key.as_str()).await?;
+            if let Some(saved) = saved {
+                return if saved.request_hash.as_slice() == request_fingerprint(concert_id, seat_type_id).as_slice() {
+                    Ok(BookOutcome::Replayed { status: saved.status, body: saved.body })
+                } else {
+                    Err(BookingError::IdempotencyKeyReused)
+                };
+            }
+        }
+        self.precheck(concert_id, seat_type_id).inspect_err(count_refusal)?;
+        let request = BookRequest { user_id: caller.user_id, concert_id, seat_type_id, key };
+        let outcome = self.send(|reply| Command::Book(request, reply)).await.inspect_err(count_refusal)?;
+        if matches!(outcome, BookOutcome::Created(_)) {
+            metrics::counter!("bookings_total", "outcome" => "created").increment(1);
+        }
+        Ok(outcome)
+    }
+
+    /// The checks the view answers exactly, without the writer.
+    fn precheck(&self, concert_id: Uuid, seat_type_id: Uuid) -> Result<(), BookingError> {
+        let now = self.inner.clock.now();
+        let view = self.inner.view.read();
+        let concert = view.concerts.get(&concert_id).ok_or(BookingError::ConcertNotFound)?;
+        let seat = view
+            .seats
+            .get(&seat_type_id)
+            .filter(|seat| seat.concert_id == concert_id)
+            .ok_or(BookingError::SeatTypeNotFound)?;
+        if sale_state(now, concert.starts_at, concert.cancelled) != SaleState::Open {
+            return Err(BookingError::BookingClosed);
+        }
+        if seat.remaining <= 0 {
+            return Err(BookingError::SoldOut);
+        }
+        Ok(())
+    }
+
+    /// Cancels a booking; the seat returns in the same transaction.
+    pub async fn cancel(&self, caller: AuthUser, booking_id: Uuid) -> Result<Booking, BookingError> {
+        let canceller = Canceller { user_id: caller.user_id, is_admin: caller.is_admin() };
+        let booking = self.send(|reply| Command::Cancel(booking_id, canceller, reply)).await?;
+        metrics::counter!("bookings_cancelled_total").increment(1);
+        Ok(booking)
+    }
+
+    /// One booking, if the caller may see it (its holder, or an admin).
+    pub async fn get(&self, caller: AuthUser, booking_id: Uuid) -> Result<Booking, BookingError> {
+        store::booking_by_id(&self.inner.store.read, booking_id)
+            .await?
+            .filter(|booking| caller.is_admin() || booking.user_id == caller.user_id)
+            .ok_or(BookingError::BookingNotFound)
+    }
+
+    /// The caller's bookings, newest first.
+    pub async fn list(
+        &self,
+        caller: AuthUser,
+        status: Option<BookingStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, BookingError> {
+        store::list_bookings(&self.inner.store.read, caller.user_id, status, before, limit).await
+    }
+
+    /// Exact availability of one concert, from the view.
+    pub fn availability_of(&self, concert_id: Uuid) -> Option<Availability> {
+        self.inner.view.read().availability(concert_id, self.inner.clock.now())
+    }
+
+    /// The sales report, read from the store.
+    pub async fn sales(&self, concert_id: Uuid) -> Result<SalesReport, BookingError> {
+        let rows = store::sales(&self.inner.store.read, concert_id)
+            .await?
+            .ok_or(BookingError::ConcertNotFound)?;
+        Ok(SalesReport {
+            seat_types: rows
+                .seat_types
+                .into_iter()
+                .map(|(id, name, capacity, remaining, price_cents, currency)| {
+                    let sold = capacity - remaining;
+                    SeatSales {
+                        id,
+                        name,
+                        capacity,
+                        sold,
+                        remaining,
+                        revenue_cents: sold.saturating_mul(price_cents),
+                        currency,
+                    }
+                })
+                .collect(),
+            bookings_confirmed: rows.confirmed,
+            bookings_cancelled: rows.cancelled,
+        })
+    }
+}
+
+fn count_refusal(error: &BookingError) {
+    let outcome = match error {
+        BookingError::SoldOut => "sold_out",
+        BookingError::BookingClosed => "booking_closed",
+        BookingError::AlreadyBooked => "already_booked",
+        BookingError::ConcertNotFound | BookingError::SeatTypeNotFound => "not_found",
+        BookingError::IdempotencyKeyReused => "idempotency_key_reused",
+        _ => "error",
+    };
+    metrics::counter!("bookings_total", "outcome" => outcome).increment(1);
+}
+
+#[async_trait]
+impl Inventory for BookingService {
+    async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError> {
+        let concert = concert.clone();
+        Ok(self.send(|reply| Command::Provision(concert, reply)).await?)
+    }
+
+    async fn set_capacity(&self, seat_type_id: Uuid, capacity: i64) -> Result<(), ClientError> {
+        self.send(|reply| Command::SetCapacity(seat_type_id, capacity, reply)).await?;
+        Ok(())
+    }
+
+    async fn cancel_concert(&self, concert_id: Uuid) -> Result<(), ClientError> {
+        Ok(self.send(|reply| Command::CancelConcert(concert_id, reply)).await?)
+    }
+
+    async fn availability(&self, concert_ids: &[Uuid]) -> Result<HashMap<Uuid, Availability>, ClientError> {
+        let now = self.inner.clock.now();
+        let view = self.inner.view.read();
+        Ok(concert_ids
+            .iter()
+            .filter_map(|id| view.availability(*id, now).map(|availability| (*id, availability)))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl OutboxSource for BookingService {
+    async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, ClientError> {
+        Ok(self.send(|reply| Command::ClaimOutbox(limit, lease, reply)).await?)
+    }
+
+    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
+        Ok(self.send(|reply| Command::AcknowledgeOutbox(message_id, reply)).await?)
+    }
+
+    async fn retry_later(&self, message_id: Uuid, retry_at: OffsetDateTime, error: &str) -> Result<(), ClientError> {
+        let error = error.chars().take(1000).collect();
+        Ok(self.send(|reply| Command::RetryOutbox(message_id, retry_at, error, reply)).await?)
+    }
+
+    async fn depth(&self) -> Result<u64, ClientError> {
+        Ok(store::outbox_depth(&self.inner.store.read).await?)
+    }
+}

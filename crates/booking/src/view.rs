@@ -1,0 +1,149 @@
+//! The in-memory view of inventory.
+//!
+//! In an on-sale almost every request loses: the seat type is sold out, or sales have closed.
+//! Those answers come from this view, under a read lock, without queueing behind the writer or
+//! touching the database. The view is exact within this process because only the writer changes
+//! the inventory, and it applies each committed change here right after the commit (and reloads
+//! the whole view from the store if a commit fails). A request that the view lets through is
+//! checked again by the writer, inside the transaction, so a stale read can only ever turn into
+//! a correct refusal, never into an oversell.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use boxoffice_shared::clients::{Availability, SeatAvailability};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{SaleState, sale_state};
+
+/// A concert's sale window and what its emails say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConcertSale {
+    pub name: String,
+    pub venue: String,
+    pub starts_at: OffsetDateTime,
+    pub cancelled: bool,
+    /// Its seat types, in the order they were added.
+    pub seat_types: Vec<Uuid>,
+}
+
+/// One seat type's inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub concert_id: Uuid,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub capacity: i64,
+    pub remaining: i64,
+}
+
+/// Every concert and seat type this Booking service sells.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    pub concerts: HashMap<Uuid, ConcertSale>,
+    pub seats: HashMap<Uuid, Seat>,
+}
+
+impl Inventory {
+    /// Exact availability of one concert at `now`.
+    pub fn availability(&self, concert_id: Uuid, now: OffsetDateTime) -> Option<Availability> {
+        let concert = self.concerts.get(&concert_id)?;
+        let seat_types: Vec<SeatAvailability> = concert
+            .seat_types
+            .iter()
+            .filter_map(|id| {
+                self.seats.get(id).map(|seat| SeatAvailability {
+                    seat_type_id: *id,
+                    capacity: seat.capacity,
+                    remaining: seat.remaining,
+                })
+            })
+            .collect();
+        let any_left = seat_types.iter().any(|seat| seat.remaining > 0);
+        let open = sale_state(now, concert.starts_at, concert.cancelled) == SaleState::Open;
+        Some(Availability {
+            concert_id,
+            booking_open: open && any_left,
+            cancelled: concert.cancelled,
+            seat_types,
+        })
+    }
+
+    /// The earliest start after `now` among concerts still on sale: when the closing timer fires.
+    pub fn next_close_after(&self, now: OffsetDateTime) -> Option<(OffsetDateTime, Uuid)> {
+        self.concerts
+            .iter()
+            .filter(|(_, concert)| !concert.cancelled && concert.starts_at > now)
+            .map(|(id, concert)| (concert.starts_at, *id))
+            .min()
+    }
+}
+
+/// The shared, lock-protected view.
+#[derive(Debug, Clone, Default)]
+pub struct SharedInventory(Arc<RwLock<Inventory>>);
+
+impl SharedInventory {
+    pub fn new(inventory: Inventory) -> Self {
+        Self(Arc::new(RwLock::new(inventory)))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Inventory> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Inventory> {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn inventory(remaining: [i64; 2]) -> (Inventory, Uuid) {
+        let concert = Uuid::now_v7();
+        let mut inventory = Inventory::default();
+        let mut ids = Vec::new();
+        for left in remaining {
+            let id = Uuid::now_v7();
+            ids.push(id);
+            inventory.seats.insert(
+                id,
+                Seat {
+                    concert_id: concert,
+                    name: "GA".into(),
+                    price_cents: 100,
+                    currency: "USD".into(),
+                    capacity: 10,
+                    remaining: left,
+                },
+            );
+        }
+        inventory.concerts.insert(
+            concert,
+            ConcertSale {
+                name: "Show".into(),
+                venue: "Hall".into(),
+                starts_at: datetime!(2027-01-01 20:00 UTC),
+                cancelled: false,
+                seat_types: ids,
+            },
+        );
+        (inventory, concert)
+    }
+
+    #[test]
+    fn booking_is_open_while_any_seat_is_left_before_the_start() {
+        let before = datetime!(2027-01-01 19:00 UTC);
+        let (open, concert) = inventory([0, 3]);
+        assert!(open.availability(concert, before).unwrap().booking_open);
+        let (sold_out, concert) = inventory([0, 0]);
+        assert!(!sold_out.availability(concert, before).unwrap().booking_open);
+        let (started, concert) = inventory([5, 5]);
+        assert!(!started.availability(concert, datetime!(2027-01-01 20:00 UTC)).unwrap().booking_open);
+    }
+}

@@ -1,0 +1,357 @@
+//! The test harness: a real server on `127.0.0.1:0` in its own temporary data directory, and a
+//! client that talks to it the way any HTTP client would.
+//!
+//! Every test starts its own [`TestApp`], so tests share nothing and run in parallel. Servers use
+//! cheap argon2 parameters, no rate limits (unless a test asks for them) and the HMAC secret
+//! [`SECRET`], which lets tests forge tokens with [`TestApp::forge_token`]. A test that needs a
+//! restart stops the server with [`TestApp::stop`], which hands back the data directory for the
+//! next [`TestApp::start`].
+
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use boxoffice::app::{Application, Config};
+use boxoffice_auth::config::PasswordParams;
+use boxoffice_shared::token::AccessClaims;
+use reqwest::{Response, StatusCode, header};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The HMAC secret test servers sign with (HS256 needs at least 32 bytes).
+pub const SECRET: &str = "boxoffice-test-secret-0123456789-abcdefghij";
+
+/// The password [`TestApp::register_user`] gives every account.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The cheapest argon2id parameters: tests exercise the rules, not the hash cost.
+pub const CHEAP_ARGON2: PasswordParams = PasswordParams {
+    memory_kib: 256,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// The configuration of a test server keeping its data in `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().expect("a socket address"),
+        dir.to_owned(),
+    );
+    config.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
+    config.auth.password = CHEAP_ARGON2;
+    config.auth.rate_limit = None;
+    config
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub client: reqwest::Client,
+    dir: Option<TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The tokens of one logged-in session, as register/login/refresh return them.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: Value,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl Session {
+    fn from_body(body: &Value) -> Self {
+        Self {
+            user: body["user"].clone(),
+            access_token: body["access_token"]
+                .as_str()
+                .expect("access_token is a string")
+                .to_owned(),
+            refresh_token: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token is a string")
+                .to_owned(),
+        }
+    }
+
+    pub fn user_id(&self) -> &str {
+        self.user["id"].as_str().expect("user.id is a string")
+    }
+}
+
+/// A server with the default test configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server whose test configuration `tweak` adjusts first.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    TestApp::start(dir, tweak).await
+}
+
+impl TestApp {
+    /// Starts a server on the data directory `dir` (fresh or left by an earlier server).
+    pub async fn start(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let app = Application::build(config)
+            .await
+            .expect("the application builds");
+        let address = app.address();
+        assert!(address.ip().is_loopback(), "test servers bind 127.0.0.1");
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stop_rx.await;
+        }));
+        TestApp {
+            base: format!("http://{address}"),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a reqwest client"),
+            dir: Some(dir),
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.as_ref().expect("the data directory").path()
+    }
+
+    /// Stops the server gracefully, checks that it stopped cleanly and hands back its data
+    /// directory.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let handle = self.handle.take().expect("the server task");
+        tokio::time::timeout(std::time::Duration::from_secs(10), handle)
+            .await
+            .expect("the server stops within 10 s")
+            .expect("the server task did not panic")
+            .expect("the server stopped without an error");
+        self.dir.take().expect("the data directory")
+    }
+
+    /// Stops this server and starts another on the same data directory.
+    pub async fn restart_with(self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = self.stop().await;
+        TestApp::start(dir, tweak).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /api/v1/auth/register` with this body.
+    pub async fn register(&self, body: &Value) -> Response {
+        self.post_json("/api/v1/auth/register", body).await
+    }
+
+    /// Registers `email` with [`PASSWORD`] and no phone; panics unless it succeeds.
+    pub async fn register_user(&self, email: &str) -> Session {
+        self.register_session(&json!({
+            "email": email,
+            "password": PASSWORD,
+            "full_name": "Ada Lovelace",
+        }))
+        .await
+    }
+
+    /// Registers with this body; panics unless the answer is 201.
+    pub async fn register_session(&self, body: &Value) -> Session {
+        let response = self.register(body).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "register {body}");
+        Session::from_body(&response.json().await.expect("a JSON body"))
+    }
+
+    /// `POST /api/v1/auth/login`.
+    pub async fn login(&self, login: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            &json!({ "login": login, "password": password }),
+        )
+        .await
+    }
+
+    /// Logs in; panics unless the answer is 200.
+    pub async fn login_session(&self, login: &str, password: &str) -> Session {
+        let response = self.login(login, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login as {login}");
+        Session::from_body(&response.json().await.expect("a JSON body"))
+    }
+
+    /// `POST /api/v1/auth/refresh`.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json(
+            "/api/v1/auth/refresh",
+            &json!({ "refresh_token": refresh_token }),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/auth/logout`.
+    pub async fn logout(&self, access_token: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/logout"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `GET /api/v1/me`.
+    pub async fn me(&self, access_token: &str) -> Response {
+        self.get_with_token("/api/v1/me", access_token).await
+    }
+
+    /// `PATCH /api/v1/me`.
+    pub async fn patch_me(&self, access_token: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url("/api/v1/me"))
+            .bearer_auth(access_token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `GET /api/v1/me`; panics unless the answer is 200.
+    pub async fn me_ok(&self, access_token: &str) -> Value {
+        let response = self.me(access_token).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET /api/v1/me");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// An HS256 token over `claims`, signed with the test server's secret.
+    pub fn forge_token(&self, claims: &AccessClaims) -> String {
+        forge_token_with(claims, SECRET.as_bytes())
+    }
+}
+
+/// An HS256 token over `claims` signed with `secret`.
+pub fn forge_token_with(claims: &AccessClaims, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("the token encodes")
+}
+
+/// The claims of a token, read without checking anything (the server is the one that checks).
+pub fn read_claims(token: &str) -> AccessClaims {
+    let payload = token.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("the payload is base64url");
+    serde_json::from_slice(&bytes).expect("the payload holds access claims")
+}
+
+/// `base64url(header).base64url(claims).` with `"alg": "none"` and no signature.
+pub fn unsigned_token(claims: &AccessClaims) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialize"));
+    format!("{header}.{claims}.")
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Checks that `response` is an RFC 9457 problem document with this status and code, and
+/// returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    let actual = response.status();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let text = response.text().await.expect("a body");
+    assert_eq!(actual, status, "status of a `{code}` problem; body: {text}");
+    assert!(
+        content_type.starts_with("application/problem+json"),
+        "content type {content_type:?} of a `{code}` problem; body: {text}"
+    );
+    let body: Value = serde_json::from_str(&text).expect("a problem body is JSON");
+    assert_eq!(body["code"], code, "code; body: {body}");
+    assert_eq!(
+        body["type"],
+        format!("https://boxoffice.dev/problems/{code}"),
+        "type; body: {body}"
+    );
+    assert_eq!(
+        body["status"],
+        status.as_u16(),
+        "status member; body: {body}"
+    );
+    assert!(
+        body["title"]
+            .as_str()
+            .is_some_and(|title| !title.is_empty()),
+        "title; body: {body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|detail| !detail.is_empty()),
+        "detail; body: {body}"
+    );
+    body
+}
+
+/// The fields named under `errors` of a `validation_failed` problem.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .expect("a validation problem lists `errors`")
+        .iter()
+        .map(|error| {
+            assert!(
+                error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "every field error has a message: {error}"
+            );
+            error["field"]
+                .as_str()
+                .expect("every field error names its field")
+                .to_owned()
+        })
+        .collect()
+}

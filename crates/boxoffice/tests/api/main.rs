@@ -1,0 +1,20 @@
+//! Black-box HTTP tests of the whole system: each test starts a real server on `127.0.0.1:0`
+//! with its own data directory and talks to it the way a client would (see `helpers`).
+//! One test binary, so the crate is linked once.
+//!
+//! - `auth`: registration, login, refresh rotation, logout, `/me`, forged tokens.
+//! - `rate_limits`: login-failure and registration throttles.
+//! - `errors`: the problem+json answers for bad bodies, paths and methods.
+//! - `ops`: health, readiness, metrics, the OpenAPI document and `/docs`.
+//! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
+//! - `lifecycle`: restarts on the same data directory, the binary, signals and `--demo`.
+
+#![allow(clippy::unwrap_used)]
+
+mod admin;
+mod auth;
+mod errors;
+mod helpers;
+mod lifecycle;
+mod ops;
+mod rate_limits;

@@ -1,0 +1,124 @@
+//! API contract, "Conventions": rate limits answer 429 `rate_limited` with `Retry-After`.
+//! Login is throttled on failures per account (a success forgives), registration per address.
+
+use boxoffice_auth::config::RateLimitConfig;
+use reqwest::{Response, StatusCode, header};
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app_with};
+
+/// Small limits, so that a test reaches them in a few requests; default windows.
+fn limits() -> RateLimitConfig {
+    RateLimitConfig {
+        login_failures_per_account: 3,
+        login_failures_per_address: 100,
+        registrations_per_address: 3,
+        ..Default::default()
+    }
+}
+
+async fn spawn_limited_app() -> TestApp {
+    spawn_app_with(|config| config.auth.rate_limit = Some(limits())).await
+}
+
+/// Checks a 429 `rate_limited` answer and returns its `Retry-After` in seconds.
+async fn assert_rate_limited(response: Response, window_secs: u64) -> u64 {
+    let retry_after = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|value| value.to_str().unwrap().to_owned());
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    let retry_after = retry_after.expect("a Retry-After header");
+    let seconds: u64 = retry_after
+        .parse()
+        .unwrap_or_else(|_| panic!("Retry-After is a number of seconds, got {retry_after:?}"));
+    assert!(
+        (1..=window_secs).contains(&seconds),
+        "Retry-After {seconds} within the window of {window_secs} s"
+    );
+    seconds
+}
+
+async fn fail_login(app: &TestApp, login: &str) {
+    let response = app.login(login, "definitely wrong").await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+#[tokio::test]
+async fn the_fourth_login_after_three_failures_is_429_even_with_the_right_password() {
+    let app = spawn_limited_app().await;
+    app.register_user("target@example.com").await;
+    let bystander = app.register_user("bystander@example.com").await;
+
+    for _ in 0..3 {
+        fail_login(&app, "target@example.com").await;
+    }
+    let response = app.login("target@example.com", PASSWORD).await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+    // Still locked, whatever the spelling of the address.
+    let response = app.login("  TARGET@example.com", "definitely wrong").await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+
+    // Another account from the same address is not affected.
+    let login = app.login_session("bystander@example.com", PASSWORD).await;
+    assert_eq!(login.user_id(), bystander.user_id());
+}
+
+#[tokio::test]
+async fn a_successful_login_clears_the_failure_count() {
+    let app = spawn_limited_app().await;
+    app.register_user("forgetful@example.com").await;
+
+    fail_login(&app, "forgetful@example.com").await;
+    fail_login(&app, "forgetful@example.com").await;
+    app.login_session("forgetful@example.com", PASSWORD).await;
+    // Two more failures: without the reset this would be the fourth and fifth.
+    fail_login(&app, "forgetful@example.com").await;
+    fail_login(&app, "forgetful@example.com").await;
+    app.login_session("forgetful@example.com", PASSWORD).await;
+}
+
+#[tokio::test]
+async fn failures_count_against_the_account_whichever_login_names_it() {
+    // The limit is per account: guessing through the phone number must not reset or bypass the
+    // count kept for the email address.
+    let app = spawn_limited_app().await;
+    app.register_session(&json!({
+        "email": "phone-owner@example.com",
+        "password": PASSWORD,
+        "full_name": "Phone Owner",
+        "phone": "+84901234567",
+    }))
+    .await;
+
+    fail_login(&app, "+84901234567").await;
+    fail_login(&app, "phone-owner@example.com").await;
+    fail_login(&app, "+84901234567").await;
+
+    let response = app.login("phone-owner@example.com", PASSWORD).await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+    let response = app.login("+84901234567", PASSWORD).await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+}
+
+#[tokio::test]
+async fn the_fourth_registration_from_one_address_is_429() {
+    let app = spawn_limited_app().await;
+    for n in 0..3 {
+        app.register_user(&format!("user{n}@example.com")).await;
+    }
+
+    let response = app
+        .register(&json!({
+            "email": "user3@example.com",
+            "password": PASSWORD,
+            "full_name": "One Too Many",
+        }))
+        .await;
+    assert_rate_limited(response, limits().registration_window.as_secs()).await;
+
+    // Nothing was created, and logging in (a different limit) still works for the others.
+    let response = app.login("user3@example.com", PASSWORD).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    app.login_session("user0@example.com", PASSWORD).await;
+}

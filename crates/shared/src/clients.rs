@@ -1,0 +1,190 @@
+//! The contracts between services.
+//!
+//! Services never import each other's internals or read each other's tables. Where one needs
+//! another, it holds one of these traits: the one-process deployment plugs in the other service
+//! directly (an in-process implementation), and a split deployment plugs in an HTTP client. The
+//! data that crosses is described here, in plain types, and nothing else crosses.
+//!
+//! - [`Inventory`]: Catalog → Booking. Booking owns seats: capacities, remaining counts and the
+//!   sale window. Catalog provisions them when a concert is created or changed, and reads exact
+//!   availability to show it.
+//! - [`OutboxSource`]: Notifications → Booking. Booking queues emails in its outbox in the same
+//!   transaction as the booking; the notifications worker claims them with a lease, sends them,
+//!   and acknowledges them.
+//! - [`UserDirectory`]: Notifications → Auth. Where to send a user's email.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::problem::{ErrorCode, Problem};
+
+/// Why a call to another service failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The other service refused the request; the code is the contract's problem code.
+    #[error("{code:?}: {detail}")]
+    Rejected { code: ErrorCode, detail: String },
+    /// The other service could not be reached or failed; safe to retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ClientError {
+    pub fn rejected(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Rejected {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<ClientError> for Problem {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Rejected { code, detail } => Problem::new(code, detail),
+            ClientError::Unavailable(_) => Problem::unavailable(&error),
+        }
+    }
+}
+
+/// A concert as Booking needs to know it: when sales close, and what to put in emails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConcertInventory {
+    pub concert_id: Uuid,
+    pub name: String,
+    pub venue: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    pub seat_types: Vec<SeatInventory>,
+}
+
+/// One seat type's inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatInventory {
+    pub seat_type_id: Uuid,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    pub capacity: i64,
+}
+
+/// Exact availability of one concert, as Booking's store has it at the moment of the read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Availability {
+    pub concert_id: Uuid,
+    /// Sales are open: not cancelled, not started, and at least one seat left.
+    pub booking_open: bool,
+    /// The concert was called off.
+    pub cancelled: bool,
+    pub seat_types: Vec<SeatAvailability>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeatAvailability {
+    pub seat_type_id: Uuid,
+    pub capacity: i64,
+    pub remaining: i64,
+}
+
+/// Catalog → Booking: provisioning and reading seat inventory.
+#[async_trait]
+pub trait Inventory: Send + Sync {
+    /// Creates the concert's sale window and any seat types not yet known, and updates the
+    /// concert's name, venue and start. Idempotent: provisioning the same concert twice is the
+    /// same as once. Refused with `booking_closed` once the concert has started or was cancelled.
+    async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError>;
+
+    /// Changes a seat type's capacity: it may grow, and shrink only down to what is sold
+    /// (`validation_failed` otherwise).
+    async fn set_capacity(&self, seat_type_id: Uuid, capacity: i64) -> Result<(), ClientError>;
+
+    /// Calls the concert off: sales close at once and every confirmed booking is cancelled, each
+    /// holder getting a cancellation email. Idempotent.
+    async fn cancel_concert(&self, concert_id: Uuid) -> Result<(), ClientError>;
+
+    /// Availability of each of these concerts that Booking knows.
+    async fn availability(
+        &self,
+        concert_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Availability>, ClientError>;
+}
+
+/// What an email is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailKind {
+    BookingConfirmed,
+    BookingCancelled,
+}
+
+/// Everything an email about a booking shows, captured when the booking changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingEmail {
+    pub booking_id: Uuid,
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub concert_name: String,
+    pub venue: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    pub seat_type_name: String,
+    pub price_cents: i64,
+    pub currency: String,
+    /// When the booking was made (confirmations) or cancelled (cancellations).
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// One queued email, leased to a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// Stable across retries: the email's Message-ID is derived from it, so a message sent twice
+    /// (at-least-once delivery) is recognisably the same message.
+    pub message_id: Uuid,
+    pub kind: EmailKind,
+    /// How many deliveries were tried before this one.
+    pub attempts: u32,
+    pub booking: BookingEmail,
+}
+
+/// Notifications → Booking: the outbox hand-off. A claimed message is leased; if the worker dies
+/// before acknowledging it, the lease runs out and the message is claimed again, so nothing
+/// acknowledged by Booking is ever lost.
+#[async_trait]
+pub trait OutboxSource: Send + Sync {
+    /// Leases up to `limit` messages that are due, for `lease`.
+    async fn claim(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxMessage>, ClientError>;
+    /// The message was handed to the mail transport: never deliver it again.
+    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError>;
+    /// Delivery failed: try again at `retry_at` (the worker computes the backoff).
+    async fn retry_later(
+        &self,
+        message_id: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), ClientError>;
+    /// Messages not yet acknowledged, for the `outbox_depth` metric.
+    async fn depth(&self) -> Result<u64, ClientError>;
+}
+
+/// Where to reach a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub email: String,
+    pub full_name: String,
+}
+
+/// Notifications → Auth: a user's contact details.
+#[async_trait]
+pub trait UserDirectory: Send + Sync {
+    /// `None` when the user does not exist (any more).
+    async fn contact(&self, user_id: Uuid) -> Result<Option<Contact>, ClientError>;
+}
