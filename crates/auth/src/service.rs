@@ -173,7 +173,12 @@ impl AuthService {
 
     /// Logs in by email or phone. Unknown logins and wrong passwords get the same answer, after
     /// the same amount of work.
-    pub async fn login(&self, login: &str, password: &str, client: IpAddr) -> Result<IssuedTokens, AuthError> {
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<IssuedTokens, AuthError> {
         let login = Login::parse(login);
         let address_key = format!("address:{client}");
         if let Some(throttles) = &self.inner.throttles {
@@ -201,7 +206,12 @@ impl AuthService {
                 .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
         }
         let verified = match &user {
-            Some(user) => self.inner.passwords.verify(password, &user.password_hash).await?,
+            Some(user) => {
+                self.inner
+                    .passwords
+                    .verify(password, &user.password_hash)
+                    .await?
+            }
             None => self.inner.passwords.verify_nothing(password).await?,
         };
         match (user, verified) {
@@ -385,13 +395,19 @@ impl AuthService {
 /// The in-process answer to "where do I email this user?" for the notifications worker.
 #[async_trait::async_trait]
 impl boxoffice_shared::clients::UserDirectory for AuthService {
-    async fn contact(&self, user_id: Uuid) -> Result<Option<boxoffice_shared::clients::Contact>, boxoffice_shared::clients::ClientError> {
+    async fn contact(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Option<boxoffice_shared::clients::Contact>, boxoffice_shared::clients::ClientError>
+    {
         match self.inner.store.user_by_id(user_id).await {
             Ok(user) => Ok(user.map(|user| boxoffice_shared::clients::Contact {
                 email: user.email,
                 full_name: user.full_name,
             })),
-            Err(error) => Err(boxoffice_shared::clients::ClientError::Unavailable(error.to_string())),
+            Err(error) => Err(boxoffice_shared::clients::ClientError::Unavailable(
+                error.to_string(),
+            )),
         }
     }
 }

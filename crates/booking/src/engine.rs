@@ -14,14 +14,16 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use boxoffice_shared::clients::{BookingEmail, ConcertInventory, EmailKind, OutboxMessage};
-use boxoffice_shared::clock::SharedClock;
+use boxoffice_shared::clock::{SharedClock, from_millis, to_millis};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Sqlite, SqliteConnection};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::domain::{Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state};
+use crate::domain::{
+    Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state,
+};
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::store;
@@ -44,7 +46,10 @@ pub struct BookRequest {
 pub enum BookOutcome {
     Created(Booking),
     /// The same Idempotency-Key and body were seen before: the saved answer.
-    Replayed { status: u16, body: String },
+    Replayed {
+        status: u16,
+        body: String,
+    },
 }
 
 /// Who asks to cancel a booking.
@@ -109,10 +114,12 @@ impl Effects {
 
     /// `remaining` of a seat type as this batch has left it so far.
     fn remaining(&self, view: &SharedInventory, seat_type_id: Uuid) -> Option<i64> {
-        self.remaining
-            .get(&seat_type_id)
-            .copied()
-            .or_else(|| view.read().seats.get(&seat_type_id).map(|seat| seat.remaining))
+        self.remaining.get(&seat_type_id).copied().or_else(|| {
+            view.read()
+                .seats
+                .get(&seat_type_id)
+                .map(|seat| seat.remaining)
+        })
     }
 
     /// A concert's sale as this batch has left it so far.
@@ -129,7 +136,11 @@ type Answer = Box<dyn FnOnce(bool) + Send>;
 
 fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, BookingError>) -> Answer {
     Box::new(move |committed| {
-        let result = if committed { result } else { result.and(Err(BookingError::WriterStopped)) };
+        let result = if committed {
+            result
+        } else {
+            result.and(Err(BookingError::WriterStopped))
+        };
         // The caller may have gone away (client disconnected); the work stands regardless.
         let _ = reply.send(result);
     })
@@ -156,7 +167,14 @@ impl Writer {
         on_email: Option<std::sync::Arc<tokio::sync::Notify>>,
         on_schedule: std::sync::Arc<tokio::sync::Notify>,
     ) -> Self {
-        Self { conn, view, clock, events, on_email, on_schedule }
+        Self {
+            conn,
+            view,
+            clock,
+            events,
+            on_email,
+            on_schedule,
+        }
     }
 
     /// Runs until every sender of `commands` is gone, committing what is queued in batches.
@@ -178,7 +196,9 @@ impl Writer {
     }
 
     async fn commit_batch(&mut self, batch: impl Iterator<Item = Command>) {
-        let now = self.clock.now();
+        // The store keeps milliseconds; answering with the same precision means a booking reads
+        // back exactly as it was first returned.
+        let now = from_millis(to_millis(self.clock.now()));
         let mut effects = Effects::default();
         let mut answers: Vec<Answer> = Vec::new();
         let outcome = async {
@@ -188,7 +208,9 @@ impl Writer {
             }
             if effects.poisoned {
                 tx.rollback().await?;
-                return Err(sqlx::Error::Protocol("a savepoint failed; the batch was rolled back".into()));
+                return Err(sqlx::Error::Protocol(
+                    "a savepoint failed; the batch was rolled back".into(),
+                ));
             }
             tx.commit().await
         }
@@ -214,16 +236,26 @@ impl Writer {
         {
             let mut view = self.view.write();
             for (id, concert) in effects.concerts {
-                let seat_types = view.concerts.get(&id).map(|old| old.seat_types.clone()).unwrap_or_default();
-                view.concerts.insert(id, ConcertSale { seat_types, ..concert });
+                let seat_types = view
+                    .concerts
+                    .get(&id)
+                    .map(|old| old.seat_types.clone())
+                    .unwrap_or_default();
+                view.concerts.insert(
+                    id,
+                    ConcertSale {
+                        seat_types,
+                        ..concert
+                    },
+                );
             }
             for (id, seat) in effects.new_seats {
                 let concert_id = seat.concert_id;
                 view.seats.insert(id, seat);
-                if let Some(concert) = view.concerts.get_mut(&concert_id) {
-                    if !concert.seat_types.contains(&id) {
-                        concert.seat_types.push(id);
-                    }
+                if let Some(concert) = view.concerts.get_mut(&concert_id)
+                    && !concert.seat_types.contains(&id)
+                {
+                    concert.seat_types.push(id);
                 }
             }
             for (id, capacity) in effects.capacity {
@@ -244,10 +276,10 @@ impl Writer {
         if schedule_changed {
             self.on_schedule.notify_one();
         }
-        if effects.emails > 0 {
-            if let Some(waker) = &self.on_email {
-                waker.notify_one();
-            }
+        if effects.emails > 0
+            && let Some(waker) = &self.on_email
+        {
+            waker.notify_one();
         }
     }
 
@@ -301,19 +333,41 @@ async fn apply(
     match command {
         Command::Book(request, reply) => {
             let mut staged = Staged::default();
-            let result = guarded!(tx, effects, |conn| book(conn, view, effects, &mut staged, &request, now));
+            let result = guarded!(tx, effects, |conn| book(
+                conn,
+                view,
+                effects,
+                &mut staged,
+                &request,
+                now
+            ));
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
         Command::Cancel(id, canceller, reply) => {
             let mut staged = Staged::default();
-            let result = guarded!(tx, effects, |conn| cancel(conn, view, effects, &mut staged, id, canceller, now));
+            let result = guarded!(tx, effects, |conn| cancel(
+                conn,
+                view,
+                effects,
+                &mut staged,
+                id,
+                canceller,
+                now
+            ));
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
         Command::Provision(concert, reply) => {
             let mut staged = Staged::default();
-            let result = guarded!(tx, effects, |conn| provision(conn, view, effects, &mut staged, &concert, now));
+            let result = guarded!(tx, effects, |conn| provision(
+                conn,
+                view,
+                effects,
+                &mut staged,
+                &concert,
+                now
+            ));
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
@@ -333,16 +387,31 @@ async fn apply(
         }
         Command::CancelConcert(concert_id, reply) => {
             let mut staged = Staged::default();
-            let result = guarded!(tx, effects, |conn| cancel_concert(conn, view, effects, &mut staged, concert_id, now));
+            let result = guarded!(tx, effects, |conn| cancel_concert(
+                conn,
+                view,
+                effects,
+                &mut staged,
+                concert_id,
+                now
+            ));
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
         Command::ClaimOutbox(limit, lease, reply) => {
-            let lease_until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
-            answer(reply, store::claim_outbox(tx, now, lease_until, limit).await)
+            let lease_until =
+                now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
+            answer(
+                reply,
+                store::claim_outbox(tx, now, lease_until, limit).await,
+            )
         }
-        Command::AcknowledgeOutbox(id, reply) => answer(reply, store::acknowledge_outbox(tx, id, now).await),
-        Command::RetryOutbox(id, at, error, reply) => answer(reply, store::retry_outbox(tx, id, at, &error).await),
+        Command::AcknowledgeOutbox(id, reply) => {
+            answer(reply, store::acknowledge_outbox(tx, id, now).await)
+        }
+        Command::RetryOutbox(id, at, error, reply) => {
+            answer(reply, store::retry_outbox(tx, id, at, &error).await)
+        }
     }
 }
 
@@ -355,12 +424,15 @@ async fn book(
     now: OffsetDateTime,
 ) -> Result<BookOutcome, BookingError> {
     let fingerprint = request_fingerprint(request.concert_id, request.seat_type_id);
-    if let Some(key) = &request.key {
-        if let Some(saved) = store::saved_response(&mut *conn, request.user_id, key.as_str()).await? {
-            return replay(saved, &fingerprint);
-        }
+    if let Some(key) = &request.key
+        && let Some(saved) =
+            store::saved_response(&mut *conn, request.user_id, key.as_str()).await?
+    {
+        return replay(saved, &fingerprint);
     }
-    let sale = effects.sale(view, request.concert_id).ok_or(BookingError::ConcertNotFound)?;
+    let sale = effects
+        .sale(view, request.concert_id)
+        .ok_or(BookingError::ConcertNotFound)?;
     let seat = view
         .read()
         .seats
@@ -371,7 +443,9 @@ async fn book(
     if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
         return Err(BookingError::BookingClosed);
     }
-    let remaining = effects.remaining(view, request.seat_type_id).unwrap_or(seat.remaining);
+    let remaining = effects
+        .remaining(view, request.seat_type_id)
+        .unwrap_or(seat.remaining);
     if remaining <= 0 {
         return Err(BookingError::SoldOut);
     }
@@ -393,8 +467,18 @@ async fn book(
     let email = email_for(&booking, &sale, &seat, now);
     store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now).await?;
     if let Some(key) = &request.key {
-        let body = serde_json::to_string(&booking).map_err(|error| BookingError::Corrupt(error.to_string()))?;
-        store::save_response(conn, request.user_id, key.as_str(), &fingerprint, 201, &body, now).await?;
+        let body = serde_json::to_string(&booking)
+            .map_err(|error| BookingError::Corrupt(error.to_string()))?;
+        store::save_response(
+            conn,
+            request.user_id,
+            key.as_str(),
+            &fingerprint,
+            201,
+            &body,
+            now,
+        )
+        .await?;
     }
     staged.remaining.push((request.seat_type_id, remaining - 1));
     staged.touched.push(request.concert_id);
@@ -402,15 +486,26 @@ async fn book(
     Ok(BookOutcome::Created(booking))
 }
 
-fn replay(saved: store::SavedResponse, fingerprint: &[u8; 32]) -> Result<BookOutcome, BookingError> {
+fn replay(
+    saved: store::SavedResponse,
+    fingerprint: &[u8; 32],
+) -> Result<BookOutcome, BookingError> {
     if saved.request_hash.as_slice() == fingerprint.as_slice() {
-        Ok(BookOutcome::Replayed { status: saved.status, body: saved.body })
+        Ok(BookOutcome::Replayed {
+            status: saved.status,
+            body: saved.body,
+        })
     } else {
         Err(BookingError::IdempotencyKeyReused)
     }
 }
 
-fn email_for(booking: &Booking, sale: &ConcertSale, seat: &Seat, at: OffsetDateTime) -> BookingEmail {
+fn email_for(
+    booking: &Booking,
+    sale: &ConcertSale,
+    seat: &Seat,
+    at: OffsetDateTime,
+) -> BookingEmail {
     BookingEmail {
         booking_id: booking.id,
         user_id: booking.user_id,
@@ -444,7 +539,9 @@ async fn cancel(
     let sale = effects.sale(view, booking.concert_id);
     let seat = view.read().seats.get(&booking.seat_type_id).cloned();
     let (Some(sale), Some(seat)) = (sale, seat) else {
-        return Err(BookingError::Corrupt(format!("booking {booking_id} has no inventory")));
+        return Err(BookingError::Corrupt(format!(
+            "booking {booking_id} has no inventory"
+        )));
     };
     if sale_state(now, sale.starts_at, false) == SaleState::Started {
         return Err(BookingError::BookingClosed);
@@ -454,7 +551,9 @@ async fn cancel(
         .ok_or(BookingError::AlreadyCancelled)?;
     let email = email_for(&cancelled, &sale, &seat, now);
     store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now).await?;
-    let remaining = effects.remaining(view, booking.seat_type_id).unwrap_or(seat.remaining);
+    let remaining = effects
+        .remaining(view, booking.seat_type_id)
+        .unwrap_or(seat.remaining);
     staged.remaining.push((booking.seat_type_id, remaining + 1));
     staged.touched.push(booking.concert_id);
     staged.emails += 1;
@@ -469,10 +568,10 @@ async fn provision(
     concert: &ConcertInventory,
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
-    if let Some(current) = effects.sale(view, concert.concert_id) {
-        if sale_state(now, current.starts_at, current.cancelled) != SaleState::Open {
-            return Err(BookingError::BookingClosed);
-        }
+    if let Some(current) = effects.sale(view, concert.concert_id)
+        && sale_state(now, current.starts_at, current.cancelled) != SaleState::Open
+    {
+        return Err(BookingError::BookingClosed);
     }
     if concert.starts_at <= now {
         return Err(BookingError::invalid("starts_at", "must be in the future"));
@@ -515,11 +614,20 @@ async fn set_capacity(
     now: OffsetDateTime,
 ) -> Result<(i64, i64), BookingError> {
     if !(1..=1_000_000).contains(&capacity) {
-        return Err(BookingError::invalid("capacity", "must be between 1 and 1000000"));
+        return Err(BookingError::invalid(
+            "capacity",
+            "must be between 1 and 1000000",
+        ));
     }
-    let concert_id = view.read().seats.get(&seat_type_id).map(|seat| seat.concert_id);
+    let concert_id = view
+        .read()
+        .seats
+        .get(&seat_type_id)
+        .map(|seat| seat.concert_id);
     let concert_id = concert_id.ok_or(BookingError::SeatTypeNotFound)?;
-    let sale = effects.sale(view, concert_id).ok_or(BookingError::ConcertNotFound)?;
+    let sale = effects
+        .sale(view, concert_id)
+        .ok_or(BookingError::ConcertNotFound)?;
     if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
         return Err(BookingError::BookingClosed);
     }
@@ -540,7 +648,9 @@ async fn cancel_concert(
     concert_id: Uuid,
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
-    let sale = effects.sale(view, concert_id).ok_or(BookingError::ConcertNotFound)?;
+    let sale = effects
+        .sale(view, concert_id)
+        .ok_or(BookingError::ConcertNotFound)?;
     if sale.cancelled {
         return Ok(());
     }
@@ -552,7 +662,10 @@ async fn cancel_concert(
     for booking in &cancelled {
         let seat = view.read().seats.get(&booking.seat_type_id).cloned();
         let Some(seat) = seat else {
-            return Err(BookingError::Corrupt(format!("booking {} has no inventory", booking.id)));
+            return Err(BookingError::Corrupt(format!(
+                "booking {} has no inventory",
+                booking.id
+            )));
         };
         let email = email_for(booking, &sale, &seat, now);
         store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now).await?;
@@ -563,7 +676,13 @@ async fn cancel_concert(
         staged.remaining.push((seat_type_id, remaining + count));
     }
     staged.emails += cancelled.len();
-    staged.concerts.push((concert_id, ConcertSale { cancelled: true, ..sale }));
+    staged.concerts.push((
+        concert_id,
+        ConcertSale {
+            cancelled: true,
+            ..sale
+        },
+    ));
     staged.touched.push(concert_id);
     Ok(())
 }

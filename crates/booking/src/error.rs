@@ -45,9 +45,10 @@ impl From<BookingError> for Problem {
         match error {
             Validation(errors) => Problem::validation(errors),
             ConcertNotFound => Problem::new(ErrorCode::ConcertNotFound, "no such concert"),
-            SeatTypeNotFound => {
-                Problem::new(ErrorCode::SeatTypeNotFound, "this concert has no such seat type")
-            }
+            SeatTypeNotFound => Problem::new(
+                ErrorCode::SeatTypeNotFound,
+                "this concert has no such seat type",
+            ),
             BookingNotFound => Problem::new(ErrorCode::BookingNotFound, "no such booking"),
             SoldOut => Problem::new(ErrorCode::SoldOut, "no seat of this type is left"),
             AlreadyBooked => Problem::new(
@@ -58,9 +59,10 @@ impl From<BookingError> for Problem {
                 ErrorCode::BookingClosed,
                 "sales for this concert are closed",
             ),
-            AlreadyCancelled => {
-                Problem::new(ErrorCode::AlreadyCancelled, "this booking is already cancelled")
-            }
+            AlreadyCancelled => Problem::new(
+                ErrorCode::AlreadyCancelled,
+                "this booking is already cancelled",
+            ),
             IdempotencyKeyReused => Problem::new(
                 ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with a different request",
@@ -77,8 +79,13 @@ impl From<BookingError> for ClientError {
     fn from(error: BookingError) -> Self {
         let problem = Problem::from(error);
         match problem.code {
-            ErrorCode::Unavailable | ErrorCode::Internal => ClientError::Unavailable(problem.detail),
-            code => ClientError::Rejected { code, detail: problem.detail },
+            ErrorCode::Unavailable | ErrorCode::Internal => {
+                ClientError::Unavailable(problem.detail)
+            }
+            code => ClientError::Rejected {
+                code,
+                detail: problem.detail,
+            },
         }
     }
 }
@@ -90,8 +97,10 @@ impl axum::response::IntoResponse for BookingError {
 }
 
 fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_))
-        || matches!(error, sqlx::Error::Database(db) if db.message().contains("database is locked"))
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    ) || matches!(error, sqlx::Error::Database(db) if db.message().contains("database is locked"))
 }
 
 #[cfg(test)]

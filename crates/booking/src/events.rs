@@ -52,7 +52,11 @@ pub async fn run_closing_timer(
             let view = view.read();
             view.concerts
                 .iter()
-                .filter(|(_, concert)| !concert.cancelled && concert.starts_at > checked_until && concert.starts_at <= now)
+                .filter(|(_, concert)| {
+                    !concert.cancelled
+                        && concert.starts_at > checked_until
+                        && concert.starts_at <= now
+                })
                 .map(|(id, _)| *id)
                 .collect()
         };
@@ -97,10 +101,10 @@ pub fn availability_stream(
             .and_then(|body| Event::default().event("availability").json_data(body).ok())
     };
     tokio::spawn(async move {
-        if let Some(event) = snapshot() {
-            if sender.send(Ok(event)).await.is_err() {
-                return;
-            }
+        if let Some(event) = snapshot()
+            && sender.send(Ok(event)).await.is_err()
+        {
+            return;
         }
         let mut dirty = false;
         let mut last_sent = Instant::now();
@@ -127,11 +131,10 @@ pub fn availability_stream(
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 () = tokio::time::sleep_until(deadline), if dirty => {
-                    if let Some(event) = snapshot() {
-                        if sender.send(Ok(event)).await.is_err() {
+                    if let Some(event) = snapshot()
+                        && sender.send(Ok(event)).await.is_err() {
                             return;
                         }
-                    }
                     dirty = false;
                     last_sent = Instant::now();
                 }

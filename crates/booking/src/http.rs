@@ -90,7 +90,10 @@ impl From<Availability> for AvailabilityResponse {
             seat_types: availability
                 .seat_types
                 .into_iter()
-                .map(|seat| SeatRemaining { id: seat.seat_type_id, remaining: seat.remaining })
+                .map(|seat| SeatRemaining {
+                    id: seat.seat_type_id,
+                    remaining: seat.remaining,
+                })
                 .collect(),
         }
     }
@@ -148,26 +151,45 @@ pub async fn create_booking(
     let key = match headers.get(&IDEMPOTENCY_KEY) {
         None => None,
         Some(value) => {
-            let raw = value
-                .to_str()
-                .map_err(|_| BookingError::invalid("Idempotency-Key", "must be visible ASCII characters"))?;
-            Some(IdempotencyKey::parse(raw).map_err(|message| BookingError::invalid("Idempotency-Key", message))?)
+            let raw = value.to_str().map_err(|_| {
+                BookingError::invalid("Idempotency-Key", "must be visible ASCII characters")
+            })?;
+            Some(
+                IdempotencyKey::parse(raw)
+                    .map_err(|message| BookingError::invalid("Idempotency-Key", message))?,
+            )
         }
     };
-    match service.book(caller, request.concert_id, request.seat_type_id, key).await? {
+    match service
+        .book(caller, request.concert_id, request.seat_type_id, key)
+        .await?
+    {
         BookOutcome::Created(booking) => {
             let location = location(&booking.id.to_string());
-            Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(booking)).into_response())
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(booking),
+            )
+                .into_response())
         }
         BookOutcome::Replayed { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
-            let id = serde_json::from_str::<Booking>(&body).map(|booking| booking.id.to_string()).unwrap_or_default();
+            let id = serde_json::from_str::<Booking>(&body)
+                .map(|booking| booking.id.to_string())
+                .unwrap_or_default();
             Ok((
                 status,
                 [
-                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
                     (header::LOCATION, location(&id)),
-                    (HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true")),
+                    (
+                        HeaderName::from_static("idempotent-replayed"),
+                        HeaderValue::from_static("true"),
+                    ),
                 ],
                 body,
             )
@@ -207,10 +229,14 @@ pub async fn list_bookings(
                 .ok_or_else(|| BookingError::invalid("cursor", "is not a cursor this API returned"))
         })
         .transpose()?;
-    let mut items = service.list(caller, query.status, before, limit + 1).await?;
+    let mut items = service
+        .list(caller, query.status, before, limit + 1)
+        .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|last| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.id.as_bytes()))
+        items
+            .last()
+            .map(|last| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.id.as_bytes()))
     } else {
         None
     };
@@ -272,7 +298,9 @@ pub async fn get_availability(
     Path(id): Path<String>,
 ) -> Result<Json<AvailabilityResponse>, BookingError> {
     let id = parse_id(&id, BookingError::ConcertNotFound)?;
-    let availability = service.availability_of(id).ok_or(BookingError::ConcertNotFound)?;
+    let availability = service
+        .availability_of(id)
+        .ok_or(BookingError::ConcertNotFound)?;
     Ok(Json(availability.into()))
 }
 
@@ -296,8 +324,14 @@ pub async fn stream_availability(
     if service.availability_of(id).is_none() {
         return Err(BookingError::ConcertNotFound);
     }
-    Ok(availability_stream(id, service.view().clone(), service.clock().clone(), events, service.stop_token())
-        .into_response())
+    Ok(availability_stream(
+        id,
+        service.view().clone(),
+        service.clock().clone(),
+        events,
+        service.stop_token(),
+    )
+    .into_response())
 }
 
 /// Sales of a concert, read from the booking store (admin).

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::domain::{Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state};
+use crate::domain::{
+    Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state,
+};
 use crate::engine::{BookOutcome, BookRequest, Canceller, Command, Writer};
 use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_closing_timer};
@@ -82,11 +84,32 @@ impl BookingService {
         let (events, _) = broadcast::channel(1024);
         let (writer, commands) = mpsc::channel(QUEUE_CAPACITY);
         let schedule = Arc::new(Notify::new());
-        let task = Writer::new(conn, view.clone(), clock.clone(), events.clone(), email_waker, schedule.clone());
+        let task = Writer::new(
+            conn,
+            view.clone(),
+            clock.clone(),
+            events.clone(),
+            email_waker,
+            schedule.clone(),
+        );
         tasks.spawn(task.run(commands));
-        tasks.spawn(run_closing_timer(view.clone(), clock.clone(), events.clone(), schedule, stop.clone()));
+        tasks.spawn(run_closing_timer(
+            view.clone(),
+            clock.clone(),
+            events.clone(),
+            schedule,
+            stop.clone(),
+        ));
         Ok(Self {
-            inner: Arc::new(Inner { store, view, writer, clock, authenticator, events, stop }),
+            inner: Arc::new(Inner {
+                store,
+                view,
+                writer,
+                clock,
+                authenticator,
+                events,
+                stop,
+            }),
         })
     }
 
@@ -122,9 +145,16 @@ impl BookingService {
             .map_err(|error| error.to_string())
     }
 
-    async fn send<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, BookingError>>) -> Command) -> Result<T, BookingError> {
+    async fn send<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, BookingError>>) -> Command,
+    ) -> Result<T, BookingError> {
         let (reply, answer) = oneshot::channel();
-        self.inner.writer.send(make(reply)).await.map_err(|_| BookingError::WriterStopped)?;
+        self.inner
+            .writer
+            .send(make(reply))
+            .await
+            .map_err(|_| BookingError::WriterStopped)?;
         answer.await.map_err(|_| BookingError::WriterStopped)?
     }
 
@@ -138,18 +168,33 @@ impl BookingService {
         key: Option<IdempotencyKey>,
     ) -> Result<BookOutcome, BookingError> {
         if let Some(key) = &key {
-            let saved = store::saved_response(&self.inner.store.read, caller.user_id, key.as_str()).await?;
+            let saved =
+                store::saved_response(&self.inner.store.read, caller.user_id, key.as_str()).await?;
             if let Some(saved) = saved {
-                return if saved.request_hash.as_slice() == request_fingerprint(concert_id, seat_type_id).as_slice() {
-                    Ok(BookOutcome::Replayed { status: saved.status, body: saved.body })
+                return if saved.request_hash.as_slice()
+                    == request_fingerprint(concert_id, seat_type_id).as_slice()
+                {
+                    Ok(BookOutcome::Replayed {
+                        status: saved.status,
+                        body: saved.body,
+                    })
                 } else {
                     Err(BookingError::IdempotencyKeyReused)
                 };
             }
         }
-        self.precheck(concert_id, seat_type_id).inspect_err(count_refusal)?;
-        let request = BookRequest { user_id: caller.user_id, concert_id, seat_type_id, key };
-        let outcome = self.send(|reply| Command::Book(request, reply)).await.inspect_err(count_refusal)?;
+        self.precheck(concert_id, seat_type_id)
+            .inspect_err(count_refusal)?;
+        let request = BookRequest {
+            user_id: caller.user_id,
+            concert_id,
+            seat_type_id,
+            key,
+        };
+        let outcome = self
+            .send(|reply| Command::Book(request, reply))
+            .await
+            .inspect_err(count_refusal)?;
         if matches!(outcome, BookOutcome::Created(_)) {
             metrics::counter!("bookings_total", "outcome" => "created").increment(1);
         }
@@ -160,7 +205,10 @@ impl BookingService {
     fn precheck(&self, concert_id: Uuid, seat_type_id: Uuid) -> Result<(), BookingError> {
         let now = self.inner.clock.now();
         let view = self.inner.view.read();
-        let concert = view.concerts.get(&concert_id).ok_or(BookingError::ConcertNotFound)?;
+        let concert = view
+            .concerts
+            .get(&concert_id)
+            .ok_or(BookingError::ConcertNotFound)?;
         let seat = view
             .seats
             .get(&seat_type_id)
@@ -176,9 +224,18 @@ impl BookingService {
     }
 
     /// Cancels a booking; the seat returns in the same transaction.
-    pub async fn cancel(&self, caller: AuthUser, booking_id: Uuid) -> Result<Booking, BookingError> {
-        let canceller = Canceller { user_id: caller.user_id, is_admin: caller.is_admin() };
-        let booking = self.send(|reply| Command::Cancel(booking_id, canceller, reply)).await?;
+    pub async fn cancel(
+        &self,
+        caller: AuthUser,
+        booking_id: Uuid,
+    ) -> Result<Booking, BookingError> {
+        let canceller = Canceller {
+            user_id: caller.user_id,
+            is_admin: caller.is_admin(),
+        };
+        let booking = self
+            .send(|reply| Command::Cancel(booking_id, canceller, reply))
+            .await?;
         metrics::counter!("bookings_cancelled_total").increment(1);
         Ok(booking)
     }
@@ -199,12 +256,22 @@ impl BookingService {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
-        store::list_bookings(&self.inner.store.read, caller.user_id, status, before, limit).await
+        store::list_bookings(
+            &self.inner.store.read,
+            caller.user_id,
+            status,
+            before,
+            limit,
+        )
+        .await
     }
 
     /// Exact availability of one concert, from the view.
     pub fn availability_of(&self, concert_id: Uuid) -> Option<Availability> {
-        self.inner.view.read().availability(concert_id, self.inner.clock.now())
+        self.inner
+            .view
+            .read()
+            .availability(concert_id, self.inner.clock.now())
     }
 
     /// The sales report, read from the store.
@@ -251,24 +318,35 @@ fn count_refusal(error: &BookingError) {
 impl Inventory for BookingService {
     async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError> {
         let concert = concert.clone();
-        Ok(self.send(|reply| Command::Provision(concert, reply)).await?)
+        Ok(self
+            .send(|reply| Command::Provision(concert, reply))
+            .await?)
     }
 
     async fn set_capacity(&self, seat_type_id: Uuid, capacity: i64) -> Result<(), ClientError> {
-        self.send(|reply| Command::SetCapacity(seat_type_id, capacity, reply)).await?;
+        self.send(|reply| Command::SetCapacity(seat_type_id, capacity, reply))
+            .await?;
         Ok(())
     }
 
     async fn cancel_concert(&self, concert_id: Uuid) -> Result<(), ClientError> {
-        Ok(self.send(|reply| Command::CancelConcert(concert_id, reply)).await?)
+        Ok(self
+            .send(|reply| Command::CancelConcert(concert_id, reply))
+            .await?)
     }
 
-    async fn availability(&self, concert_ids: &[Uuid]) -> Result<HashMap<Uuid, Availability>, ClientError> {
+    async fn availability(
+        &self,
+        concert_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Availability>, ClientError> {
         let now = self.inner.clock.now();
         let view = self.inner.view.read();
         Ok(concert_ids
             .iter()
-            .filter_map(|id| view.availability(*id, now).map(|availability| (*id, availability)))
+            .filter_map(|id| {
+                view.availability(*id, now)
+                    .map(|availability| (*id, availability))
+            })
             .collect())
     }
 }
@@ -276,16 +354,27 @@ impl Inventory for BookingService {
 #[async_trait]
 impl OutboxSource for BookingService {
     async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, ClientError> {
-        Ok(self.send(|reply| Command::ClaimOutbox(limit, lease, reply)).await?)
+        Ok(self
+            .send(|reply| Command::ClaimOutbox(limit, lease, reply))
+            .await?)
     }
 
     async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
-        Ok(self.send(|reply| Command::AcknowledgeOutbox(message_id, reply)).await?)
+        Ok(self
+            .send(|reply| Command::AcknowledgeOutbox(message_id, reply))
+            .await?)
     }
 
-    async fn retry_later(&self, message_id: Uuid, retry_at: OffsetDateTime, error: &str) -> Result<(), ClientError> {
+    async fn retry_later(
+        &self,
+        message_id: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), ClientError> {
         let error = error.chars().take(1000).collect();
-        Ok(self.send(|reply| Command::RetryOutbox(message_id, retry_at, error, reply)).await?)
+        Ok(self
+            .send(|reply| Command::RetryOutbox(message_id, retry_at, error, reply))
+            .await?)
     }
 
     async fn depth(&self) -> Result<u64, ClientError> {

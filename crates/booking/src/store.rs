@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use boxoffice_shared::clients::{BookingEmail, ConcertInventory, EmailKind, OutboxMessage, SeatInventory};
+use boxoffice_shared::clients::{
+    BookingEmail, ConcertInventory, EmailKind, OutboxMessage, SeatInventory,
+};
 use boxoffice_shared::clock::{from_millis, to_millis};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqliteExecutor};
@@ -36,7 +38,9 @@ fn booking_from_row(row: &SqliteRow) -> Result<Booking, BookingError> {
         price_cents: row.try_get("price_cents")?,
         currency: row.try_get("currency")?,
         created_at: from_millis(row.try_get("created_at")?),
-        cancelled_at: row.try_get::<Option<i64>, _>("cancelled_at")?.map(from_millis),
+        cancelled_at: row
+            .try_get::<Option<i64>, _>("cancelled_at")?
+            .map(from_millis),
     })
 }
 
@@ -49,9 +53,10 @@ macro_rules! booking_columns {
 /// Everything the in-memory view holds, read from the store.
 pub async fn load_inventory(executor: &mut SqliteConnection) -> Result<Inventory, BookingError> {
     let mut inventory = Inventory::default();
-    let concerts = sqlx::query("SELECT concert_id, name, venue, starts_at, cancelled_at FROM sales")
-        .fetch_all(&mut *executor)
-        .await?;
+    let concerts =
+        sqlx::query("SELECT concert_id, name, venue, starts_at, cancelled_at FROM sales")
+            .fetch_all(&mut *executor)
+            .await?;
     for row in &concerts {
         inventory.concerts.insert(
             row.try_get("concert_id")?,
@@ -156,7 +161,10 @@ pub async fn holds_confirmed_booking(
 }
 
 /// Inserts a confirmed booking. The schema's trigger takes the seat (or refuses: sold out, closed).
-pub async fn insert_booking(conn: &mut SqliteConnection, booking: &Booking) -> Result<(), BookingError> {
+pub async fn insert_booking(
+    conn: &mut SqliteConnection,
+    booking: &Booking,
+) -> Result<(), BookingError> {
     sqlx::query(
         "INSERT INTO bookings
             (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at)
@@ -181,10 +189,14 @@ pub async fn booking_by_id<'c>(
     executor: impl SqliteExecutor<'c>,
     id: Uuid,
 ) -> Result<Option<Booking>, BookingError> {
-    let row = sqlx::query(concat!("SELECT ", booking_columns!(), " FROM bookings WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(executor)
-        .await?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
     row.as_ref().map(booking_from_row).transpose()
 }
 
@@ -217,7 +229,8 @@ pub async fn enqueue_email(
     now: OffsetDateTime,
 ) -> Result<Uuid, BookingError> {
     let message_id = Uuid::now_v7();
-    let payload = serde_json::to_string(email).map_err(|error| BookingError::Corrupt(error.to_string()))?;
+    let payload =
+        serde_json::to_string(email).map_err(|error| BookingError::Corrupt(error.to_string()))?;
     let kind = match kind {
         EmailKind::BookingConfirmed => "booking_confirmed",
         EmailKind::BookingCancelled => "booking_cancelled",
@@ -236,7 +249,10 @@ pub async fn enqueue_email(
 }
 
 /// Creates or updates a concert's sale window and adds the seat types it does not have yet.
-pub async fn provision(conn: &mut SqliteConnection, concert: &ConcertInventory) -> Result<Vec<SeatInventory>, BookingError> {
+pub async fn provision(
+    conn: &mut SqliteConnection,
+    concert: &ConcertInventory,
+) -> Result<Vec<SeatInventory>, BookingError> {
     sqlx::query(
         "INSERT INTO sales (concert_id, name, venue, starts_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (concert_id) DO UPDATE SET
@@ -288,10 +304,13 @@ pub async fn set_capacity(
     .fetch_optional(conn)
     .await
     .map_err(|error| match constraint_to_rule(error) {
-        BookingError::SoldOut => BookingError::invalid("capacity", "cannot shrink below the seats already sold"),
+        BookingError::SoldOut => {
+            BookingError::invalid("capacity", "cannot shrink below the seats already sold")
+        }
         other => other,
     })?;
-    row.map(|row| Ok((row.try_get("capacity")?, row.try_get("remaining")?))).transpose()
+    row.map(|row| Ok((row.try_get("capacity")?, row.try_get("remaining")?)))
+        .transpose()
 }
 
 /// Marks a concert cancelled and cancels its confirmed bookings, returning them.
@@ -359,12 +378,18 @@ pub async fn claim_outbox(
         .collect()
 }
 
-pub async fn acknowledge_outbox(conn: &mut SqliteConnection, message_id: Uuid, now: OffsetDateTime) -> Result<(), BookingError> {
-    sqlx::query("UPDATE outbox SET sent_at = ?, last_error = NULL WHERE message_id = ? AND sent_at IS NULL")
-        .bind(to_millis(now))
-        .bind(message_id)
-        .execute(conn)
-        .await?;
+pub async fn acknowledge_outbox(
+    conn: &mut SqliteConnection,
+    message_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    sqlx::query(
+        "UPDATE outbox SET sent_at = ?, last_error = NULL WHERE message_id = ? AND sent_at IS NULL",
+    )
+    .bind(to_millis(now))
+    .bind(message_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -424,7 +449,10 @@ pub struct SalesRows {
     pub cancelled: i64,
 }
 
-pub async fn sales<'c>(executor: impl SqliteExecutor<'c> + Copy, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
+pub async fn sales<'c>(
+    executor: impl SqliteExecutor<'c> + Copy,
+    concert_id: Uuid,
+) -> Result<Option<SalesRows>, BookingError> {
     let exists = sqlx::query("SELECT 1 FROM sales WHERE concert_id = ?")
         .bind(concert_id)
         .fetch_optional(executor)

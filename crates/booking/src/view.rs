@@ -91,11 +91,15 @@ impl SharedInventory {
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Inventory> {
-        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Inventory> {
-        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -144,6 +148,11 @@ mod tests {
         let (sold_out, concert) = inventory([0, 0]);
         assert!(!sold_out.availability(concert, before).unwrap().booking_open);
         let (started, concert) = inventory([5, 5]);
-        assert!(!started.availability(concert, datetime!(2027-01-01 20:00 UTC)).unwrap().booking_open);
+        assert!(
+            !started
+                .availability(concert, datetime!(2027-01-01 20:00 UTC))
+                .unwrap()
+                .booking_open
+        );
     }
 }

@@ -30,7 +30,9 @@ struct Engine {
 
 async fn engine_with_clock(clock: SharedClock) -> Engine {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("booking.db"), 4).await.unwrap();
+    let store = SqliteStore::open(&dir.path().join("booking.db"), 4)
+        .await
+        .unwrap();
     let keys = KeyMaterial::from_secret(&secrecy::SecretString::from("k".repeat(40))).unwrap();
     let authenticator = Authenticator {
         verifier: Arc::new(keys.verifier()),
@@ -47,7 +49,11 @@ async fn engine_with_clock(clock: SharedClock) -> Engine {
     )
     .await
     .unwrap();
-    Engine { service, store, _dir: dir }
+    Engine {
+        service,
+        store,
+        _dir: dir,
+    }
 }
 
 async fn engine() -> Engine {
@@ -55,11 +61,19 @@ async fn engine() -> Engine {
 }
 
 fn customer() -> AuthUser {
-    AuthUser { user_id: Uuid::now_v7(), session_id: Uuid::now_v7(), role: Role::Customer }
+    AuthUser {
+        user_id: Uuid::now_v7(),
+        session_id: Uuid::now_v7(),
+        role: Role::Customer,
+    }
 }
 
 /// Provisions a concert with one seat type per capacity; returns (concert, seat types).
-async fn concert(engine: &Engine, starts_at: OffsetDateTime, capacities: &[i64]) -> (Uuid, Vec<Uuid>) {
+async fn concert(
+    engine: &Engine,
+    starts_at: OffsetDateTime,
+    capacities: &[i64],
+) -> (Uuid, Vec<Uuid>) {
     let concert_id = Uuid::now_v7();
     let seat_types: Vec<SeatInventory> = capacities
         .iter()
@@ -124,7 +138,9 @@ async fn hundreds_of_users_racing_for_five_seats_get_exactly_five() {
     for _ in 0..400 {
         let service = engine.service.clone();
         let seat = seats[0];
-        racers.push(tokio::spawn(async move { service.book(customer(), concert_id, seat, None).await }));
+        racers.push(tokio::spawn(async move {
+            service.book(customer(), concert_id, seat, None).await
+        }));
     }
     let mut won = 0;
     let mut sold_out = 0;
@@ -151,14 +167,19 @@ async fn one_users_simultaneous_bookings_yield_exactly_one() {
     for index in 0..50 {
         let service = engine.service.clone();
         let seat = seats[index % 2];
-        attempts.push(tokio::spawn(async move { service.book(user, concert_id, seat, None).await }));
+        attempts.push(tokio::spawn(async move {
+            service.book(user, concert_id, seat, None).await
+        }));
     }
     let mut outcomes = Vec::new();
     for attempt in attempts {
         outcomes.push(attempt.await.unwrap());
     }
     let won = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
-    let refused = outcomes.iter().filter(|outcome| matches!(outcome, Err(BookingError::AlreadyBooked))).count();
+    let refused = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, Err(BookingError::AlreadyBooked)))
+        .count();
     assert_eq!((won, refused), (1, 49));
     let confirmed = counts(&engine, seats[0]).await.2 + counts(&engine, seats[1]).await.2;
     assert_eq!(confirmed, 1);
@@ -169,12 +190,20 @@ async fn concurrent_cancels_of_one_booking_return_one_seat() {
     let engine = engine().await;
     let (concert_id, seats) = concert(&engine, in_a_day(), &[3]).await;
     let user = customer();
-    let booking = created(engine.service.book(user, concert_id, seats[0], None).await.unwrap());
+    let booking = created(
+        engine
+            .service
+            .book(user, concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
     assert_eq!(counts(&engine, seats[0]).await, (3, 2, 1));
     let mut cancels = Vec::new();
     for _ in 0..30 {
         let service = engine.service.clone();
-        cancels.push(tokio::spawn(async move { service.cancel(user, booking.id).await }));
+        cancels.push(tokio::spawn(async move {
+            service.cancel(user, booking.id).await
+        }));
     }
     let mut ok = 0;
     let mut already = 0;
@@ -191,7 +220,13 @@ async fn concurrent_cancels_of_one_booking_return_one_seat() {
     assert_eq!((ok, already), (1, 29));
     assert_eq!(counts(&engine, seats[0]).await, (3, 3, 0));
     // The seat is free again, and the user may book the concert again.
-    created(engine.service.book(user, concert_id, seats[0], None).await.unwrap());
+    created(
+        engine
+            .service
+            .book(user, concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,11 +242,16 @@ async fn a_book_and_cancel_storm_keeps_remaining_equal_to_capacity_minus_confirm
             let mut created = 0u32;
             for round in 0..15 {
                 let seat = seats[(index + round) % 2];
-                if let Ok(BookOutcome::Created(booking)) = service.book(user, concert_id, seat, None).await {
+                if let Ok(BookOutcome::Created(booking)) =
+                    service.book(user, concert_id, seat, None).await
+                {
                     created += 1;
                     if (index + round) % 3 != 0 {
                         tokio::task::yield_now().await;
-                        service.cancel(user, booking.id).await.expect("cancel own booking");
+                        service
+                            .cancel(user, booking.id)
+                            .await
+                            .expect("cancel own booking");
                     }
                 }
             }
@@ -222,13 +262,24 @@ async fn a_book_and_cancel_storm_keeps_remaining_equal_to_capacity_minus_confirm
     for worker in workers {
         total_created += worker.await.unwrap();
     }
-    assert!(total_created > 27, "the storm booked too little to mean anything: {total_created}");
+    assert!(
+        total_created > 27,
+        "the storm booked too little to mean anything: {total_created}"
+    );
     for seat in &seats {
         let (capacity, remaining, confirmed) = counts(&engine, *seat).await;
         assert_eq!(remaining, capacity - confirmed, "seat type {seat}");
         let view = engine.service.availability_of(concert_id).unwrap();
-        let in_view = view.seat_types.iter().find(|s| s.seat_type_id == *seat).unwrap().remaining;
-        assert_eq!(in_view, remaining, "the in-memory view agrees with the store");
+        let in_view = view
+            .seat_types
+            .iter()
+            .find(|s| s.seat_type_id == *seat)
+            .unwrap()
+            .remaining;
+        assert_eq!(
+            in_view, remaining,
+            "the in-memory view agrees with the store"
+        );
     }
     // One confirmed booking per user and concert, whatever happened.
     let duplicates: i64 = sqlx::query_scalar(
@@ -248,17 +299,41 @@ async fn sales_close_at_the_start_instant_inside_the_transaction() {
     let engine = engine_with_clock(clock.clone()).await;
     let (concert_id, seats) = concert(&engine, start, &[10]).await;
     let early = customer();
-    let booking = created(engine.service.book(early, concert_id, seats[0], None).await.unwrap());
+    let booking = created(
+        engine
+            .service
+            .book(early, concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
 
     clock.advance(time::Duration::minutes(5) - time::Duration::milliseconds(1));
-    assert!(engine.service.availability_of(concert_id).unwrap().booking_open);
+    assert!(
+        engine
+            .service
+            .availability_of(concert_id)
+            .unwrap()
+            .booking_open
+    );
     clock.advance(time::Duration::milliseconds(1));
     assert_eq!(clock.now(), start);
-    let late = engine.service.book(customer(), concert_id, seats[0], None).await;
+    let late = engine
+        .service
+        .book(customer(), concert_id, seats[0], None)
+        .await;
     assert!(matches!(late, Err(BookingError::BookingClosed)), "{late:?}");
     let cancel = engine.service.cancel(early, booking.id).await;
-    assert!(matches!(cancel, Err(BookingError::BookingClosed)), "{cancel:?}");
-    assert!(!engine.service.availability_of(concert_id).unwrap().booking_open);
+    assert!(
+        matches!(cancel, Err(BookingError::BookingClosed)),
+        "{cancel:?}"
+    );
+    assert!(
+        !engine
+            .service
+            .availability_of(concert_id)
+            .unwrap()
+            .booking_open
+    );
     assert_eq!(counts(&engine, seats[0]).await, (10, 9, 1));
 }
 
@@ -267,7 +342,13 @@ async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking(
     let engine = engine().await;
     let (concert_id, seats) = concert(&engine, in_a_day(), &[1]).await;
     let user = customer();
-    created(engine.service.book(user, concert_id, seats[0], None).await.unwrap());
+    created(
+        engine
+            .service
+            .book(user, concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
     let insert = "INSERT INTO bookings (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at)
                   VALUES (?, ?, ?, ?, 'confirmed', 0, 'USD', ?)";
     let now = boxoffice_shared::clock::to_millis(OffsetDateTime::now_utc());
@@ -286,7 +367,10 @@ async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking(
     )
     .await
     .unwrap();
-    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut conn).await.unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let oversell = sqlx::query(insert)
         .bind(Uuid::now_v7())
         .bind(Uuid::now_v7())
@@ -296,7 +380,10 @@ async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking(
         .execute(&mut conn)
         .await
         .unwrap_err();
-    assert!(oversell.to_string().contains("remaining_within_capacity"), "{oversell}");
+    assert!(
+        oversell.to_string().contains("remaining_within_capacity"),
+        "{oversell}"
+    );
     let duplicate = sqlx::query(insert)
         .bind(Uuid::now_v7())
         .bind(user.user_id)
@@ -306,13 +393,18 @@ async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking(
         .execute(&mut conn)
         .await
         .unwrap_err();
-    assert!(duplicate.to_string().contains("UNIQUE") || duplicate.to_string().contains("remaining"), "{duplicate}");
+    assert!(
+        duplicate.to_string().contains("UNIQUE") || duplicate.to_string().contains("remaining"),
+        "{duplicate}"
+    );
     let late = sqlx::query(insert)
         .bind(Uuid::now_v7())
         .bind(Uuid::now_v7())
         .bind(concert_id)
         .bind(seats[0])
-        .bind(boxoffice_shared::clock::to_millis(in_a_day() + time::Duration::days(1)))
+        .bind(boxoffice_shared::clock::to_millis(
+            in_a_day() + time::Duration::days(1),
+        ))
         .execute(&mut conn)
         .await
         .unwrap_err();
@@ -328,9 +420,20 @@ async fn an_idempotency_key_replays_the_original_booking_and_refuses_another_bod
     let (concert_id, seats) = concert(&engine, in_a_day(), &[1, 5]).await;
     let user = customer();
     let key = IdempotencyKey::parse("order-1").unwrap();
-    let first = created(engine.service.book(user, concert_id, seats[0], Some(key.clone())).await.unwrap());
+    let first = created(
+        engine
+            .service
+            .book(user, concert_id, seats[0], Some(key.clone()))
+            .await
+            .unwrap(),
+    );
     // The seat type is now sold out, yet the retry gets the original answer.
-    match engine.service.book(user, concert_id, seats[0], Some(key.clone())).await.unwrap() {
+    match engine
+        .service
+        .book(user, concert_id, seats[0], Some(key.clone()))
+        .await
+        .unwrap()
+    {
         BookOutcome::Replayed { status, body } => {
             assert_eq!(status, 201);
             let replayed: boxoffice_booking::domain::Booking = serde_json::from_str(&body).unwrap();
@@ -338,12 +441,23 @@ async fn an_idempotency_key_replays_the_original_booking_and_refuses_another_bod
         }
         other => panic!("expected a replay, got {other:?}"),
     }
-    let reused = engine.service.book(user, concert_id, seats[1], Some(key)).await;
-    assert!(matches!(reused, Err(BookingError::IdempotencyKeyReused)), "{reused:?}");
+    let reused = engine
+        .service
+        .book(user, concert_id, seats[1], Some(key))
+        .await;
+    assert!(
+        matches!(reused, Err(BookingError::IdempotencyKeyReused)),
+        "{reused:?}"
+    );
     // Keys are per user: another user's identical key is a new request.
     let other = engine
         .service
-        .book(customer(), concert_id, seats[1], Some(IdempotencyKey::parse("order-1").unwrap()))
+        .book(
+            customer(),
+            concert_id,
+            seats[1],
+            Some(IdempotencyKey::parse("order-1").unwrap()),
+        )
         .await
         .unwrap();
     assert!(matches!(other, BookOutcome::Created(_)));
@@ -360,16 +474,25 @@ async fn concurrent_retries_with_one_key_make_one_booking() {
         let service = engine.service.clone();
         let seat = seats[0];
         retries.push(tokio::spawn(async move {
-            service.book(user, concert_id, seat, Some(IdempotencyKey::parse("same").unwrap())).await
+            service
+                .book(
+                    user,
+                    concert_id,
+                    seat,
+                    Some(IdempotencyKey::parse("same").unwrap()),
+                )
+                .await
         }));
     }
     let mut ids = HashSet::new();
     for retry in retries {
         match retry.await.unwrap().unwrap() {
             BookOutcome::Created(booking) => ids.insert(booking.id),
-            BookOutcome::Replayed { body, .. } => {
-                ids.insert(serde_json::from_str::<boxoffice_booking::domain::Booking>(&body).unwrap().id)
-            }
+            BookOutcome::Replayed { body, .. } => ids.insert(
+                serde_json::from_str::<boxoffice_booking::domain::Booking>(&body)
+                    .unwrap()
+                    .id,
+            ),
         };
     }
     assert_eq!(ids.len(), 1, "every retry saw the same booking");
@@ -381,20 +504,53 @@ async fn bookings_and_cancellations_queue_their_emails_in_the_same_transaction()
     let engine = engine().await;
     let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
     let user = customer();
-    let booking = created(engine.service.book(user, concert_id, seats[0], None).await.unwrap());
+    let booking = created(
+        engine
+            .service
+            .book(user, concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
     engine.service.cancel(user, booking.id).await.unwrap();
-    let claimed = engine.service.claim(10, std::time::Duration::from_secs(30)).await.unwrap();
-    assert_eq!(claimed.len(), 2);
-    assert!(claimed.iter().all(|message| message.booking.booking_id == booking.id));
-    // Leased: a second claim gets nothing until the lease runs out or a retry is scheduled.
-    assert!(engine.service.claim(10, std::time::Duration::from_secs(30)).await.unwrap().is_empty());
-    engine.service.acknowledge(claimed[0].message_id).await.unwrap();
-    engine
+    let claimed = engine
         .service
-        .retry_later(claimed[1].message_id, OffsetDateTime::now_utc() - time::Duration::seconds(1), "smtp down")
+        .claim(10, std::time::Duration::from_secs(30))
         .await
         .unwrap();
-    let again = engine.service.claim(10, std::time::Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(
+        claimed
+            .iter()
+            .all(|message| message.booking.booking_id == booking.id)
+    );
+    // Leased: a second claim gets nothing until the lease runs out or a retry is scheduled.
+    assert!(
+        engine
+            .service
+            .claim(10, std::time::Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    engine
+        .service
+        .acknowledge(claimed[0].message_id)
+        .await
+        .unwrap();
+    engine
+        .service
+        .retry_later(
+            claimed[1].message_id,
+            OffsetDateTime::now_utc() - time::Duration::seconds(1),
+            "smtp down",
+        )
+        .await
+        .unwrap();
+    let again = engine
+        .service
+        .claim(10, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message_id, claimed[1].message_id);
     assert_eq!(again[0].attempts, 1);
@@ -406,27 +562,52 @@ async fn cancelling_a_concert_cancels_every_booking_and_frees_every_seat() {
     let engine = engine().await;
     let (concert_id, seats) = concert(&engine, in_a_day(), &[4]).await;
     for _ in 0..3 {
-        created(engine.service.book(customer(), concert_id, seats[0], None).await.unwrap());
+        created(
+            engine
+                .service
+                .book(customer(), concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
     }
     engine.service.cancel_concert(concert_id).await.unwrap();
     engine.service.cancel_concert(concert_id).await.unwrap();
     assert_eq!(counts(&engine, seats[0]).await, (4, 4, 0));
-    let refused = engine.service.book(customer(), concert_id, seats[0], None).await;
-    assert!(matches!(refused, Err(BookingError::BookingClosed)), "{refused:?}");
-    assert_eq!(engine.service.depth().await.unwrap(), 6, "3 confirmations + 3 cancellations");
+    let refused = engine
+        .service
+        .book(customer(), concert_id, seats[0], None)
+        .await;
+    assert!(
+        matches!(refused, Err(BookingError::BookingClosed)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        engine.service.depth().await.unwrap(),
+        6,
+        "3 confirmations + 3 cancellations"
+    );
 }
 
 #[tokio::test]
 async fn capacity_grows_and_shrinks_only_down_to_what_is_sold() {
     let engine = engine().await;
     let (concert_id, seats) = concert(&engine, in_a_day(), &[2]).await;
-    created(engine.service.book(customer(), concert_id, seats[0], None).await.unwrap());
+    created(
+        engine
+            .service
+            .book(customer(), concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
     engine.service.set_capacity(seats[0], 5).await.unwrap();
     assert_eq!(counts(&engine, seats[0]).await, (5, 4, 1));
     engine.service.set_capacity(seats[0], 1).await.unwrap();
     assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
     let error = engine.service.set_capacity(seats[0], 0).await.unwrap_err();
-    assert!(format!("{error:?}").contains("ValidationFailed"), "{error:?}");
+    assert!(
+        format!("{error:?}").contains("ValidationFailed"),
+        "{error:?}"
+    );
     assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
 }
 

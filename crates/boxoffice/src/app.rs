@@ -12,6 +12,9 @@ use boxoffice_auth::domain::{Email, FullName, Password};
 use boxoffice_auth::store::AuthStore;
 use boxoffice_auth::tokens::TokenIssuer;
 use boxoffice_auth::{AuthConfig, AuthService};
+use boxoffice_booking::BookingService;
+use boxoffice_catalog::CatalogService;
+use boxoffice_notifications::{MailTransport, NotificationsConfig, TransportConfig, WorkerWaker};
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::db::SqliteStore;
 use boxoffice_shared::extract::MAX_BODY_BYTES;
@@ -85,6 +88,10 @@ pub struct Config {
     pub admin: Option<AccountSpec>,
     /// Load the demo data.
     pub demo: bool,
+    /// Where emails go: `smtp://…`, `smtps://…`, or `None` for the mail directory.
+    pub mail_url: Option<String>,
+    /// The mail directory (default `<data_dir>/mail`).
+    pub mail_dir: Option<PathBuf>,
     pub auth: AuthConfig,
     pub clock: SharedClock,
 }
@@ -102,6 +109,8 @@ impl Config {
             jwt_key_file: None,
             admin: None,
             demo: false,
+            mail_url: None,
+            mail_dir: None,
             auth: AuthConfig::default(),
             clock: boxoffice_shared::clock::system(),
         }
@@ -111,87 +120,158 @@ impl Config {
 /// The services, wired and ready to serve.
 pub struct Services {
     pub auth: AuthService,
+    pub catalog: CatalogService,
+    pub booking: BookingService,
     pub authenticator: Authenticator,
     stores: Vec<SqliteStore>,
 }
 
-impl Services {
-    /// Opens every store (running migrations), loads keys, and builds the services.
-    pub async fn open(config: &Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("creating the data directory {}", config.data_dir.display())
-        })?;
-        let keys = KeyMaterial::load(
-            config.jwt_secret.as_ref(),
-            config.jwt_key_file.as_deref(),
-            &config.data_dir,
-        )?;
-        match &keys.origin {
-            KeyOrigin::Generated(path) => {
-                tracing::info!(path = %path.display(), "generated a new token signing key")
-            }
-            KeyOrigin::Loaded(path) | KeyOrigin::KeyFile(path) => {
-                tracing::info!(path = %path.display(), "token signing key loaded")
-            }
-            KeyOrigin::ConfiguredSecret => {
-                tracing::info!("tokens signed with the configured HMAC secret")
-            }
+/// Loads the keys and opens the Auth store (running its migrations): all that account
+/// management needs, and the first step of [`Services::open`].
+pub async fn open_auth(
+    config: &Config,
+) -> anyhow::Result<(AuthService, Authenticator, SqliteStore)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let keys = KeyMaterial::load(
+        config.jwt_secret.as_ref(),
+        config.jwt_key_file.as_deref(),
+        &config.data_dir,
+    )?;
+    match &keys.origin {
+        KeyOrigin::Generated(path) => {
+            tracing::info!(path = %path.display(), "generated a new token signing key")
         }
-        let authenticator = Authenticator {
-            verifier: Arc::new(keys.verifier()),
-            revoked: RevokedSessions::default(),
-            clock: config.clock.clone(),
-        };
+        KeyOrigin::Loaded(path) | KeyOrigin::KeyFile(path) => {
+            tracing::info!(path = %path.display(), "token signing key loaded")
+        }
+        KeyOrigin::ConfiguredSecret => {
+            tracing::info!("tokens signed with the configured HMAC secret")
+        }
+    }
+    let authenticator = Authenticator {
+        verifier: Arc::new(keys.verifier()),
+        revoked: RevokedSessions::default(),
+        clock: config.clock.clone(),
+    };
 
+    let Storage::Sqlite { dir } = &config.storage;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let auth_db = SqliteStore::open(&dir.join("auth.db"), 4).await?;
+    let auth_store = AuthStore::new(auth_db.clone());
+    auth_store
+        .migrate()
+        .await
+        .context("migrating the auth store")?;
+
+    if config.auth.password.below_recommendation() {
+        tracing::warn!(?config.auth.password, "argon2 parameters are below the OWASP recommendation");
+    }
+    let auth = AuthService::new(
+        config.auth.clone(),
+        auth_store,
+        TokenIssuer::new(keys.algorithm, keys.encoding),
+        authenticator.clone(),
+    )?;
+    let revoked = auth.load_revocations().await?;
+    tracing::debug!(revoked, "loaded recently revoked sessions");
+    Ok((auth, authenticator, auth_db))
+}
+
+impl Services {
+    /// Opens every store (running migrations), loads keys, and builds the services. Background
+    /// tasks are spawned on `tasks` and stop when `stop` is cancelled.
+    pub async fn open(
+        config: &Config,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let (auth, authenticator, auth_db) = open_auth(config).await?;
         let Storage::Sqlite { dir } = &config.storage;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let auth_db = SqliteStore::open(&dir.join("auth.db"), 4).await?;
-        let auth_store = AuthStore::new(auth_db.clone());
-        auth_store
+
+        let booking_db = SqliteStore::open(&dir.join("booking.db"), 4).await?;
+        let email_waker = WorkerWaker::new();
+        let booking = BookingService::start(
+            booking_db.clone(),
+            authenticator.clone(),
+            config.clock.clone(),
+            Some(email_waker.notify()),
+            stop.clone(),
+            tasks,
+        )
+        .await
+        .context("starting the booking service")?;
+
+        let mail_dir = config
+            .mail_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("mail"));
+        let transport_config = TransportConfig::parse(config.mail_url.as_deref(), mail_dir)?;
+        tracing::info!(transport = %transport_config, "emails go to the {transport_config}");
+        let transport = MailTransport::start(&transport_config)
+            .await
+            .context("starting the mail transport")?;
+        let notifications = NotificationsConfig::new(transport_config);
+        tasks.spawn(boxoffice_notifications::run(
+            Arc::new(booking.clone()),
+            Arc::new(auth.clone()),
+            transport,
+            notifications,
+            config.clock.clone(),
+            email_waker,
+            stop.clone(),
+        ));
+
+        let catalog_db = SqliteStore::open(&dir.join("catalog.db"), 4).await?;
+        let catalog = CatalogService::new(
+            catalog_db.clone(),
+            Arc::new(booking.clone()),
+            authenticator.clone(),
+            config.clock.clone(),
+        );
+        catalog
             .migrate()
             .await
-            .context("migrating the auth store")?;
-
-        if config.auth.password.below_recommendation() {
-            tracing::warn!(?config.auth.password, "argon2 parameters are below the OWASP recommendation");
-        }
-        let auth = AuthService::new(
-            config.auth.clone(),
-            auth_store,
-            TokenIssuer::new(keys.algorithm, keys.encoding),
-            authenticator.clone(),
-        )?;
-        let revoked = auth.load_revocations().await?;
-        tracing::debug!(revoked, "loaded recently revoked sessions");
+            .context("migrating the catalog store")?;
+        tasks.spawn(boxoffice_catalog::run_reconciler(
+            catalog.clone(),
+            stop.clone(),
+        ));
 
         Ok(Self {
             auth,
+            catalog,
+            booking,
             authenticator,
-            stores: vec![auth_db],
+            stores: vec![auth_db, booking_db, catalog_db],
         })
     }
 
     /// Creates the admin account, or makes the existing account with that email an admin with
     /// that password.
     pub async fn ensure_admin(&self, spec: &AccountSpec) -> anyhow::Result<()> {
-        let email = Email::parse(&spec.email)
-            .map_err(|message| anyhow::anyhow!("BOXOFFICE_ADMIN_EMAIL {message}"))?;
-        let password = Password::parse(spec.password.expose_secret())
-            .map_err(|message| anyhow::anyhow!("BOXOFFICE_ADMIN_PASSWORD {message}"))?;
-        let name = FullName::parse("Administrator").map_err(anyhow::Error::msg)?;
-        let user = self
-            .auth
-            .ensure_account(&email, &password, &name, Role::Admin)
-            .await?;
-        tracing::info!(email = %user.email, "admin account ready");
-        Ok(())
+        ensure_admin(&self.auth, spec).await
     }
 
-    async fn close(&self) {
-        for store in &self.stores {
-            store.close().await;
-        }
+    /// The stores, to close once every task has finished.
+    fn into_stores(self) -> Vec<SqliteStore> {
+        self.stores
     }
+}
+
+/// Creates the admin account, or makes the existing account with that email an admin with that
+/// password.
+pub async fn ensure_admin(auth: &AuthService, spec: &AccountSpec) -> anyhow::Result<()> {
+    let email = Email::parse(&spec.email)
+        .map_err(|message| anyhow::anyhow!("BOXOFFICE_ADMIN_EMAIL {message}"))?;
+    let password = Password::parse(spec.password.expose_secret())
+        .map_err(|message| anyhow::anyhow!("BOXOFFICE_ADMIN_PASSWORD {message}"))?;
+    let name = FullName::parse("Administrator").map_err(anyhow::Error::msg)?;
+    let user = auth
+        .ensure_account(&email, &password, &name, Role::Admin)
+        .await?;
+    tracing::info!(email = %user.email, "admin account ready");
+    Ok(())
 }
 
 /// A bound, ready-to-run server.
@@ -208,18 +288,27 @@ impl Application {
     /// Opens the stores, bootstraps accounts and binds the listener. Nothing is served until
     /// [`Application::run_until_stopped`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let services = Services::open(&config).await?;
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let services = Services::open(&config, &tasks, &stop).await?;
         if let Some(admin) = &config.admin {
             services.ensure_admin(admin).await?;
         }
         if config.demo {
-            crate::demo::load(&services).await?;
+            crate::demo::load(&services, config.clock.now()).await?;
         }
 
-        let checks: Vec<Arc<dyn ReadyCheck>> = vec![Arc::new(ops::StoreCheck::new(
-            "auth_store",
-            services.stores[0].clone(),
-        ))];
+        let checks: Vec<Arc<dyn ReadyCheck>> = vec![
+            Arc::new(ops::StoreCheck::new(
+                "auth_store",
+                services.stores[0].clone(),
+            )),
+            Arc::new(ops::BookingCheck(services.booking.clone())),
+            Arc::new(ops::StoreCheck::new(
+                "catalog_store",
+                services.stores[2].clone(),
+            )),
+        ];
         let router = build_router(&services, checks);
 
         let listener = TcpListener::bind(config.listen)
@@ -231,8 +320,8 @@ impl Application {
             router,
             services,
             address,
-            tasks: TaskTracker::new(),
-            stop: CancellationToken::new(),
+            tasks,
+            stop,
         })
     }
 
@@ -241,8 +330,9 @@ impl Application {
         self.address
     }
 
-    /// Serves until `signal` resolves, then stops accepting, lets in-flight requests and
-    /// background tasks finish, and closes the stores.
+    /// Serves until `signal` resolves. Then: stop accepting, end the SSE streams and tell the
+    /// workers to stop after their current job, let in-flight requests finish, let the booking
+    /// writer commit what is queued, and close the stores.
     pub async fn run_until_stopped(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
@@ -256,22 +346,29 @@ impl Application {
             stop,
         } = self;
         tracing::info!(%address, "boxoffice is listening");
-        let stop_serving = stop.clone();
-        let serve = axum::serve(
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = signal => on_signal.cancel(),
+                () = on_signal.cancelled() => {}
+            }
+        });
+        let stopping = stop.clone();
+        let result = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = signal => {}
-                () = stop_serving.cancelled() => {}
-            }
-        });
-        let result = serve.await;
+        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        .await;
         stop.cancel();
+        // Dropping the services drops the last senders to the booking writer, which then drains
+        // its queue and ends; the tracker tells when every task has.
+        let stores = services.into_stores();
         tasks.close();
         tasks.wait().await;
-        services.close().await;
+        for store in stores {
+            store.close().await;
+        }
         tracing::info!("boxoffice stopped");
         result.context("serving HTTP")
     }
@@ -279,6 +376,8 @@ impl Application {
 
 /// Every route of the one-process deployment, with the shared layers.
 fn build_router(services: &Services, checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
-    let api = boxoffice_auth::router(services.auth.clone());
+    let api = boxoffice_auth::router(services.auth.clone())
+        .merge(boxoffice_catalog::router(services.catalog.clone()))
+        .merge(boxoffice_booking::router(services.booking.clone()));
     ops::with_operations(api, checks).layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

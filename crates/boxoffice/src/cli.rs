@@ -82,6 +82,12 @@ pub struct StorageArgs {
     /// Ed25519 private key (PKCS#8 PEM) to sign tokens with.
     #[arg(long, env = "BOXOFFICE_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
+    /// Where emails go: `smtp://user:pass@host:port` or `smtps://…`; default: the mail directory.
+    #[arg(long, env = "BOXOFFICE_MAIL_URL", hide_env_values = true)]
+    pub mail_url: Option<String>,
+    /// The mail directory (RFC 5322 `.eml` files); default `<data-dir>/mail`.
+    #[arg(long, env = "BOXOFFICE_MAIL_DIR")]
+    pub mail_dir: Option<PathBuf>,
     /// argon2id memory cost in KiB (default: OWASP's 19456). Lower only for tests.
     #[arg(long, env = "BOXOFFICE_ARGON2_MEMORY_KIB", default_value_t = PasswordParams::OWASP.memory_kib)]
     pub argon2_memory_kib: u32,
@@ -136,6 +142,8 @@ impl StorageArgs {
         config.storage = storage;
         config.jwt_secret = self.jwt_secret.map(SecretString::from);
         config.jwt_key_file = self.jwt_key_file;
+        config.mail_url = self.mail_url;
+        config.mail_dir = self.mail_dir;
         config.auth = AuthConfig {
             password: PasswordParams {
                 memory_kib: self.argon2_memory_kib,

@@ -1,7 +1,7 @@
 //! `boxoffice`: run every service in one process (`serve`), or manage accounts (`admin`).
 
 use anyhow::Context;
-use boxoffice::app::{AccountSpec, Application, Services};
+use boxoffice::app::{AccountSpec, Application, ensure_admin, open_auth};
 use boxoffice::cli::{AdminCommand, Cli, Command};
 use clap::Parser;
 use secrecy::SecretString;
@@ -31,10 +31,9 @@ async fn main() -> anyhow::Result<()> {
             };
             // Any address: nothing is served, only the stores are opened.
             let config = args.storage.into_config(([127, 0, 0, 1], 0).into())?;
-            let services = Services::open(&config)
-                .await
-                .context("opening the stores")?;
-            services.ensure_admin(&spec).await?;
+            let (auth, _, store) = open_auth(&config).await.context("opening the auth store")?;
+            ensure_admin(&auth, &spec).await?;
+            store.close().await;
             println!(
                 "admin account {} is ready",
                 spec.email.trim().to_lowercase()

@@ -67,6 +67,19 @@ impl ReadyCheck for StoreCheck {
     }
 }
 
+/// Readiness of the Booking service: its store answers and its writer runs.
+pub struct BookingCheck(pub boxoffice_booking::BookingService);
+
+impl ReadyCheck for BookingCheck {
+    fn name(&self) -> &'static str {
+        "booking_store"
+    }
+
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(self.0.ready())
+    }
+}
+
 #[derive(Clone)]
 struct OpsState {
     checks: Arc<Vec<Arc<dyn ReadyCheck>>>,
@@ -85,6 +98,8 @@ struct OpsState {
     components(schemas(Problem, FieldError, ErrorCode)),
     tags(
         (name = "auth", description = "Accounts, sessions and tokens"),
+        (name = "concerts", description = "Concerts, seat types and their exact availability"),
+        (name = "bookings", description = "Booking and cancelling tickets"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -1,1 +1,39 @@
-//! placeholder
+//! The Catalog service: concerts, their details and their seat types.
+//!
+//! It implements the "Concerts" section of the API contract except the routes that read the
+//! booking store directly (availability, its stream, sales), which the Booking service serves.
+//! Catalog owns concert metadata and seat-type definitions in its own SQLite file; Booking owns
+//! the seats (capacity as sold against, `remaining`, the sale window). Catalog provisions seats
+//! through the [`Inventory`](boxoffice_shared::clients::Inventory) trait and reads exact counts
+//! through it too, so a concert shown here is never staler than the booking store.
+//!
+//! Cross-service writes cannot be atomic: each concert carries a `version` and the version
+//! Booking acknowledged (`synced_version`); [`worker::run_reconciler`] re-pushes whatever
+//! Booking has not seen. See [`service`] for the protocol.
+//!
+//! # Layout
+//! - [`domain`]: input newtypes parsed at the edge, the listing cursor, and the status rule
+//!   ([`domain::derive_status`]) as a pure function.
+//! - [`store`]: the SQLite store (concerts, seat types, the trigram full-text index).
+//! - [`service`]: the rules and the sync protocol with Booking; what the handlers call.
+//! - [`http`]: the routes, documented for OpenAPI.
+//! - [`worker`]: the reconciler that pushes unsynced concerts to Booking.
+//! - [`error`]: this service's error enum and its mapping onto problem codes.
+
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod worker;
+
+#[cfg(test)]
+mod testing;
+
+pub use error::CatalogError;
+pub use http::router;
+pub use service::CatalogService;
+pub use worker::run_reconciler;
+
+/// The SQLite migrations of the Catalog store, embedded in the binary.
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

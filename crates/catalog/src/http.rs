@@ -1,0 +1,1134 @@
+//! The Catalog routes (API contract, "Concerts"): `/api/v1/concerts` and the admin routes under
+//! it. Availability, its stream and sales figures belong to the Booking service.
+//!
+//! Handlers turn requests into domain types, collecting every invalid field into one
+//! `validation_failed` problem, then call [`CatalogService`]. Admin routes take the [`Admin`]
+//! extractor, so that 401 and 403 are decided before the body is even read. Every route is
+//! described for OpenAPI by its `#[utoipa::path]` attribute.
+
+use axum::extract::{FromRef, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use boxoffice_shared::extract::{Json, Query};
+use boxoffice_shared::token::{AuthUser, Authenticator};
+use boxoffice_shared::{FieldError, Problem};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::domain::{
+    Capacity, Category, ConcertChange, ConcertId, ConcertStatus, Currency, Cursor, Description,
+    FutureStart, ListStatus, NewConcert, NewSeatType, PageLimit, PriceCents, SearchText,
+    SeatTypeId, SeatTypeName, Title,
+};
+use crate::error::CatalogError;
+use crate::service::{CatalogService, ConcertPage, ConcertView, ListQuery, SeatTypeView};
+
+impl FromRef<CatalogService> for Authenticator {
+    fn from_ref(service: &CatalogService) -> Self {
+        service.authenticator().clone()
+    }
+}
+
+/// The Catalog service's routes, with their OpenAPI descriptions.
+pub fn router(service: CatalogService) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list_concerts, create_concert))
+        .routes(routes!(get_concert, update_concert))
+        .routes(routes!(cancel_concert))
+        .routes(routes!(add_seat_type))
+        .routes(routes!(update_seat_type))
+        .with_state(service)
+}
+
+/// A caller with the admin role: 401 `unauthenticated` without a valid token, 403 `forbidden`
+/// for anyone else.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin(pub AuthUser);
+
+impl<S> FromRequestParts<S> for Admin
+where
+    Authenticator: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        user.require_admin()?;
+        Ok(Admin(user))
+    }
+}
+
+/// A concert with every seat type and its exact remaining seats.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Concert {
+    pub id: Uuid,
+    pub name: String,
+    pub artist: String,
+    pub venue: String,
+    pub description: String,
+    #[schema(example = "concert")]
+    pub category: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2027-05-01T19:30:00Z")]
+    pub starts_at: OffsetDateTime,
+    /// `cancelled` if called off, else `closed` once started, else `sold_out` when no seat type
+    /// has a seat left, else `on_sale`.
+    pub status: ConcertStatus,
+    /// True exactly when `status` is `on_sale`.
+    pub booking_open: bool,
+    pub seat_types: Vec<SeatType>,
+}
+
+impl From<ConcertView> for Concert {
+    fn from(view: ConcertView) -> Self {
+        let booking_open = view.booking_open();
+        let concert = view.concert;
+        Self {
+            id: concert.id,
+            name: concert.name,
+            artist: concert.artist,
+            venue: concert.venue,
+            description: concert.description,
+            category: concert.category,
+            starts_at: concert.starts_at,
+            status: view.status,
+            booking_open,
+            seat_types: view.seat_types.into_iter().map(SeatType::from).collect(),
+        }
+    }
+}
+
+/// A seat type with its capacity and remaining seats, read from the booking store.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatType {
+    pub id: Uuid,
+    #[schema(example = "VIP")]
+    pub name: String,
+    #[schema(example = 25000)]
+    pub price_cents: i64,
+    #[schema(example = "USD")]
+    pub currency: String,
+    #[schema(example = 50)]
+    pub capacity: i64,
+    #[schema(example = 12)]
+    pub remaining: i64,
+}
+
+impl From<SeatTypeView> for SeatType {
+    fn from(view: SeatTypeView) -> Self {
+        Self {
+            id: view.seat_type.id,
+            name: view.seat_type.name,
+            price_cents: view.seat_type.price_cents,
+            currency: view.seat_type.currency,
+            capacity: view.capacity,
+            remaining: view.remaining,
+        }
+    }
+}
+
+/// One page of concerts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConcertList {
+    pub items: Vec<Concert>,
+    /// Pass as `cursor` to get the next page; `null` on the last page. With `status=on_sale` a
+    /// page may hold fewer than `limit` concerts and still have a next page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<ConcertPage> for ConcertList {
+    fn from(page: ConcertPage) -> Self {
+        Self {
+            items: page.items.into_iter().map(Concert::from).collect(),
+            next_cursor: page.next_cursor.map(|cursor| cursor.encode()),
+        }
+    }
+}
+
+/// Query of `GET /api/v1/concerts`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// `available` (default): not started and not cancelled, sold-out included; `on_sale`:
+    /// bookable now; `all`: everything, past and cancelled included.
+    #[param(value_type = Option<ListStatus>)]
+    pub status: Option<String>,
+    /// Case-insensitive text searched in name, artist and venue (at most 200 characters).
+    pub q: Option<String>,
+    /// Only this category (case-insensitive).
+    pub category: Option<String>,
+    /// Only concerts starting at or after this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<String>,
+    /// Only concerts starting at or before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListParams {
+    fn parse(self) -> Result<ListQuery, CatalogError> {
+        let mut errors = Vec::new();
+        let status = match self.status.as_deref().map(str::trim) {
+            None | Some("") | Some("available") => ListStatus::Available,
+            Some("on_sale") => ListStatus::OnSale,
+            Some("all") => ListStatus::All,
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "status",
+                    "must be one of available, on_sale, all",
+                ));
+                ListStatus::Available
+            }
+        };
+        let search = SearchText::parse(self.q.as_deref().unwrap_or(""))
+            .map_err(|m| errors.push(FieldError::new("q", m)))
+            .ok()
+            .flatten();
+        let category = self
+            .category
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
+        let from = parse_instant(self.from.as_deref())
+            .map_err(|m| errors.push(FieldError::new("from", m)))
+            .ok()
+            .flatten();
+        let to = parse_instant(self.to.as_deref())
+            .map_err(|m| errors.push(FieldError::new("to", m)))
+            .ok()
+            .flatten();
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            errors.push(FieldError::new("to", "must not be before from"));
+        }
+        let limit = match self.limit.as_deref().map(str::trim) {
+            None | Some("") => Ok(PageLimit::DEFAULT),
+            Some(raw) => raw
+                .parse::<i64>()
+                .map_err(|_| "must be a whole number between 1 and 100".to_owned())
+                .and_then(|n| PageLimit::parse(Some(n))),
+        }
+        .map_err(|m| errors.push(FieldError::new("limit", m)))
+        .unwrap_or(PageLimit::DEFAULT);
+        let cursor = match self.cursor.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => Cursor::decode(raw).or_else(|| {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor returned by this endpoint",
+                ));
+                None
+            }),
+        };
+        if errors.is_empty() {
+            Ok(ListQuery {
+                status,
+                search,
+                category,
+                from,
+                to,
+                limit,
+                cursor,
+            })
+        } else {
+            Err(CatalogError::Validation(errors))
+        }
+    }
+}
+
+fn parse_instant(raw: Option<&str>) -> Result<Option<OffsetDateTime>, String> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(raw) => OffsetDateTime::parse(raw, &Rfc3339)
+            // A `+` in a query string decodes to a space; take it back.
+            .or_else(|_| OffsetDateTime::parse(&raw.replace(' ', "+"), &Rfc3339))
+            .map(Some)
+            .map_err(|_| "must be an RFC 3339 time such as 2027-05-01T19:30:00Z".to_owned()),
+    }
+}
+
+/// One seat type of a new concert, or one added later.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatTypeRequest {
+    /// 1 to 100 characters, unique within the concert (ignoring case).
+    #[schema(example = "VIP")]
+    pub name: String,
+    /// Price in minor units, >= 0.
+    #[schema(example = 25000, minimum = 0)]
+    pub price_cents: i64,
+    /// ISO 4217 code, three upper-case letters (default `USD`).
+    #[schema(example = "USD")]
+    pub currency: Option<String>,
+    /// 1 to 1,000,000 seats.
+    #[schema(example = 50, minimum = 1, maximum = 1_000_000)]
+    pub capacity: i64,
+}
+
+impl SeatTypeRequest {
+    /// Parses into a seat type, reporting invalid fields under `prefix` (e.g. `seat_types[1].`).
+    fn parse(self, prefix: &str, errors: &mut Vec<FieldError>) -> Option<NewSeatType> {
+        let field = |name: &str| format!("{prefix}{name}");
+        let name = SeatTypeName::parse(&self.name)
+            .map_err(|m| errors.push(FieldError::new(field("name"), m)));
+        let price_cents = PriceCents::parse(self.price_cents)
+            .map_err(|m| errors.push(FieldError::new(field("price_cents"), m)));
+        let currency = self
+            .currency
+            .as_deref()
+            .map_or_else(|| Ok(Currency::default_currency()), Currency::parse)
+            .map_err(|m| errors.push(FieldError::new(field("currency"), m)));
+        let capacity = Capacity::parse(self.capacity)
+            .map_err(|m| errors.push(FieldError::new(field("capacity"), m)));
+        match (name, price_cents, currency, capacity) {
+            (Ok(name), Ok(price_cents), Ok(currency), Ok(capacity)) => Some(NewSeatType {
+                name,
+                price_cents,
+                currency,
+                capacity,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A new concert.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConcertRequest {
+    /// 1 to 200 characters.
+    #[schema(example = "Aurora World Tour")]
+    pub name: String,
+    /// 1 to 200 characters.
+    #[schema(example = "Aurora")]
+    pub artist: String,
+    /// 1 to 200 characters.
+    #[schema(example = "Royal Albert Hall")]
+    pub venue: String,
+    /// At most 5000 characters (default empty).
+    pub description: Option<String>,
+    /// 1 to 50 characters (default `concert`).
+    #[schema(example = "concert")]
+    pub category: Option<String>,
+    /// In the future.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2027-05-01T19:30:00Z")]
+    pub starts_at: OffsetDateTime,
+    /// 1 to 20 seat types.
+    pub seat_types: Vec<SeatTypeRequest>,
+}
+
+impl CreateConcertRequest {
+    fn parse(self, now: OffsetDateTime) -> Result<NewConcert, CatalogError> {
+        let mut errors = Vec::new();
+        let name = Title::parse(&self.name).map_err(|m| errors.push(FieldError::new("name", m)));
+        let artist =
+            Title::parse(&self.artist).map_err(|m| errors.push(FieldError::new("artist", m)));
+        let venue = Title::parse(&self.venue).map_err(|m| errors.push(FieldError::new("venue", m)));
+        let description = self
+            .description
+            .as_deref()
+            .map_or_else(|| Ok(Description::default()), Description::parse)
+            .map_err(|m| errors.push(FieldError::new("description", m)));
+        let category = self
+            .category
+            .as_deref()
+            .map_or_else(|| Ok(Category::default_category()), Category::parse)
+            .map_err(|m| errors.push(FieldError::new("category", m)));
+        let starts_at = FutureStart::parse(self.starts_at, now)
+            .map_err(|m| errors.push(FieldError::new("starts_at", m)));
+
+        let count = self.seat_types.len();
+        if !(1..=NewConcert::MAX_SEAT_TYPES).contains(&count) {
+            errors.push(FieldError::new(
+                "seat_types",
+                format!(
+                    "must list 1 to {} seat types (got {count})",
+                    NewConcert::MAX_SEAT_TYPES
+                ),
+            ));
+        }
+        let mut seat_types = Vec::with_capacity(count);
+        let mut seen: Vec<String> = Vec::with_capacity(count);
+        for (index, seat) in self.seat_types.into_iter().enumerate() {
+            let prefix = format!("seat_types[{index}].");
+            let folded = seat.name.trim().to_lowercase();
+            if let Some(first) = seen.iter().position(|name| *name == folded) {
+                errors.push(FieldError::new(
+                    format!("{prefix}name"),
+                    format!("duplicates the name of seat_types[{first}] (names ignore case)"),
+                ));
+            }
+            seen.push(folded);
+            if let Some(seat) = seat.parse(&prefix, &mut errors) {
+                seat_types.push(seat);
+            }
+        }
+
+        match (name, artist, venue, description, category, starts_at) {
+            (Ok(name), Ok(artist), Ok(venue), Ok(description), Ok(category), Ok(starts_at))
+                if errors.is_empty() =>
+            {
+                Ok(NewConcert {
+                    name,
+                    artist,
+                    venue,
+                    description,
+                    category,
+                    starts_at,
+                    seat_types,
+                })
+            }
+            _ => Err(CatalogError::Validation(errors)),
+        }
+    }
+}
+
+/// A change to a concert's details; absent fields keep their value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConcertRequest {
+    pub name: Option<String>,
+    pub artist: Option<String>,
+    pub venue: Option<String>,
+    /// An empty string clears it.
+    pub description: Option<String>,
+    pub category: Option<String>,
+    /// Still in the future.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub starts_at: Option<OffsetDateTime>,
+}
+
+impl UpdateConcertRequest {
+    fn parse(self, now: OffsetDateTime) -> Result<ConcertChange, CatalogError> {
+        let mut errors = Vec::new();
+        let mut title = |raw: Option<String>, field: &str| {
+            raw.map(|raw| Title::parse(&raw))
+                .transpose()
+                .map_err(|m| errors.push(FieldError::new(field, m)))
+                .ok()
+                .flatten()
+        };
+        let name = title(self.name, "name");
+        let artist = title(self.artist, "artist");
+        let venue = title(self.venue, "venue");
+        let description = self
+            .description
+            .map(|raw| Description::parse(&raw))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("description", m)))
+            .ok()
+            .flatten();
+        let category = self
+            .category
+            .map(|raw| Category::parse(&raw))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("category", m)))
+            .ok()
+            .flatten();
+        let starts_at = self
+            .starts_at
+            .map(|at| FutureStart::parse(at, now))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("starts_at", m)))
+            .ok()
+            .flatten();
+        if errors.is_empty() {
+            Ok(ConcertChange {
+                name,
+                artist,
+                venue,
+                description,
+                category,
+                starts_at,
+            })
+        } else {
+            Err(CatalogError::Validation(errors))
+        }
+    }
+}
+
+/// A seat type's new capacity.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSeatTypeRequest {
+    /// 1 to 1,000,000, and not below the seats already sold.
+    #[schema(example = 80, minimum = 1, maximum = 1_000_000)]
+    pub capacity: i64,
+}
+
+/// The concert id of a path, or 404: a malformed id names no concert.
+fn concert_id(raw: &str) -> Result<Uuid, CatalogError> {
+    ConcertId::parse(raw)
+        .map(|id| id.as_uuid())
+        .ok_or(CatalogError::ConcertNotFound)
+}
+
+/// List concerts, soonest first.
+#[utoipa::path(
+    get, path = "/api/v1/concerts", tag = "concerts",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of concerts, sorted by `starts_at` then id", body = ConcertList),
+        (status = 422, description = "`validation_failed`: bad `status`, `limit`, `from`/`to` (unparsable or `from` after `to`), `q` or `cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the booking service could not be reached for seat counts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_concerts(
+    State(service): State<CatalogService>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ConcertList>, CatalogError> {
+    let query = params.parse()?;
+    Ok(Json(service.list(query).await?.into()))
+}
+
+/// One concert with every seat type and its exact remaining seats.
+#[utoipa::path(
+    get, path = "/api/v1/concerts/{id}", tag = "concerts",
+    params(("id" = String, Path, description = "The concert's id")),
+    responses(
+        (status = 200, body = Concert),
+        (status = 404, description = "`concert_not_found` (also for a malformed id)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the booking service could not be reached for seat counts", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_concert(
+    State(service): State<CatalogService>,
+    Path(id): Path<String>,
+) -> Result<Json<Concert>, CatalogError> {
+    let id = concert_id(&id)?;
+    Ok(Json(service.concert(id).await?.into()))
+}
+
+/// Create a concert with its seat types (admin).
+///
+/// Seats are provisioned with the booking service in the same request. If that service is
+/// unreachable the answer is 503 and the concert is provisioned (and becomes visible) shortly
+/// after, by a background reconciler.
+#[utoipa::path(
+    post, path = "/api/v1/concerts", tag = "concerts",
+    security(("bearer" = [])),
+    request_body = CreateConcertRequest,
+    responses(
+        (status = 201, description = "Created; `Location` names the new concert", body = Concert,
+            headers(("Location" = String, description = "/api/v1/concerts/{id}"))),
+        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, listing every invalid field", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the booking service is down; the concert will appear once it is provisioned", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_concert(
+    State(service): State<CatalogService>,
+    _admin: Admin,
+    Json(request): Json<CreateConcertRequest>,
+) -> Result<(StatusCode, [(header::HeaderName, String); 1], Json<Concert>), CatalogError> {
+    let concert = request.parse(service.now())?;
+    let view = service.create_concert(concert).await?;
+    let location = format!("/api/v1/concerts/{}", view.concert.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view.into()),
+    ))
+}
+
+/// Change a concert's details (admin).
+#[utoipa::path(
+    patch, path = "/api/v1/concerts/{id}", tag = "concerts",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The concert's id")),
+    request_body = UpdateConcertRequest,
+    responses(
+        (status = 200, body = Concert),
+        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the change is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_concert(
+    State(service): State<CatalogService>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    Json(request): Json<UpdateConcertRequest>,
+) -> Result<Json<Concert>, CatalogError> {
+    let id = concert_id(&id)?;
+    let change = request.parse(service.now())?;
+    Ok(Json(service.update_concert(id, change).await?.into()))
+}
+
+/// Call a concert off (admin): sales close at once and every confirmed booking is cancelled.
+///
+/// Idempotent: cancelling a cancelled concert answers 200 again. A concert that has already
+/// started cannot be cancelled (409 `booking_closed`).
+#[utoipa::path(
+    post, path = "/api/v1/concerts/{id}/cancel", tag = "concerts",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The concert's id")),
+    responses(
+        (status = 200, description = "The concert, now `cancelled`", body = Concert),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`booking_closed`: the concert has already started", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the cancellation is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel_concert(
+    State(service): State<CatalogService>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Concert>, CatalogError> {
+    let id = concert_id(&id)?;
+    Ok(Json(service.cancel_concert(id).await?.into()))
+}
+
+/// Add a seat type to a concert (admin).
+#[utoipa::path(
+    post, path = "/api/v1/concerts/{id}/seat-types", tag = "concerts",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The concert's id")),
+    request_body = SeatTypeRequest,
+    responses(
+        (status = 201, description = "The new seat type", body = SeatType),
+        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, also for a name already used in the concert or more than 20 seat types", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the seat type is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn add_seat_type(
+    State(service): State<CatalogService>,
+    _admin: Admin,
+    Path(id): Path<String>,
+    Json(request): Json<SeatTypeRequest>,
+) -> Result<(StatusCode, Json<SeatType>), CatalogError> {
+    let id = concert_id(&id)?;
+    let mut errors = Vec::new();
+    let seat = request
+        .parse("", &mut errors)
+        .ok_or(CatalogError::Validation(errors))?;
+    let view = service.add_seat_type(id, seat).await?;
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// Change a seat type's capacity (admin). It may grow, and shrink only down to what is sold.
+#[utoipa::path(
+    patch, path = "/api/v1/concerts/{id}/seat-types/{seat_type_id}", tag = "concerts",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The concert's id"),
+        ("seat_type_id" = String, Path, description = "The seat type's id"),
+    ),
+    request_body = UpdateSeatTypeRequest,
+    responses(
+        (status = 200, description = "The seat type with its new capacity", body = SeatType),
+        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`concert_not_found` or `seat_type_not_found` (also a seat type of another concert)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: out of range, or below the seats already sold", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the booking service could not be reached; nothing changed", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_seat_type(
+    State(service): State<CatalogService>,
+    _admin: Admin,
+    Path((id, seat_type_id)): Path<(String, String)>,
+    Json(request): Json<UpdateSeatTypeRequest>,
+) -> Result<Json<SeatType>, CatalogError> {
+    let id = concert_id(&id)?;
+    let seat_type_id = SeatTypeId::parse(&seat_type_id)
+        .ok_or(CatalogError::SeatTypeNotFound)?
+        .as_uuid();
+    let capacity =
+        Capacity::parse(request.capacity).map_err(|m| CatalogError::invalid("capacity", m))?;
+    Ok(Json(
+        service
+            .set_capacity(id, seat_type_id, capacity)
+            .await?
+            .into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{HeaderMap, Method, Request};
+    use boxoffice_shared::token::Role;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::testing::{Harness, START};
+
+    struct App {
+        harness: Harness,
+        router: Router,
+        admin: String,
+    }
+
+    impl App {
+        async fn new() -> Self {
+            let harness = Harness::new().await;
+            let (router, _) = router(harness.service.clone()).split_for_parts();
+            let admin = harness.token(Role::Admin);
+            Self {
+                harness,
+                router,
+                admin,
+            }
+        }
+
+        async fn send(
+            &self,
+            method: Method,
+            uri: &str,
+            token: Option<&str>,
+            body: Option<Value>,
+        ) -> (StatusCode, HeaderMap, Value) {
+            let mut request = Request::builder().method(method).uri(uri);
+            if let Some(token) = token {
+                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let request = match body {
+                Some(body) => request
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string())),
+                None => request.body(Body::empty()),
+            }
+            .unwrap();
+            let response = self.router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let json = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            (status, headers, json)
+        }
+
+        async fn admin(
+            &self,
+            method: Method,
+            uri: &str,
+            body: Option<Value>,
+        ) -> (StatusCode, Value) {
+            let (status, _, json) = self.send(method, uri, Some(&self.admin), body).await;
+            (status, json)
+        }
+
+        async fn create(&self) -> Value {
+            let (status, json) = self
+                .admin(Method::POST, "/api/v1/concerts", Some(concert_body()))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{json}");
+            json
+        }
+    }
+
+    fn concert_body() -> Value {
+        json!({
+            "name": "Aurora World Tour",
+            "artist": "Aurora",
+            "venue": "Royal Albert Hall",
+            "starts_at": "2030-05-01T19:30:00Z",
+            "seat_types": [
+                {"name": "VIP", "price_cents": 25000, "currency": "EUR", "capacity": 50},
+                {"name": "GA", "price_cents": 5000, "capacity": 500}
+            ]
+        })
+    }
+
+    fn fields(problem: &Value) -> Vec<&str> {
+        problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn creating_needs_an_admin_before_the_body_is_looked_at() {
+        let app = App::new().await;
+        let (status, headers, json) = app
+            .send(Method::POST, "/api/v1/concerts", None, Some(concert_body()))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(json["code"], "unauthenticated");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+
+        let customer = app.harness.token(Role::Customer);
+        let (status, _, json) = app
+            .send(
+                Method::POST,
+                "/api/v1/concerts",
+                Some(&customer),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(json["code"], "forbidden");
+        let (status, _, _) = app
+            .send(
+                Method::POST,
+                "/api/v1/concerts/x/cancel",
+                Some(&customer),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn create_answers_201_with_location_and_the_contract_shape() {
+        let app = App::new().await;
+        let (status, headers, json) = app
+            .send(
+                Method::POST,
+                "/api/v1/concerts",
+                Some(&app.admin),
+                Some(concert_body()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        let id = json["id"].as_str().unwrap();
+        assert_eq!(headers[header::LOCATION], format!("/api/v1/concerts/{id}"));
+        assert_eq!(json["status"], "on_sale");
+        assert_eq!(json["booking_open"], true);
+        assert_eq!(json["category"], "concert");
+        assert_eq!(json["description"], "");
+        assert_eq!(json["starts_at"], "2030-05-01T19:30:00Z");
+        assert_eq!(
+            json["seat_types"][0],
+            json!({"id": json["seat_types"][0]["id"], "name": "VIP", "price_cents": 25000,
+                   "currency": "EUR", "capacity": 50, "remaining": 50})
+        );
+        assert_eq!(json["seat_types"][1]["currency"], "USD");
+
+        let (status, _, fetched) = app
+            .send(Method::GET, &format!("/api/v1/concerts/{id}"), None, None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(fetched, json);
+
+        let (status, _, list) = app.send(Method::GET, "/api/v1/concerts", None, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["items"][0]["id"], json["id"]);
+        assert_eq!(list["next_cursor"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn every_invalid_field_is_reported_at_once() {
+        let app = App::new().await;
+        let (status, json) = app
+            .admin(
+                Method::POST,
+                "/api/v1/concerts",
+                Some(json!({
+                    "name": " ",
+                    "artist": "A",
+                    "venue": "V",
+                    "category": "",
+                    "starts_at": "2029-01-01T00:00:00Z",
+                    "seat_types": [
+                        {"name": "VIP", "price_cents": -1, "currency": "usd", "capacity": 10},
+                        {"name": "vip", "price_cents": 0, "capacity": 0}
+                    ]
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(json["code"], "validation_failed");
+        let mut got = fields(&json);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [
+                "category",
+                "name",
+                "seat_types[0].currency",
+                "seat_types[0].price_cents",
+                "seat_types[1].capacity",
+                "seat_types[1].name",
+                "starts_at",
+            ]
+        );
+
+        let mut too_many = concert_body();
+        too_many["seat_types"] = json!(
+            (0..21)
+                .map(|i| json!({"name": format!("S{i}"), "price_cents": 1, "capacity": 1}))
+                .collect::<Vec<_>>()
+        );
+        let (status, json) = app
+            .admin(Method::POST, "/api/v1/concerts", Some(too_many))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields(&json), ["seat_types"]);
+
+        let mut unknown = concert_body();
+        unknown["price"] = json!(3);
+        let (status, json) = app
+            .admin(Method::POST, "/api/v1/concerts", Some(unknown))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields(&json), ["price"]);
+    }
+
+    #[tokio::test]
+    async fn malformed_or_unknown_ids_are_not_found() {
+        let app = App::new().await;
+        for uri in [
+            "/api/v1/concerts/not-a-uuid".to_owned(),
+            format!("/api/v1/concerts/{}", Uuid::now_v7()),
+        ] {
+            let (status, _, json) = app.send(Method::GET, &uri, None, None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND);
+            assert_eq!(json["code"], "concert_not_found");
+        }
+        let (status, json) = app
+            .admin(Method::POST, "/api/v1/concerts/42/cancel", None)
+            .await;
+        assert_eq!(
+            (status, json["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("concert_not_found"))
+        );
+        let concert = app.create().await;
+        let (status, json) = app
+            .admin(
+                Method::PATCH,
+                &format!(
+                    "/api/v1/concerts/{}/seat-types/nope",
+                    concert["id"].as_str().unwrap()
+                ),
+                Some(json!({"capacity": 3})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(json["code"], "seat_type_not_found");
+    }
+
+    #[tokio::test]
+    async fn bad_list_parameters_are_422_naming_the_parameter() {
+        let app = App::new().await;
+        for (query, field) in [
+            ("cursor=%25%25", "cursor"),
+            ("cursor=bm90LWEtY3Vyc29y", "cursor"),
+            ("limit=0", "limit"),
+            ("limit=101", "limit"),
+            ("limit=ten", "limit"),
+            ("status=soon", "status"),
+            ("from=yesterday", "from"),
+            ("from=2030-02-01T00:00:00Z&to=2030-01-01T00:00:00Z", "to"),
+        ] {
+            let (status, _, json) = app
+                .send(
+                    Method::GET,
+                    &format!("/api/v1/concerts?{query}"),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
+            assert_eq!(fields(&json), [field], "{query}");
+        }
+        let (status, _, _) = app
+            .send(
+                Method::GET,
+                "/api/v1/concerts?status=all&limit=100&q=au&category=concert&from=2030-01-01T00:00:00%2B02:00",
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn admin_changes_seat_types_cancellation_and_closing() {
+        let app = App::new().await;
+        let concert = app.create().await;
+        let id = concert["id"].as_str().unwrap();
+
+        let (status, json) = app
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/concerts/{id}"),
+                Some(json!({"name": "Renamed", "starts_at": "2030-06-01T20:00:00+02:00"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(json["name"], "Renamed");
+        assert_eq!(json["starts_at"], "2030-06-01T18:00:00Z");
+        let (status, json) = app
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/concerts/{id}"),
+                Some(json!({"starts_at": "2020-01-01T00:00:00Z"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields(&json), ["starts_at"]);
+
+        let seat_types = format!("/api/v1/concerts/{id}/seat-types");
+        let (status, json) = app
+            .admin(
+                Method::POST,
+                &seat_types,
+                Some(json!({"name": "Balcony", "price_cents": 100, "capacity": 7})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+        assert_eq!(json["remaining"], 7);
+        let (status, json) = app
+            .admin(
+                Method::POST,
+                &seat_types,
+                Some(json!({"name": "BALCONY", "price_cents": 100, "capacity": 7})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(fields(&json), ["name"]);
+
+        let seat = concert["seat_types"][0]["id"].as_str().unwrap();
+        let (status, json) = app
+            .admin(
+                Method::PATCH,
+                &format!("{seat_types}/{seat}"),
+                Some(json!({"capacity": 60})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        assert_eq!(
+            (json["capacity"].as_i64(), json["remaining"].as_i64()),
+            (Some(60), Some(60))
+        );
+
+        for _ in 0..2 {
+            let (status, json) = app
+                .admin(Method::POST, &format!("/api/v1/concerts/{id}/cancel"), None)
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(json["status"], "cancelled");
+            assert_eq!(json["booking_open"], false);
+        }
+        let (status, json) = app
+            .admin(
+                Method::POST,
+                &seat_types,
+                Some(json!({"name": "Late", "price_cents": 100, "capacity": 7})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(json["code"], "booking_closed");
+
+        // Cancelled concerts leave the default listing but stay in `all`.
+        let (_, _, list) = app.send(Method::GET, "/api/v1/concerts", None, None).await;
+        assert_eq!(list["items"], json!([]));
+        let (_, _, list) = app
+            .send(Method::GET, "/api/v1/concerts?status=all", None, None)
+            .await;
+        assert_eq!(list["items"][0]["status"], "cancelled");
+
+        // Once started, a concert is closed to changes.
+        let other = app.create().await;
+        let other = other["id"].as_str().unwrap();
+        app.harness
+            .clock
+            .advance(time::macros::datetime!(2030-05-01 19:30 UTC) - START);
+        let (status, json) = app
+            .admin(
+                Method::POST,
+                &format!("/api/v1/concerts/{other}/cancel"),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, json["code"].as_str()),
+            (StatusCode::CONFLICT, Some("booking_closed"))
+        );
+        let (status, _, json) = app
+            .send(
+                Method::GET,
+                &format!("/api/v1/concerts/{other}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(json["status"], "closed");
+    }
+
+    #[tokio::test]
+    async fn booking_outage_is_503_with_retry_after() {
+        let app = App::new().await;
+        app.harness.inventory.set_down(true);
+        let (status, headers, json) = app
+            .send(
+                Method::POST,
+                "/api/v1/concerts",
+                Some(&app.admin),
+                Some(concert_body()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(json["code"], "unavailable");
+        assert!(headers.contains_key(header::RETRY_AFTER));
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_lists_every_catalog_route() {
+        let harness = Harness::new().await;
+        let (_, api) = router(harness.service.clone()).split_for_parts();
+        let paths: Vec<&String> = api.paths.paths.keys().collect();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/concerts",
+                "/api/v1/concerts/{id}",
+                "/api/v1/concerts/{id}/cancel",
+                "/api/v1/concerts/{id}/seat-types",
+                "/api/v1/concerts/{id}/seat-types/{seat_type_id}",
+            ]
+        );
+        let json = serde_json::to_value(&api).unwrap();
+        assert!(json["components"]["schemas"]["Concert"].is_object());
+    }
+}

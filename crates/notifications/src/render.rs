@@ -1,0 +1,489 @@
+//! Rendering one outbox message into an email.
+//!
+//! Each email is `multipart/alternative` with a plain-text part first and an HTML part second
+//! (RFC 2046 §5.1.4: the last part is the preferred one, and clients that cannot show HTML fall
+//! back to the text). Everything a user or an admin typed (names, venue, seat type) is escaped in
+//! the HTML part and stripped of control characters in headers.
+//!
+//! The `Message-ID` is derived from the outbox message id, never generated, so that an email
+//! delivered twice under at-least-once delivery is recognisably one message (RFC 5322 §3.6.4).
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use boxoffice_shared::clients::{Contact, EmailKind, OutboxMessage};
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{Address, Message};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+use crate::error::NotificationsError;
+
+/// The `Message-ID` of the email for outbox message `message_id`, angle brackets included.
+pub fn message_id_header(message_id: Uuid) -> String {
+    format!("<{message_id}@boxoffice>")
+}
+
+/// Renders `message` for `contact`, sent by `from` at `now` (the `Date:` header).
+pub fn render(
+    message: &OutboxMessage,
+    contact: &Contact,
+    from: &Mailbox,
+    now: OffsetDateTime,
+) -> Result<Message, NotificationsError> {
+    let address = contact.email.trim();
+    let address =
+        address
+            .parse::<Address>()
+            .map_err(|source| NotificationsError::InvalidRecipient {
+                address: address.to_owned(),
+                source,
+            })?;
+    let name = header_text(&contact.full_name);
+    let to = Mailbox::new((!name.is_empty()).then_some(name), address);
+
+    let view = View::new(message);
+    let email = Message::builder()
+        .message_id(Some(message_id_header(message.message_id)))
+        .date(SystemTime::from(now))
+        .from(from.clone())
+        .to(to)
+        .subject(header_text(&view.subject()))
+        .header(BookingIdHeader(message.booking.booking_id))
+        .header(KindHeader(message.kind))
+        .multipart(MultiPart::alternative_plain_html(
+            view.plain(&contact.full_name),
+            view.html(&contact.full_name),
+        ))?;
+    Ok(email)
+}
+
+/// The fields of one email, formatted once for both parts.
+struct View<'a> {
+    message: &'a OutboxMessage,
+    starts_at: String,
+    at: String,
+    price: String,
+}
+
+impl<'a> View<'a> {
+    fn new(message: &'a OutboxMessage) -> Self {
+        let booking = &message.booking;
+        Self {
+            message,
+            starts_at: rfc3339_utc(booking.starts_at),
+            at: rfc3339_utc(booking.at),
+            price: format_price(booking.price_cents, &booking.currency),
+        }
+    }
+
+    fn subject(&self) -> String {
+        let concert = &self.message.booking.concert_name;
+        match self.message.kind {
+            EmailKind::BookingConfirmed => format!("Your ticket for {concert} is confirmed"),
+            EmailKind::BookingCancelled => format!("Your booking for {concert} was cancelled"),
+        }
+    }
+
+    fn headline(&self) -> &'static str {
+        match self.message.kind {
+            EmailKind::BookingConfirmed => "Your ticket is confirmed.",
+            EmailKind::BookingCancelled => "Your booking was cancelled and its seat released.",
+        }
+    }
+
+    fn footer(&self) -> &'static str {
+        match self.message.kind {
+            EmailKind::BookingConfirmed => {
+                "Keep this email: your booking id is your ticket at the door."
+            }
+            EmailKind::BookingCancelled => "This booking no longer admits you to the concert.",
+        }
+    }
+
+    /// Label/value rows shared by both parts, values unescaped.
+    fn rows(&self) -> [(&'static str, String); 7] {
+        let booking = &self.message.booking;
+        let at_label = match self.message.kind {
+            EmailKind::BookingConfirmed => "Booked at",
+            EmailKind::BookingCancelled => "Cancelled at",
+        };
+        [
+            ("Concert", booking.concert_name.clone()),
+            ("Venue", booking.venue.clone()),
+            ("Starts at", self.starts_at.clone()),
+            ("Seat type", booking.seat_type_name.clone()),
+            ("Price", self.price.clone()),
+            ("Booking id", booking.booking_id.to_string()),
+            (at_label, self.at.clone()),
+        ]
+    }
+
+    fn plain(&self, name: &str) -> String {
+        let mut text = format!("Hello {},\n\n{}\n\n", name.trim(), self.headline());
+        for (label, value) in self.rows() {
+            let _ = writeln!(text, "{:<13}{}", format!("{label}:"), value);
+        }
+        let _ = write!(text, "\n{}\n\n-- \nboxoffice\n", self.footer());
+        text
+    }
+
+    fn html(&self, name: &str) -> String {
+        let mut html =
+            String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head><body>\n");
+        let _ = write!(
+            html,
+            "<p>Hello {},</p>\n<p><strong>{}</strong></p>\n<table>\n",
+            escape_html(name.trim()),
+            self.headline()
+        );
+        for (label, value) in self.rows() {
+            let _ = writeln!(
+                html,
+                "<tr><th align=\"left\">{label}</th><td>{}</td></tr>",
+                escape_html(&value)
+            );
+        }
+        let _ = write!(
+            html,
+            "</table>\n<p>{}</p>\n<p>&mdash; boxoffice</p>\n</body></html>\n",
+            self.footer()
+        );
+        html
+    }
+}
+
+/// `X-Boxoffice-Booking-Id`: lets tools find the email of a booking without decoding the body.
+#[derive(Debug, Clone, Copy)]
+struct BookingIdHeader(Uuid);
+
+impl Header for BookingIdHeader {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Boxoffice-Booking-Id")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.trim().parse()?))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.to_string())
+    }
+}
+
+/// `X-Boxoffice-Kind`: `booking_confirmed` or `booking_cancelled`, as in the outbox.
+#[derive(Debug, Clone, Copy)]
+struct KindHeader(EmailKind);
+
+impl Header for KindHeader {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("X-Boxoffice-Kind")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        match s.trim() {
+            "booking_confirmed" => Ok(Self(EmailKind::BookingConfirmed)),
+            "booking_cancelled" => Ok(Self(EmailKind::BookingCancelled)),
+            other => Err(format!("unknown email kind {other:?}").into()),
+        }
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), kind_label(self.0).to_owned())
+    }
+}
+
+/// The snake_case name of a kind, as the outbox and the metrics spell it.
+pub fn kind_label(kind: EmailKind) -> &'static str {
+    match kind {
+        EmailKind::BookingConfirmed => "booking_confirmed",
+        EmailKind::BookingCancelled => "booking_cancelled",
+    }
+}
+
+/// An instant as RFC 3339 in UTC, the way the API shows times.
+fn rfc3339_utc(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+}
+
+/// ISO 4217 currencies whose minor unit is not a hundredth: (code, decimal places).
+const MINOR_UNIT_EXPONENTS: &[(&str, u32)] = &[
+    ("BHD", 3),
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("IQD", 3),
+    ("ISK", 0),
+    ("JOD", 3),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("TND", 3),
+    ("UGX", 0),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
+];
+
+/// Formats an amount of minor units: `25000 USD` → `250.00 USD`, `5000 JPY` → `5000 JPY`.
+pub fn format_price(minor_units: i64, currency: &str) -> String {
+    let currency = currency.trim().to_ascii_uppercase();
+    let exponent = MINOR_UNIT_EXPONENTS
+        .iter()
+        .find(|(code, _)| *code == currency)
+        .map_or(2, |&(_, exponent)| exponent);
+    let sign = if minor_units < 0 { "-" } else { "" };
+    // unsigned_abs: i64::MIN has no positive i64 counterpart.
+    let amount = minor_units.unsigned_abs();
+    if exponent == 0 {
+        return format!("{sign}{amount} {currency}");
+    }
+    let scale = 10_u64.pow(exponent);
+    let width = exponent as usize;
+    format!(
+        "{sign}{}.{:0width$} {currency}",
+        amount / scale,
+        amount % scale
+    )
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape_html(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Text for a header: control characters (CR/LF above all) become spaces, so user-provided text
+/// can never start a header of its own, and runs of whitespace collapse.
+fn header_text(text: &str) -> String {
+    text.split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use boxoffice_shared::clients::BookingEmail;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::config::{DEFAULT_FROM, parse_mailbox};
+
+    fn sample(kind: EmailKind) -> OutboxMessage {
+        OutboxMessage {
+            message_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            kind,
+            attempts: 0,
+            booking: BookingEmail {
+                booking_id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_00b0),
+                user_id: Uuid::from_u128(7),
+                concert_id: Uuid::from_u128(8),
+                concert_name: "Rock <&> Roll".into(),
+                venue: "O'Brien \"Hall\"".into(),
+                starts_at: datetime!(2027-05-01 21:30 +02:00),
+                seat_type_name: "<script>alert(1)</script>".into(),
+                price_cents: 25000,
+                currency: "USD".into(),
+                at: datetime!(2027-01-02 03:04:05 UTC),
+            },
+        }
+    }
+
+    fn contact() -> Contact {
+        Contact {
+            email: "ada@example.com".into(),
+            full_name: "Ada <Lovelace>".into(),
+        }
+    }
+
+    fn rendered(kind: EmailKind) -> (Message, String) {
+        let from = parse_mailbox(DEFAULT_FROM).unwrap();
+        let message = render(
+            &sample(kind),
+            &contact(),
+            &from,
+            datetime!(2027-01-02 03:04:06 UTC),
+        )
+        .unwrap();
+        let text = String::from_utf8(message.formatted()).unwrap();
+        (message, text)
+    }
+
+    #[test]
+    fn prices_use_the_currency_minor_unit() {
+        assert_eq!(format_price(25000, "USD"), "250.00 USD");
+        assert_eq!(format_price(5, "eur"), "0.05 EUR");
+        assert_eq!(format_price(0, "USD"), "0.00 USD");
+        assert_eq!(format_price(5000, "JPY"), "5000 JPY");
+        assert_eq!(format_price(150000, "KRW"), "150000 KRW");
+        assert_eq!(format_price(250000, "VND"), "250000 VND");
+        assert_eq!(format_price(1500, "KWD"), "1.500 KWD");
+        assert_eq!(format_price(-1999, "USD"), "-19.99 USD");
+        assert_eq!(format_price(i64::MIN, "USD"), "-92233720368547758.08 USD");
+    }
+
+    #[test]
+    fn html_escaping_covers_markup_and_quotes() {
+        assert_eq!(
+            escape_html(r#"<a href="x">O'Neil & co</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;O&#39;Neil &amp; co&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn header_text_cannot_inject_headers() {
+        assert_eq!(
+            header_text("Gig\r\nBcc: evil@example.com"),
+            "Gig Bcc: evil@example.com"
+        );
+        assert_eq!(header_text("  a \t b  "), "a b");
+    }
+
+    #[test]
+    fn headers_are_present_and_the_message_id_is_stable() {
+        let (message, text) = rendered(EmailKind::BookingConfirmed);
+        assert_eq!(
+            message.headers().get_raw("Message-ID"),
+            Some("<01900000-0000-7000-8000-000000000001@boxoffice>")
+        );
+        assert_eq!(
+            message.headers().get_raw("Subject"),
+            Some("Your ticket for Rock <&> Roll is confirmed")
+        );
+        assert_eq!(
+            message.headers().get_raw("X-Boxoffice-Booking-Id"),
+            Some("01900000-0000-7000-8000-0000000000b0")
+        );
+        assert_eq!(
+            message.headers().get_raw("X-Boxoffice-Kind"),
+            Some("booking_confirmed")
+        );
+        assert!(
+            message
+                .headers()
+                .get_raw("Date")
+                .unwrap()
+                .contains("2 Jan 2027 03:04:06")
+        );
+        assert!(
+            text.contains("From: boxoffice <tickets@boxoffice.localhost>"),
+            "{text}"
+        );
+        assert!(text.contains("ada@example.com"), "{text}");
+        assert_eq!(
+            message.envelope().to().to_vec(),
+            vec!["ada@example.com".parse::<Address>().unwrap()]
+        );
+
+        // Rendering again (a retry, later) gives the same Message-ID.
+        let (again, _) = rendered(EmailKind::BookingConfirmed);
+        assert_eq!(
+            again.headers().get_raw("Message-ID"),
+            message.headers().get_raw("Message-ID")
+        );
+    }
+
+    #[test]
+    fn both_parts_are_present_with_every_field() {
+        let (_, text) = rendered(EmailKind::BookingConfirmed);
+        assert!(
+            text.contains("Content-Type: multipart/alternative"),
+            "{text}"
+        );
+        let plain = text.find("Content-Type: text/plain").expect("plain part");
+        let html = text.find("Content-Type: text/html").expect("html part");
+        assert!(plain < html, "the preferred (HTML) part must come last");
+
+        let message = sample(EmailKind::BookingConfirmed);
+        let view = View::new(&message);
+        let plain = view.plain("Ada <Lovelace>");
+        for needle in [
+            "Hello Ada <Lovelace>,",
+            "Rock <&> Roll",
+            "O'Brien \"Hall\"",
+            "2027-05-01T19:30:00Z",
+            "<script>alert(1)</script>",
+            "250.00 USD",
+            "01900000-0000-7000-8000-0000000000b0",
+        ] {
+            assert!(
+                plain.contains(needle),
+                "plain part lacks {needle:?}:\n{plain}"
+            );
+        }
+    }
+
+    #[test]
+    fn html_part_escapes_user_provided_text() {
+        let message = sample(EmailKind::BookingConfirmed);
+        let view = View::new(&message);
+        let html = view.html("Ada <Lovelace>");
+        assert!(!html.contains("<script>"), "{html}");
+        for needle in [
+            "Hello Ada &lt;Lovelace&gt;,",
+            "Rock &lt;&amp;&gt; Roll",
+            "O&#39;Brien &quot;Hall&quot;",
+            "&lt;script&gt;alert(1)&lt;/script&gt;",
+            "2027-05-01T19:30:00Z",
+            "250.00 USD",
+        ] {
+            assert!(html.contains(needle), "HTML part lacks {needle:?}:\n{html}");
+        }
+    }
+
+    #[test]
+    fn cancellations_say_so() {
+        let (message, _) = rendered(EmailKind::BookingCancelled);
+        assert_eq!(
+            message.headers().get_raw("Subject"),
+            Some("Your booking for Rock <&> Roll was cancelled")
+        );
+        assert_eq!(
+            message.headers().get_raw("X-Boxoffice-Kind"),
+            Some("booking_cancelled")
+        );
+        let plain = View::new(&sample(EmailKind::BookingCancelled)).plain("Ada");
+        assert!(plain.contains("Cancelled at:"), "{plain}");
+    }
+
+    #[test]
+    fn an_invalid_recipient_is_undeliverable() {
+        let from = parse_mailbox(DEFAULT_FROM).unwrap();
+        let nobody = Contact {
+            email: "not an address".into(),
+            full_name: "X".into(),
+        };
+        let error = render(
+            &sample(EmailKind::BookingConfirmed),
+            &nobody,
+            &from,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_err();
+        assert!(error.is_undeliverable(), "{error}");
+    }
+}
