@@ -15,6 +15,9 @@ pub struct AuthConfig {
     pub password: PasswordParams,
     /// Brute-force throttles; `None` when switched off (`BOXOFFICE_RATE_LIMIT=off`).
     pub rate_limit: Option<RateLimitConfig>,
+    /// Whether admins may create load-test accounts in bulk
+    /// (`POST /api/v1/admin/load-test-accounts`). Off by default: only for load tests.
+    pub load_test_accounts: bool,
 }
 
 impl Default for AuthConfig {
@@ -24,6 +27,7 @@ impl Default for AuthConfig {
             refresh_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             password: PasswordParams::default(),
             rate_limit: Some(RateLimitConfig::default()),
+            load_test_accounts: false,
         }
     }
 }

@@ -17,6 +17,10 @@ pub enum AuthError {
     InvalidRefreshToken,
     #[error("the account no longer exists")]
     AccountGone,
+    #[error("no such route")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
     #[error("too many attempts")]
     RateLimited { retry_after_secs: u64 },
     #[error("store error")]
@@ -51,6 +55,12 @@ impl From<AuthError> for Problem {
                 ErrorCode::Unauthenticated,
                 "the account of this token no longer exists",
             ),
+            AuthError::NotFound => {
+                Problem::new(ErrorCode::NotFound, "there is nothing at this path")
+            }
+            AuthError::Forbidden => {
+                Problem::new(ErrorCode::Forbidden, "this action needs the admin role")
+            }
             AuthError::RateLimited { retry_after_secs } => Problem::new(
                 ErrorCode::RateLimited,
                 "too many attempts; wait before trying again",
@@ -97,6 +107,8 @@ mod tests {
                 ErrorCode::InvalidRefreshToken,
             ),
             (AuthError::AccountGone, ErrorCode::Unauthenticated),
+            (AuthError::NotFound, ErrorCode::NotFound),
+            (AuthError::Forbidden, ErrorCode::Forbidden),
             (
                 AuthError::RateLimited {
                     retry_after_secs: 3,

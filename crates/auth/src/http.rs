@@ -37,6 +37,7 @@ pub fn router(service: AuthService) -> OpenApiRouter {
         .routes(routes!(refresh))
         .routes(routes!(logout))
         .routes(routes!(get_me, patch_me))
+        .routes(routes!(create_load_test_accounts))
         .with_state(service)
 }
 
@@ -306,4 +307,81 @@ pub async fn patch_me(
     Ok(Json(
         service.update_me(caller.user_id, change).await?.into(),
     ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoadTestAccountsRequest {
+    /// 1 to 10000 accounts per call.
+    pub count: u32,
+    /// Lower-case letters, digits and dashes, 1 to 40: names the run in the accounts' emails.
+    pub prefix: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadTestAccount {
+    pub user_id: Uuid,
+    pub email: String,
+    pub access_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoadTestAccounts {
+    pub accounts: Vec<LoadTestAccount>,
+}
+
+/// Create customer accounts in bulk, with access tokens, for load tests (admin). Off unless the
+/// server runs with `--load-test-accounts on`; then it answers 404.
+#[utoipa::path(
+    post, path = "/api/v1/admin/load-test-accounts", tag = "auth",
+    security(("bearer" = [])),
+    request_body = LoadTestAccountsRequest,
+    responses(
+        (status = 201, body = LoadTestAccounts),
+        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: load-test accounts are switched off", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_load_test_accounts(
+    State(service): State<AuthService>,
+    caller: AuthUser,
+    Json(request): Json<LoadTestAccountsRequest>,
+) -> Result<(StatusCode, Json<LoadTestAccounts>), AuthError> {
+    if !service.load_test_accounts_enabled() {
+        return Err(AuthError::NotFound);
+    }
+    if caller.role != Role::Admin {
+        return Err(AuthError::Forbidden);
+    }
+    let mut errors = Vec::new();
+    if !(1..=10_000).contains(&request.count) {
+        errors.push(FieldError::new("count", "must be between 1 and 10000"));
+    }
+    let prefix_ok = (1..=40).contains(&request.prefix.len())
+        && request
+            .prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !prefix_ok {
+        errors.push(FieldError::new(
+            "prefix",
+            "must be 1 to 40 lower-case letters, digits or dashes",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(AuthError::Validation(errors));
+    }
+    let accounts = service
+        .create_load_test_accounts(&request.prefix, request.count)
+        .await?
+        .into_iter()
+        .map(|tokens| LoadTestAccount {
+            user_id: tokens.user.id,
+            email: tokens.user.email,
+            access_token: tokens.access_token,
+        })
+        .collect();
+    Ok((StatusCode::CREATED, Json(LoadTestAccounts { accounts })))
 }

@@ -341,6 +341,60 @@ impl AuthService {
             .await
     }
 
+    /// Whether the bulk load-test account route is switched on.
+    pub fn load_test_accounts_enabled(&self) -> bool {
+        self.inner.config.load_test_accounts
+    }
+
+    /// Creates `count` customer accounts named `<prefix>-<id>@loadtest.invalid`, each with a
+    /// session and an access token, without per-account password hashing (their one shared hash
+    /// is of a random password, so nobody can log in as them). For load tests only: the route
+    /// that calls this is off unless configured.
+    pub async fn create_load_test_accounts(
+        &self,
+        prefix: &str,
+        count: u32,
+    ) -> Result<Vec<IssuedTokens>, AuthError> {
+        let (secret, _) = new_refresh_token();
+        let hash = self.inner.passwords.hash(&secret).await?;
+        let now = self.clock().now();
+        let accounts: Vec<(Uuid, String, Uuid)> = (0..count)
+            .map(|_| {
+                let id = Uuid::now_v7();
+                (
+                    id,
+                    format!("{prefix}-{}@loadtest.invalid", id.simple()),
+                    Uuid::now_v7(),
+                )
+            })
+            .collect();
+        self.inner
+            .store
+            .insert_load_test_accounts(&accounts, &hash, now)
+            .await?;
+        accounts
+            .into_iter()
+            .map(|(id, email, session)| {
+                let user = UserRecord {
+                    id,
+                    email,
+                    phone: None,
+                    full_name: "Load Test".to_owned(),
+                    password_hash: String::new(),
+                    role: Role::Customer,
+                    created_at: now,
+                };
+                let access_token = self.access_token(&user, session, now)?;
+                Ok(IssuedTokens {
+                    user,
+                    access_token,
+                    refresh_token: String::new(),
+                    expires_in: self.inner.config.access_ttl.as_secs(),
+                })
+            })
+            .collect()
+    }
+
     async fn start_session(&self, user: UserRecord) -> Result<IssuedTokens, AuthError> {
         let now = self.clock().now();
         let session_id = Uuid::now_v7();

@@ -380,3 +380,42 @@ impl AuthStore {
             .map_err(AuthError::from)
     }
 }
+
+impl AuthStore {
+    /// Inserts load-test accounts and one session each, in one transaction. They share one
+    /// password hash (of a random password nobody knows), so nobody can log in as them.
+    pub async fn insert_load_test_accounts(
+        &self,
+        accounts: &[(Uuid, String, Uuid)],
+        password_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), AuthError> {
+        let millis = to_millis(now);
+        let mut tx = self.db.write.begin().await?;
+        // SQLite binds at most 32766 parameters per statement.
+        for chunk in accounts.chunks(1000) {
+            let mut users = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO users (id, email, full_name, password_hash, role, created_at, updated_at) ",
+            );
+            users.push_values(chunk, |mut row, (id, email, _)| {
+                row.push_bind(*id)
+                    .push_bind(email.as_str())
+                    .push_bind("Load Test")
+                    .push_bind(password_hash)
+                    .push_bind(Role::Customer.as_str())
+                    .push_bind(millis)
+                    .push_bind(millis);
+            });
+            users.build().execute(&mut *tx).await.map_err(conflict)?;
+            let mut sessions = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO sessions (id, user_id, created_at) ",
+            );
+            sessions.push_values(chunk, |mut row, (id, _, session)| {
+                row.push_bind(*session).push_bind(*id).push_bind(millis);
+            });
+            sessions.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -16,7 +16,7 @@ use boxoffice_booking::BookingService;
 use boxoffice_catalog::CatalogService;
 use boxoffice_notifications::{MailTransport, NotificationsConfig, TransportConfig, WorkerWaker};
 use boxoffice_shared::clock::SharedClock;
-use boxoffice_shared::db::SqliteStore;
+use boxoffice_shared::db::{Durability, SqliteStore};
 use boxoffice_shared::extract::MAX_BODY_BYTES;
 use boxoffice_shared::keys::{KeyMaterial, KeyOrigin};
 use boxoffice_shared::token::{Authenticator, RevokedSessions, Role};
@@ -88,6 +88,8 @@ pub struct Config {
     pub admin: Option<AccountSpec>,
     /// Load the demo data.
     pub demo: bool,
+    /// Whether a booking's commit waits for the disk (`Full`, the default) or only for the OS.
+    pub durability: Durability,
     /// Where emails go: `smtp://…`, `smtps://…`, or `None` for the mail directory.
     pub mail_url: Option<String>,
     /// The mail directory (default `<data_dir>/mail`).
@@ -109,6 +111,7 @@ impl Config {
             jwt_key_file: None,
             admin: None,
             demo: false,
+            durability: Durability::Full,
             mail_url: None,
             mail_dir: None,
             auth: AuthConfig::default(),
@@ -189,7 +192,8 @@ impl Services {
         let (auth, authenticator, auth_db) = open_auth(config).await?;
         let Storage::Sqlite { dir } = &config.storage;
 
-        let booking_db = SqliteStore::open(&dir.join("booking.db"), 4).await?;
+        let booking_db =
+            SqliteStore::open_with(&dir.join("booking.db"), 4, config.durability).await?;
         let email_waker = WorkerWaker::new();
         let booking = BookingService::start(
             booking_db.clone(),

@@ -31,6 +31,8 @@ pub enum Command {
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Load-test a deployment and verify nothing was oversold, duplicated or lost.
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +55,12 @@ impl From<LogFormatArg> for LogFormat {
             LogFormatArg::Json => LogFormat::Json,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    Full,
+    Normal,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +117,14 @@ pub struct ServeArgs {
     /// Login and registration throttles; `off` only for load tests on a trusted network.
     #[arg(long, env = "BOXOFFICE_RATE_LIMIT", value_enum, default_value_t = Switch::On)]
     pub rate_limit: Switch,
+    /// `full`: a 201 means the booking is on disk (SQLite `synchronous=FULL`). `normal`: it
+    /// survives a crash of the process but maybe not a power loss; faster on slow disks.
+    #[arg(long, env = "BOXOFFICE_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
+    pub durability: DurabilityArg,
+    /// Lets admins create load-test accounts in bulk (`POST /api/v1/admin/load-test-accounts`);
+    /// only for load tests, never on a deployment that real people use.
+    #[arg(long, env = "BOXOFFICE_LOAD_TEST_ACCOUNTS", value_enum, default_value_t = Switch::Off)]
+    pub load_test_accounts: Switch,
     /// Email of an admin account to create (or promote) at start-up.
     #[arg(long, env = "BOXOFFICE_ADMIN_EMAIL", requires = "admin_password")]
     pub admin_email: Option<String>,
@@ -163,6 +179,11 @@ impl ServeArgs {
         config.auth.rate_limit = match self.rate_limit {
             Switch::On => Some(RateLimitConfig::default()),
             Switch::Off => None,
+        };
+        config.auth.load_test_accounts = self.load_test_accounts == Switch::On;
+        config.durability = match self.durability {
+            DurabilityArg::Full => boxoffice_shared::db::Durability::Full,
+            DurabilityArg::Normal => boxoffice_shared::db::Durability::Normal,
         };
         config.admin = match (self.admin_email, self.admin_password) {
             (Some(email), Some(password)) => Some(AccountSpec {

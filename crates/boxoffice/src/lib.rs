@@ -7,6 +7,7 @@
 //! - [`ops`]: health, readiness, metrics, the OpenAPI document, `/docs`, and the 404/405/panic
 //!   answers that keep every error in problem+json.
 //! - [`demo`]: the sample data `serve --demo` loads.
+//! - [`loadtest`]: `boxoffice loadtest`, the load generator that also verifies the end state.
 //!
 //! The services themselves live in their own crates (`boxoffice-auth`, …); this crate only
 //! composes them.
@@ -14,4 +15,5 @@
 pub mod app;
 pub mod cli;
 pub mod demo;
+pub mod loadtest;
 pub mod ops;

@@ -12,6 +12,9 @@ async fn main() -> anyhow::Result<()> {
     boxoffice_shared::telemetry::init_tracing(cli.log_format.into());
     match cli.command {
         Command::Serve(args) => {
+            // Listen for SIGTERM/Ctrl-C from the start, so that one arriving during start-up
+            // still shuts down gracefully.
+            let stop_signal = boxoffice_shared::shutdown::signal();
             let config = args.into_config()?;
             let demo = config.demo;
             let app = Application::build(config).await?;
@@ -21,8 +24,7 @@ async fn main() -> anyhow::Result<()> {
                     boxoffice::demo::guide(&format!("http://{}", app.address()))
                 );
             }
-            app.run_until_stopped(boxoffice_shared::shutdown::signal())
-                .await
+            app.run_until_stopped(stop_signal).await
         }
         Command::Admin(AdminCommand::Create(args)) => {
             let spec = AccountSpec {
@@ -38,6 +40,21 @@ async fn main() -> anyhow::Result<()> {
                 "admin account {} is ready",
                 spec.email.trim().to_lowercase()
             );
+            Ok(())
+        }
+        Command::Loadtest(args) => {
+            let json = args.json;
+            let report = boxoffice::loadtest::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.verdict == boxoffice::loadtest::Verdict::Fail {
+                use std::io::Write as _;
+                std::io::stdout().flush()?;
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

@@ -15,6 +15,17 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+/// How hard a commit works to be on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit survives power loss once it returns. The default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit survives a crash of the process, but the last commits
+    /// before a power loss or kernel crash may be lost. Faster on slow disks.
+    Normal,
+}
+
 /// The read and write pools of one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -28,12 +39,25 @@ impl SqliteStore {
     /// Opens (creating if needed) the SQLite file at `path` with the pragmas boxoffice relies on:
     /// WAL journal, `synchronous=FULL` (a commit is on disk before it returns), foreign keys on.
     pub async fn open(path: &Path, readers: u32) -> anyhow::Result<Self> {
+        Self::open_with(path, readers, Durability::Full).await
+    }
+
+    /// [`SqliteStore::open`] with a chosen durability.
+    pub async fn open_with(
+        path: &Path,
+        readers: u32,
+        durability: Durability,
+    ) -> anyhow::Result<Self> {
+        let synchronous = match durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::from_str("sqlite://")
             .context("building SQLite options")?
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let write = SqlitePoolOptions::new()

@@ -175,3 +175,81 @@ async fn a_customer_is_a_customer_in_me_and_in_the_token() {
     )
     .await;
 }
+
+/// Load-test accounts: off by default (404), admin only (403), bounded (422), and the tokens
+/// they come with are real tokens of real customer accounts that nobody can log in to.
+#[tokio::test]
+async fn load_test_accounts_are_off_by_default_and_admin_only() {
+    let app = spawn_app_with(|config| config.admin = Some(admin_spec("root@example.com"))).await;
+    let admin = app.login_session("root@example.com", ADMIN_PASSWORD).await;
+    let body = json!({"count": 3, "prefix": "run-1"});
+    let response = app
+        .post_json_with_token(
+            "/api/v1/admin/load-test-accounts",
+            &admin.access_token,
+            &body,
+        )
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+
+    let app = app
+        .restart_with(|config| {
+            config.admin = Some(admin_spec("root@example.com"));
+            config.auth.load_test_accounts = true;
+        })
+        .await;
+    let admin = app.login_session("root@example.com", ADMIN_PASSWORD).await;
+    let customer = app.register_user("fan@example.com").await;
+    let response = app
+        .post_json_with_token(
+            "/api/v1/admin/load-test-accounts",
+            &customer.access_token,
+            &body,
+        )
+        .await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    for bad in [
+        json!({"count": 0, "prefix": "run"}),
+        json!({"count": 10001, "prefix": "run"}),
+        json!({"count": 1, "prefix": "Bad Prefix"}),
+    ] {
+        let response = app
+            .post_json_with_token(
+                "/api/v1/admin/load-test-accounts",
+                &admin.access_token,
+                &bad,
+            )
+            .await;
+        assert_problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+    }
+
+    let response = app
+        .post_json_with_token(
+            "/api/v1/admin/load-test-accounts",
+            &admin.access_token,
+            &body,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: serde_json::Value = response.json().await.unwrap();
+    let accounts = created["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 3);
+    for account in accounts {
+        let token = account["access_token"].as_str().unwrap();
+        let me = app.me_ok(token).await;
+        assert_eq!(me["id"], account["user_id"]);
+        assert_eq!(me["role"], "customer");
+        let email = account["email"].as_str().unwrap();
+        assert!(
+            email.starts_with("run-1-") && email.ends_with("@loadtest.invalid"),
+            "{email}"
+        );
+        let login = app.login(email, "any password at all").await;
+        assert_problem(login, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+}

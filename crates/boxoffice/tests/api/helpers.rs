@@ -355,3 +355,250 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// The admin account [`spawn_admin_app`] bootstraps.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+/// The password of [`ADMIN_EMAIL`].
+pub const ADMIN_PASSWORD: &str = "bootstrap admin password";
+
+/// A server with an admin account bootstrapped from configuration, and that admin's access token.
+pub async fn spawn_admin_app() -> (TestApp, String) {
+    let app = spawn_app_with(|config| {
+        config.admin = Some(boxoffice::app::AccountSpec {
+            email: ADMIN_EMAIL.to_owned(),
+            password: SecretString::from(ADMIN_PASSWORD.to_owned()),
+        });
+    })
+    .await;
+    let admin = app.admin_token().await;
+    (app, admin)
+}
+
+/// RFC 3339 (UTC) of now plus `seconds` (negative for the past).
+pub fn rfc3339_in(seconds: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
+    at.replace_nanosecond(0)
+        .expect("0 ns is valid")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats as RFC 3339")
+}
+
+/// A valid `POST /api/v1/concerts` body starting `starts_in` seconds from now, with one
+/// `"General"` seat type of `capacity` seats at 25000 USD cents.
+pub fn concert_body(name: &str, starts_in: i64, capacity: u64) -> Value {
+    json!({
+        "name": name,
+        "artist": "The Testers",
+        "venue": "Hall One",
+        "description": "A test concert",
+        "starts_at": rfc3339_in(starts_in),
+        "seat_types": [{"name": "General", "price_cents": 25000, "currency": "USD", "capacity": capacity}],
+    })
+}
+
+/// The id of `value` (a concert, seat type, booking or user).
+pub fn id_of(value: &Value) -> String {
+    value["id"].as_str().expect("an `id` string").to_owned()
+}
+
+/// Polls `check` every 25 ms until it returns `Some`, or panics with `what` after `seconds`.
+pub async fn poll_until<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+impl TestApp {
+    /// Logs in as the bootstrapped admin and returns the access token.
+    pub async fn admin_token(&self) -> String {
+        let session = self.login_session(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert_eq!(session.user["role"], "admin");
+        session.access_token
+    }
+
+    /// `POST path` with a bearer token and a JSON body.
+    pub async fn post_json_with_token(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST path` with a bearer token and no body.
+    pub async fn post_with_token(&self, path: &str, token: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `PATCH path` with a bearer token and a JSON body.
+    pub async fn patch_json_with_token(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST /api/v1/concerts` as `admin`; panics unless the answer is 201.
+    pub async fn create_concert(&self, admin: &str, body: &Value) -> Value {
+        let response = self
+            .post_json_with_token("/api/v1/concerts", admin, body)
+            .await;
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, StatusCode::CREATED, "create concert {body}: {text}");
+        serde_json::from_str(&text).expect("a JSON body")
+    }
+
+    /// `GET /api/v1/concerts/{id}`; panics unless the answer is 200.
+    pub async fn concert(&self, id: &str) -> Value {
+        let response = self.get(&format!("/api/v1/concerts/{id}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET concert {id}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// `GET /api/v1/concerts/{id}/availability`; panics unless the answer is 200.
+    pub async fn availability(&self, id: &str) -> Value {
+        let response = self
+            .get(&format!("/api/v1/concerts/{id}/availability"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "GET availability {id}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// `remaining` of seat type `seat_type_id` in the availability read of `concert_id`.
+    pub async fn remaining(&self, concert_id: &str, seat_type_id: &str) -> i64 {
+        let availability = self.availability(concert_id).await;
+        availability["seat_types"]
+            .as_array()
+            .expect("seat_types")
+            .iter()
+            .find(|seat_type| seat_type["id"] == seat_type_id)
+            .expect("the seat type is listed")["remaining"]
+            .as_i64()
+            .expect("remaining is an integer")
+    }
+
+    /// `GET /api/v1/concerts/{id}/sales` as `admin`; panics unless the answer is 200.
+    pub async fn sales(&self, admin: &str, id: &str) -> Value {
+        let response = self
+            .get_with_token(&format!("/api/v1/concerts/{id}/sales"), admin)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "GET sales {id}");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// `POST /api/v1/bookings` for one seat of `seat_type_id`.
+    pub async fn book(&self, token: &str, concert_id: &str, seat_type_id: &str) -> Response {
+        self.post_json_with_token(
+            "/api/v1/bookings",
+            token,
+            &json!({ "concert_id": concert_id, "seat_type_id": seat_type_id }),
+        )
+        .await
+    }
+
+    /// Books one seat; panics unless the answer is 201.
+    pub async fn book_ok(&self, token: &str, concert_id: &str, seat_type_id: &str) -> Value {
+        let response = self.book(token, concert_id, seat_type_id).await;
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, StatusCode::CREATED, "book: {text}");
+        serde_json::from_str(&text).expect("a JSON body")
+    }
+
+    /// `POST /api/v1/bookings/{id}/cancel`.
+    pub async fn cancel_booking(&self, token: &str, booking_id: &str) -> Response {
+        self.post_with_token(&format!("/api/v1/bookings/{booking_id}/cancel"), token)
+            .await
+    }
+
+    /// Registers `count` users concurrently (`{prefix}{i}@example.com`), in order.
+    pub async fn register_users(&self, prefix: &str, count: usize) -> Vec<Session> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..count {
+            let client = self.client.clone();
+            let url = self.url("/api/v1/auth/register");
+            let email = format!("{prefix}{i}@example.com");
+            tasks.spawn(async move {
+                let body = json!({"email": email, "password": PASSWORD, "full_name": "Fan"});
+                let response = client.post(url).json(&body).send().await.expect("sent");
+                assert_eq!(response.status(), StatusCode::CREATED, "register {email}");
+                let body: Value = response.json().await.expect("a JSON body");
+                (i, Session::from_body(&body))
+            });
+        }
+        let mut sessions: Vec<(usize, Session)> = tasks.join_all().await;
+        sessions.sort_by_key(|(i, _)| *i);
+        sessions.into_iter().map(|(_, session)| session).collect()
+    }
+}
+
+/// The `.eml` files of `mail_dir` (none if it does not exist yet), as text.
+pub fn read_mail_dir(mail_dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(mail_dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        if path.extension().is_some_and(|ext| ext == "eml")
+            && let Ok(text) = std::fs::read_to_string(&path)
+        {
+            files.push((path, text));
+        }
+    }
+    files
+}
+
+/// The value of header `name` in the header block of an RFC 5322 message (unfolded, trimmed).
+pub fn mail_header(message: &str, name: &str) -> Option<String> {
+    let head = message
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or(message)
+        .split("\n\n")
+        .next()
+        .unwrap_or(message);
+    let mut value: Option<String> = None;
+    for line in head.lines() {
+        if line.starts_with(' ') || line.starts_with('\t') {
+            // A folded continuation of the header we are reading, if any.
+            if let Some(value) = value.as_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+            continue;
+        }
+        if value.is_some() {
+            break;
+        }
+        if let Some((header, rest)) = line.split_once(':')
+            && header.trim().eq_ignore_ascii_case(name)
+        {
+            value = Some(rest.trim().to_owned());
+        }
+    }
+    value
+}

@@ -8,13 +8,22 @@
 //! - `ops`: health, readiness, metrics, the OpenAPI document and `/docs`.
 //! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
 //! - `lifecycle`: restarts on the same data directory, the binary, signals and `--demo`.
+//! - `concerts`: the catalog, its admin routes, sales, availability and its event stream.
+//! - `bookings`: booking and cancelling, idempotency, closing, and races through HTTP.
+//! - `emails`: confirmation and cancellation emails in the mail directory.
+//! - `crash`: `kill -9` during a booking storm loses no acknowledged booking or email.
 
 #![allow(clippy::unwrap_used)]
 
 mod admin;
 mod auth;
+mod bookings;
+mod concerts;
+mod crash;
+mod emails;
 mod errors;
 mod helpers;
 mod lifecycle;
+mod loadtest;
 mod ops;
 mod rate_limits;

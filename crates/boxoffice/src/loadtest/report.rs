@@ -1,0 +1,574 @@
+//! Measuring a phase and reporting a run.
+//!
+//! Each worker records into its own [`Recorder`] (an HDR histogram of latencies in
+//! microseconds and a count per outcome), so the hot path takes no lock; the recorders are
+//! merged when the phase ends into a [`PhaseStats`]. A [`Progress`] line reads two shared
+//! counters ([`Live`]) ten times a second. The [`Report`] is what `run` returns: figures, the
+//! expectation, every check and the [`Verdict`]; it prints as text or as one JSON document.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::client::Answer;
+
+/// Latencies above this (in µs) are recorded as this: one minute is far past any timeout.
+const HIGHEST_US: u64 = 60_000_000;
+
+/// The measurements of one worker during one phase.
+pub struct Recorder {
+    latency_us: Histogram<u64>,
+    outcomes: BTreeMap<OutcomeKey, u64>,
+}
+
+/// How an answer is counted: status and problem code, or the kind of transport failure.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum OutcomeKey {
+    Http { status: u16, code: Option<Arc<str>> },
+    Transport(&'static str),
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self {
+            // 3 significant figures over 1 µs..60 s: about 200 KiB per worker.
+            latency_us: Histogram::new_with_bounds(1, HIGHEST_US, 3)
+                .expect("1 µs..60 s at 3 significant figures are valid bounds"),
+            outcomes: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one answer that took `elapsed`.
+    pub fn record(&mut self, answer: &Answer, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us
+            .saturating_record(micros.clamp(1, HIGHEST_US));
+        let key = match answer {
+            Answer::Http { status, code, .. } => OutcomeKey::Http {
+                status: status.as_u16(),
+                code: code.clone(),
+            },
+            Answer::Transport(error) => OutcomeKey::Transport(error.as_str()),
+        };
+        *self.outcomes.entry(key).or_default() += 1;
+    }
+
+    /// Adds `other`'s measurements to these.
+    pub fn merge(&mut self, other: Recorder) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency_us.add(&other.latency_us);
+        for (key, count) in other.outcomes {
+            *self.outcomes.entry(key).or_default() += count;
+        }
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+
+    /// The figures of a phase that these measurements cover and that lasted `elapsed`.
+    pub fn finish(&self, name: &str, elapsed: Duration) -> PhaseStats {
+        let requests = self.requests();
+        let seconds = elapsed.as_secs_f64();
+        let mut outcomes = Vec::new();
+        let (mut http_5xx, mut transport) = (0, 0);
+        for (key, &count) in &self.outcomes {
+            match key {
+                OutcomeKey::Http { status, code } => {
+                    if *status >= 500 {
+                        http_5xx += count;
+                    }
+                    outcomes.push(Outcome {
+                        status: Some(*status),
+                        code: code.as_deref().map(str::to_owned),
+                        transport: None,
+                        count,
+                    });
+                }
+                OutcomeKey::Transport(kind) => {
+                    transport += count;
+                    outcomes.push(Outcome {
+                        status: None,
+                        code: None,
+                        transport: Some((*kind).to_owned()),
+                        count,
+                    });
+                }
+            }
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        let h = &self.latency_us;
+        let latency = (requests > 0).then(|| Latency {
+            p50_ms: ms(h.value_at_quantile(0.50)),
+            p90_ms: ms(h.value_at_quantile(0.90)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            p99_9_ms: ms(h.value_at_quantile(0.999)),
+            max_ms: ms(h.max()),
+            mean_ms: h.mean() / 1000.0,
+        });
+        PhaseStats {
+            name: name.to_owned(),
+            requests,
+            seconds,
+            requests_per_second: if seconds > 0.0 {
+                requests as f64 / seconds
+            } else {
+                0.0
+            },
+            outcomes,
+            latency,
+            server_errors: ServerErrors {
+                http_5xx,
+                transport,
+            },
+        }
+    }
+}
+
+/// Counters every worker bumps, read by the progress line.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub done: AtomicU64,
+    pub server_errors: AtomicU64,
+}
+
+impl Live {
+    pub fn count(&self, answer: &Answer) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if answer.is_server_error() {
+            self.server_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The live progress line of one phase (hidden with `--json` or when stderr is no terminal).
+pub struct Progress {
+    bar: ProgressBar,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts a line for `name`; `total` is the number of requests when it is known.
+    pub fn start(name: &str, total: Option<u64>, live: Arc<Live>, visible: bool) -> Self {
+        if !visible {
+            return Self {
+                bar: ProgressBar::hidden(),
+                ticker: None,
+            };
+        }
+        let bar = match total {
+            Some(total) => ProgressBar::new(total).with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>8} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>8} {spinner} [{elapsed_precise}] {pos} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        };
+        bar.set_prefix(name.to_owned());
+        let ticking = bar.clone();
+        let ticker = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut interval = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                interval.tick().await;
+                let done = live.done.load(Ordering::Relaxed);
+                let errors = live.server_errors.load(Ordering::Relaxed);
+                let seconds = started.elapsed().as_secs_f64().max(0.001);
+                ticking.set_position(done);
+                ticking.set_message(format!(
+                    "{:.0} req/s, {errors} server errors",
+                    done as f64 / seconds
+                ));
+            }
+        });
+        Self {
+            bar,
+            ticker: Some(ticker),
+        }
+    }
+
+    pub fn finish(self) {
+        if let Some(ticker) = self.ticker {
+            ticker.abort();
+        }
+        self.bar.finish_and_clear();
+    }
+}
+
+/// How many answers had one status and problem code (or one kind of transport failure).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    /// HTTP status; `None` for a transport failure.
+    pub status: Option<u16>,
+    /// The problem `code`, for error answers that have one.
+    pub code: Option<String>,
+    /// `connect`, `io` or `timeout` when there was no HTTP answer.
+    pub transport: Option<String>,
+    pub count: u64,
+}
+
+impl Outcome {
+    fn label(&self) -> String {
+        match (&self.status, &self.code, &self.transport) {
+            (Some(status), Some(code), _) => format!("{status} {code}"),
+            (Some(status), None, _) => status.to_string(),
+            (None, _, Some(kind)) => format!("transport {kind}"),
+            (None, _, None) => "transport".to_owned(),
+        }
+    }
+}
+
+/// Latency percentiles from the HDR histogram, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p99_9_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+/// Answers whose outcome the client cannot know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerErrors {
+    pub http_5xx: u64,
+    pub transport: u64,
+}
+
+impl ServerErrors {
+    pub fn total(&self) -> u64 {
+        self.http_5xx + self.transport
+    }
+}
+
+/// The figures of one measured phase.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseStats {
+    /// `onsale`, `churn`, `browse`, `soldout` or `baseline`.
+    pub name: String,
+    pub requests: u64,
+    /// Wall-clock length of the phase.
+    pub seconds: f64,
+    pub requests_per_second: f64,
+    /// Sorted by status, then code.
+    pub outcomes: Vec<Outcome>,
+    /// `None` when the phase sent nothing.
+    pub latency: Option<Latency>,
+    pub server_errors: ServerErrors,
+}
+
+impl PhaseStats {
+    /// How many answers had `status` and `code`.
+    pub fn count(&self, status: u16, code: Option<&str>) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|o| o.status == Some(status) && o.code.as_deref() == code)
+            .map(|o| o.count)
+            .sum()
+    }
+}
+
+/// Every figure of the scenario divided by the same figure of `GET /healthz` at the same
+/// concurrency: how close the scenario comes to what this HTTP stack can do at all.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ratios {
+    /// Scenario requests/s ÷ healthz requests/s (1.0 = as fast as an empty endpoint).
+    pub requests_per_second: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Ratios {
+    pub fn of(scenario: &PhaseStats, baseline: &PhaseStats) -> Option<Self> {
+        let (s, b) = (scenario.latency.as_ref()?, baseline.latency.as_ref()?);
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        Some(Self {
+            requests_per_second: ratio(scenario.requests_per_second, baseline.requests_per_second),
+            p50: ratio(s.p50_ms, b.p50_ms),
+            p90: ratio(s.p90_ms, b.p90_ms),
+            p99: ratio(s.p99_ms, b.p99_ms),
+            p99_9: ratio(s.p99_9_ms, b.p99_9_ms),
+            max: ratio(s.max_ms, b.max_ms),
+        })
+    }
+}
+
+/// PASS or FAIL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    Pass,
+    Fail,
+}
+
+/// One verified property: what was checked, whether it held, and the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl Check {
+    pub fn new(name: impl Into<String>, passed: bool, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            passed,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A seat type the run used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SeatTypeReport {
+    pub id: String,
+    pub name: String,
+    pub capacity: u64,
+    /// Users who chose it (onsale) or `None`.
+    pub chosen_by: Option<u64>,
+    /// What the run expects to be confirmed at the end, when the rule makes that exact.
+    pub expected_confirmed: Option<u64>,
+    /// Confirmed according to the server at the end.
+    pub confirmed: Option<u64>,
+}
+
+/// Everything a run found out. `--json` prints exactly this.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub target: String,
+    pub concurrency: usize,
+    /// Users prepared (accounts with tokens).
+    pub users: usize,
+    pub concert_id: Option<String>,
+    pub seat_types: Vec<SeatTypeReport>,
+    /// Seconds spent preparing (admin login, concert, accounts, connections).
+    pub setup_seconds: f64,
+    /// The rule the expectation follows, in words.
+    pub expectation: String,
+    /// The measured phase.
+    pub phase: PhaseStats,
+    /// `GET /healthz` at the same concurrency, with `--baseline`.
+    pub baseline: Option<PhaseStats>,
+    pub ratios: Option<Ratios>,
+    pub checks: Vec<Check>,
+    pub verdict: Verdict,
+}
+
+impl Report {
+    /// The verdict that `checks` lead to: PASS when every one held (and there was one).
+    pub fn verdict_of(checks: &[Check]) -> Verdict {
+        if !checks.is_empty() && checks.iter().all(|check| check.passed) {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        }
+    }
+
+    /// The checks that did not hold.
+    pub fn failures(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|check| !check.passed)
+    }
+
+    /// The human-readable report.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "boxoffice loadtest: {} against {} (concurrency {}, {} users, setup {:.2} s)",
+            self.scenario, self.target, self.concurrency, self.users, self.setup_seconds
+        );
+        if let Some(id) = &self.concert_id {
+            let _ = writeln!(out, "concert {id}");
+        }
+        for seat in &self.seat_types {
+            let _ = write!(out, "  {:<12} capacity {:>7}", seat.name, seat.capacity);
+            if let Some(chosen) = seat.chosen_by {
+                let _ = write!(out, "  chosen by {chosen:>7}");
+            }
+            if let Some(expected) = seat.expected_confirmed {
+                let _ = write!(out, "  expected {expected:>7}");
+            }
+            if let Some(confirmed) = seat.confirmed {
+                let _ = write!(out, "  confirmed {confirmed:>7}");
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "expectation: {}", self.expectation);
+        out.push('\n');
+        write_phase(&mut out, &self.phase, self.ratios.as_ref());
+        if let Some(baseline) = &self.baseline {
+            out.push('\n');
+            write_phase(&mut out, baseline, None);
+        }
+        out.push_str("\nchecks:\n");
+        for check in &self.checks {
+            let _ = writeln!(
+                out,
+                "  [{}] {}: {}",
+                if check.passed { "ok" } else { "FAIL" },
+                check.name,
+                check.detail
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nverdict: {}",
+            match self.verdict {
+                Verdict::Pass => "PASS",
+                Verdict::Fail => "FAIL",
+            }
+        );
+        out
+    }
+}
+
+fn write_phase(out: &mut String, phase: &PhaseStats, ratios: Option<&Ratios>) {
+    let of = |ratio: Option<f64>| match ratio {
+        Some(ratio) if ratio.is_finite() => format!("  ({ratio:.2}× healthz)"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "{}: {} requests in {:.2} s = {:.0} req/s{}",
+        phase.name,
+        phase.requests,
+        phase.seconds,
+        phase.requests_per_second,
+        of(ratios.map(|r| r.requests_per_second))
+    );
+    let _ = writeln!(out, "  outcomes:");
+    for outcome in &phase.outcomes {
+        let _ = writeln!(out, "    {:<28} {:>9}", outcome.label(), outcome.count);
+    }
+    if let Some(latency) = &phase.latency {
+        let _ = writeln!(out, "  latency:");
+        let rows = [
+            ("p50", latency.p50_ms, ratios.map(|r| r.p50)),
+            ("p90", latency.p90_ms, ratios.map(|r| r.p90)),
+            ("p99", latency.p99_ms, ratios.map(|r| r.p99)),
+            ("p99.9", latency.p99_9_ms, ratios.map(|r| r.p99_9)),
+            ("max", latency.max_ms, ratios.map(|r| r.max)),
+        ];
+        for (name, ms, ratio) in rows {
+            let _ = writeln!(out, "    {name:<6} {ms:>10.3} ms{}", of(ratio));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  server errors: {} (5xx {}, transport {})",
+        phase.server_errors.total(),
+        phase.server_errors.http_5xx,
+        phase.server_errors.transport
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+
+    use super::super::client::TransportError;
+    use super::*;
+
+    fn answer(status: u16, code: Option<&str>) -> Answer {
+        Answer::Http {
+            status: StatusCode::from_u16(status).unwrap(),
+            code: code.map(Arc::from),
+            id: None,
+        }
+    }
+
+    #[test]
+    fn recorders_merge_into_phase_figures() {
+        let mut a = Recorder::new();
+        let mut b = Recorder::new();
+        for ms in 1..=100 {
+            a.record(&answer(201, None), Duration::from_millis(ms));
+        }
+        for _ in 0..50 {
+            b.record(&answer(409, Some("sold_out")), Duration::from_millis(2));
+        }
+        b.record(&answer(503, Some("unavailable")), Duration::from_secs(1));
+        b.record(
+            &Answer::Transport(TransportError::Timeout),
+            Duration::from_secs(90),
+        );
+        a.merge(b);
+        let phase = a.finish("onsale", Duration::from_secs(2));
+        assert_eq!(phase.requests, 152);
+        assert_eq!(phase.requests_per_second, 76.0);
+        assert_eq!(phase.count(201, None), 100);
+        assert_eq!(phase.count(409, Some("sold_out")), 50);
+        assert_eq!(
+            phase.server_errors,
+            ServerErrors {
+                http_5xx: 1,
+                transport: 1
+            }
+        );
+        let latency = phase.latency.clone().unwrap();
+        assert!(
+            (59.0..=61.0).contains(&(latency.max_ms / 1000.0)),
+            "{latency:?}"
+        );
+        assert!(latency.p50_ms <= latency.p90_ms && latency.p90_ms <= latency.p99_ms);
+        assert!(latency.p99_ms <= latency.p99_9_ms && latency.p99_9_ms <= latency.max_ms);
+        let labels: Vec<String> = phase.outcomes.iter().map(Outcome::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "201",
+                "409 sold_out",
+                "503 unavailable",
+                "transport timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_verdict_needs_every_check_and_at_least_one() {
+        assert_eq!(Report::verdict_of(&[]), Verdict::Fail);
+        let ok = Check::new("a", true, "");
+        let bad = Check::new("b", false, "");
+        assert_eq!(Report::verdict_of(std::slice::from_ref(&ok)), Verdict::Pass);
+        assert_eq!(Report::verdict_of(&[ok, bad]), Verdict::Fail);
+    }
+
+    #[test]
+    fn ratios_divide_by_the_baseline() {
+        let mut fast = Recorder::new();
+        let mut slow = Recorder::new();
+        for _ in 0..10 {
+            fast.record(&answer(200, None), Duration::from_millis(1));
+            slow.record(&answer(201, None), Duration::from_millis(4));
+        }
+        let baseline = fast.finish("baseline", Duration::from_secs(1));
+        let scenario = slow.finish("onsale", Duration::from_secs(4));
+        let ratios = Ratios::of(&scenario, &baseline).unwrap();
+        assert!((ratios.requests_per_second - 0.25).abs() < 1e-9);
+        assert!((ratios.p50 - 4.0).abs() < 0.01, "{ratios:?}");
+    }
+}

@@ -1,0 +1,291 @@
+//! `boxoffice loadtest` against a real server: the scenarios end with a PASS verdict on a
+//! correct server, and the verification reports FAIL when the end state is not what the tool
+//! made it (bookings made behind its back). No timing is asserted: only outcomes and state.
+
+use boxoffice::loadtest::{self, LoadtestArgs, Report, Verdict};
+use clap::Parser;
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app_with};
+
+const ADMIN: &str = "loadtest-admin@example.com";
+const ADMIN_PASSWORD: &str = "loadtest admin password";
+
+/// A server with load-test accounts switched on and a bootstrapped admin.
+async fn spawn_loadtest_app() -> TestApp {
+    spawn_app_with(|config| {
+        config.auth.load_test_accounts = true;
+        config.auth.rate_limit = None;
+        config.admin = Some(boxoffice::app::AccountSpec {
+            email: ADMIN.to_owned(),
+            password: SecretString::from(ADMIN_PASSWORD.to_owned()),
+        });
+    })
+    .await
+}
+
+/// Runs `boxoffice loadtest` with these extra arguments against `app`.
+async fn run(app: &TestApp, extra: &[&str]) -> anyhow::Result<Report> {
+    let mut argv = vec![
+        "loadtest",
+        "--target",
+        &app.base,
+        "--admin-email",
+        ADMIN,
+        "--admin-password",
+        ADMIN_PASSWORD,
+        "--json",
+    ];
+    argv.extend_from_slice(extra);
+    loadtest::run(LoadtestArgs::try_parse_from(argv)?).await
+}
+
+fn failed(report: &Report) -> Vec<&str> {
+    report.failures().map(|check| check.name.as_str()).collect()
+}
+
+#[tokio::test]
+async fn onsale_with_2000_users_and_100_seats_passes() {
+    let app = spawn_loadtest_app().await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "onsale",
+            "--users",
+            "2000",
+            "--concurrency",
+            "32",
+            "--seat-types",
+            "VIP:40,Regular:60",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    assert_eq!(report.users, 2000);
+    // 2000 users, round-robin over two seat types: 1000 choose each.
+    let seats: Vec<_> = report
+        .seat_types
+        .iter()
+        .map(|seat| {
+            (
+                seat.name.as_str(),
+                seat.chosen_by,
+                seat.expected_confirmed,
+                seat.confirmed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seats,
+        [
+            ("VIP", Some(1000), Some(40), Some(40)),
+            ("Regular", Some(1000), Some(60), Some(60))
+        ]
+    );
+    assert_eq!(report.phase.requests, 2000);
+    assert_eq!(report.phase.count(201, None), 100);
+    assert_eq!(report.phase.count(409, Some("sold_out")), 1900);
+    assert_eq!(report.phase.server_errors.total(), 0);
+    assert!(report.phase.latency.is_some());
+
+    // The JSON document machines read carries the same verdict.
+    let document = serde_json::to_value(&report).unwrap();
+    assert_eq!(document["verdict"], "PASS");
+    assert_eq!(document["phase"]["requests"], 2000);
+
+    // And the server agrees: everything is sold.
+    let concert_id = report.concert_id.clone().unwrap();
+    let availability: Value = app
+        .get(&format!("/api/v1/concerts/{concert_id}/availability"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        availability["seat_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|seat| seat["remaining"] == 0),
+        "{availability}"
+    );
+}
+
+#[tokio::test]
+async fn soldout_answers_only_sold_out_after_the_sell_out() {
+    let app = spawn_loadtest_app().await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "soldout",
+            "--users",
+            "20",
+            "--concurrency",
+            "8",
+            "--seat-types",
+            "Tiny:3",
+            "--requests",
+            "200",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    assert_eq!(report.phase.requests, 200);
+    assert_eq!(report.phase.count(409, Some("sold_out")), 200);
+    assert_eq!(report.seat_types[0].confirmed, Some(3));
+}
+
+#[tokio::test]
+async fn churn_and_browse_pass_and_the_baseline_gives_ratios() {
+    let app = spawn_loadtest_app().await;
+    let churn = run(
+        &app,
+        &[
+            "--scenario",
+            "churn",
+            "--users",
+            "30",
+            "--concurrency",
+            "6",
+            "--seat-types",
+            "A:4,B:3",
+            "--requests",
+            "400",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(churn.verdict, Verdict::Pass, "{}", churn.to_text());
+    assert_eq!(churn.phase.requests, 400);
+    // Both paths were taken: bookings, cancellations and sold-out answers.
+    assert!(churn.phase.count(201, None) > 0, "{}", churn.to_text());
+    assert!(churn.phase.count(200, None) > 0, "{}", churn.to_text());
+    assert!(
+        churn.phase.count(409, Some("sold_out")) > 0,
+        "{}",
+        churn.to_text()
+    );
+
+    let browse = run(
+        &app,
+        &[
+            "--scenario",
+            "browse",
+            "--concurrency",
+            "4",
+            "--requests",
+            "120",
+            "--baseline",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(browse.verdict, Verdict::Pass, "{}", browse.to_text());
+    assert_eq!(browse.phase.count(200, None), 120);
+    let baseline = browse.baseline.as_ref().unwrap();
+    assert_eq!(baseline.name, "baseline");
+    assert_eq!(baseline.count(200, None), 120);
+    assert!(browse.ratios.is_some());
+}
+
+#[tokio::test]
+async fn bookings_made_outside_the_tool_make_the_verdict_fail() {
+    let app = spawn_loadtest_app().await;
+    let admin = app.login_session(ADMIN, ADMIN_PASSWORD).await.access_token;
+    let starts_at = (time::OffsetDateTime::now_utc() + time::Duration::days(10))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let response = app
+        .client
+        .post(app.url("/api/v1/concerts"))
+        .bearer_auth(&admin)
+        .json(&json!({
+            "name": "Tampered", "artist": "Someone Else", "venue": "Hall",
+            "starts_at": starts_at,
+            "seat_types": [{"name": "General", "price_cents": 100, "capacity": 10}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let concert: Value = response.json().await.unwrap();
+    let concert_id = concert["id"].as_str().unwrap().to_owned();
+    let seat_type_id = concert["seat_types"][0]["id"].as_str().unwrap().to_owned();
+
+    // Two seats go to buyers the tool does not know about.
+    for email in ["outsider1@example.com", "outsider2@example.com"] {
+        let outsider = app.register_user(email).await;
+        let response = app
+            .client
+            .post(app.url("/api/v1/bookings"))
+            .bearer_auth(&outsider.access_token)
+            .json(&json!({"concert_id": concert_id, "seat_type_id": seat_type_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "onsale",
+            "--concert-id",
+            &concert_id,
+            "--users",
+            "30",
+            "--concurrency",
+            "8",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Fail, "{}", report.to_text());
+    let failures = failed(&report);
+    // The tool got 8 seats where it expected all 10, and the sales report counts 2 bookings
+    // it never made.
+    assert!(
+        failures.contains(&"confirmed bookings == expectation"),
+        "{failures:?}"
+    );
+    assert!(
+        failures.contains(&"sales report == ledger, sold + remaining == capacity"),
+        "{failures:?}"
+    );
+    assert_eq!(report.phase.count(201, None), 8);
+    // What held still holds: nothing was oversold and every 201 is visible.
+    for held in ["not oversold", "every 201 is visible and confirmed"] {
+        assert!(!failures.contains(&held), "{held}: {}", report.to_text());
+    }
+}
+
+#[tokio::test]
+async fn accounts_switched_off_and_remote_targets_are_refused() {
+    // Without --load-test-accounts the endpoint is 404 and the run cannot be prepared.
+    let app = spawn_app_with(|config| {
+        config.admin = Some(boxoffice::app::AccountSpec {
+            email: ADMIN.to_owned(),
+            password: SecretString::from(ADMIN_PASSWORD.to_owned()),
+        });
+    })
+    .await;
+    let error = run(&app, &["--users", "5"]).await.unwrap_err();
+    assert!(
+        error.to_string().contains("--load-test-accounts on"),
+        "{error:#}"
+    );
+
+    let args =
+        LoadtestArgs::try_parse_from(["loadtest", "--target", "http://192.0.2.1:8080"]).unwrap();
+    let error = loadtest::run(args).await.unwrap_err();
+    assert!(error.to_string().contains("--allow-remote"), "{error:#}");
+}
