@@ -1,7 +1,7 @@
 //! The single writer of the Booking store, with group commit.
 //!
 //! Every change to the Booking store — bookings, cancellations, provisioning, the outbox — is a
-//! [`Command`] sent to one task that owns the store's only write connection. The task takes the
+//! [`Command`] sent to one thread that owns the store's only write connection. The thread takes the
 //! first waiting command and every other one already queued (up to [`MAX_BATCH`]), runs them all
 //! in one transaction, each under its own savepoint, and commits once. With `synchronous=FULL`
 //! the commit is one fsync for the whole batch, which is what lets a hot seat type take thousands
@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use boxoffice_shared::clients::{BookingEmail, ConcertInventory, EmailKind, OutboxMessage};
 use boxoffice_shared::clock::{SharedClock, from_millis, to_millis};
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Sqlite, SqliteConnection};
+use rusqlite::{Connection, TransactionBehavior};
 use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -26,8 +25,8 @@ use crate::domain::{
 };
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
-use crate::store;
 use crate::view::{ConcertSale, Seat, SharedInventory};
+use crate::write as store;
 
 /// The most commands committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -146,9 +145,9 @@ fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, BookingError>) -
     })
 }
 
-/// The writer task's state.
+/// The writer thread's state.
 pub struct Writer {
-    conn: PoolConnection<Sqlite>,
+    conn: Connection,
     view: SharedInventory,
     clock: SharedClock,
     events: broadcast::Sender<AvailabilityEvent>,
@@ -160,7 +159,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(
-        conn: PoolConnection<Sqlite>,
+        conn: Connection,
         view: SharedInventory,
         clock: SharedClock,
         events: broadcast::Sender<AvailabilityEvent>,
@@ -178,9 +177,10 @@ impl Writer {
     }
 
     /// Runs until every sender of `commands` is gone, committing what is queued in batches.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    /// Blocking: run it on a thread of its own.
+    pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = commands.recv().await {
+        while let Some(first) = commands.blocking_recv() {
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match commands.try_recv() {
@@ -189,32 +189,34 @@ impl Writer {
                 }
             }
             let size = batch.len();
-            self.commit_batch(batch.drain(..)).await;
+            self.commit_batch(batch.drain(..));
             metrics::histogram!("booking_writer_batch_size").record(size as f64);
         }
         tracing::debug!("booking writer stopped");
     }
 
-    async fn commit_batch(&mut self, batch: impl Iterator<Item = Command>) {
+    fn commit_batch(&mut self, batch: impl Iterator<Item = Command>) {
         // The store keeps milliseconds; answering with the same precision means a booking reads
         // back exactly as it was first returned.
         let now = from_millis(to_millis(self.clock.now()));
         let mut effects = Effects::default();
         let mut answers: Vec<Answer> = Vec::new();
-        let outcome = async {
-            let mut tx = self.conn.begin().await?;
+        let outcome = (|| -> Result<(), BookingError> {
+            let mut tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             for command in batch {
-                answers.push(apply(&mut tx, &self.view, command, now, &mut effects).await);
+                answers.push(apply(&mut tx, &self.view, command, now, &mut effects));
             }
             if effects.poisoned {
-                tx.rollback().await?;
-                return Err(sqlx::Error::Protocol(
+                tx.rollback()?;
+                return Err(BookingError::Corrupt(
                     "a savepoint failed; the batch was rolled back".into(),
                 ));
             }
-            tx.commit().await
-        }
-        .await;
+            tx.commit()?;
+            Ok(())
+        })();
         let committed = match outcome {
             Ok(()) => {
                 self.publish(effects);
@@ -222,7 +224,7 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, "booking batch failed to commit; reloading the view");
-                self.reload().await;
+                self.reload();
                 false
             }
         };
@@ -283,8 +285,8 @@ impl Writer {
         }
     }
 
-    async fn reload(&mut self) {
-        match store::load_inventory(&mut self.conn).await {
+    fn reload(&mut self) {
+        match store::load_inventory(&self.conn) {
             Ok(inventory) => *self.view.write() = inventory,
             Err(error) => tracing::error!(%error, "cannot reload the inventory view"),
         }
@@ -296,19 +298,20 @@ impl Writer {
 /// savepoint machinery itself fails, the batch is marked poisoned and rolled back whole.
 macro_rules! guarded {
     ($tx:expr, $effects:expr, |$conn:ident| $step:expr) => {{
-        match $tx.begin().await {
+        match $tx.savepoint() {
             Err(error) => {
                 $effects.poisoned = true;
                 Err(BookingError::from(error))
             }
-            Ok(mut savepoint) => {
+            Ok(savepoint) => {
                 let result = {
-                    let $conn: &mut SqliteConnection = &mut savepoint;
-                    $step.await
+                    let $conn: &Connection = &savepoint;
+                    $step
                 };
+                // Failure: roll back to the savepoint, then release it.
                 let finish = match &result {
-                    Ok(_) => savepoint.commit().await,
-                    Err(_) => savepoint.rollback().await,
+                    Ok(_) => savepoint.commit(),
+                    Err(_) => savepoint.finish(),
                 };
                 match finish {
                     Ok(()) => result,
@@ -323,8 +326,8 @@ macro_rules! guarded {
 }
 
 /// Runs one command under its own savepoint.
-async fn apply(
-    tx: &mut SqliteConnection,
+fn apply(
+    tx: &mut rusqlite::Transaction<'_>,
     view: &SharedInventory,
     command: Command,
     now: OffsetDateTime,
@@ -401,22 +404,19 @@ async fn apply(
         Command::ClaimOutbox(limit, lease, reply) => {
             let lease_until =
                 now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
-            answer(
-                reply,
-                store::claim_outbox(tx, now, lease_until, limit).await,
-            )
+            answer(reply, store::claim_outbox(tx, now, lease_until, limit))
         }
         Command::AcknowledgeOutbox(id, reply) => {
-            answer(reply, store::acknowledge_outbox(tx, id, now).await)
+            answer(reply, store::acknowledge_outbox(tx, id, now))
         }
         Command::RetryOutbox(id, at, error, reply) => {
-            answer(reply, store::retry_outbox(tx, id, at, &error).await)
+            answer(reply, store::retry_outbox(tx, id, at, &error))
         }
     }
 }
 
-async fn book(
-    conn: &mut SqliteConnection,
+fn book(
+    conn: &Connection,
     view: &SharedInventory,
     effects: &Effects,
     staged: &mut Staged,
@@ -425,8 +425,7 @@ async fn book(
 ) -> Result<BookOutcome, BookingError> {
     let fingerprint = request_fingerprint(request.concert_id, request.seat_type_id);
     if let Some(key) = &request.key
-        && let Some(saved) =
-            store::saved_response(&mut *conn, request.user_id, key.as_str()).await?
+        && let Some(saved) = store::saved_response(conn, request.user_id, key.as_str())?
     {
         return replay(saved, &fingerprint);
     }
@@ -449,7 +448,7 @@ async fn book(
     if remaining <= 0 {
         return Err(BookingError::SoldOut);
     }
-    if store::holds_confirmed_booking(conn, request.user_id, request.concert_id).await? {
+    if store::holds_confirmed_booking(conn, request.user_id, request.concert_id)? {
         return Err(BookingError::AlreadyBooked);
     }
     let booking = Booking {
@@ -463,9 +462,9 @@ async fn book(
         created_at: now,
         cancelled_at: None,
     };
-    store::insert_booking(conn, &booking).await?;
+    store::insert_booking(conn, &booking)?;
     let email = email_for(&booking, &sale, &seat, now);
-    store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now).await?;
+    store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now)?;
     if let Some(key) = &request.key {
         let body = serde_json::to_string(&booking)
             .map_err(|error| BookingError::Corrupt(error.to_string()))?;
@@ -477,8 +476,7 @@ async fn book(
             201,
             &body,
             now,
-        )
-        .await?;
+        )?;
     }
     staged.remaining.push((request.seat_type_id, remaining - 1));
     staged.touched.push(request.concert_id);
@@ -487,7 +485,7 @@ async fn book(
 }
 
 fn replay(
-    saved: store::SavedResponse,
+    saved: crate::store::SavedResponse,
     fingerprint: &[u8; 32],
 ) -> Result<BookOutcome, BookingError> {
     if saved.request_hash.as_slice() == fingerprint.as_slice() {
@@ -520,8 +518,8 @@ fn email_for(
     }
 }
 
-async fn cancel(
-    conn: &mut SqliteConnection,
+fn cancel(
+    conn: &Connection,
     view: &SharedInventory,
     effects: &Effects,
     staged: &mut Staged,
@@ -529,8 +527,7 @@ async fn cancel(
     canceller: Canceller,
     now: OffsetDateTime,
 ) -> Result<Booking, BookingError> {
-    let booking = store::booking_by_id(&mut *conn, booking_id)
-        .await?
+    let booking = store::booking_by_id(conn, booking_id)?
         .filter(|booking| canceller.is_admin || booking.user_id == canceller.user_id)
         .ok_or(BookingError::BookingNotFound)?;
     if booking.status == BookingStatus::Cancelled {
@@ -546,11 +543,10 @@ async fn cancel(
     if sale_state(now, sale.starts_at, false) == SaleState::Started {
         return Err(BookingError::BookingClosed);
     }
-    let cancelled = store::cancel_booking(conn, booking_id, now)
-        .await?
-        .ok_or(BookingError::AlreadyCancelled)?;
+    let cancelled =
+        store::cancel_booking(conn, booking_id, now)?.ok_or(BookingError::AlreadyCancelled)?;
     let email = email_for(&cancelled, &sale, &seat, now);
-    store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now).await?;
+    store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now)?;
     let remaining = effects
         .remaining(view, booking.seat_type_id)
         .unwrap_or(seat.remaining);
@@ -560,8 +556,8 @@ async fn cancel(
     Ok(cancelled)
 }
 
-async fn provision(
-    conn: &mut SqliteConnection,
+fn provision(
+    conn: &Connection,
     view: &SharedInventory,
     effects: &Effects,
     staged: &mut Staged,
@@ -576,7 +572,7 @@ async fn provision(
     if concert.starts_at <= now {
         return Err(BookingError::invalid("starts_at", "must be in the future"));
     }
-    let added = store::provision(conn, concert).await?;
+    let added = store::provision(conn, concert)?;
     staged.concerts.push((
         concert.concert_id,
         ConcertSale {
@@ -604,8 +600,8 @@ async fn provision(
     Ok(())
 }
 
-async fn set_capacity(
-    conn: &mut SqliteConnection,
+fn set_capacity(
+    conn: &Connection,
     view: &SharedInventory,
     effects: &Effects,
     staged: &mut Staged,
@@ -631,17 +627,16 @@ async fn set_capacity(
     if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
         return Err(BookingError::BookingClosed);
     }
-    let (capacity, remaining) = store::set_capacity(conn, seat_type_id, capacity)
-        .await?
-        .ok_or(BookingError::SeatTypeNotFound)?;
+    let (capacity, remaining) =
+        store::set_capacity(conn, seat_type_id, capacity)?.ok_or(BookingError::SeatTypeNotFound)?;
     staged.capacity.push((seat_type_id, capacity));
     staged.remaining.push((seat_type_id, remaining));
     staged.touched.push(concert_id);
     Ok((capacity, remaining))
 }
 
-async fn cancel_concert(
-    conn: &mut SqliteConnection,
+fn cancel_concert(
+    conn: &Connection,
     view: &SharedInventory,
     effects: &Effects,
     staged: &mut Staged,
@@ -657,7 +652,7 @@ async fn cancel_concert(
     if sale_state(now, sale.starts_at, false) == SaleState::Started {
         return Err(BookingError::BookingClosed);
     }
-    let cancelled = store::cancel_sale(conn, concert_id, now).await?;
+    let cancelled = store::cancel_sale(conn, concert_id, now)?;
     let mut returned: HashMap<Uuid, i64> = HashMap::new();
     for booking in &cancelled {
         let seat = view.read().seats.get(&booking.seat_type_id).cloned();
@@ -668,7 +663,7 @@ async fn cancel_concert(
             )));
         };
         let email = email_for(booking, &sale, &seat, now);
-        store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now).await?;
+        store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now)?;
         *returned.entry(booking.seat_type_id).or_default() += 1;
     }
     for (seat_type_id, count) in returned {

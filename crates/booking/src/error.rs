@@ -29,6 +29,8 @@ pub enum BookingError {
     WriterStopped,
     #[error("store error")]
     Store(#[from] sqlx::Error),
+    #[error("store error")]
+    Writer(#[from] rusqlite::Error),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }
@@ -70,7 +72,18 @@ impl From<BookingError> for Problem {
             Forbidden => Problem::new(ErrorCode::Forbidden, "this action needs the admin role"),
             WriterStopped => Problem::unavailable(&error),
             Store(ref cause) if is_unavailable(cause) => Problem::unavailable(&error),
-            Store(_) | Corrupt(_) => Problem::internal(&error),
+            Writer(rusqlite::Error::SqliteFailure(failure, _))
+                if matches!(
+                    failure.code,
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::DiskFull
+                        | rusqlite::ErrorCode::SystemIoFailure
+                ) =>
+            {
+                Problem::unavailable(&error)
+            }
+            Store(_) | Writer(_) | Corrupt(_) => Problem::internal(&error),
         }
     }
 }

@@ -9,8 +9,8 @@
 //! - [`domain`]: booking status, the idempotency key, and the pure rules of when sales are open.
 //! - [`view`]: the in-memory view of inventory that answers sold-out and closed requests without
 //!   touching the database; exact within this process because only the writer changes it.
-//! - [`store`]: SQL, as functions over one connection so that the writer composes them into one
-//!   transaction, plus the reads.
+//! - [`store`]: the reads, on the async pool.
+//! - [`write`]: the writer's SQL, on its own synchronous connection.
 //! - [`engine`]: the single writer. It takes commands from a queue and commits many of them per
 //!   transaction (group commit); each command runs under its own savepoint, so one failing
 //!   booking never fails its neighbours. A caller is answered only after the commit is durable.
@@ -29,6 +29,7 @@ pub mod http;
 pub mod service;
 pub mod store;
 pub mod view;
+pub mod write;
 
 pub use error::BookingError;
 pub use http::router;

@@ -67,8 +67,10 @@ pub struct BookingService {
 
 impl BookingService {
     /// Migrates the store, loads the view, and starts the writer and the closing timer on
-    /// `tasks`. `email_waker` is poked after commits that queued emails; `stop` ends the
-    /// closing timer and the SSE streams.
+    /// `tasks`. `email_waker` is given when the notifications worker runs in this process: it is
+    /// poked after commits that queued emails, and outbox leases left by a previous run of this
+    /// process (which crashed) are released at start. `stop` ends the closing timer and the SSE
+    /// streams.
     pub async fn start(
         store: SqliteStore,
         authenticator: Authenticator,
@@ -78,8 +80,21 @@ impl BookingService {
         tasks: &TaskTracker,
     ) -> anyhow::Result<Self> {
         crate::SQLITE_MIGRATIONS.run(&store.write).await?;
-        let mut conn = store.write.acquire().await?;
-        let inventory = store::load_inventory(&mut conn).await?;
+        let (path, durability) = (store.path.clone(), store.durability);
+        let local_worker = email_waker.is_some();
+        let now = clock.now();
+        let (conn, inventory) = tokio::task::spawn_blocking(move || {
+            let conn = crate::write::open(&path, durability)?;
+            if local_worker {
+                let released = crate::write::release_leases(&conn, now)?;
+                if released > 0 {
+                    tracing::info!(released, "released outbox leases left by the previous run");
+                }
+            }
+            let inventory = crate::write::load_inventory(&conn)?;
+            Ok::<_, BookingError>((conn, inventory))
+        })
+        .await??;
         let view = SharedInventory::new(inventory);
         let (events, _) = broadcast::channel(1024);
         let (writer, commands) = mpsc::channel(QUEUE_CAPACITY);
@@ -92,7 +107,18 @@ impl BookingService {
             email_waker,
             schedule.clone(),
         );
-        tasks.spawn(task.run(commands));
+        // The writer blocks on SQLite, so it gets a thread of its own; the tracker learns when it
+        // has drained its queue and ended.
+        let (finished, writer_done) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("booking-writer".into())
+            .spawn(move || {
+                task.run(commands);
+                let _ = finished.send(());
+            })?;
+        tasks.spawn(async move {
+            let _ = writer_done.await;
+        });
         tasks.spawn(run_closing_timer(
             view.clone(),
             clock.clone(),

@@ -33,6 +33,10 @@ pub struct SqliteStore {
     pub write: SqlitePool,
     /// Several connections for reads, which never block on the writer in WAL mode.
     pub read: SqlitePool,
+    /// The file both pools are open on.
+    pub path: std::path::PathBuf,
+    /// The durability commits were opened with.
+    pub durability: Durability,
 }
 
 impl SqliteStore {
@@ -71,7 +75,12 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .with_context(|| format!("opening the SQLite store {} for reading", path.display()))?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            path: path.to_owned(),
+            durability,
+        })
     }
 
     /// Answers when both pools can run a query: the readiness check.

@@ -1,0 +1,412 @@
+//! The writer's SQL, on the writer's own synchronous SQLite connection.
+//!
+//! The writer runs on a dedicated thread and talks to SQLite directly (rusqlite, prepared
+//! statements cached per connection), so a batch of a thousand bookings is a thousand calls into
+//! SQLite on one thread — not a thousand round trips to a database worker thread. Reads served to
+//! clients stay on the async pool in [`crate::store`].
+
+use boxoffice_shared::clients::{
+    BookingEmail, ConcertInventory, EmailKind, OutboxMessage, SeatInventory,
+};
+use boxoffice_shared::clock::{from_millis, to_millis};
+use boxoffice_shared::db::Durability;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{Booking, BookingStatus};
+use crate::error::BookingError;
+use crate::store::SavedResponse;
+use crate::view::{ConcertSale, Inventory, Seat};
+
+/// Opens the writer's connection with the pragmas the store relies on.
+pub fn open(path: &std::path::Path, durability: Durability) -> Result<Connection, BookingError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+const BOOKING_COLUMNS: &str = "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at";
+
+fn booking_from_row(row: &Row<'_>) -> rusqlite::Result<Booking> {
+    let status: String = row.get(4)?;
+    Ok(Booking {
+        id: row.get(0)?,
+        user_id: row.get(1)?,
+        concert_id: row.get(2)?,
+        seat_type_id: row.get(3)?,
+        status: BookingStatus::parse(&status).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                4,
+                rusqlite::types::Type::Text,
+                format!("status {status}").into(),
+            )
+        })?,
+        price_cents: row.get(5)?,
+        currency: row.get(6)?,
+        created_at: from_millis(row.get(7)?),
+        cancelled_at: row.get::<_, Option<i64>>(8)?.map(from_millis),
+    })
+}
+
+/// Everything the in-memory view holds, read from the store.
+pub fn load_inventory(conn: &Connection) -> Result<Inventory, BookingError> {
+    let mut inventory = Inventory::default();
+    let mut concerts =
+        conn.prepare("SELECT concert_id, name, venue, starts_at, cancelled_at FROM sales")?;
+    let rows = concerts.query_map([], |row| {
+        Ok((
+            row.get::<_, Uuid>(0)?,
+            ConcertSale {
+                name: row.get(1)?,
+                venue: row.get(2)?,
+                starts_at: from_millis(row.get(3)?),
+                cancelled: row.get::<_, Option<i64>>(4)?.is_some(),
+                seat_types: Vec::new(),
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, concert) = row?;
+        inventory.concerts.insert(id, concert);
+    }
+    let mut seats = conn.prepare(
+        "SELECT id, concert_id, name, price_cents, currency, capacity, remaining FROM seat_types ORDER BY rowid",
+    )?;
+    let rows = seats.query_map([], |row| {
+        Ok((
+            row.get::<_, Uuid>(0)?,
+            Seat {
+                concert_id: row.get(1)?,
+                name: row.get(2)?,
+                price_cents: row.get(3)?,
+                currency: row.get(4)?,
+                capacity: row.get(5)?,
+                remaining: row.get(6)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (id, seat) = row?;
+        if let Some(concert) = inventory.concerts.get_mut(&seat.concert_id) {
+            concert.seat_types.push(id);
+        }
+        inventory.seats.insert(id, seat);
+    }
+    Ok(inventory)
+}
+
+pub fn saved_response(
+    conn: &Connection,
+    user_id: Uuid,
+    key: &str,
+) -> Result<Option<SavedResponse>, BookingError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT request_hash, response_status, response_body FROM idempotency_keys
+             WHERE user_id = ?1 AND idempotency_key = ?2",
+        )?
+        .query_row(params![user_id, key], |row| {
+            Ok(SavedResponse {
+                request_hash: row.get(0)?,
+                status: u16::try_from(row.get::<_, i64>(1)?).unwrap_or(500),
+                body: row.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+pub fn save_response(
+    conn: &Connection,
+    user_id: Uuid,
+    key: &str,
+    request_hash: &[u8],
+    status: u16,
+    body: &str,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    conn.prepare_cached(
+        "INSERT INTO idempotency_keys
+            (user_id, idempotency_key, request_hash, response_status, response_body, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        user_id,
+        key,
+        request_hash,
+        i64::from(status),
+        body,
+        to_millis(now)
+    ])?;
+    Ok(())
+}
+
+pub fn holds_confirmed_booking(
+    conn: &Connection,
+    user_id: Uuid,
+    concert_id: Uuid,
+) -> Result<bool, BookingError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM bookings WHERE user_id = ?1 AND concert_id = ?2 AND status = 'confirmed'")?
+        .exists(params![user_id, concert_id])?)
+}
+
+/// Inserts a confirmed booking. The schema's trigger takes the seat (or refuses: sold out, closed).
+pub fn insert_booking(conn: &Connection, booking: &Booking) -> Result<(), BookingError> {
+    conn.prepare_cached(
+        "INSERT INTO bookings
+            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        booking.id,
+        booking.user_id,
+        booking.concert_id,
+        booking.seat_type_id,
+        booking.status.as_str(),
+        booking.price_cents,
+        booking.currency,
+        to_millis(booking.created_at),
+        booking.cancelled_at.map(to_millis),
+    ])
+    .map_err(constraint_to_rule)?;
+    Ok(())
+}
+
+pub fn booking_by_id(conn: &Connection, id: Uuid) -> Result<Option<Booking>, BookingError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {BOOKING_COLUMNS} FROM bookings WHERE id = ?1"
+        ))?
+        .query_row(params![id], booking_from_row)
+        .optional()?)
+}
+
+/// Flips a confirmed booking to cancelled; the schema's trigger returns the seat. `None` when the
+/// booking was not confirmed.
+pub fn cancel_booking(
+    conn: &Connection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<Option<Booking>, BookingError> {
+    conn.prepare_cached(&format!(
+        "UPDATE bookings SET status = 'cancelled', cancelled_at = ?1
+         WHERE id = ?2 AND status = 'confirmed' RETURNING {BOOKING_COLUMNS}"
+    ))?
+    .query_row(params![to_millis(now), id], booking_from_row)
+    .optional()
+    .map_err(constraint_to_rule)
+}
+
+/// Queues an email in the outbox.
+pub fn enqueue_email(
+    conn: &Connection,
+    kind: EmailKind,
+    email: &BookingEmail,
+    now: OffsetDateTime,
+) -> Result<Uuid, BookingError> {
+    let message_id = Uuid::now_v7();
+    let payload =
+        serde_json::to_string(email).map_err(|error| BookingError::Corrupt(error.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO outbox (message_id, kind, payload, created_at, available_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?
+    .execute(params![message_id, kind_name(kind), payload, to_millis(now)])?;
+    Ok(message_id)
+}
+
+fn kind_name(kind: EmailKind) -> &'static str {
+    match kind {
+        EmailKind::BookingConfirmed => "booking_confirmed",
+        EmailKind::BookingCancelled => "booking_cancelled",
+    }
+}
+
+/// Creates or updates a concert's sale window and adds the seat types it does not have yet.
+pub fn provision(
+    conn: &Connection,
+    concert: &ConcertInventory,
+) -> Result<Vec<SeatInventory>, BookingError> {
+    conn.prepare_cached(
+        "INSERT INTO sales (concert_id, name, venue, starts_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (concert_id) DO UPDATE SET
+            name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at",
+    )?
+    .execute(params![
+        concert.concert_id,
+        concert.name,
+        concert.venue,
+        to_millis(concert.starts_at)
+    ])?;
+    let mut added = Vec::new();
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO seat_types (id, concert_id, name, price_cents, currency, capacity, remaining)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    for seat in &concert.seat_types {
+        let inserted = insert.execute(params![
+            seat.seat_type_id,
+            concert.concert_id,
+            seat.name,
+            seat.price_cents,
+            seat.currency,
+            seat.capacity,
+        ])?;
+        if inserted == 1 {
+            added.push(seat.clone());
+        }
+    }
+    Ok(added)
+}
+
+/// Sets a seat type's capacity, moving `remaining` by the same amount. The CHECK on `remaining`
+/// refuses to shrink below what is sold. Returns the new `(capacity, remaining)`.
+pub fn set_capacity(
+    conn: &Connection,
+    seat_type_id: Uuid,
+    capacity: i64,
+) -> Result<Option<(i64, i64)>, BookingError> {
+    conn.prepare_cached(
+        "UPDATE seat_types SET remaining = remaining + (?1 - capacity), capacity = ?1
+         WHERE id = ?2 RETURNING capacity, remaining",
+    )?
+    .query_row(params![capacity, seat_type_id], |row| {
+        Ok((row.get(0)?, row.get(1)?))
+    })
+    .optional()
+    .map_err(|error| match constraint_to_rule(error) {
+        BookingError::SoldOut => {
+            BookingError::invalid("capacity", "cannot shrink below the seats already sold")
+        }
+        other => other,
+    })
+}
+
+/// Marks a concert cancelled and cancels its confirmed bookings, returning them.
+pub fn cancel_sale(
+    conn: &Connection,
+    concert_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<Vec<Booking>, BookingError> {
+    conn.prepare_cached(
+        "UPDATE sales SET cancelled_at = ?1 WHERE concert_id = ?2 AND cancelled_at IS NULL",
+    )?
+    .execute(params![to_millis(now), concert_id])?;
+    let mut statement = conn.prepare_cached(&format!(
+        "UPDATE bookings SET status = 'cancelled', cancelled_at = ?1
+         WHERE concert_id = ?2 AND status = 'confirmed' RETURNING {BOOKING_COLUMNS}"
+    ))?;
+    let rows = statement.query_map(params![to_millis(now), concert_id], booking_from_row)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(constraint_to_rule)
+}
+
+/// Leases up to `limit` due messages until `lease_until`.
+pub fn claim_outbox(
+    conn: &Connection,
+    now: OffsetDateTime,
+    lease_until: OffsetDateTime,
+    limit: u32,
+) -> Result<Vec<OutboxMessage>, BookingError> {
+    let mut statement = conn.prepare_cached(
+        "UPDATE outbox SET available_at = ?1, attempts = attempts + 1, leased = 1
+         WHERE message_id IN (
+            SELECT message_id FROM outbox
+            WHERE sent_at IS NULL AND available_at <= ?2
+            ORDER BY available_at LIMIT ?3)
+         RETURNING message_id, kind, payload, attempts",
+    )?;
+    let rows = statement.query_map(
+        params![to_millis(lease_until), to_millis(now), i64::from(limit)],
+        |row| {
+            Ok((
+                row.get::<_, Uuid>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        },
+    )?;
+    let mut messages = Vec::new();
+    for row in rows {
+        let (message_id, kind, payload, attempts) = row?;
+        messages.push(OutboxMessage {
+            message_id,
+            kind: match kind.as_str() {
+                "booking_confirmed" => EmailKind::BookingConfirmed,
+                "booking_cancelled" => EmailKind::BookingCancelled,
+                other => return Err(BookingError::Corrupt(format!("outbox kind {other}"))),
+            },
+            attempts: u32::try_from(attempts.saturating_sub(1)).unwrap_or(0),
+            booking: serde_json::from_str(&payload)
+                .map_err(|error| BookingError::Corrupt(format!("outbox payload: {error}")))?,
+        });
+    }
+    Ok(messages)
+}
+
+pub fn acknowledge_outbox(
+    conn: &Connection,
+    message_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    conn.prepare_cached("UPDATE outbox SET sent_at = ?1, last_error = NULL, leased = 0 WHERE message_id = ?2 AND sent_at IS NULL")?
+        .execute(params![to_millis(now), message_id])?;
+    Ok(())
+}
+
+pub fn retry_outbox(
+    conn: &Connection,
+    message_id: Uuid,
+    retry_at: OffsetDateTime,
+    error: &str,
+) -> Result<(), BookingError> {
+    conn.prepare_cached("UPDATE outbox SET available_at = ?1, last_error = ?2, leased = 0 WHERE message_id = ?3 AND sent_at IS NULL")?
+        .execute(params![to_millis(retry_at), error, message_id])?;
+    Ok(())
+}
+
+/// Makes messages leased by a worker of a previous run of this process due again at once: that
+/// worker died with the process (a crash), so its leases would otherwise delay the emails until
+/// they ran out. Returns how many were released.
+pub fn release_leases(conn: &Connection, now: OffsetDateTime) -> Result<usize, BookingError> {
+    Ok(conn.execute(
+        "UPDATE outbox SET available_at = ?1, leased = 0
+         WHERE leased = 1 AND sent_at IS NULL AND available_at > ?1",
+        params![to_millis(now)],
+    )?)
+}
+
+/// Maps the schema's refusals onto booking rules: the CHECK on `remaining` is "sold out", the
+/// partial unique index is "already booked", and the triggers name their rule.
+fn constraint_to_rule(error: rusqlite::Error) -> BookingError {
+    if let rusqlite::Error::SqliteFailure(failure, Some(message)) = &error {
+        if message.contains("remaining_within_capacity") {
+            return BookingError::SoldOut;
+        }
+        if message.contains("booking_closed") {
+            return BookingError::BookingClosed;
+        }
+        if message.contains("already_cancelled") {
+            return BookingError::AlreadyCancelled;
+        }
+        if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            && message.contains("bookings.user_id")
+        {
+            return BookingError::AlreadyBooked;
+        }
+    }
+    BookingError::Writer(error)
+}
