@@ -90,6 +90,8 @@ struct Effects {
 /// command that fails halfway leaves no trace in the view either.
 #[derive(Default)]
 struct Staged {
+    /// A statement failed after this command had already written: the batch must not commit.
+    poisoned: bool,
     remaining: Vec<(Uuid, i64)>,
     capacity: Vec<(Uuid, i64)>,
     concerts: Vec<(Uuid, ConcertSale)>,
@@ -100,6 +102,7 @@ struct Staged {
 
 impl Effects {
     fn absorb(&mut self, staged: Staged, succeeded: bool) {
+        self.poisoned |= staged.poisoned;
         if !succeeded {
             return;
         }
@@ -334,30 +337,18 @@ fn apply(
     effects: &mut Effects,
 ) -> Answer {
     match command {
+        // Bookings and cancellations run without a savepoint: every rule that can refuse them
+        // is enforced by their one INSERT or UPDATE, and SQLite undoes a failed statement on its
+        // own. Should a later statement of the same command fail, the whole batch is rolled back.
         Command::Book(request, reply) => {
             let mut staged = Staged::default();
-            let result = guarded!(tx, effects, |conn| book(
-                conn,
-                view,
-                effects,
-                &mut staged,
-                &request,
-                now
-            ));
+            let result = book(tx, view, effects, &mut staged, &request, now);
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
         Command::Cancel(id, canceller, reply) => {
             let mut staged = Staged::default();
-            let result = guarded!(tx, effects, |conn| cancel(
-                conn,
-                view,
-                effects,
-                &mut staged,
-                id,
-                canceller,
-                now
-            ));
+            let result = cancel(tx, view, effects, &mut staged, id, canceller, now);
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
@@ -463,20 +454,27 @@ fn book(
         cancelled_at: None,
     };
     store::insert_booking(conn, &booking)?;
-    let email = email_for(&booking, &sale, &seat, now);
-    store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now)?;
-    if let Some(key) = &request.key {
-        let body = serde_json::to_string(&booking)
-            .map_err(|error| BookingError::Corrupt(error.to_string()))?;
-        store::save_response(
-            conn,
-            request.user_id,
-            key.as_str(),
-            &fingerprint,
-            201,
-            &body,
-            now,
-        )?;
+    let rest = || -> Result<(), BookingError> {
+        let email = email_for(&booking, &sale, &seat, now);
+        store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now)?;
+        if let Some(key) = &request.key {
+            let body = serde_json::to_string(&booking)
+                .map_err(|error| BookingError::Corrupt(error.to_string()))?;
+            store::save_response(
+                conn,
+                request.user_id,
+                key.as_str(),
+                &fingerprint,
+                201,
+                &body,
+                now,
+            )?;
+        }
+        Ok(())
+    };
+    if let Err(error) = rest() {
+        staged.poisoned = true;
+        return Err(error);
     }
     staged.remaining.push((request.seat_type_id, remaining - 1));
     staged.touched.push(request.concert_id);
@@ -546,7 +544,10 @@ fn cancel(
     let cancelled =
         store::cancel_booking(conn, booking_id, now)?.ok_or(BookingError::AlreadyCancelled)?;
     let email = email_for(&cancelled, &sale, &seat, now);
-    store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now)?;
+    if let Err(error) = store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now) {
+        staged.poisoned = true;
+        return Err(error);
+    }
     let remaining = effects
         .remaining(view, booking.seat_type_id)
         .unwrap_or(seat.remaining);
