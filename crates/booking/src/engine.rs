@@ -25,7 +25,7 @@ use crate::domain::{
 };
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
-use crate::view::{ConcertSale, Seat, SharedInventory};
+use crate::view::{ConcertSale, Seat, SharedInventory, bookable};
 use crate::write as store;
 
 /// The most commands committed in one transaction.
@@ -425,20 +425,12 @@ fn book(
         .ok_or(BookingError::ConcertNotFound)?;
     let seat = view
         .read()
-        .seats
-        .get(&request.seat_type_id)
-        .filter(|seat| seat.concert_id == request.concert_id)
-        .cloned()
-        .ok_or(BookingError::SeatTypeNotFound)?;
-    if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
-        return Err(BookingError::BookingClosed);
-    }
+        .seat_of(request.concert_id, request.seat_type_id)?
+        .clone();
     let remaining = effects
         .remaining(view, request.seat_type_id)
         .unwrap_or(seat.remaining);
-    if remaining <= 0 {
-        return Err(BookingError::SoldOut);
-    }
+    bookable(now, &sale, remaining)?;
     if store::holds_confirmed_booking(conn, request.user_id, request.concert_id)? {
         return Err(BookingError::AlreadyBooked);
     }

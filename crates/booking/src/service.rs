@@ -17,14 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::domain::{
-    Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state,
-};
+use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
 use crate::engine::{BookOutcome, BookRequest, Canceller, Command, Writer};
 use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_closing_timer};
 use crate::store;
-use crate::view::SharedInventory;
+use crate::view::{SharedInventory, bookable};
 
 /// How many commands may wait for the writer before callers wait to enqueue (back-pressure).
 const QUEUE_CAPACITY: usize = 16 * 1024;
@@ -235,18 +233,8 @@ impl BookingService {
             .concerts
             .get(&concert_id)
             .ok_or(BookingError::ConcertNotFound)?;
-        let seat = view
-            .seats
-            .get(&seat_type_id)
-            .filter(|seat| seat.concert_id == concert_id)
-            .ok_or(BookingError::SeatTypeNotFound)?;
-        if sale_state(now, concert.starts_at, concert.cancelled) != SaleState::Open {
-            return Err(BookingError::BookingClosed);
-        }
-        if seat.remaining <= 0 {
-            return Err(BookingError::SoldOut);
-        }
-        Ok(())
+        let seat = view.seat_of(concert_id, seat_type_id)?;
+        bookable(now, concert, seat.remaining)
     }
 
     /// Cancels a booking; the seat returns in the same transaction.

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{SaleState, sale_state};
+use crate::error::BookingError;
 
 /// A concert's sale window and what its emails say about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,32 @@ pub struct Inventory {
     pub seats: HashMap<Uuid, Seat>,
 }
 
+/// Whether one more seat may be sold at `now`: sales open, and a seat left. The fast path and the
+/// writer ask the same question, each with its own idea of `remaining`.
+pub fn bookable(
+    now: OffsetDateTime,
+    sale: &ConcertSale,
+    remaining: i64,
+) -> Result<(), BookingError> {
+    if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
+        Err(BookingError::BookingClosed)
+    } else if remaining <= 0 {
+        Err(BookingError::SoldOut)
+    } else {
+        Ok(())
+    }
+}
+
 impl Inventory {
+    /// The seat type `seat_type_id` of concert `concert_id`; a seat type of another concert is
+    /// `seat_type_not_found`, as the API contract says.
+    pub fn seat_of(&self, concert_id: Uuid, seat_type_id: Uuid) -> Result<&Seat, BookingError> {
+        self.seats
+            .get(&seat_type_id)
+            .filter(|seat| seat.concert_id == concert_id)
+            .ok_or(BookingError::SeatTypeNotFound)
+    }
+
     /// Exact availability of one concert at `now`.
     pub fn availability(&self, concert_id: Uuid, now: OffsetDateTime) -> Option<Availability> {
         let concert = self.concerts.get(&concert_id)?;
