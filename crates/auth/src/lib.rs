@@ -11,7 +11,7 @@
 //! - [`password`]: argon2id hashing on the blocking pool, bounded in concurrency.
 //! - [`tokens`]: minting access tokens and refresh-token values.
 //! - [`limits`]: the failed-login and registration throttles.
-//! - [`store`]: the SQLite store (users, sessions, refresh tokens).
+//! - [`store`]: the store (users, sessions, refresh tokens), on SQLite or PostgreSQL.
 //! - [`service`]: the rules, composed from the parts above; what the handlers call.
 //! - [`http`]: the routes, documented for OpenAPI.
 //! - [`error`]: this service's error enum and its mapping onto problem codes.
@@ -33,3 +33,6 @@ pub use service::AuthService;
 
 /// The SQLite migrations of the Auth store, embedded in the binary.
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The PostgreSQL migrations of the Auth store (run in its `auth` schema), embedded in the binary.
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

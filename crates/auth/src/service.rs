@@ -437,6 +437,55 @@ impl AuthService {
         time::Duration::try_from(self.inner.config.refresh_ttl).unwrap_or(time::Duration::days(30))
     }
 
+    /// Follows revocations made by other instances on the same PostgreSQL database (the channel
+    /// `session_revoked`, fed by a trigger on `sessions`) until `stop` resolves, so a logout
+    /// through any instance is refused by every instance at once. After a lost connection it
+    /// reloads the recent revocations from the store, in case a notice was missed.
+    pub async fn follow_revocations(self, pool: sqlx::PgPool, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        let mut listener = loop {
+            let connected = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                listener.listen("session_revoked").await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            match connected.await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for revoked sessions; retrying");
+                    tokio::select! {
+                        () = &mut stop => return,
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        loop {
+            let notice = tokio::select! {
+                () = &mut stop => return,
+                notice = listener.try_recv() => notice,
+            };
+            match notice {
+                Ok(Some(notice)) => match notice.payload().parse::<Uuid>() {
+                    Ok(session_id) => self.remember_revoked(session_id, self.clock().now()),
+                    Err(_) => tracing::warn!(payload = notice.payload(), "odd revocation notice"),
+                },
+                Ok(None) => {
+                    if let Err(error) = self.load_revocations().await {
+                        tracing::warn!(%error, "cannot reload revoked sessions");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "revocation listener failed");
+                    tokio::select! {
+                        () = &mut stop => return,
+                        () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
+                }
+            }
+        }
+    }
+
     fn remember_revoked(&self, session_id: Uuid, now: OffsetDateTime) {
         let ttl = i64::try_from(self.inner.config.access_ttl.as_secs()).unwrap_or(i64::MAX);
         let now = now.unix_timestamp();

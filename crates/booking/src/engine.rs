@@ -474,7 +474,7 @@ fn book(
     Ok(BookOutcome::Created(booking))
 }
 
-fn replay(
+pub(crate) fn replay(
     saved: crate::store::SavedResponse,
     fingerprint: &[u8; 32],
 ) -> Result<BookOutcome, BookingError> {
@@ -488,7 +488,7 @@ fn replay(
     }
 }
 
-fn email_for(
+pub(crate) fn email_for(
     booking: &Booking,
     sale: &ConcertSale,
     seat: &Seat,

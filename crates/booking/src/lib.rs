@@ -11,6 +11,10 @@
 //!   touching the database; exact within this process because only the writer changes it.
 //! - [`store`]: the reads, on the async pool.
 //! - [`write`]: the writer's SQL, on its own synchronous connection.
+//! - [`pg`]: the store on PostgreSQL: reads, the outbox with `SKIP LOCKED`, the group-commit
+//!   writer that settles a whole batch per transaction with set-based statements (so several
+//!   Booking instances can sell the same seats), and the listener that keeps each instance's view
+//!   in step with commits made elsewhere.
 //! - [`engine`]: the single writer. It takes commands from a queue and commits many of them per
 //!   transaction (group commit); each command runs under its own savepoint, so one failing
 //!   booking never fails its neighbours. A caller is answered only after the commit is durable.
@@ -26,6 +30,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod pg;
 pub mod service;
 pub mod store;
 pub mod view;
@@ -33,7 +38,10 @@ pub mod write;
 
 pub use error::BookingError;
 pub use http::router;
-pub use service::BookingService;
+pub use service::{BookingService, LocalWorker};
 
 /// The SQLite migrations of the Booking store, embedded in the binary.
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The PostgreSQL migrations of the Booking store, embedded in the binary.
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -9,7 +9,7 @@ use boxoffice_shared::clients::{
     Availability, ClientError, ConcertInventory, Inventory, OutboxMessage, OutboxSource,
 };
 use boxoffice_shared::clock::SharedClock;
-use boxoffice_shared::db::SqliteStore;
+use boxoffice_shared::db::{SqliteStore, Store};
 use boxoffice_shared::token::{AuthUser, Authenticator};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
@@ -46,8 +46,19 @@ pub struct SeatSales {
     pub currency: String,
 }
 
+/// The notifications worker of this process, as Booking sees it.
+#[derive(Debug, Clone)]
+pub struct LocalWorker {
+    /// Poked after every commit that queued emails.
+    pub waker: Arc<Notify>,
+    /// This instance, stable across restarts: the owner of the worker's outbox leases.
+    pub instance: Uuid,
+}
+
 struct Inner {
-    store: SqliteStore,
+    store: Store,
+    /// Set when the notifications worker runs in this process.
+    instance: Option<Uuid>,
     view: SharedInventory,
     writer: mpsc::Sender<Command>,
     clock: SharedClock,
@@ -65,58 +76,60 @@ pub struct BookingService {
 
 impl BookingService {
     /// Migrates the store, loads the view, and starts the writer and the closing timer on
-    /// `tasks`. `email_waker` is given when the notifications worker runs in this process: it is
-    /// poked after commits that queued emails, and outbox leases left by a previous run of this
-    /// process (which crashed) are released at start. `stop` ends the closing timer and the SSE
-    /// streams.
+    /// `tasks`. `worker` is given when the notifications worker runs in this process: its waker
+    /// is poked after commits that queued emails, and outbox leases left by a previous run of
+    /// this instance (which crashed) are released at start. `stop` ends the closing timer and the
+    /// SSE streams.
     pub async fn start(
-        store: SqliteStore,
+        store: impl Into<Store>,
         authenticator: Authenticator,
         clock: SharedClock,
-        email_waker: Option<Arc<Notify>>,
+        worker: Option<LocalWorker>,
         stop: CancellationToken,
         tasks: &TaskTracker,
     ) -> anyhow::Result<Self> {
-        crate::SQLITE_MIGRATIONS.run(&store.write).await?;
-        let (path, durability) = (store.path.clone(), store.durability);
-        let local_worker = email_waker.is_some();
-        let now = clock.now();
-        let (conn, inventory) = tokio::task::spawn_blocking(move || {
-            let conn = crate::write::open(&path, durability)?;
-            if local_worker {
-                let released = crate::write::release_leases(&conn, now)?;
-                if released > 0 {
-                    tracing::info!(released, "released outbox leases left by the previous run");
-                }
-            }
-            let inventory = crate::write::load_inventory(&conn)?;
-            Ok::<_, BookingError>((conn, inventory))
-        })
-        .await??;
-        let view = SharedInventory::new(inventory);
+        let store = store.into();
+        let instance = worker.as_ref().map(|worker| worker.instance);
+        let email_waker = worker.map(|worker| worker.waker);
         let (events, _) = broadcast::channel(1024);
         let (writer, commands) = mpsc::channel(QUEUE_CAPACITY);
         let schedule = Arc::new(Notify::new());
-        let task = Writer::new(
-            conn,
-            view.clone(),
-            clock.clone(),
-            events.clone(),
-            email_waker,
-            schedule.clone(),
-        );
-        // The writer blocks on SQLite, so it gets a thread of its own; the tracker learns when it
-        // has drained its queue and ended.
-        let (finished, writer_done) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("booking-writer".into())
-            .spawn(move || {
-                task.run(commands);
-                let _ = finished.send(());
-            })?;
-        tasks.spawn(async move {
-            let _ = writer_done.await;
-        });
+        let view = match &store {
+            Store::Sqlite(db) => {
+                start_sqlite_writer(db, &clock, &events, email_waker, &schedule, commands, tasks)
+                    .await?
+            }
+            Store::Postgres(db) => {
+                db.migrate(&crate::POSTGRES_MIGRATIONS).await?;
+                // Only this instance's own leases are released: other instances' workers may
+                // be holding theirs right now.
+                if let Some(instance) = instance {
+                    let released =
+                        crate::pg::release_leases(&db.pool, instance, clock.now()).await?;
+                    if released > 0 {
+                        tracing::info!(released, "released outbox leases left by the previous run");
+                    }
+                }
+                let view = crate::pg::PgView::load(&db.pool).await?;
+                tasks.spawn(crate::pg::run_listener(
+                    db.pool.clone(),
+                    view.clone(),
+                    events.clone(),
+                    schedule.clone(),
+                    stop.clone(),
+                ));
+                let task = crate::pg::PgWriter::new(
+                    db.pool.clone(),
+                    view.clone(),
+                    clock.clone(),
+                    events.clone(),
+                    email_waker,
+                    schedule.clone(),
+                );
+                tasks.spawn(task.run(commands));
+                view.inventory().clone()
+            }
+        };
         tasks.spawn(run_closing_timer(
             view.clone(),
             clock.clone(),
@@ -127,6 +140,7 @@ impl BookingService {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                instance,
                 view,
                 writer,
                 clock,
@@ -162,10 +176,10 @@ impl BookingService {
         if self.inner.writer.is_closed() {
             return Err("the booking writer has stopped".into());
         }
-        sqlx::query("SELECT 1")
-            .execute(&self.inner.store.read)
+        self.inner
+            .store
+            .ping()
             .await
-            .map(|_| ())
             .map_err(|error| error.to_string())
     }
 
@@ -192,8 +206,14 @@ impl BookingService {
         key: Option<IdempotencyKey>,
     ) -> Result<BookOutcome, BookingError> {
         if let Some(key) = &key {
-            let saved =
-                store::saved_response(&self.inner.store.read, caller.user_id, key.as_str()).await?;
+            let saved = match &self.inner.store {
+                Store::Sqlite(db) => {
+                    store::saved_response(&db.read, caller.user_id, key.as_str()).await?
+                }
+                Store::Postgres(db) => {
+                    crate::pg::saved_response(&db.pool, caller.user_id, key.as_str()).await?
+                }
+            };
             if let Some(saved) = saved {
                 return if saved.request_hash.as_slice()
                     == request_fingerprint(concert_id, seat_type_id).as_slice()
@@ -256,8 +276,11 @@ impl BookingService {
 
     /// One booking, if the caller may see it (its holder, or an admin).
     pub async fn get(&self, caller: AuthUser, booking_id: Uuid) -> Result<Booking, BookingError> {
-        store::booking_by_id(&self.inner.store.read, booking_id)
-            .await?
+        let booking = match &self.inner.store {
+            Store::Sqlite(db) => store::booking_by_id(&db.read, booking_id).await?,
+            Store::Postgres(db) => crate::pg::booking_by_id(&db.pool, booking_id).await?,
+        };
+        booking
             .filter(|booking| caller.is_admin() || booking.user_id == caller.user_id)
             .ok_or(BookingError::BookingNotFound)
     }
@@ -270,14 +293,13 @@ impl BookingService {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
-        store::list_bookings(
-            &self.inner.store.read,
-            caller.user_id,
-            status,
-            before,
-            limit,
-        )
-        .await
+        let user = caller.user_id;
+        match &self.inner.store {
+            Store::Sqlite(db) => store::list_bookings(&db.read, user, status, before, limit).await,
+            Store::Postgres(db) => {
+                crate::pg::list_bookings(&db.pool, user, status, before, limit).await
+            }
+        }
     }
 
     /// Exact availability of one concert, from the view.
@@ -290,9 +312,11 @@ impl BookingService {
 
     /// The sales report, read from the store.
     pub async fn sales(&self, concert_id: Uuid) -> Result<SalesReport, BookingError> {
-        let rows = store::sales(&self.inner.store.read, concert_id)
-            .await?
-            .ok_or(BookingError::ConcertNotFound)?;
+        let rows = match &self.inner.store {
+            Store::Sqlite(db) => store::sales(&db.read, concert_id).await?,
+            Store::Postgres(db) => crate::pg::sales(&db.pool, concert_id).await?,
+        };
+        let rows = rows.ok_or(BookingError::ConcertNotFound)?;
         Ok(SalesReport {
             seat_types: rows
                 .seat_types
@@ -314,6 +338,55 @@ impl BookingService {
             bookings_cancelled: rows.cancelled,
         })
     }
+}
+
+/// Migrates the SQLite store, loads the view and starts the writer on a thread of its own (it
+/// blocks on SQLite); the tracker learns when it has drained its queue and ended.
+async fn start_sqlite_writer(
+    db: &SqliteStore,
+    clock: &SharedClock,
+    events: &broadcast::Sender<AvailabilityEvent>,
+    email_waker: Option<Arc<Notify>>,
+    schedule: &Arc<Notify>,
+    commands: mpsc::Receiver<Command>,
+    tasks: &TaskTracker,
+) -> anyhow::Result<SharedInventory> {
+    crate::SQLITE_MIGRATIONS.run(&db.write).await?;
+    let (path, durability) = (db.path.clone(), db.durability);
+    let local_worker = email_waker.is_some();
+    let now = clock.now();
+    let (conn, inventory) = tokio::task::spawn_blocking(move || {
+        let conn = crate::write::open(&path, durability)?;
+        if local_worker {
+            let released = crate::write::release_leases(&conn, now)?;
+            if released > 0 {
+                tracing::info!(released, "released outbox leases left by the previous run");
+            }
+        }
+        let inventory = crate::write::load_inventory(&conn)?;
+        Ok::<_, BookingError>((conn, inventory))
+    })
+    .await??;
+    let view = SharedInventory::new(inventory);
+    let task = Writer::new(
+        conn,
+        view.clone(),
+        clock.clone(),
+        events.clone(),
+        email_waker,
+        schedule.clone(),
+    );
+    let (finished, writer_done) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("booking-writer".into())
+        .spawn(move || {
+            task.run(commands);
+            let _ = finished.send(());
+        })?;
+    tasks.spawn(async move {
+        let _ = writer_done.await;
+    });
+    Ok(view)
 }
 
 fn count_refusal(error: &BookingError) {
@@ -368,12 +441,23 @@ impl Inventory for BookingService {
 #[async_trait]
 impl OutboxSource for BookingService {
     async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, ClientError> {
+        if let Store::Postgres(db) = &self.inner.store {
+            let now = self.inner.clock.now();
+            let until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
+            return Ok(
+                crate::pg::claim_outbox(&db.pool, self.inner.instance, now, until, limit).await?,
+            );
+        }
         Ok(self
             .send(|reply| Command::ClaimOutbox(limit, lease, reply))
             .await?)
     }
 
     async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
+        if let Store::Postgres(db) = &self.inner.store {
+            let now = self.inner.clock.now();
+            return Ok(crate::pg::acknowledge_outbox(&db.pool, message_id, now).await?);
+        }
         Ok(self
             .send(|reply| Command::AcknowledgeOutbox(message_id, reply))
             .await?)
@@ -385,13 +469,19 @@ impl OutboxSource for BookingService {
         retry_at: OffsetDateTime,
         error: &str,
     ) -> Result<(), ClientError> {
-        let error = error.chars().take(1000).collect();
+        let error: String = error.chars().take(1000).collect();
+        if let Store::Postgres(db) = &self.inner.store {
+            return Ok(crate::pg::retry_outbox(&db.pool, message_id, retry_at, &error).await?);
+        }
         Ok(self
             .send(|reply| Command::RetryOutbox(message_id, retry_at, error, reply))
             .await?)
     }
 
     async fn depth(&self) -> Result<u64, ClientError> {
-        Ok(store::outbox_depth(&self.inner.store.read).await?)
+        Ok(match &self.inner.store {
+            Store::Sqlite(db) => store::outbox_depth(&db.read).await?,
+            Store::Postgres(db) => crate::pg::outbox_depth(&db.pool).await?,
+        })
     }
 }

@@ -1,50 +1,118 @@
-//! The booking engine under concurrency, against a real SQLite store: the rules that must hold
-//! whatever the interleaving (no oversell, one booking per user and concert, one seat back per
+//! The booking engine under concurrency, against a real store: the rules that must hold whatever
+//! the interleaving (no oversell, one booking per user and concert, one seat back per
 //! cancellation, remaining == capacity - confirmed), closing at the start instant, idempotency,
 //! and a property test against a model.
+//!
+//! Every test runs on both backends: [`on_every_backend!`] turns `async fn name(backend: Backend)`
+//! into a module `name` with a `sqlite` and a `postgres` test (the latter on a fresh database of
+//! the local PostgreSQL, skipped when none answers; see `boxoffice_shared::pgtest`). The tests at
+//! the end run on PostgreSQL only: two Booking instances on one database, the way a deployment
+//! scales out, selling the same seats.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use boxoffice_booking::BookingError;
 use boxoffice_booking::BookingService;
-use boxoffice_booking::domain::{BookingStatus, IdempotencyKey};
+use boxoffice_booking::domain::{Booking, BookingStatus, IdempotencyKey};
 use boxoffice_booking::engine::BookOutcome;
 use boxoffice_shared::clients::{ConcertInventory, Inventory, OutboxSource, SeatInventory};
 use boxoffice_shared::clock::{Clock, ManualClock, SharedClock};
-use boxoffice_shared::db::SqliteStore;
+use boxoffice_shared::db::{PgStore, SqliteStore, Store};
 use boxoffice_shared::keys::KeyMaterial;
+use boxoffice_shared::pgtest::TestDatabase;
 use boxoffice_shared::token::{AuthUser, Authenticator, RevokedSessions, Role};
 use proptest::prelude::*;
+use sqlx::Connection;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-struct Engine {
-    service: BookingService,
-    store: SqliteStore,
-    _dir: tempfile::TempDir,
+/// The store a test runs against.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// A SQLite file in a directory of its own.
+    Sqlite,
+    /// A fresh PostgreSQL database; several engines may share it, as instances of a deployment.
+    Postgres(Arc<TestDatabase>),
 }
 
-async fn engine_with_clock(clock: SharedClock) -> Engine {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("booking.db"), 4)
-        .await
-        .unwrap();
+/// Turns `async fn name(backend: Backend) { … }` into a module `name` holding one test per
+/// backend. The PostgreSQL test returns early (after `TestDatabase::create` printed SKIPPED) when
+/// no server answers.
+macro_rules! on_every_backend {
+    ($(#[doc = $doc:literal])* async fn $name:ident($backend:ident: Backend) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            use super::*;
+
+            async fn run($backend: Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(database) = TestDatabase::create(concat!("engine::", stringify!($name))).await
+                else {
+                    return;
+                };
+                run(Backend::Postgres(Arc::new(database))).await;
+            }
+        }
+    };
+}
+
+/// A running Booking service and the store under it.
+struct Engine {
+    service: BookingService,
+    store: Store,
+    /// Ends the service's background tasks (closing timer, PostgreSQL listener) with the test.
+    stop: CancellationToken,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+    /// Keeps the PostgreSQL database alive (it is dropped with its last engine).
+    _database: Option<Arc<TestDatabase>>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn engine_with_clock(backend: &Backend, clock: SharedClock) -> Engine {
+    let (store, dir, database): (Store, _, _) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(&dir.path().join("booking.db"), 4)
+                .await
+                .unwrap();
+            (store.into(), Some(dir), None)
+        }
+        Backend::Postgres(database) => {
+            let store = PgStore::connect(&database.url, "booking", 8).await.unwrap();
+            (store.into(), None, Some(database.clone()))
+        }
+    };
     let keys = KeyMaterial::from_secret(&secrecy::SecretString::from("k".repeat(40))).unwrap();
     let authenticator = Authenticator {
         verifier: Arc::new(keys.verifier()),
         revoked: RevokedSessions::default(),
         clock: clock.clone(),
     };
+    let stop = CancellationToken::new();
     let service = BookingService::start(
         store.clone(),
         authenticator,
         clock,
         None,
-        CancellationToken::new(),
+        stop.clone(),
         &TaskTracker::new(),
     )
     .await
@@ -52,12 +120,14 @@ async fn engine_with_clock(clock: SharedClock) -> Engine {
     Engine {
         service,
         store,
+        stop,
         _dir: dir,
+        _database: database,
     }
 }
 
-async fn engine() -> Engine {
-    engine_with_clock(boxoffice_shared::clock::system()).await
+async fn engine(backend: &Backend) -> Engine {
+    engine_with_clock(backend, boxoffice_shared::clock::system()).await
 }
 
 fn customer() -> AuthUser {
@@ -107,263 +177,333 @@ fn in_a_day() -> OffsetDateTime {
 
 /// `(capacity, remaining, confirmed)` of a seat type, read straight from the store.
 async fn counts(engine: &Engine, seat_type_id: Uuid) -> (i64, i64, i64) {
-    let (capacity, remaining): (i64, i64) =
-        sqlx::query_as("SELECT capacity, remaining FROM seat_types WHERE id = ?")
+    match &engine.store {
+        Store::Sqlite(db) => {
+            let (capacity, remaining): (i64, i64) =
+                sqlx::query_as("SELECT capacity, remaining FROM seat_types WHERE id = ?")
+                    .bind(seat_type_id)
+                    .fetch_one(&db.read)
+                    .await
+                    .unwrap();
+            let confirmed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM bookings WHERE seat_type_id = ? AND status = 'confirmed'",
+            )
             .bind(seat_type_id)
-            .fetch_one(&engine.store.read)
+            .fetch_one(&db.read)
             .await
             .unwrap();
-    let confirmed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM bookings WHERE seat_type_id = ? AND status = 'confirmed'",
-    )
-    .bind(seat_type_id)
-    .fetch_one(&engine.store.read)
-    .await
-    .unwrap();
-    (capacity, remaining, confirmed)
+            (capacity, remaining, confirmed)
+        }
+        Store::Postgres(db) => {
+            let (capacity, remaining): (i64, i64) =
+                sqlx::query_as("SELECT capacity, remaining FROM seat_types WHERE id = $1")
+                    .bind(seat_type_id)
+                    .fetch_one(&db.pool)
+                    .await
+                    .unwrap();
+            let confirmed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM bookings WHERE seat_type_id = $1 AND status = 'confirmed'",
+            )
+            .bind(seat_type_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            (capacity, remaining, confirmed)
+        }
+    }
 }
 
-fn created(outcome: BookOutcome) -> boxoffice_booking::domain::Booking {
+/// Users holding more than one confirmed booking for a concert, in the whole store.
+async fn duplicates(engine: &Engine) -> i64 {
+    let sql = "SELECT count(*) FROM (SELECT user_id FROM bookings WHERE status = 'confirmed'
+               GROUP BY user_id, concert_id HAVING count(*) > 1) AS duplicated";
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(sql).fetch_one(&db.read).await.unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(sql).fetch_one(&db.pool).await.unwrap(),
+    }
+}
+
+/// `remaining` of a seat type in the engine's in-memory view.
+fn remaining_in_view(engine: &Engine, concert_id: Uuid, seat_type_id: Uuid) -> i64 {
+    engine
+        .service
+        .availability_of(concert_id)
+        .unwrap()
+        .seat_types
+        .iter()
+        .find(|seat| seat.seat_type_id == seat_type_id)
+        .unwrap()
+        .remaining
+}
+
+fn created(outcome: BookOutcome) -> Booking {
     match outcome {
         BookOutcome::Created(booking) => booking,
         other => panic!("expected a new booking, got {other:?}"),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundreds_of_users_racing_for_five_seats_get_exactly_five() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
-    let mut racers = Vec::new();
-    for _ in 0..400 {
-        let service = engine.service.clone();
-        let seat = seats[0];
-        racers.push(tokio::spawn(async move {
-            service.book(customer(), concert_id, seat, None).await
-        }));
+/// Polls `check` until it holds. Another instance's view follows a commit through LISTEN/NOTIFY,
+/// a few milliseconds later; the generous bound only turns a view that never catches up into a
+/// failure instead of a hang.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut won = 0;
-    let mut sold_out = 0;
-    for racer in racers {
-        match racer.await.unwrap() {
-            Ok(BookOutcome::Created(_)) => won += 1,
-            Err(BookingError::SoldOut) => sold_out += 1,
-            other => panic!("unexpected outcome {other:?}"),
+}
+
+on_every_backend! {
+    async fn hundreds_of_users_racing_for_five_seats_get_exactly_five(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
+        let mut racers = Vec::new();
+        for _ in 0..400 {
+            let service = engine.service.clone();
+            let seat = seats[0];
+            racers.push(tokio::spawn(async move {
+                service.book(customer(), concert_id, seat, None).await
+            }));
         }
-    }
-    assert_eq!((won, sold_out), (5, 395));
-    assert_eq!(counts(&engine, seats[0]).await, (5, 0, 5));
-    let availability = engine.service.availability_of(concert_id).unwrap();
-    assert_eq!(availability.seat_types[0].remaining, 0);
-    assert!(!availability.booking_open);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_users_simultaneous_bookings_yield_exactly_one() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[100, 100]).await;
-    let user = customer();
-    let mut attempts = Vec::new();
-    for index in 0..50 {
-        let service = engine.service.clone();
-        let seat = seats[index % 2];
-        attempts.push(tokio::spawn(async move {
-            service.book(user, concert_id, seat, None).await
-        }));
-    }
-    let mut outcomes = Vec::new();
-    for attempt in attempts {
-        outcomes.push(attempt.await.unwrap());
-    }
-    let won = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
-    let refused = outcomes
-        .iter()
-        .filter(|outcome| matches!(outcome, Err(BookingError::AlreadyBooked)))
-        .count();
-    assert_eq!((won, refused), (1, 49));
-    let confirmed = counts(&engine, seats[0]).await.2 + counts(&engine, seats[1]).await.2;
-    assert_eq!(confirmed, 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_cancels_of_one_booking_return_one_seat() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[3]).await;
-    let user = customer();
-    let booking = created(
-        engine
-            .service
-            .book(user, concert_id, seats[0], None)
-            .await
-            .unwrap(),
-    );
-    assert_eq!(counts(&engine, seats[0]).await, (3, 2, 1));
-    let mut cancels = Vec::new();
-    for _ in 0..30 {
-        let service = engine.service.clone();
-        cancels.push(tokio::spawn(async move {
-            service.cancel(user, booking.id).await
-        }));
-    }
-    let mut ok = 0;
-    let mut already = 0;
-    for cancel in cancels {
-        match cancel.await.unwrap() {
-            Ok(cancelled) => {
-                assert_eq!(cancelled.status, BookingStatus::Cancelled);
-                ok += 1;
+        let mut won = 0;
+        let mut sold_out = 0;
+        for racer in racers {
+            match racer.await.unwrap() {
+                Ok(BookOutcome::Created(_)) => won += 1,
+                Err(BookingError::SoldOut) => sold_out += 1,
+                other => panic!("unexpected outcome {other:?}"),
             }
-            Err(BookingError::AlreadyCancelled) => already += 1,
-            other => panic!("unexpected outcome {other:?}"),
         }
+        assert_eq!((won, sold_out), (5, 395));
+        assert_eq!(counts(&engine, seats[0]).await, (5, 0, 5));
+        let availability = engine.service.availability_of(concert_id).unwrap();
+        assert_eq!(availability.seat_types[0].remaining, 0);
+        assert!(!availability.booking_open);
     }
-    assert_eq!((ok, already), (1, 29));
-    assert_eq!(counts(&engine, seats[0]).await, (3, 3, 0));
-    // The seat is free again, and the user may book the concert again.
-    created(
-        engine
-            .service
-            .book(user, concert_id, seats[0], None)
-            .await
-            .unwrap(),
-    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_book_and_cancel_storm_keeps_remaining_equal_to_capacity_minus_confirmed() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[20, 7]).await;
-    let users: Vec<AuthUser> = (0..60).map(|_| customer()).collect();
-    let mut workers = Vec::new();
-    for (index, user) in users.into_iter().enumerate() {
-        let service = engine.service.clone();
-        let seats = seats.clone();
-        workers.push(tokio::spawn(async move {
-            let mut created = 0u32;
-            for round in 0..15 {
-                let seat = seats[(index + round) % 2];
-                if let Ok(BookOutcome::Created(booking)) =
-                    service.book(user, concert_id, seat, None).await
-                {
-                    created += 1;
-                    if (index + round) % 3 != 0 {
-                        tokio::task::yield_now().await;
-                        service
-                            .cancel(user, booking.id)
-                            .await
-                            .expect("cancel own booking");
-                    }
-                }
-            }
-            created
-        }));
-    }
-    let mut total_created = 0;
-    for worker in workers {
-        total_created += worker.await.unwrap();
-    }
-    assert!(
-        total_created > 27,
-        "the storm booked too little to mean anything: {total_created}"
-    );
-    for seat in &seats {
-        let (capacity, remaining, confirmed) = counts(&engine, *seat).await;
-        assert_eq!(remaining, capacity - confirmed, "seat type {seat}");
-        let view = engine.service.availability_of(concert_id).unwrap();
-        let in_view = view
-            .seat_types
+on_every_backend! {
+    async fn one_users_simultaneous_bookings_yield_exactly_one(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[100, 100]).await;
+        let user = customer();
+        let mut attempts = Vec::new();
+        for index in 0..50 {
+            let service = engine.service.clone();
+            let seat = seats[index % 2];
+            attempts.push(tokio::spawn(async move {
+                service.book(user, concert_id, seat, None).await
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for attempt in attempts {
+            outcomes.push(attempt.await.unwrap());
+        }
+        let won = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
+        let refused = outcomes
             .iter()
-            .find(|s| s.seat_type_id == *seat)
-            .unwrap()
-            .remaining;
-        assert_eq!(
-            in_view, remaining,
-            "the in-memory view agrees with the store"
+            .filter(|outcome| matches!(outcome, Err(BookingError::AlreadyBooked)))
+            .count();
+        assert_eq!((won, refused), (1, 49));
+        let confirmed = counts(&engine, seats[0]).await.2 + counts(&engine, seats[1]).await.2;
+        assert_eq!(confirmed, 1);
+    }
+}
+
+on_every_backend! {
+    async fn concurrent_cancels_of_one_booking_return_one_seat(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[3]).await;
+        let user = customer();
+        let booking = created(
+            engine
+                .service
+                .book(user, concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
+        assert_eq!(counts(&engine, seats[0]).await, (3, 2, 1));
+        let mut cancels = Vec::new();
+        for _ in 0..30 {
+            let service = engine.service.clone();
+            cancels.push(tokio::spawn(async move {
+                service.cancel(user, booking.id).await
+            }));
+        }
+        let mut ok = 0;
+        let mut already = 0;
+        for cancel in cancels {
+            match cancel.await.unwrap() {
+                Ok(cancelled) => {
+                    assert_eq!(cancelled.status, BookingStatus::Cancelled);
+                    ok += 1;
+                }
+                Err(BookingError::AlreadyCancelled) => already += 1,
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!((ok, already), (1, 29));
+        assert_eq!(counts(&engine, seats[0]).await, (3, 3, 0));
+        // The seat is free again, and the user may book the concert again.
+        created(
+            engine
+                .service
+                .book(user, concert_id, seats[0], None)
+                .await
+                .unwrap(),
         );
     }
-    // One confirmed booking per user and concert, whatever happened.
-    let duplicates: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT user_id FROM bookings WHERE status = 'confirmed'
-         GROUP BY user_id, concert_id HAVING count(*) > 1)",
-    )
-    .fetch_one(&engine.store.read)
-    .await
-    .unwrap();
-    assert_eq!(duplicates, 0);
 }
 
-#[tokio::test]
-async fn sales_close_at_the_start_instant_inside_the_transaction() {
-    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(1);
-    let clock = Arc::new(ManualClock::new(start - time::Duration::minutes(5)));
-    let engine = engine_with_clock(clock.clone()).await;
-    let (concert_id, seats) = concert(&engine, start, &[10]).await;
-    let early = customer();
-    let booking = created(
-        engine
-            .service
-            .book(early, concert_id, seats[0], None)
-            .await
-            .unwrap(),
-    );
-
-    clock.advance(time::Duration::minutes(5) - time::Duration::milliseconds(1));
-    assert!(
-        engine
-            .service
-            .availability_of(concert_id)
-            .unwrap()
-            .booking_open
-    );
-    clock.advance(time::Duration::milliseconds(1));
-    assert_eq!(clock.now(), start);
-    let late = engine
-        .service
-        .book(customer(), concert_id, seats[0], None)
-        .await;
-    assert!(matches!(late, Err(BookingError::BookingClosed)), "{late:?}");
-    let cancel = engine.service.cancel(early, booking.id).await;
-    assert!(
-        matches!(cancel, Err(BookingError::BookingClosed)),
-        "{cancel:?}"
-    );
-    assert!(
-        !engine
-            .service
-            .availability_of(concert_id)
-            .unwrap()
-            .booking_open
-    );
-    assert_eq!(counts(&engine, seats[0]).await, (10, 9, 1));
+on_every_backend! {
+    async fn a_book_and_cancel_storm_keeps_remaining_equal_to_capacity_minus_confirmed(
+        backend: Backend
+    ) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[20, 7]).await;
+        let users: Vec<AuthUser> = (0..60).map(|_| customer()).collect();
+        let mut workers = Vec::new();
+        for (index, user) in users.into_iter().enumerate() {
+            let service = engine.service.clone();
+            let seats = seats.clone();
+            workers.push(tokio::spawn(async move {
+                let mut created = 0u32;
+                for round in 0..15 {
+                    let seat = seats[(index + round) % 2];
+                    if let Ok(BookOutcome::Created(booking)) =
+                        service.book(user, concert_id, seat, None).await
+                    {
+                        created += 1;
+                        if (index + round) % 3 != 0 {
+                            tokio::task::yield_now().await;
+                            service
+                                .cancel(user, booking.id)
+                                .await
+                                .expect("cancel own booking");
+                        }
+                    }
+                }
+                created
+            }));
+        }
+        let mut total_created = 0;
+        for worker in workers {
+            total_created += worker.await.unwrap();
+        }
+        assert!(
+            total_created > 27,
+            "the storm booked too little to mean anything: {total_created}"
+        );
+        for seat in &seats {
+            let (capacity, remaining, confirmed) = counts(&engine, *seat).await;
+            assert_eq!(remaining, capacity - confirmed, "seat type {seat}");
+            assert_eq!(
+                remaining_in_view(&engine, concert_id, *seat),
+                remaining,
+                "the in-memory view agrees with the store"
+            );
+        }
+        // One confirmed booking per user and concert, whatever happened.
+        assert_eq!(duplicates(&engine).await, 0);
+    }
 }
 
-#[tokio::test]
-async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[1]).await;
-    let user = customer();
-    created(
-        engine
+on_every_backend! {
+    async fn sales_close_at_the_start_instant_inside_the_transaction(backend: Backend) {
+        let start =
+            OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(1);
+        let clock = Arc::new(ManualClock::new(start - time::Duration::minutes(5)));
+        let engine = engine_with_clock(&backend, clock.clone()).await;
+        let (concert_id, seats) = concert(&engine, start, &[10]).await;
+        let early = customer();
+        let booking = created(
+            engine
+                .service
+                .book(early, concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
+
+        clock.advance(time::Duration::minutes(5) - time::Duration::milliseconds(1));
+        assert!(
+            engine
+                .service
+                .availability_of(concert_id)
+                .unwrap()
+                .booking_open
+        );
+        clock.advance(time::Duration::milliseconds(1));
+        assert_eq!(clock.now(), start);
+        let late = engine
             .service
-            .book(user, concert_id, seats[0], None)
-            .await
-            .unwrap(),
-    );
+            .book(customer(), concert_id, seats[0], None)
+            .await;
+        assert!(matches!(late, Err(BookingError::BookingClosed)), "{late:?}");
+        let cancel = engine.service.cancel(early, booking.id).await;
+        assert!(
+            matches!(cancel, Err(BookingError::BookingClosed)),
+            "{cancel:?}"
+        );
+        assert!(
+            !engine
+                .service
+                .availability_of(concert_id)
+                .unwrap()
+                .booking_open
+        );
+        assert_eq!(counts(&engine, seats[0]).await, (10, 9, 1));
+    }
+}
+
+on_every_backend! {
+    /// Raw SQL on a connection of its own, past the engine: the schema alone refuses what the
+    /// engine never attempts.
+    async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking(
+        backend: Backend
+    ) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[1, 2]).await;
+        let user = customer();
+        created(
+            engine
+                .service
+                .book(user, concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
+        match &backend {
+            Backend::Sqlite => refused_by_sqlite(&engine, concert_id, &seats, user).await,
+            Backend::Postgres(database) => {
+                refused_by_postgres(&engine, &database.url, concert_id, &seats, user).await;
+            }
+        }
+        assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
+    }
+}
+
+async fn refused_by_sqlite(engine: &Engine, concert_id: Uuid, seats: &[Uuid], user: AuthUser) {
+    let Store::Sqlite(db) = &engine.store else {
+        unreachable!("a SQLite engine")
+    };
     let insert = "INSERT INTO bookings (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at)
                   VALUES (?, ?, ?, ?, 'confirmed', 0, 'USD', ?)";
     let now = boxoffice_shared::clock::to_millis(OffsetDateTime::now_utc());
+    // The read pool is read-only; open a writer of our own to try the raw SQL.
     let oversell = sqlx::query(insert)
         .bind(Uuid::now_v7())
         .bind(Uuid::now_v7())
         .bind(concert_id)
         .bind(seats[0])
         .bind(now)
-        .execute(&engine.store.read)
+        .execute(&db.read)
         .await;
-    // The read pool is read-only; open a writer of our own to try the raw SQL.
     assert!(oversell.is_err());
     let mut conn = sqlx::SqliteConnection::connect_with(
-        &sqlx::sqlite::SqliteConnectOptions::new().filename(engine._dir.path().join("booking.db")),
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&db.path),
     )
     .await
     .unwrap();
@@ -409,159 +549,290 @@ async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking(
         .await
         .unwrap_err();
     assert!(late.to_string().contains("booking_closed"), "{late}");
-    assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
 }
 
-use sqlx::Connection;
-
-#[tokio::test]
-async fn an_idempotency_key_replays_the_original_booking_and_refuses_another_body() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[1, 5]).await;
-    let user = customer();
-    let key = IdempotencyKey::parse("order-1").unwrap();
-    let first = created(
-        engine
-            .service
-            .book(user, concert_id, seats[0], Some(key.clone()))
-            .await
-            .unwrap(),
-    );
-    // The seat type is now sold out, yet the retry gets the original answer.
-    match engine
-        .service
-        .book(user, concert_id, seats[0], Some(key.clone()))
+async fn refused_by_postgres(
+    engine: &Engine,
+    url: &str,
+    concert_id: Uuid,
+    seats: &[Uuid],
+    user: AuthUser,
+) {
+    let options = boxoffice_shared::db::pg_options(url, "booking").unwrap();
+    let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let insert = "INSERT INTO bookings (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at)
+                  VALUES ($1, $2, $3, $4, 'confirmed', 0, 'USD', $5)";
+    let now = OffsetDateTime::now_utc();
+    let oversell = sqlx::query(insert)
+        .bind(Uuid::now_v7())
+        .bind(Uuid::now_v7())
+        .bind(concert_id)
+        .bind(seats[0])
+        .bind(now)
+        .execute(&mut conn)
         .await
-        .unwrap()
-    {
-        BookOutcome::Replayed { status, body } => {
-            assert_eq!(status, 201);
-            let replayed: boxoffice_booking::domain::Booking = serde_json::from_str(&body).unwrap();
-            assert_eq!(replayed, first);
-        }
-        other => panic!("expected a replay, got {other:?}"),
-    }
-    let reused = engine
-        .service
-        .book(user, concert_id, seats[1], Some(key))
-        .await;
+        .unwrap_err();
     assert!(
-        matches!(reused, Err(BookingError::IdempotencyKeyReused)),
-        "{reused:?}"
+        oversell.to_string().contains("remaining_within_capacity"),
+        "{oversell}"
     );
-    // Keys are per user: another user's identical key is a new request.
-    let other = engine
-        .service
-        .book(
-            customer(),
-            concert_id,
-            seats[1],
-            Some(IdempotencyKey::parse("order-1").unwrap()),
-        )
+    let duplicate = sqlx::query(insert)
+        .bind(Uuid::now_v7())
+        .bind(user.user_id)
+        .bind(concert_id)
+        .bind(seats[0])
+        .bind(now)
+        .execute(&mut conn)
         .await
-        .unwrap();
-    assert!(matches!(other, BookOutcome::Created(_)));
-    assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
-}
+        .unwrap_err();
+    assert!(
+        duplicate
+            .to_string()
+            .contains("one_confirmed_booking_per_user_and_concert"),
+        "{duplicate}"
+    );
+    let late = sqlx::query(insert)
+        .bind(Uuid::now_v7())
+        .bind(Uuid::now_v7())
+        .bind(concert_id)
+        .bind(seats[1])
+        .bind(in_a_day() + time::Duration::days(1))
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(late.to_string().contains("booking_closed"), "{late}");
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_retries_with_one_key_make_one_booking() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[50]).await;
-    let user = customer();
-    let mut retries = Vec::new();
-    for _ in 0..20 {
-        let service = engine.service.clone();
-        let seat = seats[0];
-        retries.push(tokio::spawn(async move {
-            service
-                .book(
-                    user,
-                    concert_id,
-                    seat,
-                    Some(IdempotencyKey::parse("same").unwrap()),
-                )
-                .await
-        }));
-    }
-    let mut ids = HashSet::new();
-    for retry in retries {
-        match retry.await.unwrap().unwrap() {
-            BookOutcome::Created(booking) => ids.insert(booking.id),
-            BookOutcome::Replayed { body, .. } => ids.insert(
-                serde_json::from_str::<boxoffice_booking::domain::Booking>(&body)
-                    .unwrap()
-                    .id,
-            ),
-        };
-    }
-    assert_eq!(ids.len(), 1, "every retry saw the same booking");
-    assert_eq!(counts(&engine, seats[0]).await, (50, 49, 1));
-}
-
-#[tokio::test]
-async fn bookings_and_cancellations_queue_their_emails_in_the_same_transaction() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
-    let user = customer();
+    // Bookings are cancelled, never deleted, and a cancellation is final.
+    let other = customer();
     let booking = created(
         engine
             .service
-            .book(user, concert_id, seats[0], None)
+            .book(other, concert_id, seats[1], None)
             .await
             .unwrap(),
     );
-    engine.service.cancel(user, booking.id).await.unwrap();
-    let claimed = engine
-        .service
-        .claim(10, std::time::Duration::from_secs(30))
+    engine.service.cancel(other, booking.id).await.unwrap();
+    assert_eq!(counts(engine, seats[1]).await, (2, 2, 0));
+    let deleted = sqlx::query("DELETE FROM bookings WHERE id = $1")
+        .bind(booking.id)
+        .execute(&mut conn)
         .await
-        .unwrap();
-    assert_eq!(claimed.len(), 2);
+        .unwrap_err();
+    assert!(deleted.to_string().contains("never deleted"), "{deleted}");
+    let truncated = sqlx::query("TRUNCATE bookings")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
     assert!(
-        claimed
-            .iter()
-            .all(|message| message.booking.booking_id == booking.id)
+        truncated.to_string().contains("never deleted"),
+        "{truncated}"
     );
-    // Leased: a second claim gets nothing until the lease runs out or a retry is scheduled.
-    assert!(
-        engine
-            .service
-            .claim(10, std::time::Duration::from_secs(30))
+    let revived =
+        sqlx::query("UPDATE bookings SET status = 'confirmed', cancelled_at = NULL WHERE id = $1")
+            .bind(booking.id)
+            .execute(&mut conn)
             .await
-            .unwrap()
-            .is_empty()
+            .unwrap_err();
+    assert!(
+        revived.to_string().contains("already_cancelled"),
+        "{revived}"
     );
-    engine
-        .service
-        .acknowledge(claimed[0].message_id)
+    let bookings: i64 = sqlx::query_scalar("SELECT count(*) FROM bookings")
+        .fetch_one(&mut conn)
         .await
         .unwrap();
-    engine
-        .service
-        .retry_later(
-            claimed[1].message_id,
-            OffsetDateTime::now_utc() - time::Duration::seconds(1),
-            "smtp down",
-        )
-        .await
-        .unwrap();
-    let again = engine
-        .service
-        .claim(10, std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(again.len(), 1);
-    assert_eq!(again[0].message_id, claimed[1].message_id);
-    assert_eq!(again[0].attempts, 1);
-    assert_eq!(engine.service.depth().await.unwrap(), 1);
+    assert_eq!(bookings, 2, "nothing was deleted");
+    assert_eq!(counts(engine, seats[1]).await, (2, 2, 0));
+    conn.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn cancelling_a_concert_cancels_every_booking_and_frees_every_seat() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[4]).await;
-    for _ in 0..3 {
+on_every_backend! {
+    async fn an_idempotency_key_replays_the_original_booking_and_refuses_another_body(
+        backend: Backend
+    ) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[1, 5]).await;
+        let user = customer();
+        let key = IdempotencyKey::parse("order-1").unwrap();
+        let first = created(
+            engine
+                .service
+                .book(user, concert_id, seats[0], Some(key.clone()))
+                .await
+                .unwrap(),
+        );
+        // The seat type is now sold out, yet the retry gets the original answer.
+        match engine
+            .service
+            .book(user, concert_id, seats[0], Some(key.clone()))
+            .await
+            .unwrap()
+        {
+            BookOutcome::Replayed { status, body } => {
+                assert_eq!(status, 201);
+                let replayed: Booking = serde_json::from_str(&body).unwrap();
+                assert_eq!(replayed, first);
+            }
+            other => panic!("expected a replay, got {other:?}"),
+        }
+        let reused = engine
+            .service
+            .book(user, concert_id, seats[1], Some(key))
+            .await;
+        assert!(
+            matches!(reused, Err(BookingError::IdempotencyKeyReused)),
+            "{reused:?}"
+        );
+        // Keys are per user: another user's identical key is a new request.
+        let other = engine
+            .service
+            .book(
+                customer(),
+                concert_id,
+                seats[1],
+                Some(IdempotencyKey::parse("order-1").unwrap()),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(other, BookOutcome::Created(_)));
+        assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
+    }
+}
+
+/// The booking id an answer to a booking request names.
+fn booking_id_of(outcome: BookOutcome) -> Uuid {
+    match outcome {
+        BookOutcome::Created(booking) => booking.id,
+        BookOutcome::Replayed { body, .. } => serde_json::from_str::<Booking>(&body).unwrap().id,
+    }
+}
+
+on_every_backend! {
+    async fn concurrent_retries_with_one_key_make_one_booking(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[50]).await;
+        let user = customer();
+        let mut retries = Vec::new();
+        for _ in 0..20 {
+            let service = engine.service.clone();
+            let seat = seats[0];
+            retries.push(tokio::spawn(async move {
+                service
+                    .book(
+                        user,
+                        concert_id,
+                        seat,
+                        Some(IdempotencyKey::parse("same").unwrap()),
+                    )
+                    .await
+            }));
+        }
+        let mut ids = HashSet::new();
+        for retry in retries {
+            ids.insert(booking_id_of(retry.await.unwrap().unwrap()));
+        }
+        assert_eq!(ids.len(), 1, "every retry saw the same booking");
+        assert_eq!(counts(&engine, seats[0]).await, (50, 49, 1));
+    }
+}
+
+on_every_backend! {
+    async fn bookings_and_cancellations_queue_their_emails_in_the_same_transaction(
+        backend: Backend
+    ) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
+        let user = customer();
+        let booking = created(
+            engine
+                .service
+                .book(user, concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
+        engine.service.cancel(user, booking.id).await.unwrap();
+        let claimed = engine
+            .service
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        assert!(
+            claimed
+                .iter()
+                .all(|message| message.booking.booking_id == booking.id)
+        );
+        // Leased: a second claim gets nothing until the lease runs out or a retry is scheduled.
+        assert!(
+            engine
+                .service
+                .claim(10, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        engine
+            .service
+            .acknowledge(claimed[0].message_id)
+            .await
+            .unwrap();
+        engine
+            .service
+            .retry_later(
+                claimed[1].message_id,
+                OffsetDateTime::now_utc() - time::Duration::seconds(1),
+                "smtp down",
+            )
+            .await
+            .unwrap();
+        let again = engine
+            .service
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].message_id, claimed[1].message_id);
+        assert_eq!(again[0].attempts, 1);
+        assert_eq!(engine.service.depth().await.unwrap(), 1);
+    }
+}
+
+on_every_backend! {
+    async fn cancelling_a_concert_cancels_every_booking_and_frees_every_seat(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[4]).await;
+        for _ in 0..3 {
+            created(
+                engine
+                    .service
+                    .book(customer(), concert_id, seats[0], None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        engine.service.cancel_concert(concert_id).await.unwrap();
+        engine.service.cancel_concert(concert_id).await.unwrap();
+        assert_eq!(counts(&engine, seats[0]).await, (4, 4, 0));
+        let refused = engine
+            .service
+            .book(customer(), concert_id, seats[0], None)
+            .await;
+        assert!(
+            matches!(refused, Err(BookingError::BookingClosed)),
+            "{refused:?}"
+        );
+        assert_eq!(
+            engine.service.depth().await.unwrap(),
+            6,
+            "3 confirmations + 3 cancellations"
+        );
+    }
+}
+
+on_every_backend! {
+    async fn capacity_grows_and_shrinks_only_down_to_what_is_sold(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[2]).await;
         created(
             engine
                 .service
@@ -569,46 +840,17 @@ async fn cancelling_a_concert_cancels_every_booking_and_frees_every_seat() {
                 .await
                 .unwrap(),
         );
+        engine.service.set_capacity(seats[0], 5).await.unwrap();
+        assert_eq!(counts(&engine, seats[0]).await, (5, 4, 1));
+        engine.service.set_capacity(seats[0], 1).await.unwrap();
+        assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
+        let error = engine.service.set_capacity(seats[0], 0).await.unwrap_err();
+        assert!(
+            format!("{error:?}").contains("ValidationFailed"),
+            "{error:?}"
+        );
+        assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
     }
-    engine.service.cancel_concert(concert_id).await.unwrap();
-    engine.service.cancel_concert(concert_id).await.unwrap();
-    assert_eq!(counts(&engine, seats[0]).await, (4, 4, 0));
-    let refused = engine
-        .service
-        .book(customer(), concert_id, seats[0], None)
-        .await;
-    assert!(
-        matches!(refused, Err(BookingError::BookingClosed)),
-        "{refused:?}"
-    );
-    assert_eq!(
-        engine.service.depth().await.unwrap(),
-        6,
-        "3 confirmations + 3 cancellations"
-    );
-}
-
-#[tokio::test]
-async fn capacity_grows_and_shrinks_only_down_to_what_is_sold() {
-    let engine = engine().await;
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[2]).await;
-    created(
-        engine
-            .service
-            .book(customer(), concert_id, seats[0], None)
-            .await
-            .unwrap(),
-    );
-    engine.service.set_capacity(seats[0], 5).await.unwrap();
-    assert_eq!(counts(&engine, seats[0]).await, (5, 4, 1));
-    engine.service.set_capacity(seats[0], 1).await.unwrap();
-    assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
-    let error = engine.service.set_capacity(seats[0], 0).await.unwrap_err();
-    assert!(
-        format!("{error:?}").contains("ValidationFailed"),
-        "{error:?}"
-    );
-    assert_eq!(counts(&engine, seats[0]).await, (1, 0, 1));
 }
 
 /// One step of the property test.
@@ -627,63 +869,495 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Random sequences of book / cancel / close over four users and two small seat types behave
+/// exactly like the model: a seat is taken only if one is left and sales are open, a user holds
+/// at most one booking, a cancel returns exactly one seat.
+async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
+    let start = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let clock = Arc::new(ManualClock::new(start - time::Duration::minutes(1)));
+    let engine = engine_with_clock(&backend, clock.clone()).await;
+    let (concert_id, seats) = concert(&engine, start, &[2, 1]).await;
+    let users: Vec<AuthUser> = (0..4).map(|_| customer()).collect();
+    let mut remaining = [2i64, 1];
+    let mut held: HashMap<usize, (Uuid, usize)> = HashMap::new();
+    let mut closed = false;
+    for op in ops {
+        match op {
+            Op::Book { user, seat } => {
+                let outcome = engine
+                    .service
+                    .book(users[user], concert_id, seats[seat], None)
+                    .await;
+                let expected = if closed {
+                    "closed"
+                } else if remaining[seat] == 0 {
+                    "sold_out"
+                } else if held.contains_key(&user) {
+                    "already_booked"
+                } else {
+                    "created"
+                };
+                match (expected, outcome) {
+                    ("created", Ok(BookOutcome::Created(booking))) => {
+                        remaining[seat] -= 1;
+                        held.insert(user, (booking.id, seat));
+                    }
+                    ("closed", Err(BookingError::BookingClosed))
+                    | ("sold_out", Err(BookingError::SoldOut))
+                    | ("already_booked", Err(BookingError::AlreadyBooked)) => {}
+                    (expected, actual) => panic!("book: expected {expected}, got {actual:?}"),
+                }
+            }
+            Op::Cancel { user } => {
+                let Some((booking_id, seat)) = held.get(&user).copied() else {
+                    continue;
+                };
+                let outcome = engine.service.cancel(users[user], booking_id).await;
+                if closed {
+                    assert!(
+                        matches!(outcome, Err(BookingError::BookingClosed)),
+                        "{outcome:?}"
+                    );
+                } else {
+                    assert_eq!(outcome.unwrap().status, BookingStatus::Cancelled);
+                    remaining[seat] += 1;
+                    held.remove(&user);
+                }
+            }
+            Op::Close => {
+                clock.advance(time::Duration::minutes(1));
+                closed = true;
+            }
+        }
+        for (index, seat) in seats.iter().enumerate() {
+            let (capacity, stored, confirmed) = counts(&engine, *seat).await;
+            assert_eq!(stored, remaining[index]);
+            assert_eq!(stored, capacity - confirmed);
+        }
+    }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Random sequences of book / cancel / close over four users and two small seat types behave
-    /// exactly like the model: a seat is taken only if one is left and sales are open, a user
-    /// holds at most one booking, a cancel returns exactly one seat.
     #[test]
-    fn booking_rules_match_the_model(ops in proptest::collection::vec(op(), 1..40)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let start = OffsetDateTime::now_utc() + time::Duration::hours(1);
-            let clock = Arc::new(ManualClock::new(start - time::Duration::minutes(1)));
-            let engine = engine_with_clock(clock.clone()).await;
-            let (concert_id, seats) = concert(&engine, start, &[2, 1]).await;
-            let users: Vec<AuthUser> = (0..4).map(|_| customer()).collect();
-            let mut remaining = [2i64, 1];
-            let mut held: HashMap<usize, (Uuid, usize)> = HashMap::new();
-            let mut closed = false;
-            for op in ops {
-                match op {
-                    Op::Book { user, seat } => {
-                        let outcome = engine.service.book(users[user], concert_id, seats[seat], None).await;
-                        let expected = if closed { "closed" } else if remaining[seat] == 0 { "sold_out" }
-                            else if held.contains_key(&user) { "already_booked" } else { "created" };
-                        match (expected, outcome) {
-                            ("created", Ok(BookOutcome::Created(booking))) => {
-                                remaining[seat] -= 1;
-                                held.insert(user, (booking.id, seat));
-                            }
-                            ("closed", Err(BookingError::BookingClosed))
-                            | ("sold_out", Err(BookingError::SoldOut))
-                            | ("already_booked", Err(BookingError::AlreadyBooked)) => {}
-                            (expected, actual) => panic!("book: expected {expected}, got {actual:?}"),
-                        }
+    fn booking_rules_match_the_model_on_sqlite(ops in proptest::collection::vec(op(), 1..40)) {
+        current_thread().block_on(booking_rules_match_the_model(Backend::Sqlite, ops));
+    }
+}
+
+/// The same property on PostgreSQL. Every case starts an engine of its own (its own clock) on one
+/// database created for the whole run: a database per case would cost more than the cases
+/// themselves, and a case only looks at its own concert, seat types and users.
+#[test]
+fn booking_rules_match_the_model_on_postgres() {
+    let runtime = current_thread();
+    let Some(database) = runtime.block_on(TestDatabase::create(
+        "engine::booking_rules_match_the_model_on_postgres",
+    )) else {
+        return;
+    };
+    let backend = Backend::Postgres(Arc::new(database));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+        runtime.block_on(booking_rules_match_the_model(backend.clone(), ops));
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}\n{runner}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale-out: two Booking instances (two pools, two writers, two views) on one PostgreSQL
+// database, selling the same seats.
+
+/// Two instances on a fresh database, or `None` when no PostgreSQL answers.
+async fn two_instances(test: &str) -> Option<(Engine, Engine)> {
+    let backend = Backend::Postgres(Arc::new(TestDatabase::create(test).await?));
+    let first = engine(&backend).await;
+    let second = engine(&backend).await;
+    Some((first, second))
+}
+
+/// Both instances' views show `remaining` for the seat type, sooner or later.
+async fn views_agree(
+    instances: [&Engine; 2],
+    concert_id: Uuid,
+    seat_type_id: Uuid,
+    remaining: i64,
+) {
+    for (name, instance) in ["first", "second"].into_iter().zip(instances) {
+        eventually(
+            &format!("the {name} instance's view shows {remaining} left of {seat_type_id}"),
+            || remaining_in_view(instance, concert_id, seat_type_id) == remaining,
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sell_five_seats_to_exactly_five_of_hundreds() {
+    let Some((a, b)) =
+        two_instances("engine::two_instances_sell_five_seats_to_exactly_five_of_hundreds").await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[5]).await;
+    // The second instance learns of the new concert from the first one's notification.
+    eventually("the second instance sees the new concert", || {
+        b.service.availability_of(concert_id).is_some()
+    })
+    .await;
+    let mut racers = Vec::new();
+    for index in 0..400 {
+        let service = [&a, &b][index % 2].service.clone();
+        let seat = seats[0];
+        racers.push(tokio::spawn(async move {
+            service.book(customer(), concert_id, seat, None).await
+        }));
+    }
+    let mut won = 0;
+    let mut sold_out = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(BookOutcome::Created(_)) => won += 1,
+            Err(BookingError::SoldOut) => sold_out += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((won, sold_out), (5, 395));
+    assert_eq!(counts(&a, seats[0]).await, (5, 0, 5));
+    assert_eq!(duplicates(&a).await, 0);
+    views_agree([&a, &b], concert_id, seats[0], 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_bookings_spread_over_two_instances_yield_exactly_one() {
+    let Some((a, b)) =
+        two_instances("engine::one_users_bookings_spread_over_two_instances_yield_exactly_one")
+            .await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[100, 100]).await;
+    eventually("the second instance sees the new concert", || {
+        b.service.availability_of(concert_id).is_some()
+    })
+    .await;
+    let user = customer();
+    let mut attempts = Vec::new();
+    for index in 0..40 {
+        // Every pairing of instance and seat type: the same user racing on two seat types
+        // through two writers is what only the database's unique index can settle.
+        let service = [&a, &b][(index / 2) % 2].service.clone();
+        let seat = seats[index % 2];
+        attempts.push(tokio::spawn(async move {
+            service.book(user, concert_id, seat, None).await
+        }));
+    }
+    let mut won = 0;
+    let mut refused = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(BookOutcome::Created(_)) => won += 1,
+            Err(BookingError::AlreadyBooked) => refused += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((won, refused), (1, 39));
+    let (first, second) = (counts(&a, seats[0]).await, counts(&a, seats[1]).await);
+    assert_eq!(first.2 + second.2, 1);
+    assert_eq!(first.1 + second.1, 199);
+    assert_eq!(duplicates(&a).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cancels_through_two_instances_return_one_seat() {
+    let Some((a, b)) =
+        two_instances("engine::concurrent_cancels_through_two_instances_return_one_seat").await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[3]).await;
+    let user = customer();
+    let booking = created(
+        a.service
+            .book(user, concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
+    let mut cancels = Vec::new();
+    for index in 0..30 {
+        let service = [&a, &b][index % 2].service.clone();
+        cancels.push(tokio::spawn(async move {
+            service.cancel(user, booking.id).await
+        }));
+    }
+    let mut ok = 0;
+    let mut already = 0;
+    for cancel in cancels {
+        match cancel.await.unwrap() {
+            Ok(cancelled) => {
+                assert_eq!(cancelled.status, BookingStatus::Cancelled);
+                ok += 1;
+            }
+            Err(BookingError::AlreadyCancelled) => already += 1,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((ok, already), (1, 29));
+    assert_eq!(counts(&a, seats[0]).await, (3, 3, 0));
+    views_agree([&a, &b], concert_id, seats[0], 3).await;
+    // Exactly one cancellation email went out with the one confirmation.
+    assert_eq!(a.service.depth().await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_through_two_instances_keeps_remaining_equal_to_capacity_minus_confirmed() {
+    let Some((a, b)) = two_instances(
+        "engine::a_storm_through_two_instances_keeps_remaining_equal_to_capacity_minus_confirmed",
+    )
+    .await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[20, 7]).await;
+    eventually("the second instance sees the new concert", || {
+        b.service.availability_of(concert_id).is_some()
+    })
+    .await;
+    let mut workers = Vec::new();
+    for index in 0..60 {
+        let services = [a.service.clone(), b.service.clone()];
+        let seats = seats.clone();
+        let user = customer();
+        workers.push(tokio::spawn(async move {
+            let mut created = 0u32;
+            for round in 0..15 {
+                let seat = seats[(index + round) % 2];
+                // Book through one instance and cancel through the other.
+                let through = (index + round / 2) % 2;
+                if let Ok(BookOutcome::Created(booking)) =
+                    services[through].book(user, concert_id, seat, None).await
+                {
+                    created += 1;
+                    if (index + round) % 3 != 0 {
+                        tokio::task::yield_now().await;
+                        services[1 - through]
+                            .cancel(user, booking.id)
+                            .await
+                            .expect("cancel own booking");
                     }
-                    Op::Cancel { user } => {
-                        let Some((booking_id, seat)) = held.get(&user).copied() else { continue };
-                        let outcome = engine.service.cancel(users[user], booking_id).await;
-                        if closed {
-                            assert!(matches!(outcome, Err(BookingError::BookingClosed)), "{outcome:?}");
-                        } else {
-                            assert_eq!(outcome.unwrap().status, BookingStatus::Cancelled);
-                            remaining[seat] += 1;
-                            held.remove(&user);
-                        }
-                    }
-                    Op::Close => {
-                        clock.advance(time::Duration::minutes(1));
-                        closed = true;
-                    }
-                }
-                for (index, seat) in seats.iter().enumerate() {
-                    let (capacity, stored, confirmed) = counts(&engine, *seat).await;
-                    assert_eq!(stored, remaining[index]);
-                    assert_eq!(stored, capacity - confirmed);
                 }
             }
-        });
+            created
+        }));
+    }
+    let mut total_created = 0;
+    for worker in workers {
+        total_created += worker.await.unwrap();
+    }
+    assert!(
+        total_created > 27,
+        "the storm booked too little to mean anything: {total_created}"
+    );
+    for seat in &seats {
+        let (capacity, remaining, confirmed) = counts(&a, *seat).await;
+        assert_eq!(remaining, capacity - confirmed, "seat type {seat}");
+        views_agree([&a, &b], concert_id, *seat, remaining).await;
+    }
+    assert_eq!(duplicates(&a).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_instance_shows_in_the_other_instances_view() {
+    let Some((a, b)) =
+        two_instances("engine::a_change_through_one_instance_shows_in_the_other_instances_view")
+            .await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[10]).await;
+    eventually("the second instance sees the new concert", || {
+        b.service.availability_of(concert_id).is_some()
+    })
+    .await;
+    assert_eq!(remaining_in_view(&b, concert_id, seats[0]), 10);
+
+    let user = customer();
+    let booking = created(
+        a.service
+            .book(user, concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(remaining_in_view(&a, concert_id, seats[0]), 9);
+    eventually("a booking through the first shows in the second", || {
+        remaining_in_view(&b, concert_id, seats[0]) == 9
+    })
+    .await;
+
+    b.service.cancel(user, booking.id).await.unwrap();
+    assert_eq!(remaining_in_view(&b, concert_id, seats[0]), 10);
+    eventually(
+        "a cancellation through the second shows in the first",
+        || remaining_in_view(&a, concert_id, seats[0]) == 10,
+    )
+    .await;
+
+    b.service.set_capacity(seats[0], 4).await.unwrap();
+    eventually(
+        "a capacity change through the second shows in the first",
+        || {
+            let seat = &a.service.availability_of(concert_id).unwrap().seat_types[0];
+            (seat.capacity, seat.remaining) == (4, 4)
+        },
+    )
+    .await;
+
+    a.service.cancel_concert(concert_id).await.unwrap();
+    eventually(
+        "a concert cancelled through the first shows in the second",
+        || {
+            let availability = b.service.availability_of(concert_id).unwrap();
+            availability.cancelled && !availability.booking_open
+        },
+    )
+    .await;
+    let refused = b.service.book(customer(), concert_id, seats[0], None).await;
+    assert!(
+        matches!(refused, Err(BookingError::BookingClosed)),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_with_one_key_through_two_instances_make_one_booking() {
+    let Some((a, b)) =
+        two_instances("engine::retries_with_one_key_through_two_instances_make_one_booking").await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[50, 50]).await;
+    eventually("the second instance sees the new concert", || {
+        b.service.availability_of(concert_id).is_some()
+    })
+    .await;
+    let user = customer();
+    let mut retries = Vec::new();
+    for index in 0..40 {
+        let service = [&a, &b][index % 2].service.clone();
+        let seat = seats[0];
+        retries.push(tokio::spawn(async move {
+            service
+                .book(
+                    user,
+                    concert_id,
+                    seat,
+                    Some(IdempotencyKey::parse("same").unwrap()),
+                )
+                .await
+        }));
+    }
+    let mut ids = HashSet::new();
+    for retry in retries {
+        match retry.await.unwrap() {
+            Ok(outcome) => ids.insert(booking_id_of(outcome)),
+            Err(error) => panic!("a retry must replay the original booking, got {error:?}"),
+        };
+    }
+    assert_eq!(ids.len(), 1, "every retry saw the same booking");
+    assert_eq!(counts(&a, seats[0]).await, (50, 49, 1));
+
+    // The same key with another body, through both instances at once: one booking, and every
+    // other answer is a replay or idempotency_key_reused, never a second booking.
+    let other = customer();
+    let mut attempts = Vec::new();
+    for index in 0..20 {
+        let service = [&a, &b][index % 2].service.clone();
+        let seat = seats[(index / 2) % 2];
+        attempts.push(tokio::spawn(async move {
+            service
+                .book(
+                    other,
+                    concert_id,
+                    seat,
+                    Some(IdempotencyKey::parse("other").unwrap()),
+                )
+                .await
+        }));
+    }
+    let mut ids = HashSet::new();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(outcome) => {
+                ids.insert(booking_id_of(outcome));
+            }
+            Err(BookingError::IdempotencyKeyReused) => {}
+            Err(error) => panic!("unexpected outcome {error:?}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "one booking for one key");
+    assert_eq!(duplicates(&a).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concert_cancelled_through_one_instance_during_a_storm_on_the_other_frees_every_seat() {
+    let Some((a, b)) = two_instances(
+        "engine::a_concert_cancelled_through_one_instance_during_a_storm_on_the_other",
+    )
+    .await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[30, 30]).await;
+    eventually("the second instance sees the new concert", || {
+        b.service.availability_of(concert_id).is_some()
+    })
+    .await;
+    let mut workers = Vec::new();
+    for index in 0..40 {
+        let service = b.service.clone();
+        let seats = seats.clone();
+        let user = customer();
+        workers.push(tokio::spawn(async move {
+            for round in 0..20 {
+                match service
+                    .book(user, concert_id, seats[(index + round) % 2], None)
+                    .await
+                {
+                    Ok(BookOutcome::Created(booking)) => {
+                        match service.cancel(user, booking.id).await {
+                            Ok(_) | Err(BookingError::AlreadyCancelled) => {}
+                            Err(BookingError::BookingClosed) => return,
+                            Err(error) => panic!("cancel: unexpected {error:?}"),
+                        }
+                    }
+                    Err(BookingError::BookingClosed) => return,
+                    Err(BookingError::SoldOut) => {}
+                    other => panic!("book: unexpected {other:?}"),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    a.service.cancel_concert(concert_id).await.unwrap();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    for seat in &seats {
+        assert_eq!(counts(&a, *seat).await, (30, 30, 0), "seat type {seat}");
+        views_agree([&a, &b], concert_id, *seat, 30).await;
     }
 }

@@ -12,11 +12,11 @@ use boxoffice_auth::domain::{Email, FullName, Password};
 use boxoffice_auth::store::AuthStore;
 use boxoffice_auth::tokens::TokenIssuer;
 use boxoffice_auth::{AuthConfig, AuthService};
-use boxoffice_booking::BookingService;
+use boxoffice_booking::{BookingService, LocalWorker};
 use boxoffice_catalog::CatalogService;
 use boxoffice_notifications::{MailTransport, NotificationsConfig, TransportConfig, WorkerWaker};
 use boxoffice_shared::clock::SharedClock;
-use boxoffice_shared::db::{Durability, SqliteStore};
+use boxoffice_shared::db::{Durability, PgStore, SqliteStore, Store};
 use boxoffice_shared::extract::MAX_BODY_BYTES;
 use boxoffice_shared::keys::{KeyMaterial, KeyOrigin};
 use boxoffice_shared::token::{Authenticator, RevokedSessions, Role};
@@ -32,6 +32,8 @@ use crate::ops::{self, ReadyCheck};
 pub enum Storage {
     /// Embedded SQLite: one file per service inside this directory.
     Sqlite { dir: PathBuf },
+    /// A PostgreSQL database: one schema per service (`auth`, `catalog`, `booking`).
+    Postgres { url: String },
 }
 
 impl Storage {
@@ -53,15 +55,71 @@ impl Storage {
                         dir: PathBuf::from(path),
                     })
                 } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    anyhow::bail!(
-                        "this build of boxoffice stores data in embedded SQLite only; \
-                         leave --database-url unset or use sqlite://DIR"
-                    )
+                    Ok(Storage::Postgres {
+                        url: url.to_owned(),
+                    })
                 } else {
-                    anyhow::bail!("--database-url must start with sqlite:// (got {url:?})")
+                    anyhow::bail!(
+                        "--database-url must start with sqlite:// or postgres:// (got {:?})",
+                        redact(url)
+                    )
                 }
             }
         }
+    }
+
+    /// Opens the store of `service` (`auth`, `catalog` or `booking`): the file `<dir>/<service>.db`,
+    /// or the schema `service` of the PostgreSQL database.
+    pub async fn open(
+        &self,
+        service: &'static str,
+        durability: Durability,
+        connections: u32,
+    ) -> anyhow::Result<Store> {
+        Ok(match self {
+            Storage::Sqlite { dir } => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join(format!("{service}.db"));
+                SqliteStore::open_with(&path, 4, durability).await?.into()
+            }
+            Storage::Postgres { url } => PgStore::connect(url, service, connections).await?.into(),
+        })
+    }
+}
+
+/// This instance's id, kept in `<data_dir>/instance-id` so that it survives restarts: instances
+/// sharing a PostgreSQL database tell their outbox leases apart by it.
+pub fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<uuid::Uuid> {
+    let path = data_dir.join("instance-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold an instance id", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::now_v7();
+            let temporary = data_dir.join("instance-id.tmp");
+            std::fs::write(&temporary, format!("{id}\n"))
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// A database URL fit for an error message or a log line: without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -126,14 +184,12 @@ pub struct Services {
     pub catalog: CatalogService,
     pub booking: BookingService,
     pub authenticator: Authenticator,
-    stores: Vec<SqliteStore>,
+    stores: Vec<Store>,
 }
 
 /// Loads the keys and opens the Auth store (running its migrations): all that account
 /// management needs, and the first step of [`Services::open`].
-pub async fn open_auth(
-    config: &Config,
-) -> anyhow::Result<(AuthService, Authenticator, SqliteStore)> {
+pub async fn open_auth(config: &Config) -> anyhow::Result<(AuthService, Authenticator, Store)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let keys = KeyMaterial::load(
@@ -158,9 +214,11 @@ pub async fn open_auth(
         clock: config.clock.clone(),
     };
 
-    let Storage::Sqlite { dir } = &config.storage;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let auth_db = SqliteStore::open(&dir.join("auth.db"), 4).await?;
+    let auth_db = config
+        .storage
+        .open("auth", Durability::Full, 8)
+        .await
+        .context("opening the auth store")?;
     let auth_store = AuthStore::new(auth_db.clone());
     auth_store
         .migrate()
@@ -190,16 +248,27 @@ impl Services {
         stop: &CancellationToken,
     ) -> anyhow::Result<Self> {
         let (auth, authenticator, auth_db) = open_auth(config).await?;
-        let Storage::Sqlite { dir } = &config.storage;
-
-        let booking_db =
-            SqliteStore::open_with(&dir.join("booking.db"), 4, config.durability).await?;
+        if let Store::Postgres(db) = &auth_db {
+            let stop = stop.clone();
+            tasks.spawn(
+                auth.clone()
+                    .follow_revocations(db.pool.clone(), async move { stop.cancelled().await }),
+            );
+        }
+        let booking_db = config
+            .storage
+            .open("booking", config.durability, 16)
+            .await
+            .context("opening the booking store")?;
         let email_waker = WorkerWaker::new();
         let booking = BookingService::start(
             booking_db.clone(),
             authenticator.clone(),
             config.clock.clone(),
-            Some(email_waker.notify()),
+            Some(LocalWorker {
+                waker: email_waker.notify(),
+                instance: instance_id(&config.data_dir)?,
+            }),
             stop.clone(),
             tasks,
         )
@@ -226,7 +295,11 @@ impl Services {
             stop.clone(),
         ));
 
-        let catalog_db = SqliteStore::open(&dir.join("catalog.db"), 4).await?;
+        let catalog_db = config
+            .storage
+            .open("catalog", Durability::Full, 8)
+            .await
+            .context("opening the catalog store")?;
         let catalog = CatalogService::new(
             catalog_db.clone(),
             Arc::new(booking.clone()),
@@ -258,7 +331,7 @@ impl Services {
     }
 
     /// The stores, to close once every task has finished.
-    fn into_stores(self) -> Vec<SqliteStore> {
+    fn into_stores(self) -> Vec<Store> {
         self.stores
     }
 }

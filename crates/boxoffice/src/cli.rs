@@ -75,8 +75,9 @@ pub struct StorageArgs {
     /// Directory for the embedded SQLite files, the mail directory and a generated signing key.
     #[arg(long, env = "BOXOFFICE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// Where the stores live: `sqlite://DIR` (one SQLite file per service in DIR). Default: the
-    /// data directory.
+    /// Where the stores live: `sqlite://DIR` (one SQLite file per service in DIR) or
+    /// `postgres://USER@HOST/DB` (one schema per service in an existing database). Default: SQLite
+    /// files in the data directory.
     #[arg(long, env = "BOXOFFICE_DATABASE_URL")]
     pub database_url: Option<String>,
     /// HMAC secret (at least 32 bytes) to sign tokens with, instead of an Ed25519 key.

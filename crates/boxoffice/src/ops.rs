@@ -19,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use boxoffice_shared::db::SqliteStore;
+use boxoffice_shared::db::Store;
 use boxoffice_shared::telemetry::{metrics_handle, track_http};
 use boxoffice_shared::{ErrorCode, FieldError, Problem};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -45,14 +45,14 @@ pub trait ReadyCheck: Send + Sync {
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
 }
 
-/// Readiness of one SQLite store.
+/// Readiness of one service's store.
 pub struct StoreCheck {
     name: &'static str,
-    store: SqliteStore,
+    store: Store,
 }
 
 impl StoreCheck {
-    pub fn new(name: &'static str, store: SqliteStore) -> Self {
+    pub fn new(name: &'static str, store: Store) -> Self {
         Self { name, store }
     }
 }

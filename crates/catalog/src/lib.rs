@@ -2,10 +2,11 @@
 //!
 //! It implements the "Concerts" section of the API contract except the routes that read the
 //! booking store directly (availability, its stream, sales), which the Booking service serves.
-//! Catalog owns concert metadata and seat-type definitions in its own SQLite file; Booking owns
-//! the seats (capacity as sold against, `remaining`, the sale window). Catalog provisions seats
-//! through the [`Inventory`](boxoffice_shared::clients::Inventory) trait and reads exact counts
-//! through it too, so a concert shown here is never staler than the booking store.
+//! Catalog owns concert metadata and seat-type definitions in its own store (an SQLite file, or a
+//! schema of its own in PostgreSQL); Booking owns the seats (capacity as sold against,
+//! `remaining`, the sale window). Catalog provisions seats through the
+//! [`Inventory`](boxoffice_shared::clients::Inventory) trait and reads exact counts through it
+//! too, so a concert shown here is never staler than the booking store.
 //!
 //! Cross-service writes cannot be atomic: each concert carries a `version` and the version
 //! Booking acknowledged (`synced_version`); [`worker::run_reconciler`] re-pushes whatever
@@ -14,7 +15,8 @@
 //! # Layout
 //! - [`domain`]: input newtypes parsed at the edge, the listing cursor, and the status rule
 //!   ([`domain::derive_status`]) as a pure function.
-//! - [`store`]: the SQLite store (concerts, seat types, the trigram full-text index).
+//! - [`store`]: the store on SQLite or PostgreSQL (concerts, seat types, text search), one API
+//!   over both engines.
 //! - [`service`]: the rules and the sync protocol with Booking; what the handlers call.
 //! - [`http`]: the routes, documented for OpenAPI.
 //! - [`worker`]: the reconciler that pushes unsynced concerts to Booking.
@@ -37,3 +39,7 @@ pub use worker::run_reconciler;
 
 /// The SQLite migrations of the Catalog store, embedded in the binary.
 pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The PostgreSQL migrations of the Catalog store, embedded in the binary. They run in the
+/// catalog's schema and keep their history there.
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

@@ -20,7 +20,7 @@ use boxoffice_shared::clients::{
     Availability, ClientError, ConcertInventory, Inventory, SeatInventory,
 };
 use boxoffice_shared::clock::SharedClock;
-use boxoffice_shared::db::SqliteStore;
+use boxoffice_shared::db::Store;
 use boxoffice_shared::problem::ErrorCode;
 use boxoffice_shared::token::Authenticator;
 use time::OffsetDateTime;
@@ -105,10 +105,11 @@ pub struct CatalogService {
 }
 
 impl CatalogService {
-    /// Builds the service over the catalog's own SQLite file. `inventory` reaches Booking, which
-    /// owns the seats; `authenticator` verifies access tokens for the admin routes.
+    /// Builds the service over the catalog's own store (an SQLite file or a PostgreSQL schema).
+    /// `inventory` reaches Booking, which owns the seats; `authenticator` verifies access tokens
+    /// for the admin routes.
     pub fn new(
-        store: SqliteStore,
+        store: impl Into<Store>,
         inventory: Arc<dyn Inventory>,
         authenticator: Authenticator,
         clock: SharedClock,

@@ -1,18 +1,32 @@
-//! The Catalog store on SQLite: concerts, their seat-type definitions and a full-text index.
+//! The Catalog store, on SQLite or PostgreSQL: concerts and their seat-type definitions.
 //!
 //! Every change bumps the concert's `version`; [`CatalogStore::mark_synced`] records which
 //! version Booking has seen, so the reconciler knows what to push again. Changes to a concert
 //! that may no longer change (started or cancelled) are guarded in the `UPDATE` itself, so a
 //! check and the write can never be split by another writer.
 //!
-//! Listing uses keyset pagination on `(starts_at, id)`, and text search the trigram FTS5 table
-//! `concerts_fts` (kept in sync by triggers) for three characters or more, `LIKE` below that.
+//! Listing uses keyset pagination on `(starts_at, id)`. Text search is a case-insensitive
+//! substring match of name, artist and venue: on SQLite through the trigram FTS5 table
+//! `concerts_fts` (kept in sync by triggers) for three characters or more, `LIKE` below that; on
+//! PostgreSQL through `ILIKE`, which a pg_trgm index speeds up where the extension exists.
+//!
+//! # Two engines, one behaviour
+//! The public methods are written once. They compose the statements of `Conn`, each of which
+//! holds both engines' SQL side by side, and `Engine` covers what the listing query and the row
+//! readers say differently. Instants are bound at whole milliseconds on both engines (SQLite keeps
+//! epoch milliseconds, PostgreSQL `timestamptz`), so records and cursors come back identical
+//! whichever engine stored them. The contract tests (`store/tests.rs`) run one suite on both.
 
 use std::collections::HashMap;
+use std::ops::DerefMut;
 
 use boxoffice_shared::clock::{from_millis, to_millis};
-use boxoffice_shared::db::{SqliteStore, is_unique_violation};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use boxoffice_shared::db::{Store, is_pg_unique_violation, is_unique_violation};
+use sqlx::pool::PoolConnection;
+use sqlx::{
+    ColumnIndex, Database, Decode, Encode, PgConnection, Postgres, QueryBuilder, Row, Sqlite,
+    SqliteConnection, Transaction, Type,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -97,69 +111,26 @@ pub struct ListFilter {
     pub to: Option<OffsetDateTime>,
 }
 
-/// The Catalog service's SQLite store.
+/// The Catalog service's store.
 #[derive(Debug, Clone)]
 pub struct CatalogStore {
-    db: SqliteStore,
+    db: Store,
 }
 
-/// The concert columns `concert_from_row` reads, as a literal so that queries stay `&'static str`.
-macro_rules! concert_columns {
-    () => {
-        "c.id, c.name, c.artist, c.venue, c.description, c.category, c.starts_at, c.cancelled_at, \
-         c.created_at, c.updated_at, c.version, c.synced_version"
-    };
-}
-
-fn concert_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ConcertRecord, sqlx::Error> {
-    Ok(ConcertRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        artist: row.try_get("artist")?,
-        venue: row.try_get("venue")?,
-        description: row.try_get("description")?,
-        category: row.try_get("category")?,
-        starts_at: from_millis(row.try_get("starts_at")?),
-        cancelled_at: row
-            .try_get::<Option<i64>, _>("cancelled_at")?
-            .map(from_millis),
-        created_at: from_millis(row.try_get("created_at")?),
-        updated_at: from_millis(row.try_get("updated_at")?),
-        version: row.try_get("version")?,
-        synced_version: row.try_get("synced_version")?,
-        seat_types: Vec::new(),
-    })
-}
-
-fn seat_type_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SeatTypeRecord, sqlx::Error> {
-    Ok(SeatTypeRecord {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        price_cents: row.try_get("price_cents")?,
-        currency: row.try_get("currency")?,
-        capacity: row.try_get("capacity")?,
-    })
-}
-
-/// Maps the seat-type name index's unique violation to a validation error on `field`.
-fn duplicate_name(error: sqlx::Error, field: &str) -> CatalogError {
-    if is_unique_violation(&error, "seat_types") {
-        CatalogError::invalid(
-            field,
-            "this concert already has a seat type with this name (names ignore case)",
-        )
-    } else {
-        CatalogError::Store(error)
-    }
-}
+/// The unique index on `(concert_id, lower(name))`, as both engines name it.
+const SEAT_TYPE_NAME_INDEX: &str = "seat_types_name_per_concert";
 
 impl CatalogStore {
-    pub fn new(db: SqliteStore) -> Self {
-        Self { db }
+    /// A store over the catalog's SQLite file or PostgreSQL schema.
+    pub fn new(db: impl Into<Store>) -> Self {
+        Self { db: db.into() }
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        crate::SQLITE_MIGRATIONS.run(&self.db.write).await?;
+        match &self.db {
+            Store::Sqlite(db) => crate::SQLITE_MIGRATIONS.run(&db.write).await?,
+            Store::Postgres(db) => db.migrate(&crate::POSTGRES_MIGRATIONS).await?,
+        }
         Ok(())
     }
 
@@ -179,44 +150,18 @@ impl CatalogStore {
         seat_type_ids: &[Uuid],
         now: OffsetDateTime,
     ) -> Result<ConcertRecord, CatalogError> {
-        let now_ms = to_millis(now);
-        let mut tx = self.db.write.begin().await?;
-        sqlx::query(
-            "INSERT INTO concerts (id, name, artist, venue, description, category, starts_at,
-                                   created_at, updated_at, version, synced_version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
-        )
-        .bind(id)
-        .bind(concert.name.as_str())
-        .bind(concert.artist.as_str())
-        .bind(concert.venue.as_str())
-        .bind(concert.description.as_str())
-        .bind(concert.category.as_str())
-        .bind(to_millis(concert.starts_at.get()))
-        .bind(now_ms)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        for (position, (seat, seat_id)) in concert.seat_types.iter().zip(seat_type_ids).enumerate()
-        {
-            sqlx::query(
-                "INSERT INTO seat_types (id, concert_id, position, name, price_cents, currency,
-                                         capacity, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(*seat_id)
-            .bind(id)
-            .bind(i64::try_from(position).unwrap_or(i64::MAX))
-            .bind(seat.name.as_str())
-            .bind(seat.price_cents.get())
-            .bind(seat.currency.as_str())
-            .bind(seat.capacity.get())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(|error| duplicate_name(error, &format!("seat_types[{position}].name")))?;
+        let mut tx = self.begin().await?;
+        tx.insert_concert(id, concert, now).await?;
+        for (index, (seat, seat_id)) in concert.seat_types.iter().zip(seat_type_ids).enumerate() {
+            let position = i64::try_from(index).unwrap_or(i64::MAX);
+            tx.insert_seat_type(*seat_id, id, position, seat, now)
+                .await
+                .map_err(|error| {
+                    self.duplicate_name(error, &format!("seat_types[{index}].name"))
+                })?;
         }
-        let record = load_concert(&mut tx, id)
+        let record = tx
+            .load_concert(id)
             .await?
             .ok_or(CatalogError::Store(sqlx::Error::RowNotFound))?;
         tx.commit().await?;
@@ -225,8 +170,7 @@ impl CatalogStore {
 
     /// A concert with its seat types, synced or not.
     pub async fn concert(&self, id: Uuid) -> Result<Option<ConcertRecord>, CatalogError> {
-        let mut conn = self.db.read.acquire().await?;
-        Ok(load_concert(&mut conn, id).await?)
+        Ok(self.reader().await?.load_concert(id).await?)
     }
 
     /// Changes a concert's metadata while it is open (not started, not cancelled), bumping its
@@ -237,34 +181,8 @@ impl CatalogStore {
         change: &ConcertChange,
         now: OffsetDateTime,
     ) -> Result<Guarded<ConcertRecord>, CatalogError> {
-        let now_ms = to_millis(now);
-        let mut tx = self.db.write.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE concerts SET
-                name = coalesce(?, name),
-                artist = coalesce(?, artist),
-                venue = coalesce(?, venue),
-                description = coalesce(?, description),
-                category = coalesce(?, category),
-                starts_at = coalesce(?, starts_at),
-                version = version + ?,
-                updated_at = CASE WHEN ? THEN ? ELSE updated_at END
-             WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
-        )
-        .bind(change.name.as_ref().map(|v| v.as_str().to_owned()))
-        .bind(change.artist.as_ref().map(|v| v.as_str().to_owned()))
-        .bind(change.venue.as_ref().map(|v| v.as_str().to_owned()))
-        .bind(change.description.as_ref().map(|v| v.as_str().to_owned()))
-        .bind(change.category.as_ref().map(|v| v.as_str().to_owned()))
-        .bind(change.starts_at.map(|v| to_millis(v.get())))
-        .bind(i64::from(!change.is_empty()))
-        .bind(!change.is_empty())
-        .bind(now_ms)
-        .bind(id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut tx = self.begin().await?;
+        let updated = tx.update_if_open(id, change, now).await?;
         let outcome = guarded(&mut tx, id, updated, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -279,30 +197,17 @@ impl CatalogStore {
         seat: &NewSeatType,
         now: OffsetDateTime,
     ) -> Result<Guarded<ConcertRecord>, CatalogError> {
-        let now_ms = to_millis(now);
-        let mut tx = self.db.write.begin().await?;
-        // The guard first: it is also the write that takes SQLite's write lock.
-        let updated = sqlx::query(
-            "UPDATE concerts SET version = version + 1, updated_at = ?
-             WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
-        )
-        .bind(now_ms)
-        .bind(concert_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut tx = self.begin().await?;
+        // The guard first: it is also the write that takes SQLite's write lock, or on PostgreSQL
+        // the concert's row lock, so additions to one concert count and number seat types one
+        // after the other.
+        let updated = tx.bump_if_open(concert_id, now).await?;
         if updated == 0 {
             let outcome = guarded(&mut tx, concert_id, updated, now).await?;
             tx.rollback().await?;
             return Ok(outcome);
         }
-        let existing: i64 =
-            sqlx::query("SELECT count(*) AS n FROM seat_types WHERE concert_id = ?")
-                .bind(concert_id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
+        let (existing, position) = tx.seat_type_count(concert_id).await?;
         if existing >= i64::try_from(NewConcert::MAX_SEAT_TYPES).unwrap_or(i64::MAX) {
             return Err(CatalogError::invalid(
                 "name",
@@ -312,24 +217,9 @@ impl CatalogStore {
                 ),
             ));
         }
-        sqlx::query(
-            "INSERT INTO seat_types (id, concert_id, position, name, price_cents, currency,
-                                     capacity, created_at)
-             VALUES (?, ?,
-                     (SELECT coalesce(max(position), -1) + 1 FROM seat_types WHERE concert_id = ?),
-                     ?, ?, ?, ?, ?)",
-        )
-        .bind(seat_type_id)
-        .bind(concert_id)
-        .bind(concert_id)
-        .bind(seat.name.as_str())
-        .bind(seat.price_cents.get())
-        .bind(seat.currency.as_str())
-        .bind(seat.capacity.get())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(|error| duplicate_name(error, "name"))?;
+        tx.insert_seat_type(seat_type_id, concert_id, position, seat, now)
+            .await
+            .map_err(|error| self.duplicate_name(error, "name"))?;
         let outcome = guarded(&mut tx, concert_id, updated, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -342,10 +232,9 @@ impl CatalogStore {
         seat_type_id: Uuid,
         capacity: i64,
     ) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE seat_types SET capacity = ? WHERE id = ?")
-            .bind(capacity)
-            .bind(seat_type_id)
-            .execute(&self.db.write)
+        self.writer()
+            .await?
+            .set_capacity(seat_type_id, capacity)
             .await?;
         Ok(())
     }
@@ -357,21 +246,10 @@ impl CatalogStore {
         id: Uuid,
         now: OffsetDateTime,
     ) -> Result<Guarded<ConcertRecord>, CatalogError> {
-        let now_ms = to_millis(now);
-        let mut tx = self.db.write.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE concerts SET cancelled_at = ?, version = version + 1, updated_at = ?
-             WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
-        )
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let mut tx = self.begin().await?;
+        let updated = tx.cancel_if_open(id, now).await?;
         let outcome = match guarded(&mut tx, id, updated, now).await? {
-            Guarded::Refused(Refusal::Cancelled) => match load_concert(&mut tx, id).await? {
+            Guarded::Refused(Refusal::Cancelled) => match tx.load_concert(id).await? {
                 Some(record) => Guarded::Done(record),
                 None => Guarded::Refused(Refusal::NotFound),
             },
@@ -384,30 +262,13 @@ impl CatalogStore {
     /// Records that Booking has seen `version`, unless the concert changed again meanwhile
     /// (then the newer version still has to be pushed). True when recorded.
     pub async fn mark_synced(&self, id: Uuid, version: i64) -> Result<bool, CatalogError> {
-        let updated = sqlx::query(
-            "UPDATE concerts SET synced_version = ? WHERE id = ? AND version = ? AND synced_version < ?",
-        )
-        .bind(version)
-        .bind(id)
-        .bind(version)
-        .bind(version)
-        .execute(&self.db.write)
-        .await?
-        .rows_affected();
+        let updated = self.writer().await?.mark_synced(id, version).await?;
         Ok(updated == 1)
     }
 
     /// Concerts with changes Booking has not seen, oldest first.
     pub async fn unsynced(&self, limit: u32) -> Result<Vec<Uuid>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT id FROM concerts WHERE synced_version < version ORDER BY seq LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.read)
-        .await?;
-        rows.iter()
-            .map(|row| row.try_get("id").map_err(CatalogError::from))
-            .collect()
+        Ok(self.reader().await?.unsynced(limit).await?)
     }
 
     /// One page of synced concerts matching `filter`, after `after` in the listing order
@@ -418,84 +279,61 @@ impl CatalogStore {
         after: Option<Cursor>,
         limit: u32,
     ) -> Result<Vec<ConcertRecord>, CatalogError> {
-        let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
-            "SELECT ",
-            concert_columns!(),
-            " FROM concerts c WHERE c.synced_version > 0"
-        ));
-        match filter.status {
-            ListStatus::Available | ListStatus::OnSale => {
-                query
-                    .push(" AND c.cancelled_at IS NULL AND c.starts_at > ")
-                    .push_bind(to_millis(filter.now));
-            }
-            ListStatus::All => {}
-        }
-        if let Some(category) = &filter.category {
-            query
-                .push(" AND c.category = ")
-                .push_bind(category.clone())
-                .push(" COLLATE NOCASE");
-        }
-        if let Some(from) = filter.from {
-            query
-                .push(" AND c.starts_at >= ")
-                .push_bind(to_millis(from));
-        }
-        if let Some(to) = filter.to {
-            query.push(" AND c.starts_at <= ").push_bind(to_millis(to));
-        }
-        if let Some(search) = &filter.search {
-            if search.uses_index() {
-                query
-                    .push(" AND c.seq IN (SELECT rowid FROM concerts_fts WHERE concerts_fts MATCH ")
-                    .push_bind(search.fts_phrase())
-                    .push(")");
-            } else {
-                // The trigram index cannot answer one- or two-character substrings.
-                let pattern = search.like_pattern();
-                query
-                    .push(" AND (c.name LIKE ")
-                    .push_bind(pattern.clone())
-                    .push(" ESCAPE '\\' OR c.artist LIKE ")
-                    .push_bind(pattern.clone())
-                    .push(" ESCAPE '\\' OR c.venue LIKE ")
-                    .push_bind(pattern)
-                    .push(" ESCAPE '\\')");
-            }
-        }
-        if let Some(after) = after {
-            query
-                .push(" AND (c.starts_at, c.id) > (")
-                .push_bind(after.starts_at_millis)
-                .push(", ")
-                .push_bind(after.id)
-                .push(")");
-        }
-        query
-            .push(" ORDER BY c.starts_at, c.id LIMIT ")
-            .push_bind(i64::from(limit));
+        Ok(self.reader().await?.list(filter, after, limit).await?)
+    }
 
-        let mut conn = self.db.read.acquire().await?;
-        let rows = query.build().fetch_all(&mut *conn).await?;
-        let mut concerts = rows
-            .iter()
-            .map(concert_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        attach_seat_types(&mut conn, &mut concerts).await?;
-        Ok(concerts)
+    /// A transaction on the writer.
+    async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match &self.db {
+            Store::Sqlite(db) => Conn::Sqlite(db.write.begin().await?),
+            Store::Postgres(db) => Conn::Postgres(db.pool.begin().await?),
+        })
+    }
+
+    /// A connection for a single write statement.
+    async fn writer(&self) -> Result<Pooled, sqlx::Error> {
+        Ok(match &self.db {
+            Store::Sqlite(db) => Conn::Sqlite(db.write.acquire().await?),
+            Store::Postgres(db) => Conn::Postgres(db.pool.acquire().await?),
+        })
+    }
+
+    /// A connection for reads; on SQLite one of the readers, which never wait for the writer.
+    async fn reader(&self) -> Result<Pooled, sqlx::Error> {
+        Ok(match &self.db {
+            Store::Sqlite(db) => Conn::Sqlite(db.read.acquire().await?),
+            Store::Postgres(db) => Conn::Postgres(db.pool.acquire().await?),
+        })
+    }
+
+    /// Maps the seat-type name index's unique violation to a validation error on `field`.
+    fn duplicate_name(&self, error: sqlx::Error, field: &str) -> CatalogError {
+        let duplicate = match &self.db {
+            // SQLite names an index on an expression in its message, PostgreSQL in the error's
+            // constraint field.
+            Store::Sqlite(_) => is_unique_violation(&error, SEAT_TYPE_NAME_INDEX),
+            Store::Postgres(_) => is_pg_unique_violation(&error, SEAT_TYPE_NAME_INDEX),
+        };
+        if duplicate {
+            CatalogError::invalid(
+                field,
+                "this concert already has a seat type with this name (names ignore case)",
+            )
+        } else {
+            CatalogError::Store(error)
+        }
     }
 }
 
 /// Classifies a guarded `UPDATE` that touched `updated` rows: done (the concert as it is now), or
 /// why not.
 async fn guarded(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut Tx,
     id: Uuid,
     updated: u64,
     now: OffsetDateTime,
 ) -> Result<Guarded<ConcertRecord>, CatalogError> {
-    let Some(record) = load_concert(tx, id).await? else {
+    let Some(record) = tx.load_concert(id).await? else {
         return Ok(Guarded::Refused(Refusal::NotFound));
     };
     if updated > 0 {
@@ -505,369 +343,702 @@ async fn guarded(
     } else if record.starts_at <= now {
         Ok(Guarded::Refused(Refusal::Started))
     } else {
-        // The guard matched nothing yet the concert is open: only possible if it changed between
-        // the statements, which one transaction on the single writer rules out.
+        // The guard matched nothing yet the concert is open: it changed between the statements.
+        // SQLite's single writer rules that out. On PostgreSQL (read committed) only a concert
+        // inserted in between could, and nobody knew its id before it was inserted.
         Err(CatalogError::Store(sqlx::Error::RowNotFound))
     }
 }
 
-async fn load_concert(
-    conn: &mut sqlx::SqliteConnection,
-    id: Uuid,
-) -> Result<Option<ConcertRecord>, sqlx::Error> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        concert_columns!(),
-        " FROM concerts c WHERE c.id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let mut concerts = vec![concert_from_row(&row)?];
-    attach_seat_types(conn, &mut concerts).await?;
-    Ok(concerts.pop())
+/// A connection on either engine: a transaction ([`Tx`]) or a pooled connection ([`Pooled`]).
+///
+/// Its methods are the statements the public methods compose, each with the SQLite SQL (`?`
+/// placeholders, epoch milliseconds) next to the PostgreSQL SQL (`$n`, `timestamptz`).
+enum Conn<S, P> {
+    Sqlite(S),
+    Postgres(P),
 }
 
-/// Loads the seat types of `concerts` in one query.
-async fn attach_seat_types(
-    conn: &mut sqlx::SqliteConnection,
-    concerts: &mut [ConcertRecord],
-) -> Result<(), sqlx::Error> {
-    if concerts.is_empty() {
-        return Ok(());
+type Tx = Conn<Transaction<'static, Sqlite>, Transaction<'static, Postgres>>;
+type Pooled = Conn<PoolConnection<Sqlite>, PoolConnection<Postgres>>;
+
+impl Tx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Sqlite(tx) => tx.commit().await,
+            Conn::Postgres(tx) => tx.commit().await,
+        }
     }
-    let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT concert_id, id, name, price_cents, currency, capacity FROM seat_types WHERE concert_id IN (",
-    );
-    let mut ids = query.separated(", ");
-    for concert in concerts.iter() {
-        ids.push_bind(concert.id);
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Sqlite(tx) => tx.rollback().await,
+            Conn::Postgres(tx) => tx.rollback().await,
+        }
     }
-    query.push(") ORDER BY concert_id, position");
-    let rows = query.build().fetch_all(&mut *conn).await?;
-    let mut by_concert: HashMap<Uuid, Vec<SeatTypeRecord>> = HashMap::new();
-    for row in &rows {
-        let concert_id: Uuid = row.try_get("concert_id")?;
-        by_concert
-            .entry(concert_id)
-            .or_default()
-            .push(seat_type_from_row(row)?);
+}
+
+/// The concert columns `concert_from_row` reads, as a literal so that queries stay `&'static str`.
+macro_rules! concert_columns {
+    () => {
+        "c.id, c.name, c.artist, c.venue, c.description, c.category, c.starts_at, c.cancelled_at, \
+         c.created_at, c.updated_at, c.version, c.synced_version"
+    };
+}
+
+/// The seat-type columns `seat_type_from_row` reads.
+macro_rules! seat_type_columns {
+    () => {
+        "concert_id, id, name, price_cents, currency, capacity"
+    };
+}
+
+impl<S, P> Conn<S, P>
+where
+    S: DerefMut<Target = SqliteConnection>,
+    P: DerefMut<Target = PgConnection>,
+{
+    async fn insert_concert(
+        &mut self,
+        id: Uuid,
+        concert: &NewConcert,
+        now: OffsetDateTime,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Sqlite(conn) => {
+                sqlx::query(
+                    "INSERT INTO concerts (id, name, artist, venue, description, category,
+                                           starts_at, created_at, updated_at, version,
+                                           synced_version)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
+                )
+                .bind(id)
+                .bind(concert.name.as_str())
+                .bind(concert.artist.as_str())
+                .bind(concert.venue.as_str())
+                .bind(concert.description.as_str())
+                .bind(concert.category.as_str())
+                .bind(to_millis(concert.starts_at.get()))
+                .bind(to_millis(now))
+                .bind(to_millis(now))
+                .execute(&mut **conn)
+                .await?;
+            }
+            Conn::Postgres(conn) => {
+                sqlx::query(
+                    "INSERT INTO concerts (id, name, artist, venue, description, category,
+                                           starts_at, created_at, updated_at, version,
+                                           synced_version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, 0)",
+                )
+                .bind(id)
+                .bind(concert.name.as_str())
+                .bind(concert.artist.as_str())
+                .bind(concert.venue.as_str())
+                .bind(concert.description.as_str())
+                .bind(concert.category.as_str())
+                .bind(pg_instant(concert.starts_at.get()))
+                .bind(pg_instant(now))
+                .execute(&mut **conn)
+                .await?;
+            }
+        }
+        Ok(())
     }
-    for concert in concerts {
-        concert.seat_types = by_concert.remove(&concert.id).unwrap_or_default();
+
+    /// Inserts a seat type at `position` in its concert's display order.
+    async fn insert_seat_type(
+        &mut self,
+        id: Uuid,
+        concert_id: Uuid,
+        position: i64,
+        seat: &NewSeatType,
+        now: OffsetDateTime,
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Sqlite(conn) => {
+                sqlx::query(
+                    "INSERT INTO seat_types (id, concert_id, position, name, price_cents,
+                                             currency, capacity, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(id)
+                .bind(concert_id)
+                .bind(position)
+                .bind(seat.name.as_str())
+                .bind(seat.price_cents.get())
+                .bind(seat.currency.as_str())
+                .bind(seat.capacity.get())
+                .bind(to_millis(now))
+                .execute(&mut **conn)
+                .await?;
+            }
+            Conn::Postgres(conn) => {
+                sqlx::query(
+                    "INSERT INTO seat_types (id, concert_id, position, name, price_cents,
+                                             currency, capacity, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(id)
+                .bind(concert_id)
+                .bind(position)
+                .bind(seat.name.as_str())
+                .bind(seat.price_cents.get())
+                .bind(seat.currency.as_str())
+                .bind(seat.capacity.get())
+                .bind(pg_instant(now))
+                .execute(&mut **conn)
+                .await?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// How many seat types a concert has, and the next free display position.
+    async fn seat_type_count(&mut self, concert_id: Uuid) -> Result<(i64, i64), sqlx::Error> {
+        match self {
+            Conn::Sqlite(conn) => {
+                sqlx::query_as(
+                    "SELECT count(*), coalesce(max(position), -1) + 1
+                     FROM seat_types WHERE concert_id = ?",
+                )
+                .bind(concert_id)
+                .fetch_one(&mut **conn)
+                .await
+            }
+            Conn::Postgres(conn) => {
+                sqlx::query_as(
+                    "SELECT count(*), coalesce(max(position), -1) + 1
+                     FROM seat_types WHERE concert_id = $1",
+                )
+                .bind(concert_id)
+                .fetch_one(&mut **conn)
+                .await
+            }
+        }
+    }
+
+    /// Applies `change` to an open concert, bumping its version unless the change is empty.
+    /// Returns the rows changed: 0 when the concert is unknown, started or cancelled.
+    async fn update_if_open(
+        &mut self,
+        id: Uuid,
+        change: &ConcertChange,
+        now: OffsetDateTime,
+    ) -> Result<u64, sqlx::Error> {
+        let name = change.name.as_ref().map(|v| v.as_str().to_owned());
+        let artist = change.artist.as_ref().map(|v| v.as_str().to_owned());
+        let venue = change.venue.as_ref().map(|v| v.as_str().to_owned());
+        let description = change.description.as_ref().map(|v| v.as_str().to_owned());
+        let category = change.category.as_ref().map(|v| v.as_str().to_owned());
+        let starts_at = change.starts_at.map(|v| v.get());
+        let changed = !change.is_empty();
+        Ok(match self {
+            Conn::Sqlite(conn) => sqlx::query(
+                "UPDATE concerts SET
+                    name = coalesce(?, name),
+                    artist = coalesce(?, artist),
+                    venue = coalesce(?, venue),
+                    description = coalesce(?, description),
+                    category = coalesce(?, category),
+                    starts_at = coalesce(?, starts_at),
+                    version = version + ?,
+                    updated_at = CASE WHEN ? THEN ? ELSE updated_at END
+                 WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
+            )
+            .bind(name)
+            .bind(artist)
+            .bind(venue)
+            .bind(description)
+            .bind(category)
+            .bind(starts_at.map(to_millis))
+            .bind(i64::from(changed))
+            .bind(changed)
+            .bind(to_millis(now))
+            .bind(id)
+            .bind(to_millis(now))
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+            Conn::Postgres(conn) => sqlx::query(
+                "UPDATE concerts SET
+                    name = coalesce($1, name),
+                    artist = coalesce($2, artist),
+                    venue = coalesce($3, venue),
+                    description = coalesce($4, description),
+                    category = coalesce($5, category),
+                    starts_at = coalesce($6, starts_at),
+                    version = version + $7,
+                    updated_at = CASE WHEN $8 THEN $9 ELSE updated_at END
+                 WHERE id = $10 AND cancelled_at IS NULL AND starts_at > $9",
+            )
+            .bind(name)
+            .bind(artist)
+            .bind(venue)
+            .bind(description)
+            .bind(category)
+            .bind(starts_at.map(pg_instant))
+            .bind(i64::from(changed))
+            .bind(changed)
+            .bind(pg_instant(now))
+            .bind(id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+        })
+    }
+
+    /// Bumps an open concert's version. Returns the rows changed: 0 when the concert is unknown,
+    /// started or cancelled.
+    async fn bump_if_open(&mut self, id: Uuid, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Conn::Sqlite(conn) => sqlx::query(
+                "UPDATE concerts SET version = version + 1, updated_at = ?
+                 WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
+            )
+            .bind(to_millis(now))
+            .bind(id)
+            .bind(to_millis(now))
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+            Conn::Postgres(conn) => sqlx::query(
+                "UPDATE concerts SET version = version + 1, updated_at = $1
+                 WHERE id = $2 AND cancelled_at IS NULL AND starts_at > $1",
+            )
+            .bind(pg_instant(now))
+            .bind(id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+        })
+    }
+
+    /// Cancels an open concert, bumping its version. Returns the rows changed: 0 when the concert
+    /// is unknown, started or already cancelled.
+    async fn cancel_if_open(&mut self, id: Uuid, now: OffsetDateTime) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Conn::Sqlite(conn) => sqlx::query(
+                "UPDATE concerts SET cancelled_at = ?, version = version + 1, updated_at = ?
+                 WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
+            )
+            .bind(to_millis(now))
+            .bind(to_millis(now))
+            .bind(id)
+            .bind(to_millis(now))
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+            Conn::Postgres(conn) => sqlx::query(
+                "UPDATE concerts SET cancelled_at = $1, version = version + 1, updated_at = $1
+                 WHERE id = $2 AND cancelled_at IS NULL AND starts_at > $1",
+            )
+            .bind(pg_instant(now))
+            .bind(id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+        })
+    }
+
+    async fn set_capacity(&mut self, seat_type_id: Uuid, capacity: i64) -> Result<(), sqlx::Error> {
+        match self {
+            Conn::Sqlite(conn) => {
+                sqlx::query("UPDATE seat_types SET capacity = ? WHERE id = ?")
+                    .bind(capacity)
+                    .bind(seat_type_id)
+                    .execute(&mut **conn)
+                    .await?;
+            }
+            Conn::Postgres(conn) => {
+                sqlx::query("UPDATE seat_types SET capacity = $1 WHERE id = $2")
+                    .bind(capacity)
+                    .bind(seat_type_id)
+                    .execute(&mut **conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `synced_version` to `version` if that is still the concert's version and newer than
+    /// what was recorded. Returns the rows changed.
+    async fn mark_synced(&mut self, id: Uuid, version: i64) -> Result<u64, sqlx::Error> {
+        Ok(match self {
+            Conn::Sqlite(conn) => sqlx::query(
+                "UPDATE concerts SET synced_version = ?
+                 WHERE id = ? AND version = ? AND synced_version < ?",
+            )
+            .bind(version)
+            .bind(id)
+            .bind(version)
+            .bind(version)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+            Conn::Postgres(conn) => sqlx::query(
+                "UPDATE concerts SET synced_version = $1
+                 WHERE id = $2 AND version = $1 AND synced_version < $1",
+            )
+            .bind(version)
+            .bind(id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected(),
+        })
+    }
+
+    /// Concerts with changes Booking has not seen, in insertion order.
+    async fn unsynced(&mut self, limit: u32) -> Result<Vec<Uuid>, sqlx::Error> {
+        match self {
+            Conn::Sqlite(conn) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM concerts WHERE synced_version < version ORDER BY seq LIMIT ?",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&mut **conn)
+                .await
+            }
+            Conn::Postgres(conn) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM concerts WHERE synced_version < version ORDER BY seq LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&mut **conn)
+                .await
+            }
+        }
+    }
+
+    /// A concert with its seat types.
+    async fn load_concert(&mut self, id: Uuid) -> Result<Option<ConcertRecord>, sqlx::Error> {
+        let concert = match self {
+            Conn::Sqlite(conn) => sqlx::query(concat!(
+                "SELECT ",
+                concert_columns!(),
+                " FROM concerts c WHERE c.id = ?"
+            ))
+            .bind(id)
+            .fetch_optional(&mut **conn)
+            .await?
+            .map(|row| concert_from_row::<Sqlite>(&row))
+            .transpose()?,
+            Conn::Postgres(conn) => sqlx::query(concat!(
+                "SELECT ",
+                concert_columns!(),
+                " FROM concerts c WHERE c.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&mut **conn)
+            .await?
+            .map(|row| concert_from_row::<Postgres>(&row))
+            .transpose()?,
+        };
+        let Some(concert) = concert else {
+            return Ok(None);
+        };
+        let mut concerts = [concert];
+        self.attach_seat_types(&mut concerts).await?;
+        let [concert] = concerts;
+        Ok(Some(concert))
+    }
+
+    /// One page of a listing (see [`CatalogStore::list`]).
+    async fn list(
+        &mut self,
+        filter: &ListFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConcertRecord>, sqlx::Error> {
+        let mut concerts = match self {
+            Conn::Sqlite(conn) => list_query::<Sqlite>(filter, after, limit)
+                .build()
+                .fetch_all(&mut **conn)
+                .await?
+                .iter()
+                .map(concert_from_row::<Sqlite>)
+                .collect::<Result<Vec<_>, _>>()?,
+            Conn::Postgres(conn) => list_query::<Postgres>(filter, after, limit)
+                .build()
+                .fetch_all(&mut **conn)
+                .await?
+                .iter()
+                .map(concert_from_row::<Postgres>)
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        self.attach_seat_types(&mut concerts).await?;
+        Ok(concerts)
+    }
+
+    /// Loads the seat types of `concerts` in one query.
+    async fn attach_seat_types(
+        &mut self,
+        concerts: &mut [ConcertRecord],
+    ) -> Result<(), sqlx::Error> {
+        if concerts.is_empty() {
+            return Ok(());
+        }
+        let seat_types = match self {
+            Conn::Sqlite(conn) => {
+                let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
+                    "SELECT ",
+                    seat_type_columns!(),
+                    " FROM seat_types WHERE concert_id IN ("
+                ));
+                let mut ids = query.separated(", ");
+                for concert in concerts.iter() {
+                    ids.push_bind(concert.id);
+                }
+                query.push(") ORDER BY concert_id, position");
+                query
+                    .build()
+                    .fetch_all(&mut **conn)
+                    .await?
+                    .iter()
+                    .map(seat_type_from_row::<Sqlite>)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            Conn::Postgres(conn) => {
+                let ids: Vec<Uuid> = concerts.iter().map(|concert| concert.id).collect();
+                sqlx::query(concat!(
+                    "SELECT ",
+                    seat_type_columns!(),
+                    " FROM seat_types WHERE concert_id = ANY($1) ORDER BY concert_id, position"
+                ))
+                .bind(ids)
+                .fetch_all(&mut **conn)
+                .await?
+                .iter()
+                .map(seat_type_from_row::<Postgres>)
+                .collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        let mut by_concert: HashMap<Uuid, Vec<SeatTypeRecord>> = HashMap::new();
+        for (concert_id, seat_type) in seat_types {
+            by_concert.entry(concert_id).or_default().push(seat_type);
+        }
+        for concert in concerts {
+            concert.seat_types = by_concert.remove(&concert.id).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+/// What the listing query and the row readers say differently on each engine.
+trait Engine: Database {
+    /// Appends an instant, given in epoch milliseconds, as a bind.
+    fn push_millis(query: &mut QueryBuilder<Self>, millis: i64);
+
+    /// Appends ` AND ` a case-insensitive comparison of the concert's category with `category`.
+    fn push_category(query: &mut QueryBuilder<Self>, category: &str);
+
+    /// Appends ` AND ` a case-insensitive substring match of `search` against the concert's
+    /// name, artist or venue.
+    fn push_search(query: &mut QueryBuilder<Self>, search: &SearchText);
+
+    /// Reads an instant column: epoch milliseconds on SQLite, `timestamptz` on PostgreSQL.
+    fn instant(row: &Self::Row, column: &str) -> Result<OffsetDateTime, sqlx::Error>;
+
+    /// Reads a nullable instant column.
+    fn optional_instant(
+        row: &Self::Row,
+        column: &str,
+    ) -> Result<Option<OffsetDateTime>, sqlx::Error>;
+}
+
+impl Engine for Sqlite {
+    fn push_millis(query: &mut QueryBuilder<Self>, millis: i64) {
+        query.push_bind(millis);
+    }
+
+    fn push_category(query: &mut QueryBuilder<Self>, category: &str) {
+        query
+            .push(" AND c.category = ")
+            .push_bind(category.to_owned())
+            .push(" COLLATE NOCASE");
+    }
+
+    fn push_search(query: &mut QueryBuilder<Self>, search: &SearchText) {
+        if search.uses_index() {
+            query
+                .push(" AND c.seq IN (SELECT rowid FROM concerts_fts WHERE concerts_fts MATCH ")
+                .push_bind(search.fts_phrase())
+                .push(")");
+        } else {
+            // The trigram index cannot answer one- or two-character substrings.
+            let pattern = search.like_pattern();
+            query
+                .push(" AND (c.name LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR c.artist LIKE ")
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\' OR c.venue LIKE ")
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
+    }
+
+    fn instant(row: &Self::Row, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+        Ok(from_millis(row.try_get(column)?))
+    }
+
+    fn optional_instant(
+        row: &Self::Row,
+        column: &str,
+    ) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        Ok(row.try_get::<Option<i64>, _>(column)?.map(from_millis))
+    }
+}
+
+impl Engine for Postgres {
+    fn push_millis(query: &mut QueryBuilder<Self>, millis: i64) {
+        query.push_bind(pg_millis(millis));
+    }
+
+    fn push_category(query: &mut QueryBuilder<Self>, category: &str) {
+        // The expression `concerts_by_category` indexes. Unlike SQLite's NOCASE, `lower` folds
+        // beyond ASCII too (in a UTF-8 locale).
+        query
+            .push(" AND lower(c.category) = lower(")
+            .push_bind(category.to_owned())
+            .push(")");
+    }
+
+    fn push_search(query: &mut QueryBuilder<Self>, search: &SearchText) {
+        // `like_pattern` escapes with a backslash, PostgreSQL's default LIKE escape. Case is
+        // folded by the database's locale (beyond ASCII in a UTF-8 one, as SQLite's trigram
+        // index does). A pg_trgm index, where the migration could create one, answers any
+        // pattern length; without it the same condition scans, with the same results.
+        let pattern = search.like_pattern();
+        query
+            .push(" AND (c.name ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR c.artist ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR c.venue ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+
+    fn instant(row: &Self::Row, column: &str) -> Result<OffsetDateTime, sqlx::Error> {
+        row.try_get(column)
+    }
+
+    fn optional_instant(
+        row: &Self::Row,
+        column: &str,
+    ) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        row.try_get(column)
+    }
+}
+
+/// `at` as the PostgreSQL store binds it: truncated to whole milliseconds, the precision SQLite
+/// keeps, so both engines hand back the same instants.
+fn pg_instant(at: OffsetDateTime) -> OffsetDateTime {
+    pg_millis(to_millis(at))
+}
+
+/// 0000-01-01T00:00:00Z in epoch milliseconds: the earliest RFC 3339 instant.
+const MIN_MILLIS: i64 = -62_167_219_200_000;
+/// 9999-12-31T23:59:59.999Z in epoch milliseconds: the latest RFC 3339 instant, and the latest
+/// the `time` crate represents.
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+
+/// Epoch milliseconds as a `timestamptz` bind. Only a forged cursor holds milliseconds outside
+/// years 0000 to 9999; clamped into them, it compares with every stored instant as SQLite's
+/// integer would, instead of failing (`timestamp out of range`) or wrapping to the epoch.
+fn pg_millis(millis: i64) -> OffsetDateTime {
+    from_millis(millis.clamp(MIN_MILLIS, MAX_MILLIS))
+}
+
+/// The listing query: synced concerts matching `filter` after `after`, in listing order.
+fn list_query<DB: Engine>(
+    filter: &ListFilter,
+    after: Option<Cursor>,
+    limit: u32,
+) -> QueryBuilder<DB>
+where
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    let mut query = QueryBuilder::new(concat!(
+        "SELECT ",
+        concert_columns!(),
+        " FROM concerts c WHERE c.synced_version > 0"
+    ));
+    match filter.status {
+        ListStatus::Available | ListStatus::OnSale => {
+            query.push(" AND c.cancelled_at IS NULL AND c.starts_at > ");
+            DB::push_millis(&mut query, to_millis(filter.now));
+        }
+        ListStatus::All => {}
+    }
+    if let Some(category) = &filter.category {
+        DB::push_category(&mut query, category);
+    }
+    if let Some(from) = filter.from {
+        query.push(" AND c.starts_at >= ");
+        DB::push_millis(&mut query, to_millis(from));
+    }
+    if let Some(to) = filter.to {
+        query.push(" AND c.starts_at <= ");
+        DB::push_millis(&mut query, to_millis(to));
+    }
+    if let Some(search) = &filter.search {
+        DB::push_search(&mut query, search);
+    }
+    if let Some(after) = after {
+        query.push(" AND (c.starts_at, c.id) > (");
+        DB::push_millis(&mut query, after.starts_at_millis);
+        query.push(", ").push_bind(after.id).push(")");
+    }
+    query
+        .push(" ORDER BY c.starts_at, c.id LIMIT ")
+        .push_bind(i64::from(limit));
+    query
+}
+
+fn concert_from_row<DB: Engine>(row: &DB::Row) -> Result<ConcertRecord, sqlx::Error>
+where
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'c> &'c str: ColumnIndex<DB::Row>,
+{
+    Ok(ConcertRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        artist: row.try_get("artist")?,
+        venue: row.try_get("venue")?,
+        description: row.try_get("description")?,
+        category: row.try_get("category")?,
+        starts_at: DB::instant(row, "starts_at")?,
+        cancelled_at: DB::optional_instant(row, "cancelled_at")?,
+        created_at: DB::instant(row, "created_at")?,
+        updated_at: DB::instant(row, "updated_at")?,
+        version: row.try_get("version")?,
+        synced_version: row.try_get("synced_version")?,
+        seat_types: Vec::new(),
+    })
+}
+
+/// A seat type and the concert it belongs to.
+fn seat_type_from_row<DB: Engine>(row: &DB::Row) -> Result<(Uuid, SeatTypeRecord), sqlx::Error>
+where
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'c> &'c str: ColumnIndex<DB::Row>,
+{
+    let seat_type = SeatTypeRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        price_cents: row.try_get("price_cents")?,
+        currency: row.try_get("currency")?,
+        capacity: row.try_get("capacity")?,
+    };
+    Ok((row.try_get("concert_id")?, seat_type))
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use crate::domain::{Category, Title};
-    use crate::testing::{Harness, START, new_concert};
-
-    async fn insert_synced(store: &CatalogStore, concert: &NewConcert) -> ConcertRecord {
-        let id = Uuid::now_v7();
-        let seat_ids: Vec<Uuid> = concert.seat_types.iter().map(|_| Uuid::now_v7()).collect();
-        let record = store
-            .insert_concert(id, concert, &seat_ids, START)
-            .await
-            .unwrap();
-        assert!(store.mark_synced(id, record.version).await.unwrap());
-        record
-    }
-
-    fn filter(status: ListStatus) -> ListFilter {
-        ListFilter {
-            status,
-            now: START,
-            search: None,
-            category: None,
-            from: None,
-            to: None,
-        }
-    }
-
-    async fn ids(store: &CatalogStore, filter: &ListFilter) -> Vec<Uuid> {
-        store
-            .list(filter, None, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.id)
-            .collect()
-    }
-
-    async fn search(store: &CatalogStore, text: &str) -> Vec<String> {
-        let filter = ListFilter {
-            search: SearchText::parse(text).unwrap(),
-            ..filter(ListStatus::All)
-        };
-        store
-            .list(&filter, None, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.name)
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn keyset_pages_cover_every_concert_once_even_with_equal_start_times() {
-        let harness = Harness::new().await;
-        let store = harness.service.store();
-        let mut expected = Vec::new();
-        for i in 0..23 {
-            // Only four distinct start times: ties are broken by id.
-            let concert = new_concert(&format!("Show {i}"), "A", "V", 1 + i % 4, &[("GA", 10)]);
-            let record = insert_synced(store, &concert).await;
-            expected.push((record.starts_at, record.id));
-        }
-        expected.sort();
-
-        let mut after = None;
-        let mut seen = Vec::new();
-        let mut pages = 0;
-        loop {
-            let page = store
-                .list(&filter(ListStatus::Available), after, 5)
-                .await
-                .unwrap();
-            let Some(last) = page.last() else { break };
-            after = Some(last.cursor());
-            pages += 1;
-            for concert in &page {
-                assert_eq!(concert.seat_types.len(), 1);
-                seen.push((concert.starts_at, concert.id));
-            }
-        }
-        assert_eq!(pages, 5);
-        assert_eq!(seen, expected);
-    }
-
-    #[tokio::test]
-    async fn text_search_is_a_case_insensitive_substring_of_name_artist_or_venue() {
-        let harness = Harness::new().await;
-        let store = harness.service.store();
-        let aurora = insert_synced(
-            store,
-            &new_concert(
-                "Aurora World Tour",
-                "Aurora",
-                "Royal Albert Hall",
-                1,
-                &[("GA", 5)],
-            ),
-        )
-        .await;
-        insert_synced(
-            store,
-            &new_concert("Midnight Jazz", "The Quartet", "Blue Note", 2, &[("GA", 5)]),
-        )
-        .await;
-        insert_synced(
-            store,
-            &new_concert("Rock Night", "Ünïcode Band", "Arena 100%", 3, &[("GA", 5)]),
-        )
-        .await;
-
-        assert_eq!(search(store, "ROYAL").await, ["Aurora World Tour"]);
-        assert_eq!(search(store, "bert h").await, ["Aurora World Tour"]);
-        assert_eq!(search(store, "quART").await, ["Midnight Jazz"]);
-        assert_eq!(
-            search(store, "night").await,
-            ["Midnight Jazz", "Rock Night"]
-        );
-        assert_eq!(search(store, "ünï").await, ["Rock Night"]);
-        // Under three characters the trigram index cannot answer: LIKE does.
-        assert_eq!(search(store, "zz").await, ["Midnight Jazz"]);
-        assert_eq!(search(store, "NO").await, ["Midnight Jazz"]);
-        assert_eq!(search(store, "0%").await, ["Rock Night"]);
-        assert!(search(store, "_").await.is_empty());
-        // FTS syntax in the text is taken literally.
-        assert!(search(store, "\"a OR b*").await.is_empty());
-        assert!(search(store, "absent").await.is_empty());
-
-        // The index follows renames (triggers).
-        let change = ConcertChange {
-            name: Some(Title::parse("Borealis").unwrap()),
-            ..ConcertChange::default()
-        };
-        store
-            .update_concert(aurora.id, &change, START)
-            .await
-            .unwrap();
-        assert_eq!(search(store, "REALIS").await, ["Borealis"]);
-        assert!(search(store, "world tour").await.is_empty());
-        // The artist is unchanged and still found.
-        assert_eq!(search(store, "aurora").await, ["Borealis"]);
-    }
-
-    #[tokio::test]
-    async fn filters_on_status_category_and_time_and_hides_unsynced_concerts() {
-        let harness = Harness::new().await;
-        let store = harness.service.store();
-        let soon = insert_synced(store, &new_concert("Soon", "A", "V", 1, &[("GA", 5)])).await;
-        let mut festival = new_concert("Fest", "A", "V", 48, &[("GA", 5)]);
-        festival.category = Category::parse("Festival").unwrap();
-        let festival = insert_synced(store, &festival).await;
-        let cancelled = insert_synced(store, &new_concert("Off", "A", "V", 5, &[("GA", 5)])).await;
-        let Guarded::Done(off) = store.cancel(cancelled.id, START).await.unwrap() else {
-            panic!("cancel refused");
-        };
-        assert!(off.is_cancelled());
-        // Never synced: invisible to every listing.
-        let hidden = new_concert("Hidden", "A", "V", 2, &[("GA", 5)]);
-        store
-            .insert_concert(Uuid::now_v7(), &hidden, &[Uuid::now_v7()], START)
-            .await
-            .unwrap();
-
-        assert_eq!(
-            ids(store, &filter(ListStatus::Available)).await,
-            [soon.id, festival.id]
-        );
-        assert_eq!(
-            ids(store, &filter(ListStatus::All)).await,
-            [soon.id, cancelled.id, festival.id]
-        );
-        // Later on, the first concert has started: only `all` still lists it.
-        let later = ListFilter {
-            now: START + time::Duration::hours(2),
-            ..filter(ListStatus::Available)
-        };
-        assert_eq!(ids(store, &later).await, [festival.id]);
-
-        let category = ListFilter {
-            category: Some("FESTIVAL".to_owned()),
-            ..filter(ListStatus::All)
-        };
-        assert_eq!(ids(store, &category).await, [festival.id]);
-
-        let window = ListFilter {
-            from: Some(START + time::Duration::hours(1)),
-            to: Some(START + time::Duration::hours(5)),
-            ..filter(ListStatus::All)
-        };
-        assert_eq!(ids(store, &window).await, [soon.id, cancelled.id]);
-    }
-
-    #[tokio::test]
-    async fn guarded_changes_refuse_started_cancelled_and_unknown_concerts() {
-        let harness = Harness::new().await;
-        let store = harness.service.store();
-        let record = insert_synced(store, &new_concert("Show", "A", "V", 1, &[("GA", 5)])).await;
-        let after_start = START + time::Duration::hours(1);
-        let change = ConcertChange {
-            name: Some(Title::parse("New").unwrap()),
-            ..ConcertChange::default()
-        };
-        assert!(matches!(
-            store
-                .update_concert(record.id, &change, after_start)
-                .await
-                .unwrap(),
-            Guarded::Refused(Refusal::Started)
-        ));
-        assert!(matches!(
-            store.cancel(record.id, after_start).await.unwrap(),
-            Guarded::Refused(Refusal::Started)
-        ));
-        assert!(matches!(
-            store.cancel(Uuid::now_v7(), START).await.unwrap(),
-            Guarded::Refused(Refusal::NotFound)
-        ));
-
-        let Guarded::Done(updated) = store
-            .update_concert(record.id, &change, START)
-            .await
-            .unwrap()
-        else {
-            panic!("update refused");
-        };
-        assert_eq!(updated.name, "New");
-        assert_eq!(updated.version, 2);
-        assert!(!updated.is_synced());
-        // An empty change changes nothing, not even the version.
-        let Guarded::Done(same) = store
-            .update_concert(record.id, &ConcertChange::default(), START)
-            .await
-            .unwrap()
-        else {
-            panic!("no-op refused");
-        };
-        assert_eq!(same.version, 2);
-
-        // Cancelling twice is one cancellation.
-        let Guarded::Done(once) = store.cancel(record.id, START).await.unwrap() else {
-            panic!()
-        };
-        let Guarded::Done(twice) = store.cancel(record.id, START).await.unwrap() else {
-            panic!()
-        };
-        assert_eq!(once.version, twice.version);
-        assert!(matches!(
-            store
-                .update_concert(record.id, &change, START)
-                .await
-                .unwrap(),
-            Guarded::Refused(Refusal::Cancelled)
-        ));
-        assert!(matches!(
-            store
-                .add_seat_type(
-                    record.id,
-                    Uuid::now_v7(),
-                    &crate::testing::new_seat_type("VIP", 2),
-                    START
-                )
-                .await
-                .unwrap(),
-            Guarded::Refused(Refusal::Cancelled)
-        ));
-
-        // Synced only for the version that was pushed.
-        assert!(!store.mark_synced(record.id, 2).await.unwrap());
-        assert!(store.mark_synced(record.id, twice.version).await.unwrap());
-        assert!(store.unsynced(10).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn seat_type_names_are_unique_per_concert_ignoring_case() {
-        let harness = Harness::new().await;
-        let store = harness.service.store();
-        let record = insert_synced(store, &new_concert("Show", "A", "V", 1, &[("VIP", 5)])).await;
-        let error = store
-            .add_seat_type(
-                record.id,
-                Uuid::now_v7(),
-                &crate::testing::new_seat_type("vip", 2),
-                START,
-            )
-            .await
-            .unwrap_err();
-        let CatalogError::Validation(errors) = error else {
-            panic!("expected a validation error, got {error:?}");
-        };
-        assert_eq!(errors[0].field, "name");
-
-        let Guarded::Done(record) = store
-            .add_seat_type(
-                record.id,
-                Uuid::now_v7(),
-                &crate::testing::new_seat_type("Balcony", 2),
-                START,
-            )
-            .await
-            .unwrap()
-        else {
-            panic!()
-        };
-        let names: Vec<_> = record.seat_types.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["VIP", "Balcony"]);
-        // Another concert may reuse the name.
-        insert_synced(store, &new_concert("Other", "A", "V", 1, &[("VIP", 5)])).await;
-    }
-}
+mod tests;

@@ -104,3 +104,131 @@ pub fn is_unique_violation(error: &sqlx::Error, column: &str) -> bool {
         _ => false,
     }
 }
+
+/// True when the error is a violation of the unique constraint or index whose name contains
+/// `name` (PostgreSQL names the constraint, e.g. `users_email_key`).
+pub fn is_pg_unique_violation(error: &sqlx::Error, name: &str) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            db.is_unique_violation() && db.constraint().is_some_and(|c| c.contains(name))
+        }
+        _ => false,
+    }
+}
+
+/// A PostgreSQL pool whose connections all work in one service's schema.
+///
+/// Every service keeps its tables in a schema of its own (`auth`, `catalog`, `booking`) of the
+/// database that `--database-url` names: services cannot read each other's tables, the same
+/// database can hold a whole deployment, and each schema carries its own migration history. The
+/// schema is created on first use and set as every connection's `search_path`, so the services'
+/// SQL never names it.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub pool: sqlx::PgPool,
+    /// The service's schema.
+    pub schema: &'static str,
+}
+
+impl PgStore {
+    /// Connects a pool of at most `max_connections` to `url`, working in `schema` (created if
+    /// missing). The database itself must exist.
+    pub async fn connect(
+        url: &str,
+        schema: &'static str,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        let options = pg_options(url, schema)?;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("connecting to PostgreSQL for the {schema} schema"))?;
+        // A role that may not create schemas can still use one made for it beforehand.
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                .bind(schema)
+                .fetch_one(&pool)
+                .await
+                .context("looking for the schema")?;
+        // Concurrent first starts (several processes of one deployment) may race to create
+        // the schema; the loser's unique violation is the winner's success.
+        if !exists
+            && let Err(error) = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema}"
+            )))
+            .execute(&pool)
+            .await
+        {
+            let raced = matches!(&error, sqlx::Error::Database(db) if db.is_unique_violation());
+            if !raced {
+                return Err(error).context("creating the schema");
+            }
+        }
+        Ok(Self { pool, schema })
+    }
+
+    /// Runs `migrations` in this store's schema, one process at a time (sqlx takes an advisory
+    /// lock for the duration).
+    pub async fn migrate(&self, migrations: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
+        migrations
+            .run(&self.pool)
+            .await
+            .with_context(|| format!("migrating the {} schema", self.schema))?;
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Connection options for `url` with `search_path` set to `schema`.
+pub fn pg_options(url: &str, schema: &str) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .context("parsing the PostgreSQL URL")?
+        .options([("search_path", schema)])
+        .application_name("boxoffice");
+    Ok(options)
+}
+
+/// A service's store: embedded SQLite (the default) or PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Store {
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Store::Sqlite(db) => db.ping().await,
+            Store::Postgres(db) => db.ping().await,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(db) => db.close().await,
+            Store::Postgres(db) => db.close().await,
+        }
+    }
+}
+
+impl From<SqliteStore> for Store {
+    fn from(db: SqliteStore) -> Self {
+        Store::Sqlite(db)
+    }
+}
+
+impl From<PgStore> for Store {
+    fn from(db: PgStore) -> Self {
+        Store::Postgres(db)
+    }
+}

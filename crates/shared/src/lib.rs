@@ -8,7 +8,9 @@
 //! - [`token`]: access-token claims, verification with a pinned algorithm, the in-memory list of
 //!   revoked sessions, and the [`token::AuthUser`] extractor that handlers use.
 //! - [`keys`]: loading or generating the token key material (HMAC secret or Ed25519 key pair).
-//! - [`db`]: opening the embedded SQLite stores with the pragmas boxoffice relies on.
+//! - [`db`]: opening the stores: embedded SQLite files with the pragmas boxoffice relies on, or
+//!   PostgreSQL schemas.
+//! - [`pgtest`]: throw-away PostgreSQL databases for the tests that run against both engines.
 //! - [`telemetry`]: tracing set-up, the Prometheus recorder and the per-request metrics layer.
 //! - [`shutdown`]: the signal that starts a graceful shutdown.
 //! - [`clients`]: the traits through which services call each other, and the data they exchange.
@@ -21,6 +23,7 @@ pub mod clock;
 pub mod db;
 pub mod extract;
 pub mod keys;
+pub mod pgtest;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;

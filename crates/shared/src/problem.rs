@@ -7,14 +7,14 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Base of the `type` URI of every problem; the code is appended.
 pub const PROBLEM_TYPE_BASE: &str = "https://boxoffice.dev/problems/";
 
 /// Every problem `code` boxoffice can answer with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     MalformedBody,
@@ -93,6 +93,15 @@ impl ErrorCode {
             Internal => "Internal server error",
             Unavailable => "Service unavailable",
         }
+    }
+
+    /// The code of a wire name (the inverse of [`ErrorCode::as_str`]); `None` for a code this
+    /// build does not know. Goes through serde so that it can never disagree with serialization.
+    pub fn parse(code: &str) -> Option<Self> {
+        use serde::de::IntoDeserializer;
+        let code: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            code.into_deserializer();
+        Self::deserialize(code).ok()
     }
 
     /// The code as it appears on the wire.
@@ -316,7 +325,10 @@ mod tests {
             assert_eq!(code.status().as_u16(), status, "{code:?}");
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().to_owned()));
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
+        assert_eq!(ErrorCode::parse("SoldOut"), None);
+        assert_eq!(ErrorCode::parse("no_such_code"), None);
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub fn boxoffice_command() -> tokio::process::Command {
         .env("BOXOFFICE_ARGON2_ITERATIONS", "1")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
+    if let Some(url) = crate::helpers::database_url() {
+        command.env("BOXOFFICE_DATABASE_URL", url);
+    }
     command
 }
 

@@ -11,8 +11,9 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use boxoffice::app::{Application, Config};
+use boxoffice::app::{Application, Config, Storage};
 use boxoffice_auth::config::PasswordParams;
+use boxoffice_shared::pgtest::TestDatabase;
 use boxoffice_shared::token::AccessClaims;
 use reqwest::{Response, StatusCode, header};
 use secrecy::SecretString;
@@ -34,12 +35,42 @@ pub const CHEAP_ARGON2: PasswordParams = PasswordParams {
     parallelism: 1,
 };
 
+thread_local! {
+    /// This test's PostgreSQL database; libtest runs every test on a thread of its own, so it is
+    /// dropped (and the database with it) when the test ends.
+    static DATABASE: std::cell::RefCell<Option<TestDatabase>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The URL of this test's PostgreSQL database when the suite runs on PostgreSQL, made on first
+/// use; `None` on SQLite. Without a PostgreSQL server (and without `BOXOFFICE_REQUIRE_POSTGRES=1`)
+/// the test says it skipped PostgreSQL and runs on SQLite.
+pub fn database_url() -> Option<String> {
+    if !crate::ON_POSTGRES {
+        return None;
+    }
+    DATABASE.with(|cell| {
+        let mut database = cell.borrow_mut();
+        if database.is_none() {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("an API test")
+                .to_owned();
+            *database = TestDatabase::create_blocking(&test);
+        }
+        database.as_ref().map(|database| database.url.clone())
+    })
+}
+
 /// The configuration of a test server keeping its data in `dir`.
 pub fn test_config(dir: &Path) -> Config {
     let mut config = Config::new(
         "127.0.0.1:0".parse().expect("a socket address"),
         dir.to_owned(),
     );
+    if let Some(url) = database_url() {
+        config.storage = Storage::Postgres { url };
+    }
     config.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
     config.auth.password = CHEAP_ARGON2;
     config.auth.rate_limit = None;

@@ -15,6 +15,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// This binary runs the suite on embedded SQLite; `tests/api_postgres` runs it on PostgreSQL.
+const ON_POSTGRES: bool = false;
+
 mod admin;
 mod auth;
 mod bookings;
