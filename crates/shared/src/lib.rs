@@ -14,6 +14,8 @@
 //! - [`telemetry`]: tracing set-up, the Prometheus recorder and the per-request metrics layer.
 //! - [`shutdown`]: the signal that starts a graceful shutdown.
 //! - [`clients`]: the traits through which services call each other, and the data they exchange.
+//! - [`remote`]: the same traits over HTTP for a split deployment: the `/internal/v1` routes that
+//!   serve them, the clients that call them, and the service credential that guards them.
 //! - [`clock`]: the source of "now", injectable so that time rules can be tested.
 //!
 //! Services depend on this crate; this crate depends on no service.
@@ -25,6 +27,7 @@ pub mod extract;
 pub mod keys;
 pub mod pgtest;
 pub mod problem;
+pub mod remote;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;
