@@ -6,6 +6,12 @@ use boxoffice::cli::{AdminCommand, Cli, Command};
 use clap::Parser;
 use secrecy::SecretString;
 
+/// mimalloc instead of glibc's allocator: a server answering tens of thousands of small requests
+/// per second allocates and frees on every core, and glibc's per-thread arenas both cost more per
+/// call and keep freed memory after a burst (see docs/performance.md for the before/after).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
