@@ -437,53 +437,20 @@ impl AuthService {
         time::Duration::try_from(self.inner.config.refresh_ttl).unwrap_or(time::Duration::days(30))
     }
 
-    /// Follows revocations made by other instances on the same PostgreSQL database (the channel
-    /// `session_revoked`, fed by a trigger on `sessions`) until `stop` resolves, so a logout
-    /// through any instance is refused by every instance at once. After a lost connection it
-    /// reloads the recent revocations from the store, in case a notice was missed.
+    /// Follows the revocations every instance on this PostgreSQL database announces (see
+    /// [`boxoffice_shared::revocation`]) until `stop` resolves.
     pub async fn follow_revocations(self, pool: sqlx::PgPool, stop: impl Future<Output = ()>) {
-        let mut stop = std::pin::pin!(stop);
-        let mut listener = loop {
-            let connected = async {
-                let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-                listener.listen("session_revoked").await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            match connected.await {
-                Ok(listener) => break listener,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for revoked sessions; retrying");
-                    tokio::select! {
-                        () = &mut stop => return,
-                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-        };
-        loop {
-            let notice = tokio::select! {
-                () = &mut stop => return,
-                notice = listener.try_recv() => notice,
-            };
-            match notice {
-                Ok(Some(notice)) => match notice.payload().parse::<Uuid>() {
-                    Ok(session_id) => self.remember_revoked(session_id, self.clock().now()),
-                    Err(_) => tracing::warn!(payload = notice.payload(), "odd revocation notice"),
-                },
-                Ok(None) => {
-                    if let Err(error) = self.load_revocations().await {
-                        tracing::warn!(%error, "cannot reload revoked sessions");
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "revocation listener failed");
-                    tokio::select! {
-                        () = &mut stop => return,
-                        () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
-                    }
-                }
-            }
-        }
+        self.revocation_follower().follow(pool, stop).await
+    }
+
+    /// A follower of revocations that reads the full list from this service.
+    pub fn revocation_follower(&self) -> boxoffice_shared::revocation::Follower {
+        boxoffice_shared::revocation::Follower::new(
+            std::sync::Arc::new(self.clone()),
+            self.revoked().clone(),
+            self.clock().clone(),
+            self.inner.config.access_ttl,
+        )
     }
 
     fn remember_revoked(&self, session_id: Uuid, now: OffsetDateTime) {
@@ -512,5 +479,37 @@ impl boxoffice_shared::clients::UserDirectory for AuthService {
                 error.to_string(),
             )),
         }
+    }
+}
+
+/// The in-process answer to "which sessions are revoked?", for [`boxoffice_shared::revocation`].
+#[async_trait::async_trait]
+impl boxoffice_shared::clients::RevocationSource for AuthService {
+    async fn revoked_sessions(
+        &self,
+    ) -> Result<
+        Vec<boxoffice_shared::clients::RevokedSession>,
+        boxoffice_shared::clients::ClientError,
+    > {
+        let now = self.clock().now();
+        let ttl = time::Duration::try_from(self.inner.config.access_ttl)
+            .unwrap_or(time::Duration::MINUTE * 15);
+        let sessions = self
+            .inner
+            .store
+            .sessions_revoked_since(now - ttl)
+            .await
+            .map_err(|error| {
+                boxoffice_shared::clients::ClientError::Unavailable(error.to_string())
+            })?;
+        Ok(sessions
+            .into_iter()
+            .map(
+                |(session_id, revoked_at)| boxoffice_shared::clients::RevokedSession {
+                    session_id,
+                    forget_after: (revoked_at + ttl).unix_timestamp(),
+                },
+            )
+            .collect())
     }
 }

@@ -2,16 +2,18 @@
 //! (API contract, "Running it"); secrets are taken from the environment only, so that they do
 //! not show up in process listings.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use boxoffice_auth::AuthConfig;
 use boxoffice_auth::config::{PasswordParams, RateLimitConfig};
+use boxoffice_shared::remote::ServiceCredential;
 use boxoffice_shared::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::app::{AccountSpec, Config, Storage};
+use crate::app::{AccountSpec, Config, Peers, Roles, Storage};
 
 /// boxoffice: concert ticket booking that does not oversell.
 #[derive(Debug, Parser)]
@@ -26,8 +28,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run every service in one process.
+    /// Run every service in one process, or some of them (`--service`) as part of a split
+    /// deployment.
     Serve(ServeArgs),
+    /// Write a new Ed25519 key pair for signing tokens: the private key for Auth
+    /// (`--jwt-key-file`), the public key for every other service (`--jwt-public-key-file`).
+    Keygen(KeygenArgs),
     /// Manage accounts from the command line.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -91,6 +97,9 @@ pub struct StorageArgs {
     /// Ed25519 private key (PKCS#8 PEM) to sign tokens with.
     #[arg(long, env = "BOXOFFICE_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
+    /// Ed25519 public key (SPKI PEM) to verify tokens with, for services that run without Auth.
+    #[arg(long, env = "BOXOFFICE_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
     /// Where emails go: `smtp://user:pass@host:port` or `smtps://…`; default: the mail directory.
     #[arg(long, env = "BOXOFFICE_MAIL_URL", hide_env_values = true)]
     pub mail_url: Option<String>,
@@ -138,6 +147,63 @@ pub struct ServeArgs {
         requires = "admin_email"
     )]
     pub admin_password: Option<String>,
+    #[command(flatten)]
+    pub split: SplitArgs,
+}
+
+/// A service `serve --service` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceArg {
+    Auth,
+    Catalog,
+    Booking,
+    Notifications,
+    Gateway,
+}
+
+/// Where split services find each other, and how they prove who they are.
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// The services to run, comma-separated: auth, catalog, booking, notifications, gateway.
+    /// Default: all but the gateway, in this one process.
+    #[arg(
+        long = "service",
+        env = "BOXOFFICE_SERVICES",
+        value_enum,
+        value_delimiter = ','
+    )]
+    pub services: Vec<ServiceArg>,
+    /// Root URL(s) of the Auth service, comma-separated (e.g. `http://10.0.0.2:8080`).
+    #[arg(long, env = "BOXOFFICE_AUTH_URL", value_delimiter = ',')]
+    pub auth_url: Vec<Url>,
+    /// Root URL(s) of the Catalog service (the gateway's upstreams).
+    #[arg(long, env = "BOXOFFICE_CATALOG_URL", value_delimiter = ',')]
+    pub catalog_url: Vec<Url>,
+    /// Root URL(s) of the Booking instances.
+    #[arg(long, env = "BOXOFFICE_BOOKING_URL", value_delimiter = ',')]
+    pub booking_url: Vec<Url>,
+    /// The shared secret of `/internal/v1` calls between services (environment only).
+    #[arg(
+        long = "service-token",
+        env = "BOXOFFICE_SERVICE_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub service_token: Option<String>,
+    /// Addresses of proxies (the gateway) whose `X-Forwarded-For` names the client, for the
+    /// login and registration throttles; comma-separated.
+    #[arg(long, env = "BOXOFFICE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the private key (PKCS#8 PEM, mode 0600).
+    #[arg(long)]
+    pub private_key: PathBuf,
+    /// Where to write the public key (SPKI PEM).
+    #[arg(long)]
+    pub public_key: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -159,6 +225,7 @@ impl StorageArgs {
         config.storage = storage;
         config.jwt_secret = self.jwt_secret.map(SecretString::from);
         config.jwt_key_file = self.jwt_key_file;
+        config.jwt_public_key_file = self.jwt_public_key_file;
         config.mail_url = self.mail_url;
         config.mail_dir = self.mail_dir;
         config.auth = AuthConfig {
@@ -193,6 +260,39 @@ impl ServeArgs {
             }),
             _ => None,
         };
+        self.split.apply(&mut config)?;
         Ok(config)
+    }
+}
+
+impl SplitArgs {
+    fn apply(self, config: &mut Config) -> anyhow::Result<()> {
+        if !self.services.is_empty() {
+            let mut roles = Roles::NONE;
+            for service in self.services {
+                match service {
+                    ServiceArg::Auth => roles.auth = true,
+                    ServiceArg::Catalog => roles.catalog = true,
+                    ServiceArg::Booking => roles.booking = true,
+                    ServiceArg::Notifications => roles.notifications = true,
+                    ServiceArg::Gateway => roles.gateway = true,
+                }
+            }
+            config.roles = roles;
+        }
+        config.peers = Peers {
+            auth: self.auth_url,
+            catalog: self.catalog_url,
+            booking: self.booking_url,
+        };
+        config.service_credential = self
+            .service_token
+            .map(|token| {
+                ServiceCredential::parse(token)
+                    .map_err(|error| anyhow::anyhow!("BOXOFFICE_SERVICE_TOKEN: {error}"))
+            })
+            .transpose()?;
+        config.trusted_proxies = self.trusted_proxies;
+        config.check()
     }
 }

@@ -14,7 +14,8 @@ use boxoffice_catalog::service::ListQuery;
 use boxoffice_shared::token::Role;
 use time::{Duration, OffsetDateTime};
 
-use crate::app::Services;
+use boxoffice_auth::AuthService;
+use boxoffice_catalog::CatalogService;
 
 /// A demo account: email, password, name, role.
 pub const DEMO_ACCOUNTS: [(&str, &str, &str, Role); 2] = [
@@ -34,18 +35,18 @@ pub const DEMO_ACCOUNTS: [(&str, &str, &str, Role); 2] = [
 
 /// Creates the demo accounts (or resets their passwords to the demo ones), and the demo
 /// concerts if the catalog has none.
-pub async fn load(services: &Services, now: OffsetDateTime) -> anyhow::Result<()> {
+pub async fn load(
+    auth: &AuthService,
+    catalog: &CatalogService,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
     for (email, password, name, role) in DEMO_ACCOUNTS {
         let email = Email::parse(email).map_err(anyhow::Error::msg)?;
         let password = Password::parse(password).map_err(anyhow::Error::msg)?;
         let name = FullName::parse(name).map_err(anyhow::Error::msg)?;
-        services
-            .auth
-            .ensure_account(&email, &password, &name, role)
-            .await?;
+        auth.ensure_account(&email, &password, &name, role).await?;
     }
-    let existing = services
-        .catalog
+    let existing = catalog
         .list(ListQuery {
             status: ListStatus::All,
             search: None,
@@ -111,8 +112,7 @@ pub async fn load(services: &Services, now: OffsetDateTime) -> anyhow::Result<()
                 })
                 .collect::<anyhow::Result<_>>()?,
         };
-        services
-            .catalog
+        catalog
             .create_concert(concert)
             .await
             .map_err(|error| anyhow::anyhow!("creating the demo concert {name}: {error}"))?;

@@ -32,6 +32,16 @@ async fn main() -> anyhow::Result<()> {
             }
             app.run_until_stopped(stop_signal).await
         }
+        Command::Keygen(args) => {
+            boxoffice_shared::keys::write_key_pair(&args.private_key, &args.public_key)?;
+            println!(
+                "wrote {} (private: give it to auth only, as --jwt-key-file) and {} (public: \
+                 --jwt-public-key-file for every other service)",
+                args.private_key.display(),
+                args.public_key.display()
+            );
+            Ok(())
+        }
         Command::Admin(AdminCommand::Create(args)) => {
             let spec = AccountSpec {
                 email: args.email,

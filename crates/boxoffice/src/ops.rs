@@ -10,14 +10,15 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use boxoffice_shared::db::Store;
 use boxoffice_shared::telemetry::{metrics_handle, track_http};
@@ -32,6 +33,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The header that carries a request's id, generated when the client sends none.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -64,6 +67,40 @@ impl ReadyCheck for StoreCheck {
 
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         Box::pin(async move { self.store.ping().await.map_err(|error| error.to_string()) })
+    }
+}
+
+/// Readiness of a service that verifies tokens without running Auth: it has read Auth's list of
+/// revoked sessions at least once.
+pub struct RevocationCheck(pub boxoffice_shared::revocation::Follower);
+
+impl ReadyCheck for RevocationCheck {
+    fn name(&self) -> &'static str {
+        "revoked_sessions"
+    }
+
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        let ready = self.0.is_ready();
+        Box::pin(async move {
+            match ready {
+                true => Ok(()),
+                false => Err("not yet read from auth".to_owned()),
+            }
+        })
+    }
+}
+
+/// Readiness of the gateway: every service has a healthy instance.
+pub struct GatewayCheck(pub boxoffice_gateway::Gateway);
+
+impl ReadyCheck for GatewayCheck {
+    fn name(&self) -> &'static str {
+        "upstreams"
+    }
+
+    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        let ready = self.0.ready();
+        Box::pin(async move { ready })
     }
 }
 
@@ -122,27 +159,56 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Adds the operations routes, the OpenAPI document, `/docs`, the fallbacks and the shared
-/// layers to the services' routes.
-pub fn with_operations(api: OpenApiRouter, checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
+/// Adds the operations routes, the OpenAPI document, `/docs`, the internal routes, the fallbacks
+/// and the shared layers to the services' routes.
+pub fn with_operations(
+    api: OpenApiRouter,
+    internal: Router,
+    checks: Vec<Arc<dyn ReadyCheck>>,
+    trusted_proxies: &[IpAddr],
+) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api)
+        .merge(operations(checks))
+        .split_for_parts();
+
+    let router = router
+        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
+        .merge(internal)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    let router = match trusted_proxies.is_empty() {
+        true => router,
+        false => {
+            let trusted: Arc<[IpAddr]> = trusted_proxies.into();
+            router.layer(middleware::from_fn_with_state(trusted, forwarded_client))
+        }
+    };
+    shared_layers(router)
+}
+
+/// The gateway's router (the forwarded public routes and its own 404 fallback) with the
+/// operations routes and the shared layers.
+pub fn gateway_with_operations(gateway: Router, checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
+    let (operations, _) = operations(checks).split_for_parts();
+    shared_layers(gateway.merge(operations))
+}
+
+fn operations(checks: Vec<Arc<dyn ReadyCheck>>) -> OpenApiRouter {
     let state = OpsState {
         checks: Arc::new(checks),
         metrics: metrics_handle(),
     };
-    let ops = OpenApiRouter::new()
+    OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))
-        .with_state(state);
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(api)
-        .merge(ops)
-        .split_for_parts();
+        .with_state(state)
+}
 
+/// Metrics, panics as problems, request ids and request spans, for every route.
+fn shared_layers(router: Router) -> Router {
     router
-        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(track_http))
         .layer(CatchPanicLayer::custom(panic_to_problem))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -162,6 +228,39 @@ pub fn with_operations(api: OpenApiRouter, checks: Vec<Arc<dyn ReadyCheck>>) -> 
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Behind a trusted proxy (the gateway), the client is the last address of `X-Forwarded-For`:
+/// the one the proxy appended itself. Anything a client wrote into the header comes before it
+/// and is ignored, so nobody escapes a throttle by making up addresses. From any other peer the
+/// header is ignored altogether.
+async fn forwarded_client(
+    State(trusted): State<Arc<[IpAddr]>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
+    if let Some(peer) = peer
+        && trusted.contains(&peer.ip())
+    {
+        let forwarded = request
+            .headers()
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .next_back()
+            .and_then(|address| address.trim().parse::<IpAddr>().ok());
+        if let Some(client) = forwarded {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(client, 0)));
+        }
+    }
+    next.run(request).await
 }
 
 #[derive(Serialize, ToSchema)]

@@ -12,6 +12,9 @@
 //!   transaction as the booking; the notifications worker claims them with a lease, sends them,
 //!   and acknowledges them.
 //! - [`UserDirectory`]: Notifications → Auth. Where to send a user's email.
+//! - [`RevocationSource`]: every verifying service → Auth. The sessions ended before their access
+//!   tokens expired, read once at start-up and after a lost connection; new revocations arrive as
+//!   they happen (see [`crate::revocation`]).
 
 use std::collections::HashMap;
 
@@ -187,4 +190,19 @@ pub struct Contact {
 pub trait UserDirectory: Send + Sync {
     /// `None` when the user does not exist (any more).
     async fn contact(&self, user_id: Uuid) -> Result<Option<Contact>, ClientError>;
+}
+
+/// A session ended before its access tokens expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedSession {
+    pub session_id: Uuid,
+    /// When the last access token of the session expires (seconds since the epoch): after that
+    /// the entry can be forgotten.
+    pub forget_after: i64,
+}
+
+/// Any service → Auth: the sessions that are revoked now.
+#[async_trait]
+pub trait RevocationSource: Send + Sync {
+    async fn revoked_sessions(&self) -> Result<Vec<RevokedSession>, ClientError>;
 }

@@ -6,8 +6,10 @@
 //! 3. otherwise an Ed25519 key generated on first start and kept in the data directory
 //!    (`jwt-ed25519.pem`, mode 0600), so tokens survive restarts.
 //!
-//! There is no built-in default key. The asymmetric default means that services which only verify
-//! tokens can later be given the public half alone.
+//! There is no built-in default key. With an Ed25519 key, services that only verify tokens (every
+//! service but Auth in a split deployment) hold the public half alone ([`load_public_key`],
+//! `--jwt-public-key-file`): they can check a token, never mint one. `boxoffice keygen` writes a
+//! fresh pair.
 
 use std::fs;
 use std::io::Write;
@@ -28,6 +30,13 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 const PEM_BEGIN: &str = "-----BEGIN PRIVATE KEY-----";
 const PEM_END: &str = "-----END PRIVATE KEY-----";
+const PUBLIC_PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+const PUBLIC_PEM_END: &str = "-----END PUBLIC KEY-----";
+/// The DER prefix of an Ed25519 `SubjectPublicKeyInfo` (RFC 8410 §4): SEQUENCE, the algorithm
+/// identifier 1.3.101.112, and the BIT STRING header of the 32-byte key that follows.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// Where the signing key was taken from, for the start-up log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +122,55 @@ impl KeyMaterial {
     }
 }
 
+/// A verifier from an Ed25519 public key in `SubjectPublicKeyInfo` PEM (`-----BEGIN PUBLIC
+/// KEY-----`, as `boxoffice keygen` and `openssl pkey -pubout` write it).
+pub fn load_public_key(path: &Path) -> anyhow::Result<TokenVerifier> {
+    let pem = fs::read_to_string(path)
+        .with_context(|| format!("reading the JWT public key file {}", path.display()))?;
+    public_key_from_pem(&pem).with_context(|| format!("the JWT public key file {}", path.display()))
+}
+
+/// See [`load_public_key`].
+pub fn public_key_from_pem(pem: &str) -> anyhow::Result<TokenVerifier> {
+    let der = pem_block(pem, PUBLIC_PEM_BEGIN, PUBLIC_PEM_END)?;
+    let key = der
+        .strip_prefix(&ED25519_SPKI_PREFIX[..])
+        .filter(|key| key.len() == 32)
+        .context("not an Ed25519 public key (expected a 44-byte SubjectPublicKeyInfo)")?;
+    Ok(TokenVerifier::new(
+        Algorithm::EdDSA,
+        DecodingKey::from_ed_der(key),
+    ))
+}
+
+/// A new Ed25519 key pair: the private key in PKCS#8 PEM and the public key in
+/// `SubjectPublicKeyInfo` PEM.
+pub fn generate_key_pair() -> anyhow::Result<(SecretString, String)> {
+    let private = generate_ed25519_pem()?;
+    let der = pem_to_der(&private)?;
+    let pair = Ed25519KeyPair::from_pkcs8(&der)
+        .map_err(|error| anyhow::anyhow!("not an Ed25519 PKCS#8 key: {error}"))?;
+    let mut spki = ED25519_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(pair.public_key().as_ref());
+    let body = base64::engine::general_purpose::STANDARD.encode(spki);
+    let public = format!("{PUBLIC_PEM_BEGIN}\n{body}\n{PUBLIC_PEM_END}\n");
+    Ok((SecretString::from(private), public))
+}
+
+/// Writes a new key pair for `boxoffice keygen`: the private key readable by its owner only.
+/// Refuses to overwrite either file, so that a typo cannot invalidate every token in circulation.
+pub fn write_key_pair(private_path: &Path, public_path: &Path) -> anyhow::Result<()> {
+    for path in [private_path, public_path] {
+        if path.exists() {
+            bail!("{} exists; keygen never overwrites a key", path.display());
+        }
+    }
+    let (private, public) = generate_key_pair()?;
+    write_private_file(private_path, private.expose_secret().as_bytes())?;
+    fs::write(public_path, public).with_context(|| format!("writing {}", public_path.display()))?;
+    Ok(())
+}
+
 fn generate_ed25519_pem() -> anyhow::Result<String> {
     let pair = Ed25519KeyPair::generate()
         .map_err(|_| anyhow::anyhow!("could not generate an Ed25519 key"))?;
@@ -124,13 +182,17 @@ fn generate_ed25519_pem() -> anyhow::Result<String> {
 }
 
 fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    pem_block(pem, PEM_BEGIN, PEM_END)
+}
+
+fn pem_block(pem: &str, begin: &str, end: &str) -> anyhow::Result<Vec<u8>> {
     let start = pem
-        .find(PEM_BEGIN)
-        .context("expected a PEM block starting with -----BEGIN PRIVATE KEY-----")?
-        + PEM_BEGIN.len();
+        .find(begin)
+        .with_context(|| format!("expected a PEM block starting with {begin}"))?
+        + begin.len();
     let end = pem[start..]
-        .find(PEM_END)
-        .context("the PEM block has no -----END PRIVATE KEY----- line")?
+        .find(end)
+        .with_context(|| format!("the PEM block has no {end} line"))?
         + start;
     let body: String = pem[start..end].split_whitespace().collect();
     base64::engine::general_purpose::STANDARD
@@ -183,6 +245,44 @@ mod tests {
                 .permissions();
             assert_eq!(mode.mode() & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_public_half_verifies_what_the_private_half_signs_and_nothing_else() {
+        use crate::token::{AUDIENCE, AccessClaims, ISSUER, Role};
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = (dir.path().join("k.pem"), dir.path().join("k.pub.pem"));
+        write_key_pair(&private, &public).unwrap();
+        assert!(
+            write_key_pair(&private, &public).is_err(),
+            "never overwrites"
+        );
+        let signer = KeyMaterial::load(None, Some(&private), dir.path()).unwrap();
+        let verifier = load_public_key(&public).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = AccessClaims {
+            sub: uuid::Uuid::now_v7(),
+            sid: uuid::Uuid::now_v7(),
+            role: Role::Customer,
+            iat: now,
+            exp: now + 60,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+            jti: uuid::Uuid::now_v7(),
+        };
+        let header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        let token = jsonwebtoken::encode(&header, &claims, &signer.encoding).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), claims);
+
+        let other = KeyMaterial::from_ed25519_pem(
+            &generate_ed25519_pem().unwrap(),
+            KeyOrigin::ConfiguredSecret,
+        )
+        .unwrap();
+        let forged = jsonwebtoken::encode(&header, &claims, &other.encoding).unwrap();
+        assert!(verifier.verify(&forged).is_err());
+        // A private key where the public one belongs is refused, not silently used.
+        assert!(load_public_key(&private).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`clients`]: the traits through which services call each other, and the data they exchange.
 //! - [`remote`]: the same traits over HTTP for a split deployment: the `/internal/v1` routes that
 //!   serve them, the clients that call them, and the service credential that guards them.
+//! - [`revocation`]: following Auth's revoked sessions from every process of a deployment.
 //! - [`clock`]: the source of "now", injectable so that time rules can be tested.
 //!
 //! Services depend on this crate; this crate depends on no service.
@@ -28,6 +29,7 @@ pub mod keys;
 pub mod pgtest;
 pub mod problem;
 pub mod remote;
+pub mod revocation;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;

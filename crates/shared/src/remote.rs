@@ -9,6 +9,11 @@
 //! | [`Inventory`] (Catalog → Booking)          | [`inventory_routes`] | [`RemoteInventory`] |
 //! | [`OutboxSource`] (Notifications → Booking) | [`outbox_routes`]    | [`RemoteOutbox`]    |
 //! | [`UserDirectory`] (Notifications → Auth)   | [`directory_routes`] | [`RemoteDirectory`] |
+//! | [`RevocationSource`] (any service → Auth)  | [`directory_routes`] | [`RemoteRevocations`] |
+//!
+//! Booking usually runs as several instances on one database, any of which can answer Catalog
+//! and Notifications; [`Failover`] holds one client per instance and moves on to the next when
+//! one is [`ClientError::Unavailable`].
 //!
 //! **What crosses** is exactly the DTOs of [`crate::clients`] as JSON, each trait method one
 //! route under `/internal/v1`; commands answer `204 No Content`. A refusal travels as the usual
@@ -51,7 +56,7 @@ use uuid::Uuid;
 
 use crate::clients::{
     Availability, ClientError, ConcertInventory, Contact, Inventory, OutboxMessage, OutboxSource,
-    UserDirectory,
+    RevocationSource, RevokedSession, UserDirectory,
 };
 use crate::extract::Json;
 use crate::problem::{ErrorChain, ErrorCode, Problem};
@@ -148,11 +153,22 @@ pub fn outbox_routes(inner: Arc<dyn OutboxSource>, credential: ServiceCredential
         ))
 }
 
-/// The routes through which Auth serves its [`UserDirectory`] to Notifications.
-pub fn directory_routes(inner: Arc<dyn UserDirectory>, credential: ServiceCredential) -> Router {
+/// The routes through which Auth serves its [`UserDirectory`] to Notifications and its
+/// [`RevocationSource`] to every service that verifies tokens.
+pub fn directory_routes<T>(inner: Arc<T>, credential: ServiceCredential) -> Router
+where
+    T: UserDirectory + RevocationSource + 'static,
+{
+    let users: Arc<dyn UserDirectory> = inner.clone();
+    let sessions: Arc<dyn RevocationSource> = inner;
     Router::new()
         .route("/internal/v1/users/{id}/contact", get(get_contact))
-        .with_state(inner)
+        .with_state(users)
+        .merge(
+            Router::new()
+                .route("/internal/v1/sessions/revoked", get(get_revoked_sessions))
+                .with_state(sessions),
+        )
         .route_layer(middleware::from_fn_with_state(
             credential,
             require_credential,
@@ -314,6 +330,19 @@ async fn get_contact(
     Ok(Json(inner.contact(id).await?))
 }
 
+#[derive(Serialize, Deserialize)]
+struct RevokedBody {
+    sessions: Vec<RevokedSession>,
+}
+
+async fn get_revoked_sessions(
+    State(inner): State<Arc<dyn RevocationSource>>,
+) -> Result<Json<RevokedBody>, Problem> {
+    Ok(Json(RevokedBody {
+        sessions: inner.revoked_sessions().await?,
+    }))
+}
+
 // ----- client side -----
 
 /// What every client shares: where the peer is, how to prove who we are, how long to wait.
@@ -447,6 +476,11 @@ remote_client!(
     RemoteDirectory
 );
 
+remote_client!(
+    /// [`RevocationSource`] over HTTP: a verifying service's handle on Auth's revoked sessions.
+    RemoteRevocations
+);
+
 #[async_trait]
 impl Inventory for RemoteInventory {
     async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError> {
@@ -537,6 +571,123 @@ impl UserDirectory for RemoteDirectory {
         let id = user_id.to_string();
         let request = self.0.request(Method::GET, &["users", &id, "contact"]);
         self.0.read(request).await
+    }
+}
+
+#[async_trait]
+impl RevocationSource for RemoteRevocations {
+    async fn revoked_sessions(&self) -> Result<Vec<RevokedSession>, ClientError> {
+        let request = self.0.request(Method::GET, &["sessions", "revoked"]);
+        let answer: RevokedBody = self.0.read(request).await?;
+        Ok(answer.sessions)
+    }
+}
+
+/// One client per instance of a service that runs as several (Booking, maybe Auth), used in turn: each call
+/// starts at the next instance and moves on while the answer is [`ClientError::Unavailable`]. A
+/// refusal ([`ClientError::Rejected`]) is an answer and ends the call. Only the first instance
+/// that refuses to connect is skipped silently; when all fail, the last failure is returned.
+///
+/// Resending a call to another instance is safe for every contract routed through it: the
+/// inventory commands are idempotent (`PUT`s and a cancel), an availability read has no effect,
+/// and an outbox claim whose answer was lost only leases its messages until the lease runs out.
+#[derive(Debug)]
+pub struct Failover<T> {
+    peers: Vec<T>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl<T> Failover<T> {
+    /// Panics without peers: a configuration with none is refused before this is built.
+    pub fn new(peers: Vec<T>) -> Self {
+        assert!(!peers.is_empty(), "Failover needs at least one peer");
+        Self {
+            peers,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The peers in the order this call tries them.
+    fn order(&self) -> impl Iterator<Item = &T> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let count = self.peers.len();
+        (0..count).map(move |offset| &self.peers[(start + offset) % count])
+    }
+}
+
+/// Runs `$call` on each peer in turn until one answers (anything but `Unavailable`).
+macro_rules! first_answer {
+    ($failover:expr, |$peer:ident| $call:expr) => {{
+        let mut failure = None;
+        for $peer in $failover.order() {
+            match $call.await {
+                Err(ClientError::Unavailable(reason)) => failure = Some(reason),
+                answer => return answer,
+            }
+        }
+        Err(ClientError::Unavailable(
+            failure.unwrap_or_else(|| "no instance configured".to_owned()),
+        ))
+    }};
+}
+
+#[async_trait]
+impl<T: Inventory> Inventory for Failover<T> {
+    async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError> {
+        first_answer!(self, |peer| peer.provision(concert))
+    }
+
+    async fn set_capacity(&self, seat_type_id: Uuid, capacity: i64) -> Result<(), ClientError> {
+        first_answer!(self, |peer| peer.set_capacity(seat_type_id, capacity))
+    }
+
+    async fn cancel_concert(&self, concert_id: Uuid) -> Result<(), ClientError> {
+        first_answer!(self, |peer| peer.cancel_concert(concert_id))
+    }
+
+    async fn availability(
+        &self,
+        concert_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Availability>, ClientError> {
+        first_answer!(self, |peer| peer.availability(concert_ids))
+    }
+}
+
+#[async_trait]
+impl<T: OutboxSource> OutboxSource for Failover<T> {
+    async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, ClientError> {
+        first_answer!(self, |peer| peer.claim(limit, lease))
+    }
+
+    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
+        first_answer!(self, |peer| peer.acknowledge(message_id))
+    }
+
+    async fn retry_later(
+        &self,
+        message_id: Uuid,
+        retry_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), ClientError> {
+        first_answer!(self, |peer| peer.retry_later(message_id, retry_at, error))
+    }
+
+    async fn depth(&self) -> Result<u64, ClientError> {
+        first_answer!(self, |peer| peer.depth())
+    }
+}
+
+#[async_trait]
+impl<T: UserDirectory> UserDirectory for Failover<T> {
+    async fn contact(&self, user_id: Uuid) -> Result<Option<Contact>, ClientError> {
+        first_answer!(self, |peer| peer.contact(user_id))
+    }
+}
+
+#[async_trait]
+impl<T: RevocationSource> RevocationSource for Failover<T> {
+    async fn revoked_sessions(&self) -> Result<Vec<RevokedSession>, ClientError> {
+        first_answer!(self, |peer| peer.revoked_sessions())
     }
 }
 

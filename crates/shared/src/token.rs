@@ -88,6 +88,15 @@ impl TokenVerifier {
         Self { key, validation }
     }
 
+    /// A verifier that accepts no token: HMAC with a random secret that exists only in this
+    /// process and is never used to sign. For a process that serves no user-facing route.
+    pub fn refusing_all() -> Self {
+        let mut secret = [0u8; 64];
+        // With no randomness at all, an all-zero secret would be guessable: refuse to start.
+        aws_lc_rs::rand::fill(&mut secret).expect("the system random number generator works");
+        Self::new(Algorithm::HS512, DecodingKey::from_secret(&secret))
+    }
+
     /// Checks signature, algorithm, issuer, audience and expiry.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, jsonwebtoken::errors::Error> {
         jsonwebtoken::decode::<AccessClaims>(token, &self.key, &self.validation)

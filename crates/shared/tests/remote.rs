@@ -12,12 +12,13 @@ use async_trait::async_trait;
 use boxoffice_shared::ErrorCode;
 use boxoffice_shared::clients::{
     Availability, BookingEmail, ClientError, ConcertInventory, Contact, EmailKind, Inventory,
-    OutboxMessage, OutboxSource, SeatAvailability, SeatInventory, UserDirectory,
+    OutboxMessage, OutboxSource, RevocationSource, RevokedSession, SeatAvailability, SeatInventory,
+    UserDirectory,
 };
 use boxoffice_shared::clock::{Clock, ManualClock};
 use boxoffice_shared::remote::{
-    RemoteDirectory, RemoteInventory, RemoteOutbox, ServiceCredential, directory_routes,
-    inventory_routes, outbox_routes,
+    Failover, RemoteDirectory, RemoteInventory, RemoteOutbox, RemoteRevocations, ServiceCredential,
+    directory_routes, inventory_routes, outbox_routes,
 };
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
@@ -270,12 +271,19 @@ impl OutboxSource for MemoryOutbox {
 }
 
 #[derive(Default)]
-struct MemoryDirectory(Mutex<HashMap<Uuid, Contact>>);
+struct MemoryDirectory(Mutex<HashMap<Uuid, Contact>>, Mutex<Vec<RevokedSession>>);
 
 #[async_trait]
 impl UserDirectory for MemoryDirectory {
     async fn contact(&self, user_id: Uuid) -> Result<Option<Contact>, ClientError> {
         Ok(self.0.lock().unwrap().get(&user_id).cloned())
+    }
+}
+
+#[async_trait]
+impl RevocationSource for MemoryDirectory {
+    async fn revoked_sessions(&self) -> Result<Vec<RevokedSession>, ClientError> {
+        Ok(self.1.lock().unwrap().clone())
     }
 }
 
@@ -505,6 +513,68 @@ async fn directory_answers_contacts_and_none_for_unknown_users() {
 
     assert_eq!(remote.contact(known).await, Ok(Some(contact)));
     assert_eq!(remote.contact(Uuid::now_v7()).await, Ok(None));
+}
+
+#[tokio::test]
+async fn revoked_sessions_cross_intact_and_need_the_credential() {
+    let inner = Arc::new(MemoryDirectory::default());
+    let revoked = RevokedSession {
+        session_id: Uuid::now_v7(),
+        forget_after: 1_900_000_000,
+    };
+    inner.1.lock().unwrap().push(revoked);
+    let server = Server::start(directory_routes(inner, credential())).await;
+    let http = reqwest::Client::new();
+    let remote = RemoteRevocations::new(server.base.clone(), credential(), http.clone());
+    assert_eq!(remote.revoked_sessions().await, Ok(vec![revoked]));
+
+    let stranger = RemoteRevocations::new(server.base.clone(), wrong_credential(), http);
+    assert!(matches!(
+        stranger.revoked_sessions().await,
+        Err(ClientError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn failover_moves_past_a_dead_instance_but_not_past_a_refusal() {
+    let (inner, server, _) = inventory_server().await;
+    // A port nobody listens on: bound, then released.
+    let dead: Url = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", socket.local_addr().unwrap())
+            .parse()
+            .unwrap()
+    };
+    let http = reqwest::Client::new();
+    let failover = Failover::new(vec![
+        RemoteInventory::new(dead.clone(), credential(), http.clone()),
+        RemoteInventory::new(server.base.clone(), credential(), http.clone()),
+    ]);
+    let seat = Uuid::now_v7();
+    let show = concert(&[(seat, 10)]);
+    // Whichever instance each call starts at, every call reaches the live one.
+    for _ in 0..4 {
+        failover.provision(&show).await.unwrap();
+    }
+    assert!(
+        inner
+            .concerts
+            .lock()
+            .unwrap()
+            .contains_key(&show.concert_id)
+    );
+    // A refusal is an answer: not retried elsewhere.
+    let refused = failover.set_capacity(Uuid::now_v7(), 5).await;
+    assert!(
+        matches!(refused, Err(ClientError::Rejected { .. })),
+        "{refused:?}"
+    );
+
+    let all_dead = Failover::new(vec![RemoteInventory::new(dead, credential(), http)]);
+    assert!(matches!(
+        all_dead.cancel_concert(show.concert_id).await,
+        Err(ClientError::Unavailable(_))
+    ));
 }
 
 // ----- authentication -----

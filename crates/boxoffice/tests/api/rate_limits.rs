@@ -122,3 +122,55 @@ async fn the_fourth_registration_from_one_address_is_429() {
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     app.login_session("user0@example.com", PASSWORD).await;
 }
+
+/// Registers `email` as if the gateway had forwarded the request for `client`.
+async fn register_via(app: &TestApp, email: &str, forwarded_for: &str) -> Response {
+    app.client
+        .post(app.url("/api/v1/auth/register"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"email": email, "password": PASSWORD, "full_name": "Behind A Proxy"}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_throttle_keys_on_the_address_it_forwards() {
+    let app = spawn_app_with(|config| {
+        config.auth.rate_limit = Some(limits());
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    // The gateway appends the client it saw; whatever the client wrote before that is ignored.
+    for n in 0..3 {
+        let response = register_via(
+            &app,
+            &format!("a{n}@example.com"),
+            &format!("198.51.100.{n}, 203.0.113.7"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let response = register_via(&app, "a3@example.com", "203.0.113.7").await;
+    assert_rate_limited(response, limits().registration_window.as_secs()).await;
+    // Another client behind the same proxy has its own budget.
+    let response = register_via(&app, "b0@example.com", "203.0.113.8").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn from_an_untrusted_peer_x_forwarded_for_is_ignored() {
+    let app = spawn_limited_app().await;
+    for n in 0..3 {
+        let response = register_via(
+            &app,
+            &format!("c{n}@example.com"),
+            &format!("203.0.113.{n}"),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    // A made-up address does not buy a fresh budget.
+    let response = register_via(&app, "c3@example.com", "203.0.113.99").await;
+    assert_rate_limited(response, limits().registration_window.as_secs()).await;
+}

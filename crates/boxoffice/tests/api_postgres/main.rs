@@ -3,6 +3,9 @@
 //! data in a fresh PostgreSQL database of its own (see `helpers`). Only the throttling tests stay
 //! out: their state is in memory, whatever the store.
 //!
+//! `split` starts the split deployment (separate service processes behind the gateway) on
+//! PostgreSQL, where it belongs.
+//!
 //! The server is `BOXOFFICE_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Without one, each test says it skipped
 //! PostgreSQL and runs on SQLite; `BOXOFFICE_REQUIRE_POSTGRES=1` (set by CI) makes that a failure.
@@ -34,3 +37,4 @@ mod lifecycle;
 mod loadtest;
 #[path = "../api/ops.rs"]
 mod ops;
+mod split;
