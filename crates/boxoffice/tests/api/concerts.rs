@@ -681,18 +681,22 @@ async fn the_sales_report_and_availability_are_exact() {
 }
 
 /// A reader of a `text/event-stream` response, event by event.
-struct EventStream {
+pub struct EventStream {
     response: reqwest::Response,
     buffer: String,
 }
 
 impl EventStream {
     async fn connect(app: &TestApp, concert_id: &str) -> EventStream {
-        let response = app
-            .client
-            .get(app.url(&format!(
-                "/api/v1/concerts/{concert_id}/availability/stream"
-            )))
+        Self::open(&app.client, &app.base, concert_id).await
+    }
+
+    /// The availability stream of `concert_id` at the server (or gateway) whose root is `base`.
+    pub async fn open(client: &reqwest::Client, base: &str, concert_id: &str) -> EventStream {
+        let response = client
+            .get(format!(
+                "{base}/api/v1/concerts/{concert_id}/availability/stream"
+            ))
             .send()
             .await
             .unwrap();
@@ -715,7 +719,7 @@ impl EventStream {
     }
 
     /// The next event (name, data), skipping comments and keep-alives; panics after `seconds`.
-    async fn next(&mut self, seconds: u64) -> (String, String) {
+    pub async fn next(&mut self, seconds: u64) -> (String, String) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
         loop {
             self.buffer = self.buffer.replace("\r\n", "\n");

@@ -6,6 +6,7 @@
 //! - the booking guarantees hold across the two booking instances: a capacity race, a same-user
 //!   burst and a cancel race, with one email per booking; a logout is refused by both instances
 //!   at once; internal routes are not reachable through the gateway;
+//! - the availability stream, held by one booking instance, follows the other's commits;
 //! - a booking instance killed with SIGKILL mid-storm loses no acknowledged booking, and the
 //!   other instance carries on;
 //! - `boxoffice loadtest --scenario onsale` against the gateway passes its verdict.
@@ -26,6 +27,7 @@ use tokio::process::Child;
 use tokio::sync::Barrier;
 
 use crate::admin::boxoffice_command;
+use crate::concerts::EventStream;
 use crate::emails::{mails, mails_of};
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, concert_body, database_url, id_of, poll_until,
@@ -469,6 +471,35 @@ async fn the_booking_guarantees_hold_across_two_booking_instances_behind_the_gat
         mails_of(&all, &id_of(&booking), "booking_cancelled").len(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_availability_stream_through_the_gateway_sees_both_instances_commits() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let admin = cluster.admin_token().await;
+    let (concert, seat_type) = cluster.concert(&admin, "Live", 10).await;
+    let users = cluster.register("watcher", 4).await;
+    // The stream is held by one booking instance; the gateway sends the bookings to both in
+    // turn, so the stream must learn of the other instance's commits through the database.
+    let mut stream = EventStream::open(&cluster.client, &cluster.base, &concert).await;
+    let (name, data) = stream.next(5).await;
+    assert_eq!(name, "availability");
+    let first: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(first["seat_types"][0]["remaining"], 10, "{first}");
+    for (_, token) in &users {
+        let (status, body) = book(&cluster, token, &concert, &seat_type).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let mut remaining = 10;
+    while remaining != 6 {
+        let (name, data) = stream.next(5).await;
+        assert_eq!(name, "availability");
+        let event: Value = serde_json::from_str(&data).unwrap();
+        remaining = event["seat_types"][0]["remaining"].as_u64().unwrap();
+        assert!((6..10).contains(&remaining), "{event}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
