@@ -18,6 +18,23 @@ pub struct AuthConfig {
     /// Whether admins may create load-test accounts in bulk
     /// (`POST /api/v1/admin/load-test-accounts`). Off by default: only for load tests.
     pub load_test_accounts: bool,
+    /// Where the throttles' counters are shared between Auth instances (`--redis-url`); `None`:
+    /// each process counts on its own.
+    pub shared_throttles: Option<SharedThrottles>,
+}
+
+/// A Redis server whose counters every Auth instance shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedThrottles {
+    /// `redis://HOST:PORT[/DB]` (or `rediss://` for TLS).
+    pub url: String,
+    /// Prepended to every key, so that deployments (or tests) sharing a server keep apart.
+    pub prefix: String,
+}
+
+impl SharedThrottles {
+    /// The key prefix of a deployment that did not choose one.
+    pub const DEFAULT_PREFIX: &str = "boxoffice:throttle";
 }
 
 impl Default for AuthConfig {
@@ -28,6 +45,7 @@ impl Default for AuthConfig {
             password: PasswordParams::default(),
             rate_limit: Some(RateLimitConfig::default()),
             load_test_accounts: false,
+            shared_throttles: None,
         }
     }
 }

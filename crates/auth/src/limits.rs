@@ -4,12 +4,21 @@
 //! the account's count: a user who mistypes twice is not locked out for the window, while an
 //! attacker guessing passwords is stopped after a few tries. That "count failures, forgive on
 //! success" rule is not a token bucket, which is why this is a small fixed-window counter rather
-//! than a GCRA limiter. Counts live in process memory; a deployment with several Auth instances
-//! multiplies the limit by the instance count (see the scale-out notes).
+//! than a GCRA limiter.
+//!
+//! Counts live in process memory ([`AttemptLimiter`]). A deployment with several Auth instances
+//! would multiply every limit by the instance count, so it can share the counts through Redis
+//! ([`SharedCounters`], `--redis-url`): one key per throttle and subject, `INCR` plus a `PEXPIRE
+//! … NX` that starts the window with the first event, in one `MULTI`. Redis earns its place only
+//! there; bookings never touch it. The local count is always kept as well, and whenever Redis does
+//! not answer (not yet connected, down, slow) a [`Throttle`] decides on the local count alone: the
+//! limit then holds per process, as without Redis, and logins keep working.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// Counts events per key in fixed windows and refuses keys that reached the limit.
 #[derive(Debug)]
@@ -85,6 +94,187 @@ impl AttemptLimiter {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(key);
+    }
+}
+
+/// How long a throttle waits for Redis before deciding on the local count.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A connection to the Redis server that holds every Auth instance's counts. Cheap to clone.
+#[derive(Clone)]
+pub struct SharedCounters {
+    connection: Arc<OnceLock<ConnectionManager>>,
+    prefix: Arc<str>,
+}
+
+impl std::fmt::Debug for SharedCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCounters")
+            .field("prefix", &self.prefix)
+            .field("connected", &self.connection.get().is_some())
+            .finish()
+    }
+}
+
+impl SharedCounters {
+    /// Starts connecting to `url` in the background (retrying every few seconds until Redis
+    /// answers); until then the throttles count locally. Fails only for a URL that cannot be
+    /// one. Needs a Tokio runtime.
+    pub fn connect(url: &str, prefix: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let shared = Self {
+            connection: Arc::new(OnceLock::new()),
+            prefix: prefix.into(),
+        };
+        let cell = shared.connection.clone();
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        tokio::spawn(async move {
+            loop {
+                match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+                    Ok(manager) => {
+                        tracing::info!("throttle counters shared through Redis");
+                        let _ = cell.set(manager);
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot reach Redis for the throttles; counting per process meanwhile");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        });
+        Ok(shared)
+    }
+
+    /// Whether the connection has been made (it reconnects by itself afterwards).
+    pub fn is_connected(&self) -> bool {
+        self.connection.get().is_some()
+    }
+
+    fn key(&self, throttle: &str, subject: &str) -> String {
+        format!("{}:{throttle}:{subject}", self.prefix)
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        self.connection.get().cloned()
+    }
+
+    /// `Some(Err(seconds))` while the shared count has reached `limit`; `None` when Redis did not
+    /// answer.
+    async fn check(&self, throttle: &str, subject: &str, limit: u32) -> Option<Result<(), u64>> {
+        let mut connection = self.connection()?;
+        let key = self.key(throttle, subject);
+        let answer: Result<(Option<u32>, i64), _> = redis::pipe()
+            .get(&key)
+            .pttl(&key)
+            .query_async(&mut connection)
+            .await;
+        match answer {
+            Ok((Some(count), left_ms)) if count >= limit && left_ms > 0 => {
+                Some(Err(u64::try_from(left_ms)
+                    .unwrap_or(0)
+                    .div_ceil(1000)
+                    .max(1)))
+            }
+            Ok(_) => Some(Ok(())),
+            Err(error) => {
+                redis_failed(&error);
+                None
+            }
+        }
+    }
+
+    async fn record(&self, throttle: &str, subject: &str, window: Duration) {
+        let Some(mut connection) = self.connection() else {
+            return;
+        };
+        let key = self.key(throttle, subject);
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let done: Result<(), _> = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(window_ms)
+            .arg("NX")
+            .ignore()
+            .query_async(&mut connection)
+            .await;
+        if let Err(error) = done {
+            redis_failed(&error);
+        }
+    }
+
+    async fn clear(&self, throttle: &str, subject: &str) {
+        let Some(mut connection) = self.connection() else {
+            return;
+        };
+        let done: Result<(), _> = redis::cmd("DEL")
+            .arg(self.key(throttle, subject))
+            .query_async(&mut connection)
+            .await;
+        if let Err(error) = done {
+            redis_failed(&error);
+        }
+    }
+}
+
+fn redis_failed(error: &redis::RedisError) {
+    metrics::counter!("auth_throttle_redis_errors_total").increment(1);
+    tracing::debug!(%error, "Redis did not answer a throttle; deciding on the local count");
+}
+
+/// One throttle (e.g. "failed logins per account"): the local count, and the shared one when
+/// there is Redis.
+#[derive(Debug)]
+pub struct Throttle {
+    name: &'static str,
+    local: AttemptLimiter,
+    shared: Option<SharedCounters>,
+}
+
+impl Throttle {
+    pub fn new(
+        name: &'static str,
+        limit: u32,
+        window: Duration,
+        shared: Option<SharedCounters>,
+    ) -> Self {
+        Self {
+            name,
+            local: AttemptLimiter::new(limit, window),
+            shared,
+        }
+    }
+
+    /// `Err(seconds)` while `subject` has reached the limit: across every instance when the
+    /// counts are shared and Redis answers, in this process otherwise.
+    pub async fn check(&self, subject: &str) -> Result<(), u64> {
+        if let Some(shared) = &self.shared
+            && let Some(answer) = shared.check(self.name, subject, self.local.limit).await
+        {
+            return answer;
+        }
+        self.local.check(subject, Instant::now())
+    }
+
+    /// Counts one event for `subject`.
+    pub async fn record(&self, subject: &str) {
+        self.local.record(subject, Instant::now());
+        if let Some(shared) = &self.shared {
+            shared.record(self.name, subject, self.local.window).await;
+        }
+    }
+
+    /// Forgets `subject`'s events.
+    pub async fn clear(&self, subject: &str) {
+        self.local.clear(subject);
+        if let Some(shared) = &self.shared {
+            shared.clear(self.name, subject).await;
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::token::{Authenticator, RevokedSessions, Role};
@@ -13,7 +12,7 @@ use uuid::Uuid;
 use crate::config::AuthConfig;
 use crate::domain::{Email, FullName, Login, Password, Phone};
 use crate::error::AuthError;
-use crate::limits::AttemptLimiter;
+use crate::limits::{SharedCounters, Throttle};
 use crate::password::Passwords;
 use crate::store::{AuthStore, NewUser, RefreshOutcome, UserRecord};
 use crate::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
@@ -45,9 +44,11 @@ pub struct ProfileChange {
 }
 
 struct Throttles {
-    account_failures: AttemptLimiter,
-    address_failures: AttemptLimiter,
-    registrations: AttemptLimiter,
+    /// The Redis connection the throttles share, when configured.
+    shared: Option<SharedCounters>,
+    account_failures: Throttle,
+    address_failures: Throttle,
+    registrations: Throttle,
 }
 
 struct Inner {
@@ -73,18 +74,32 @@ impl AuthService {
         authenticator: Authenticator,
     ) -> anyhow::Result<Self> {
         let passwords = Passwords::new(config.password)?;
+        let shared = match (&config.rate_limit, &config.shared_throttles) {
+            (Some(_), Some(shared)) => Some(
+                SharedCounters::connect(&shared.url, &shared.prefix)
+                    .map_err(|error| anyhow::anyhow!("--redis-url: {error}"))?,
+            ),
+            _ => None,
+        };
         let throttles = config.rate_limit.map(|limits| Throttles {
-            account_failures: AttemptLimiter::new(
+            shared: shared.clone(),
+            account_failures: Throttle::new(
+                "login-failures-account",
                 limits.login_failures_per_account,
                 limits.failure_window,
+                shared.clone(),
             ),
-            address_failures: AttemptLimiter::new(
+            address_failures: Throttle::new(
+                "login-failures-address",
                 limits.login_failures_per_address,
                 limits.failure_window,
+                shared.clone(),
             ),
-            registrations: AttemptLimiter::new(
+            registrations: Throttle::new(
+                "registrations-address",
                 limits.registrations_per_address,
                 limits.registration_window,
+                shared,
             ),
         });
         Ok(Self {
@@ -115,6 +130,29 @@ impl AuthService {
         &self.inner.authenticator.revoked
     }
 
+    /// Waits (at most `timeout`) for the connection to the Redis server that shares the
+    /// throttles' counts, so that a starting instance counts with the others from its first
+    /// request; `false` if it is not there yet (counting goes on per process until it is).
+    /// `true` at once when the counts are not shared.
+    pub async fn wait_for_shared_throttles(&self, timeout: std::time::Duration) -> bool {
+        let Some(shared) = self
+            .inner
+            .throttles
+            .as_ref()
+            .and_then(|t| t.shared.as_ref())
+        else {
+            return true;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !shared.is_connected() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Loads the sessions revoked recently enough that their access tokens may still be valid, so
     /// that a restart does not bring logged-out tokens back to life.
     pub async fn load_revocations(&self) -> Result<usize, AuthError> {
@@ -140,12 +178,12 @@ impl AuthService {
     ) -> Result<IssuedTokens, AuthError> {
         if let Some(throttles) = &self.inner.throttles {
             let key = format!("address:{client}");
-            let now = Instant::now();
             throttles
                 .registrations
-                .check(&key, now)
+                .check(&key)
+                .await
                 .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
-            throttles.registrations.record(&key, now);
+            throttles.registrations.record(&key).await;
         }
         let hash = self
             .inner
@@ -184,7 +222,8 @@ impl AuthService {
         if let Some(throttles) = &self.inner.throttles {
             throttles
                 .address_failures
-                .check(&address_key, Instant::now())
+                .check(&address_key)
+                .await
                 .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
         }
         let user = match &login {
@@ -202,7 +241,8 @@ impl AuthService {
         if let (Some(throttles), Some(key)) = (&self.inner.throttles, &account_key) {
             throttles
                 .account_failures
-                .check(key, Instant::now())
+                .check(key)
+                .await
                 .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
         }
         let verified = match &user {
@@ -217,18 +257,17 @@ impl AuthService {
         match (user, verified) {
             (Some(user), true) => {
                 if let (Some(throttles), Some(key)) = (&self.inner.throttles, &account_key) {
-                    throttles.account_failures.clear(key);
+                    throttles.account_failures.clear(key).await;
                 }
                 metrics::counter!("auth_logins_total", "outcome" => "success").increment(1);
                 self.start_session(user).await
             }
             _ => {
                 if let Some(throttles) = &self.inner.throttles {
-                    let now = Instant::now();
                     if let Some(key) = &account_key {
-                        throttles.account_failures.record(key, now);
+                        throttles.account_failures.record(key).await;
                     }
-                    throttles.address_failures.record(&address_key, now);
+                    throttles.address_failures.record(&address_key).await;
                 }
                 metrics::counter!("auth_logins_total", "outcome" => "failure").increment(1);
                 Err(AuthError::InvalidCredentials)

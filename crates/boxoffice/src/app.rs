@@ -387,6 +387,12 @@ pub async fn open_auth(config: &Config) -> anyhow::Result<(AuthService, Authenti
         TokenIssuer::new(keys.algorithm, keys.encoding),
         authenticator.clone(),
     )?;
+    if !auth
+        .wait_for_shared_throttles(std::time::Duration::from_secs(2))
+        .await
+    {
+        tracing::warn!("Redis does not answer yet: throttles count per process until it does");
+    }
     let revoked = auth.load_revocations().await?;
     tracing::debug!(revoked, "loaded recently revoked sessions");
     Ok((auth, authenticator, auth_db))

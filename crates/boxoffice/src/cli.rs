@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use boxoffice_auth::AuthConfig;
-use boxoffice_auth::config::{PasswordParams, RateLimitConfig};
+use boxoffice_auth::config::{PasswordParams, RateLimitConfig, SharedThrottles};
 use boxoffice_shared::remote::ServiceCredential;
 use boxoffice_shared::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Run every service in one process, or some of them (`--service`) as part of a split
     /// deployment.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a new Ed25519 key pair for signing tokens: the private key for Auth
     /// (`--jwt-key-file`), the public key for every other service (`--jwt-public-key-file`).
     Keygen(KeygenArgs),
@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// Login and registration throttles; `off` only for load tests on a trusted network.
     #[arg(long, env = "BOXOFFICE_RATE_LIMIT", value_enum, default_value_t = Switch::On)]
     pub rate_limit: Switch,
+    /// Redis (`redis://HOST:PORT`) where several Auth instances share the throttles' counts;
+    /// without it (or while it does not answer) each process counts on its own.
+    #[arg(long, env = "BOXOFFICE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// `full`: a 201 means the booking is on disk (SQLite `synchronous=FULL`). `normal`: it
     /// survives a crash of the process but maybe not a power loss; faster on slow disks.
     #[arg(long, env = "BOXOFFICE_DURABILITY", value_enum, default_value_t = DurabilityArg::Full)]
@@ -249,6 +253,10 @@ impl ServeArgs {
             Switch::Off => None,
         };
         config.auth.load_test_accounts = self.load_test_accounts == Switch::On;
+        config.auth.shared_throttles = self.redis_url.map(|url| SharedThrottles {
+            url,
+            prefix: SharedThrottles::DEFAULT_PREFIX.to_owned(),
+        });
         config.durability = match self.durability {
             DurabilityArg::Full => boxoffice_shared::db::Durability::Full,
             DurabilityArg::Normal => boxoffice_shared::db::Durability::Normal,

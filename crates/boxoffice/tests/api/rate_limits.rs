@@ -174,3 +174,57 @@ async fn from_an_untrusted_peer_x_forwarded_for_is_ignored() {
     let response = register_via(&app, "c3@example.com", "203.0.113.99").await;
     assert_rate_limited(response, limits().registration_window.as_secs()).await;
 }
+
+/// The Redis server the shared-throttle test uses, if one answers (see `auth/tests/shared_throttles.rs`).
+fn redis_url() -> Option<String> {
+    let url = std::env::var("BOXOFFICE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let address = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let timeout = std::time::Duration::from_millis(500);
+    if std::net::TcpStream::connect_timeout(&address.parse().unwrap(), timeout).is_ok() {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("BOXOFFICE_REQUIRE_REDIS").as_deref() != Ok("1"),
+        "BOXOFFICE_REQUIRE_REDIS=1 but no Redis server answers at {url}"
+    );
+    eprintln!("SKIPPED: no Redis server at {url}; shared throttles not tested");
+    None
+}
+
+#[tokio::test]
+async fn two_auth_instances_sharing_redis_count_registrations_together() {
+    let Some(url) = redis_url() else { return };
+    let shared = boxoffice_auth::config::SharedThrottles {
+        url,
+        prefix: format!("boxoffice-test:{}", uuid::Uuid::now_v7()),
+    };
+    let configure = |config: &mut boxoffice::app::Config| {
+        config.auth.rate_limit = Some(limits());
+        config.auth.shared_throttles = Some(shared.clone());
+    };
+    // Separate stores: only the counts in Redis connect the two.
+    let a = spawn_app_with(configure).await;
+    let b = spawn_app_with(configure).await;
+    a.register_user("first@example.com").await;
+    b.register_user("second@example.com").await;
+    a.register_user("third@example.com").await;
+    // Three registrations from this address in all, though neither instance saw three.
+    let response = b
+        .register(
+            &json!({"email": "fourth@example.com", "password": PASSWORD, "full_name": "Too Many"}),
+        )
+        .await;
+    assert_rate_limited(response, limits().registration_window.as_secs()).await;
+    let response = a
+        .register(
+            &json!({"email": "fifth@example.com", "password": PASSWORD, "full_name": "Too Many"}),
+        )
+        .await;
+    assert_rate_limited(response, limits().registration_window.as_secs()).await;
+}
