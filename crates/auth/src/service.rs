@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use boxoffice_shared::clients::RevokedSession;
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::token::{Authenticator, RevokedSessions, Role};
 use time::OffsetDateTime;
@@ -156,18 +157,29 @@ impl AuthService {
     /// Loads the sessions revoked recently enough that their access tokens may still be valid, so
     /// that a restart does not bring logged-out tokens back to life.
     pub async fn load_revocations(&self) -> Result<usize, AuthError> {
+        let sessions = self.recently_revoked().await?;
+        let now = self.clock().now().unix_timestamp();
+        for session in &sessions {
+            self.revoked()
+                .revoke(session.session_id, session.forget_after, now);
+        }
+        Ok(sessions.len())
+    }
+
+    /// The sessions revoked recently enough that their access tokens may still be valid, each
+    /// with the moment its last token expires.
+    async fn recently_revoked(&self) -> Result<Vec<RevokedSession>, AuthError> {
         let now = self.clock().now();
         let ttl = time::Duration::try_from(self.inner.config.access_ttl)
             .unwrap_or(time::Duration::MINUTE * 15);
         let sessions = self.inner.store.sessions_revoked_since(now - ttl).await?;
-        for (session, revoked_at) in &sessions {
-            self.revoked().revoke(
-                *session,
-                (*revoked_at + ttl).unix_timestamp(),
-                now.unix_timestamp(),
-            );
-        }
-        Ok(sessions.len())
+        Ok(sessions
+            .into_iter()
+            .map(|(session_id, revoked_at)| RevokedSession {
+                session_id,
+                forget_after: (revoked_at + ttl).unix_timestamp(),
+            })
+            .collect())
     }
 
     /// Creates a customer account and logs it in.
@@ -493,11 +505,11 @@ impl AuthService {
     }
 
     fn remember_revoked(&self, session_id: Uuid, now: OffsetDateTime) {
-        let ttl = i64::try_from(self.inner.config.access_ttl.as_secs()).unwrap_or(i64::MAX);
-        let now = now.unix_timestamp();
-        // Keep it a little past the token lifetime to cover the verifier's clock leeway.
-        self.revoked()
-            .revoke(session_id, now.saturating_add(ttl).saturating_add(60), now);
+        self.revoked().revoke_now(
+            session_id,
+            now.unix_timestamp(),
+            self.inner.config.access_ttl,
+        );
     }
 }
 
@@ -526,29 +538,9 @@ impl boxoffice_shared::clients::UserDirectory for AuthService {
 impl boxoffice_shared::clients::RevocationSource for AuthService {
     async fn revoked_sessions(
         &self,
-    ) -> Result<
-        Vec<boxoffice_shared::clients::RevokedSession>,
-        boxoffice_shared::clients::ClientError,
-    > {
-        let now = self.clock().now();
-        let ttl = time::Duration::try_from(self.inner.config.access_ttl)
-            .unwrap_or(time::Duration::MINUTE * 15);
-        let sessions = self
-            .inner
-            .store
-            .sessions_revoked_since(now - ttl)
+    ) -> Result<Vec<RevokedSession>, boxoffice_shared::clients::ClientError> {
+        self.recently_revoked()
             .await
-            .map_err(|error| {
-                boxoffice_shared::clients::ClientError::Unavailable(error.to_string())
-            })?;
-        Ok(sessions
-            .into_iter()
-            .map(
-                |(session_id, revoked_at)| boxoffice_shared::clients::RevokedSession {
-                    session_id,
-                    forget_after: (revoked_at + ttl).unix_timestamp(),
-                },
-            )
-            .collect())
+            .map_err(|error| boxoffice_shared::clients::ClientError::Unavailable(error.to_string()))
     }
 }

@@ -35,9 +35,8 @@ pub struct Follower {
     source: Arc<dyn RevocationSource>,
     revoked: RevokedSessions,
     clock: SharedClock,
-    /// How long a session announced on the channel stays on the list: the access-token lifetime
-    /// plus a margin for the verifier's clock leeway.
-    keep_for: Duration,
+    /// The access-token lifetime: how long a session announced on the channel must be refused.
+    access_ttl: Duration,
     loaded: Arc<AtomicBool>,
 }
 
@@ -52,7 +51,7 @@ impl Follower {
             source,
             revoked,
             clock,
-            keep_for: access_ttl + Duration::from_secs(60),
+            access_ttl,
             loaded: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -76,9 +75,7 @@ impl Follower {
 
     fn remember(&self, session_id: Uuid) {
         let now = self.clock.now().unix_timestamp();
-        let keep_for = i64::try_from(self.keep_for.as_secs()).unwrap_or(i64::MAX);
-        self.revoked
-            .revoke(session_id, now.saturating_add(keep_for), now);
+        self.revoked.revoke_now(session_id, now, self.access_ttl);
     }
 
     /// Listens on [`CHANNEL`] until `stop` resolves, reading the full list after every

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
@@ -112,6 +113,10 @@ impl std::fmt::Debug for TokenVerifier {
     }
 }
 
+/// How long past the access-token lifetime a revoked session is still remembered: more than the
+/// verifier's clock leeway, so that no token of the session outlives its entry.
+pub const REVOCATION_MARGIN: Duration = Duration::from_secs(60);
+
 /// Sessions that were ended before their access tokens expired.
 ///
 /// An entry only needs to outlive the longest-lived access token of its session, so entries carry
@@ -132,6 +137,14 @@ impl RevokedSessions {
             map.retain(|_, until| *until >= now_unix);
         }
         map.insert(session, forget_after_unix);
+    }
+
+    /// Records that `session` was revoked at `now_unix`, to be remembered until every access
+    /// token it may still hold has expired: `access_ttl` plus [`REVOCATION_MARGIN`].
+    pub fn revoke_now(&self, session: Uuid, now_unix: i64, access_ttl: Duration) {
+        let keep = access_ttl.saturating_add(REVOCATION_MARGIN).as_secs();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.revoke(session, now_unix.saturating_add(keep), now_unix);
     }
 
     pub fn is_revoked(&self, session: &Uuid) -> bool {
