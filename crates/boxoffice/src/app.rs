@@ -432,9 +432,17 @@ fn verifier_without_auth(config: &Config) -> anyhow::Result<TokenVerifier> {
     }
 }
 
-/// One client per peer URL, tried in turn.
-fn failover<T>(urls: &[Url], client: impl Fn(Url) -> T) -> Arc<Failover<T>> {
-    Arc::new(Failover::new(urls.iter().cloned().map(client).collect()))
+/// One client per peer URL, tried in turn. `client` is a `Remote*::new`.
+fn failover<T>(
+    urls: &[Url],
+    credential: &ServiceCredential,
+    http: &reqwest::Client,
+    client: impl Fn(Url, ServiceCredential, reqwest::Client) -> T,
+) -> Arc<Failover<T>> {
+    let clients = urls
+        .iter()
+        .map(|url| client(url.clone(), credential.clone(), http.clone()));
+    Arc::new(Failover::new(clients.collect()))
 }
 
 impl Services {
@@ -456,9 +464,9 @@ impl Services {
             .connect_timeout(std::time::Duration::from_secs(2))
             .build()
             .context("building the HTTP client for peer services")?;
-        let credential = config.service_credential.clone();
         let peer_credential = || {
-            credential
+            config
+                .service_credential
                 .clone()
                 .context("peer calls need BOXOFFICE_SERVICE_TOKEN")
         };
@@ -548,15 +556,21 @@ impl Services {
         if roles.notifications {
             let outbox: Arc<dyn OutboxSource> = match &booking {
                 Some(booking) => Arc::new(booking.clone()),
-                None => failover(&config.peers.booking, |url| {
-                    RemoteOutbox::new(url, credential.clone().expect("checked"), http.clone())
-                }),
+                None => failover(
+                    &config.peers.booking,
+                    &peer_credential()?,
+                    &http,
+                    RemoteOutbox::new,
+                ),
             };
             let users: Arc<dyn UserDirectory> = match &auth {
                 Some(auth) => Arc::new(auth.clone()),
-                None => failover(&config.peers.auth, |url| {
-                    RemoteDirectory::new(url, credential.clone().expect("checked"), http.clone())
-                }),
+                None => failover(
+                    &config.peers.auth,
+                    &peer_credential()?,
+                    &http,
+                    RemoteDirectory::new,
+                ),
             };
             let mail_dir = config
                 .mail_dir
@@ -587,9 +601,12 @@ impl Services {
                 .context("opening the catalog store")?;
             let inventory: Arc<dyn Inventory> = match &booking {
                 Some(booking) => Arc::new(booking.clone()),
-                None => failover(&config.peers.booking, |url| {
-                    RemoteInventory::new(url, credential.clone().expect("checked"), http.clone())
-                }),
+                None => failover(
+                    &config.peers.booking,
+                    &peer_credential()?,
+                    &http,
+                    RemoteInventory::new,
+                ),
             };
             let catalog = CatalogService::new(
                 catalog_db.clone(),
@@ -624,9 +641,12 @@ impl Services {
                 Store::Sqlite(_) => None,
             });
             let pool = pool.context("following revocations needs the PostgreSQL database")?;
-            let source: Arc<dyn RevocationSource> = failover(&config.peers.auth, |url| {
-                RemoteRevocations::new(url, credential.clone().expect("checked"), http.clone())
-            });
+            let source: Arc<dyn RevocationSource> = failover(
+                &config.peers.auth,
+                &peer_credential()?,
+                &http,
+                RemoteRevocations::new,
+            );
             let follower = boxoffice_shared::revocation::Follower::new(
                 source,
                 authenticator.revoked.clone(),

@@ -583,10 +583,10 @@ impl RevocationSource for RemoteRevocations {
     }
 }
 
-/// One client per instance of a service that runs as several (Booking, maybe Auth), used in turn: each call
-/// starts at the next instance and moves on while the answer is [`ClientError::Unavailable`]. A
-/// refusal ([`ClientError::Rejected`]) is an answer and ends the call. Only the first instance
-/// that refuses to connect is skipped silently; when all fail, the last failure is returned.
+/// One client per instance of a service that runs as several (Booking, maybe Auth), used in
+/// turn: each call starts at the next instance and moves on while the answer is
+/// [`ClientError::Unavailable`]. A refusal ([`ClientError::Rejected`]) is an answer and ends the
+/// call. When every instance fails, the last failure is returned.
 ///
 /// Resending a call to another instance is safe for every contract routed through it: the
 /// inventory commands are idempotent (`PUT`s and a cancel), an availability read has no effect,
