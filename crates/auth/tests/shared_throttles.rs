@@ -8,29 +8,7 @@
 use std::time::Duration;
 
 use boxoffice_auth::limits::{SharedCounters, Throttle};
-
-fn redis_url() -> Option<String> {
-    let url = std::env::var("BOXOFFICE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let address = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let reachable =
-        std::net::TcpStream::connect_timeout(&address.parse().unwrap(), Duration::from_millis(500))
-            .is_ok();
-    if reachable {
-        return Some(url);
-    }
-    assert!(
-        std::env::var("BOXOFFICE_REQUIRE_REDIS").as_deref() != Ok("1"),
-        "BOXOFFICE_REQUIRE_REDIS=1 but no Redis server answers at {url}"
-    );
-    eprintln!("SKIPPED: no Redis server at {url}; shared throttles not tested");
-    None
-}
+use boxoffice_shared::redistest;
 
 /// Counters under a prefix of this test's own, once connected.
 async fn connected(url: &str) -> SharedCounters {
@@ -49,7 +27,9 @@ async fn connected(url: &str) -> SharedCounters {
 
 #[tokio::test]
 async fn two_instances_count_failures_together() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = redistest::server("two_instances_count_failures_together") else {
+        return;
+    };
     let shared = connected(&url).await;
     let window = Duration::from_secs(60);
     // The same throttle in two processes: each keeps its own local count, Redis the shared one.
@@ -76,7 +56,9 @@ async fn two_instances_count_failures_together() {
 
 #[tokio::test]
 async fn the_shared_window_runs_out() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = redistest::server("the_shared_window_runs_out") else {
+        return;
+    };
     let shared = connected(&url).await;
     let throttle = Throttle::new("short", 1, Duration::from_millis(300), Some(shared.clone()));
     throttle.record("address:192.0.2.1").await;

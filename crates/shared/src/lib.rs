@@ -11,6 +11,7 @@
 //! - [`db`]: opening the stores: embedded SQLite files with the pragmas boxoffice relies on, or
 //!   PostgreSQL schemas.
 //! - [`pgtest`]: throw-away PostgreSQL databases for the tests that run against both engines.
+//! - [`redistest`]: the Redis server for the tests of the shared throttles.
 //! - [`telemetry`]: tracing set-up, the Prometheus recorder and the per-request metrics layer.
 //! - [`shutdown`]: the signal that starts a graceful shutdown.
 //! - [`clients`]: the traits through which services call each other, and the data they exchange.
@@ -28,6 +29,7 @@ pub mod extract;
 pub mod keys;
 pub mod pgtest;
 pub mod problem;
+pub mod redistest;
 pub mod remote;
 pub mod revocation;
 pub mod shutdown;

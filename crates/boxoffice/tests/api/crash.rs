@@ -71,6 +71,56 @@ async fn wait_until_healthy(guard: &mut ChildGuard, client: &reqwest::Client, ba
     }
 }
 
+/// The storm: every user posts `body` to `url` at the same moment; after `kill_after` 201s,
+/// `kill` runs. Returns every 201 received as (user id, booking) — those whose answer had fully
+/// arrived after the kill too, for they are acknowledgements as well.
+pub async fn storm_with_kill(
+    client: &reqwest::Client,
+    url: &str,
+    users: &[(String, String)],
+    body: &Value,
+    kill_after: usize,
+    kill: impl AsyncFnOnce(),
+) -> Vec<(String, Value)> {
+    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(users.len()));
+    let mut storm = tokio::task::JoinSet::new();
+    for (user_id, token) in users.iter().cloned() {
+        let (client, url, body) = (client.clone(), url.to_owned(), body.clone());
+        let (acks_tx, barrier) = (acks_tx.clone(), barrier.clone());
+        storm.spawn(async move {
+            barrier.wait().await;
+            let Ok(response) = client
+                .post(url)
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await
+            else {
+                return;
+            };
+            if response.status() == StatusCode::CREATED
+                && let Ok(booking) = response.json::<Value>().await
+            {
+                let _ = acks_tx.send((user_id, booking));
+            }
+        });
+    }
+    drop(acks_tx);
+    let mut acknowledged: Vec<(String, Value)> = Vec::new();
+    let mut kill = Some(kill);
+    while let Some(ack) = acks.recv().await {
+        acknowledged.push(ack);
+        if acknowledged.len() == kill_after
+            && let Some(kill) = kill.take()
+        {
+            kill().await;
+        }
+    }
+    storm.join_all().await;
+    acknowledged
+}
+
 async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: &Value) -> Value {
     let mut request = client.post(url).json(body);
     if let Some(token) = token {
@@ -123,48 +173,12 @@ async fn a_kill_9_during_a_booking_storm_loses_no_acknowledged_booking_or_email(
     let users: Vec<(String, String)> = registrations.join_all().await;
     let tokens: HashMap<String, String> = users.iter().cloned().collect();
 
-    // The storm: every user books once, all at the same time; acknowledgements arrive on `acks`.
-    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
-    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(USERS));
-    let mut storm = tokio::task::JoinSet::new();
-    for (user_id, token) in users.clone() {
-        let client = client.clone();
-        let url = format!("{base}/api/v1/bookings");
-        let body = json!({"concert_id": concert_id, "seat_type_id": seat_type});
-        let acks_tx = acks_tx.clone();
-        let barrier = barrier.clone();
-        storm.spawn(async move {
-            barrier.wait().await;
-            let Ok(response) = client
-                .post(url)
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-            else {
-                return;
-            };
-            if response.status() == StatusCode::CREATED
-                && let Ok(booking) = response.json::<Value>().await
-            {
-                let _ = acks_tx.send((user_id, booking));
-            }
-        });
-    }
-    drop(acks_tx);
-    let mut acknowledged: Vec<(String, Value)> = Vec::new();
-    while let Some(ack) = acks.recv().await {
-        acknowledged.push(ack);
-        if acknowledged.len() == KILL_AFTER {
-            server.0.kill().await.unwrap();
-            break;
-        }
-    }
-    // A 201 that had fully arrived before the kill is an acknowledgement too.
-    while let Some(ack) = acks.recv().await {
-        acknowledged.push(ack);
-    }
-    storm.join_all().await;
+    let body = json!({"concert_id": concert_id, "seat_type_id": seat_type});
+    let url = format!("{base}/api/v1/bookings");
+    let acknowledged = storm_with_kill(&client, &url, &users, &body, KILL_AFTER, async || {
+        server.0.kill().await.unwrap();
+    })
+    .await;
     eprintln!(
         "crash test: {} bookings acknowledged before the kill",
         acknowledged.len()

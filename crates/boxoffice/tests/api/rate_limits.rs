@@ -175,31 +175,11 @@ async fn from_an_untrusted_peer_x_forwarded_for_is_ignored() {
     assert_rate_limited(response, limits().registration_window.as_secs()).await;
 }
 
-/// The Redis server the shared-throttle test uses, if one answers (see `auth/tests/shared_throttles.rs`).
-fn redis_url() -> Option<String> {
-    let url = std::env::var("BOXOFFICE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let address = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let timeout = std::time::Duration::from_millis(500);
-    if std::net::TcpStream::connect_timeout(&address.parse().unwrap(), timeout).is_ok() {
-        return Some(url);
-    }
-    assert!(
-        std::env::var("BOXOFFICE_REQUIRE_REDIS").as_deref() != Ok("1"),
-        "BOXOFFICE_REQUIRE_REDIS=1 but no Redis server answers at {url}"
-    );
-    eprintln!("SKIPPED: no Redis server at {url}; shared throttles not tested");
-    None
-}
-
 #[tokio::test]
 async fn two_auth_instances_sharing_redis_count_registrations_together() {
-    let Some(url) = redis_url() else { return };
+    let Some(url) = boxoffice_shared::redistest::server("two_auth_instances_sharing_redis") else {
+        return;
+    };
     let shared = boxoffice_auth::config::SharedThrottles {
         url,
         prefix: format!("boxoffice-test:{}", uuid::Uuid::now_v7()),

@@ -28,6 +28,7 @@ use tokio::sync::Barrier;
 
 use crate::admin::boxoffice_command;
 use crate::concerts::EventStream;
+use crate::crash::storm_with_kill;
 use crate::emails::{mails, mails_of};
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, concert_body, database_url, id_of, poll_until,
@@ -515,44 +516,12 @@ async fn a_booking_instance_killed_mid_storm_loses_no_acknowledged_booking() {
     let users = cluster.register("storm", USERS).await;
     let tokens: HashMap<String, String> = users.iter().cloned().collect();
 
-    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
-    let barrier = Arc::new(Barrier::new(USERS));
-    let mut storm = tokio::task::JoinSet::new();
-    for (user_id, token) in users.clone() {
-        let (client, url) = (cluster.client.clone(), cluster.url("/api/v1/bookings"));
-        let body = json!({"concert_id": concert, "seat_type_id": seat_type});
-        let (acks_tx, barrier) = (acks_tx.clone(), barrier.clone());
-        storm.spawn(async move {
-            barrier.wait().await;
-            let Ok(response) = client
-                .post(url)
-                .bearer_auth(&token)
-                .json(&body)
-                .send()
-                .await
-            else {
-                return;
-            };
-            if response.status() == StatusCode::CREATED
-                && let Ok(booking) = response.json::<Value>().await
-            {
-                let _ = acks_tx.send((user_id, booking));
-            }
-        });
-    }
-    drop(acks_tx);
-    let mut acknowledged: Vec<(String, Value)> = Vec::new();
-    while let Some(ack) = acks.recv().await {
-        acknowledged.push(ack);
-        if acknowledged.len() == KILL_AFTER {
-            cluster.process("booking-1").child.kill().await.unwrap();
-            break;
-        }
-    }
-    while let Some(ack) = acks.recv().await {
-        acknowledged.push(ack);
-    }
-    storm.join_all().await;
+    let body = json!({"concert_id": concert, "seat_type_id": seat_type});
+    let (client, url) = (cluster.client.clone(), cluster.url("/api/v1/bookings"));
+    let mut acknowledged = storm_with_kill(&client, &url, &users, &body, KILL_AFTER, async || {
+        cluster.process("booking-1").child.kill().await.unwrap();
+    })
+    .await;
     eprintln!(
         "split kill test: {} bookings acknowledged, booking-1 killed after {KILL_AFTER}",
         acknowledged.len()
