@@ -837,7 +837,15 @@ fn build_gateway(
     let stop = stop.clone();
     tasks.spawn(gateway.health_checks(async move { stop.cancelled().await }));
     let checks: Vec<Arc<dyn ReadyCheck>> = vec![Arc::new(ops::GatewayCheck(gateway.clone()))];
-    Ok(ops::gateway_with_operations(gateway.router(), checks))
+    let docs = ops::UpstreamDocs {
+        services: vec![
+            config.peers.auth.clone(),
+            config.peers.catalog.clone(),
+            config.peers.booking.clone(),
+        ],
+        http: reqwest::Client::new(),
+    };
+    Ok(ops::gateway_with_operations(gateway.router(), checks, docs))
 }
 
 #[cfg(test)]

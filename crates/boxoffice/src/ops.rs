@@ -188,10 +188,76 @@ pub fn with_operations(
 }
 
 /// The gateway's router (the forwarded public routes and its own 404 fallback) with the
-/// operations routes and the shared layers.
-pub fn gateway_with_operations(gateway: Router, checks: Vec<Arc<dyn ReadyCheck>>) -> Router {
+/// operations routes, the whole deployment's OpenAPI document and `/docs`, and the shared layers.
+pub fn gateway_with_operations(
+    gateway: Router,
+    checks: Vec<Arc<dyn ReadyCheck>>,
+    docs: UpstreamDocs,
+) -> Router {
     let (operations, _) = operations(checks).split_for_parts();
-    shared_layers(gateway.merge(operations))
+    let document = Router::new()
+        .route(OPENAPI_PATH, axum::routing::get(merged_openapi))
+        .with_state(Arc::new(docs));
+    let swagger = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from(OPENAPI_PATH));
+    shared_layers(gateway.merge(operations).merge(document).merge(swagger))
+}
+
+/// Where the gateway finds the services' own OpenAPI documents: each service's instances, and
+/// the client to ask them with.
+pub struct UpstreamDocs {
+    pub services: Vec<Vec<reqwest::Url>>,
+    pub http: reqwest::Client,
+}
+
+impl UpstreamDocs {
+    /// The document of one service, from the first of its instances that answers.
+    async fn fetch(&self, instances: &[reqwest::Url]) -> Result<utoipa::openapi::OpenApi, String> {
+        let mut failure = String::from("no instance configured");
+        for base in instances {
+            let answer = async {
+                let url = base.join(OPENAPI_PATH.trim_start_matches('/'))?;
+                let response = self
+                    .http
+                    .get(url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                Ok::<_, anyhow::Error>(response.json().await?)
+            };
+            match answer.await {
+                Ok(document) => return Ok(document),
+                Err(error) => failure = format!("{base}: {error:#}"),
+            }
+        }
+        Err(failure)
+    }
+}
+
+/// `GET /api/v1/openapi.json` at the gateway: every service documents its own routes, and the
+/// gateway serves them merged, read afresh on each request (it is rarely asked for), so the
+/// document always matches the services running behind it.
+async fn merged_openapi(State(docs): State<Arc<UpstreamDocs>>) -> Response {
+    let mut merged: Option<utoipa::openapi::OpenApi> = None;
+    for instances in &docs.services {
+        let document = match docs.fetch(instances).await {
+            Ok(document) => document,
+            Err(failure) => {
+                tracing::warn!(%failure, "a service's OpenAPI document is unavailable");
+                return Problem::new(
+                    ErrorCode::Unavailable,
+                    "a service behind the gateway does not answer; try again shortly",
+                )
+                .with_retry_after(1)
+                .into_response();
+            }
+        };
+        match &mut merged {
+            Some(merged) => merged.merge(document),
+            None => merged = Some(document),
+        }
+    }
+    axum::Json(merged.unwrap_or_default()).into_response()
 }
 
 fn operations(checks: Vec<Arc<dyn ReadyCheck>>) -> OpenApiRouter {

@@ -7,6 +7,7 @@
 //!   burst and a cancel race, with one email per booking; a logout is refused by both instances
 //!   at once; internal routes are not reachable through the gateway;
 //! - the availability stream, held by one booking instance, follows the other's commits;
+//! - the gateway serves the whole deployment's OpenAPI document and `/docs`;
 //! - a booking instance killed with SIGKILL mid-storm loses no acknowledged booking, and the
 //!   other instance carries on;
 //! - `boxoffice loadtest --scenario onsale` against the gateway passes its verdict.
@@ -471,6 +472,45 @@ async fn the_booking_guarantees_hold_across_two_booking_instances_behind_the_gat
     assert_eq!(
         mails_of(&all, &id_of(&booking), "booking_cancelled").len(),
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_the_whole_deployments_openapi_document_and_docs() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    // API contract, "Operations": the document and the API page, at the one public address.
+    let (status, document) = cluster.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK, "{document}");
+    let paths = document["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/me", "patch"),
+        ("/api/v1/concerts", "get"),
+        ("/api/v1/concerts/{id}/availability/stream", "get"),
+        ("/api/v1/bookings", "post"),
+        ("/api/v1/bookings/{id}/cancel", "post"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is documented"
+        );
+    }
+    assert!(paths.keys().all(|path| !path.starts_with("/internal")));
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+    let docs = cluster
+        .client
+        .get(cluster.url("/docs/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(
+        docs.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
     );
 }
 
