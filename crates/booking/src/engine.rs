@@ -431,9 +431,8 @@ fn book(
         .remaining(view, request.seat_type_id)
         .unwrap_or(seat.remaining);
     bookable(now, &sale, remaining)?;
-    if store::holds_confirmed_booking(conn, request.user_id, request.concert_id)? {
-        return Err(BookingError::AlreadyBooked);
-    }
+    // A second confirmed booking of the same user and concert is refused by the INSERT itself
+    // (the partial unique index), which SQLite undoes on its own: no separate lookup first.
     let booking = Booking {
         id: Uuid::now_v7(),
         user_id: request.user_id,
