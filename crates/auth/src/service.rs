@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use boxoffice_shared::clients::RevokedSession;
 use boxoffice_shared::clock::SharedClock;
-use boxoffice_shared::token::{Authenticator, RevokedSessions, Role};
+use boxoffice_shared::token::{
+    Authenticator, REVOCATION_MARGIN, RevokedSessions, Role, forget_revoked_after,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -167,17 +169,23 @@ impl AuthService {
     }
 
     /// The sessions revoked recently enough that their access tokens may still be valid, each
-    /// with the moment its last token expires.
+    /// with the moment it may be forgotten — the same rule as a revocation made by this process
+    /// ([`forget_revoked_after`]).
     async fn recently_revoked(&self) -> Result<Vec<RevokedSession>, AuthError> {
         let now = self.clock().now();
-        let ttl = time::Duration::try_from(self.inner.config.access_ttl)
-            .unwrap_or(time::Duration::MINUTE * 15);
-        let sessions = self.inner.store.sessions_revoked_since(now - ttl).await?;
+        let access_ttl = self.inner.config.access_ttl;
+        let remembered = time::Duration::try_from(access_ttl.saturating_add(REVOCATION_MARGIN))
+            .unwrap_or(time::Duration::MINUTE * 16);
+        let sessions = self
+            .inner
+            .store
+            .sessions_revoked_since(now - remembered)
+            .await?;
         Ok(sessions
             .into_iter()
             .map(|(session_id, revoked_at)| RevokedSession {
                 session_id,
-                forget_after: (revoked_at + ttl).unix_timestamp(),
+                forget_after: forget_revoked_after(revoked_at.unix_timestamp(), access_ttl),
             })
             .collect())
     }

@@ -168,6 +168,13 @@ impl std::fmt::Debug for TokenVerifier {
 /// verifier's clock leeway, so that no token of the session outlives its entry.
 pub const REVOCATION_MARGIN: Duration = Duration::from_secs(60);
 
+/// When a session revoked at `revoked_at_unix` may be forgotten: once every access token it may
+/// still hold has expired, `access_ttl` plus [`REVOCATION_MARGIN`] later.
+pub fn forget_revoked_after(revoked_at_unix: i64, access_ttl: Duration) -> i64 {
+    let keep = access_ttl.saturating_add(REVOCATION_MARGIN).as_secs();
+    revoked_at_unix.saturating_add(i64::try_from(keep).unwrap_or(i64::MAX))
+}
+
 /// Sessions that were ended before their access tokens expired.
 ///
 /// An entry only needs to outlive the longest-lived access token of its session, so entries carry
@@ -193,9 +200,11 @@ impl RevokedSessions {
     /// Records that `session` was revoked at `now_unix`, to be remembered until every access
     /// token it may still hold has expired: `access_ttl` plus [`REVOCATION_MARGIN`].
     pub fn revoke_now(&self, session: Uuid, now_unix: i64, access_ttl: Duration) {
-        let keep = access_ttl.saturating_add(REVOCATION_MARGIN).as_secs();
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        self.revoke(session, now_unix.saturating_add(keep), now_unix);
+        self.revoke(
+            session,
+            forget_revoked_after(now_unix, access_ttl),
+            now_unix,
+        );
     }
 
     pub fn is_revoked(&self, session: &Uuid) -> bool {
@@ -383,6 +392,16 @@ mod tests {
         revoked.revoke(fresh, 10_000, 5_000);
         assert!(!revoked.is_revoked(&old));
         assert!(revoked.is_revoked(&fresh));
+    }
+
+    #[test]
+    fn a_revoked_session_outlives_every_token_it_may_hold() {
+        let ttl = Duration::from_secs(900);
+        let revoked_at = 1_800_000_000;
+        // The last token the session may hold was issued at `revoked_at` and is accepted until
+        // its expiry plus the verifier's leeway; the entry must be kept past that.
+        let last_accepted = revoked_at + 900 + 5;
+        assert!(forget_revoked_after(revoked_at, ttl) > last_accepted);
     }
 
     #[test]
