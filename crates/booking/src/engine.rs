@@ -69,7 +69,7 @@ pub enum Command {
     SetCapacity(Uuid, i64, Reply<(i64, i64)>),
     CancelConcert(Uuid, Reply<()>),
     ClaimOutbox(u32, Duration, Reply<Vec<OutboxMessage>>),
-    AcknowledgeOutbox(Uuid, Reply<()>),
+    AcknowledgeOutbox(Vec<Uuid>, Reply<()>),
     RetryOutbox(Uuid, OffsetDateTime, String, Reply<()>),
 }
 
@@ -397,8 +397,8 @@ fn apply(
                 now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
             answer(reply, store::claim_outbox(tx, now, lease_until, limit))
         }
-        Command::AcknowledgeOutbox(id, reply) => {
-            answer(reply, store::acknowledge_outbox(tx, id, now))
+        Command::AcknowledgeOutbox(ids, reply) => {
+            answer(reply, store::acknowledge_outbox(tx, &ids, now))
         }
         Command::RetryOutbox(id, at, error, reply) => {
             answer(reply, store::retry_outbox(tx, id, at, &error))

@@ -453,15 +453,15 @@ pub async fn release_leases(
 
 pub async fn acknowledge_outbox(
     pool: &PgPool,
-    message_id: Uuid,
+    message_ids: &[Uuid],
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
     sqlx::query(
         "UPDATE outbox SET sent_at = $1, last_error = NULL, leased = false
-         WHERE message_id = $2 AND sent_at IS NULL",
+         WHERE message_id = ANY($2) AND sent_at IS NULL",
     )
     .bind(ms(now))
-    .bind(message_id)
+    .bind(message_ids)
     .execute(pool)
     .await?;
     Ok(())
@@ -1172,8 +1172,8 @@ impl PgWriter {
                 let until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
                 let _ = reply.send(claim_outbox(&self.pool, None, now, until, limit).await);
             }
-            Command::AcknowledgeOutbox(id, reply) => {
-                let _ = reply.send(acknowledge_outbox(&self.pool, id, now).await);
+            Command::AcknowledgeOutbox(ids, reply) => {
+                let _ = reply.send(acknowledge_outbox(&self.pool, &ids, now).await);
             }
             Command::RetryOutbox(id, at, error, reply) => {
                 let _ = reply.send(retry_outbox(&self.pool, id, at, &error).await);

@@ -453,13 +453,17 @@ impl OutboxSource for BookingService {
             .await?)
     }
 
-    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
+    async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError> {
+        if message_ids.is_empty() {
+            return Ok(());
+        }
         if let Store::Postgres(db) = &self.inner.store {
             let now = self.inner.clock.now();
-            return Ok(crate::pg::acknowledge_outbox(&db.pool, message_id, now).await?);
+            return Ok(crate::pg::acknowledge_outbox(&db.pool, message_ids, now).await?);
         }
+        let ids = message_ids.to_vec();
         Ok(self
-            .send(|reply| Command::AcknowledgeOutbox(message_id, reply))
+            .send(|reply| Command::AcknowledgeOutbox(ids, reply))
             .await?)
     }
 

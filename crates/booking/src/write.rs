@@ -352,13 +352,17 @@ pub fn claim_outbox(
     Ok(messages)
 }
 
+/// Marks the messages sent, inside the writer's transaction: one statement run per id, one
+/// commit for all of them.
 pub fn acknowledge_outbox(
     conn: &Connection,
-    message_id: Uuid,
+    message_ids: &[Uuid],
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
-    conn.prepare_cached("UPDATE outbox SET sent_at = ?1, last_error = NULL, leased = 0 WHERE message_id = ?2 AND sent_at IS NULL")?
-        .execute(params![to_millis(now), message_id])?;
+    let mut statement = conn.prepare_cached("UPDATE outbox SET sent_at = ?1, last_error = NULL, leased = 0 WHERE message_id = ?2 AND sent_at IS NULL")?;
+    for message_id in message_ids {
+        statement.execute(params![to_millis(now), message_id])?;
+    }
     Ok(())
 }
 

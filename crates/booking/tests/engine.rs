@@ -773,7 +773,7 @@ on_every_backend! {
         );
         engine
             .service
-            .acknowledge(claimed[0].message_id)
+            .acknowledge(&[claimed[0].message_id])
             .await
             .unwrap();
         engine
@@ -794,6 +794,21 @@ on_every_backend! {
         assert_eq!(again[0].message_id, claimed[1].message_id);
         assert_eq!(again[0].attempts, 1);
         assert_eq!(engine.service.depth().await.unwrap(), 1);
+        // One acknowledgement for several messages; one already acknowledged is skipped.
+        engine
+            .service
+            .acknowledge(&[claimed[0].message_id, again[0].message_id])
+            .await
+            .unwrap();
+        assert_eq!(engine.service.depth().await.unwrap(), 0);
+        assert!(
+            engine
+                .service
+                .claim(10, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
 

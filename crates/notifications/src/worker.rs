@@ -4,16 +4,19 @@
 //! messages in batches, and for each one:
 //! - looks up the user's contact; a user who no longer exists has nobody to write to, so the
 //!   message is acknowledged (dropped) with a warning;
-//! - renders and sends it; success is acknowledged, so it is never sent again;
+//! - renders and sends it; success is acknowledged, so it is never sent again — in one
+//!   acknowledgement per batch, made when the batch is done (or the worker is told to stop), so
+//!   that an on-sale's backlog costs Booking one write per batch rather than one per email;
 //! - on failure asks the outbox to try again later, after `base · 2^attempts` capped at
 //!   `max_backoff`, plus up to 10 % jitter so that messages that failed together (a relay
 //!   outage) do not all come back in the same instant;
 //! - a message that can never be sent as it stands (an address lettre rejects) is acknowledged
 //!   with an error rather than retried forever.
 //!
-//! If the worker dies between sending and acknowledging, the lease runs out and the message is
-//! sent again: delivery is at least once, and the stable `Message-ID` makes the duplicate
-//! recognisable (and the mail directory overwrites the same file).
+//! If the worker dies between sending and acknowledging (or the acknowledgement is lost), the
+//! lease runs out and the messages of that batch that were sent are sent again: delivery is at
+//! least once, and the stable `Message-ID` makes a duplicate recognisable (and the mail
+//! directory overwrites the same file).
 //!
 //! When nothing is due the worker sleeps for `poll_interval`, or until Booking pokes the
 //! [`WorkerWaker`] after a commit, or until it is told to stop. On stop it finishes the message
@@ -34,6 +37,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
+use uuid::Uuid;
 
 use crate::config::NotificationsConfig;
 use crate::error::NotificationsError;
@@ -112,6 +116,14 @@ struct Worker {
     clock: SharedClock,
 }
 
+/// What became of one message, once delivery was tried.
+enum Settled {
+    /// Done with: acknowledge it.
+    Done,
+    /// Scheduled for another attempt (or left to its lease): not acknowledged.
+    Later,
+}
+
 /// What became of one message.
 enum Outcome {
     /// The transport accepted it.
@@ -161,6 +173,7 @@ impl Worker {
                 continue;
             }
 
+            let mut done = Vec::with_capacity(batch.len());
             for message in batch {
                 // Checked between messages only: the one being sent is always finished.
                 if stop.is_cancelled() {
@@ -173,8 +186,11 @@ impl Worker {
                     kind = kind_label(message.kind),
                     attempt = message.attempts + 1,
                 );
-                self.handle(&message).instrument(span).await;
+                if let Settled::Done = self.handle(&message).instrument(span).await {
+                    done.push(message.message_id);
+                }
             }
+            self.acknowledge(&done).await;
         }
     }
 
@@ -186,22 +202,22 @@ impl Worker {
         }
     }
 
-    async fn handle(&self, message: &OutboxMessage) {
+    async fn handle(&self, message: &OutboxMessage) -> Settled {
         match self.deliver(message).await {
             Ok(Outcome::Sent) => {
                 metrics::counter!("emails_sent_total", "kind" => kind_label(message.kind))
                     .increment(1);
                 tracing::info!("email sent");
-                self.acknowledge(message).await;
+                Settled::Done
             }
             Ok(Outcome::NoRecipient) => {
                 tracing::warn!(user_id = %message.booking.user_id, "user no longer exists; nobody to send to, dropping the email");
-                self.acknowledge(message).await;
+                Settled::Done
             }
             Err(error) if error.is_undeliverable() => {
                 metrics::counter!("email_failures_total", "reason" => error.reason()).increment(1);
                 tracing::error!(error = %error, "email can never be sent as it stands; dropping it");
-                self.acknowledge(message).await;
+                Settled::Done
             }
             Err(error) => {
                 metrics::counter!("email_failures_total", "reason" => error.reason()).increment(1);
@@ -227,6 +243,7 @@ impl Worker {
                     // The lease runs out and the message is claimed again: only the backoff is lost.
                     tracing::warn!(error = %outbox_error, "could not schedule the retry");
                 }
+                Settled::Later
             }
         }
     }
@@ -240,10 +257,14 @@ impl Worker {
         Ok(Outcome::Sent)
     }
 
-    async fn acknowledge(&self, message: &OutboxMessage) {
-        if let Err(error) = self.outbox.acknowledge(message.message_id).await {
-            // The lease runs out and the email is sent again, under the same Message-ID.
-            tracing::warn!(error = %error, "could not acknowledge the email; it will be sent again");
+    /// Acknowledges what a batch settled, in one call.
+    async fn acknowledge(&self, message_ids: &[Uuid]) {
+        if message_ids.is_empty() {
+            return;
+        }
+        if let Err(error) = self.outbox.acknowledge(message_ids).await {
+            // The leases run out and the emails are sent again, under the same Message-IDs.
+            tracing::warn!(error = %error, count = message_ids.len(), "could not acknowledge the emails; they will be sent again");
         }
     }
 }

@@ -165,8 +165,10 @@ pub trait OutboxSource: Send + Sync {
         limit: u32,
         lease: std::time::Duration,
     ) -> Result<Vec<OutboxMessage>, ClientError>;
-    /// The message was handed to the mail transport: never deliver it again.
-    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError>;
+    /// The messages were handed to the mail transport (or can never be sent): never deliver them
+    /// again. One call for a whole batch, so that a worker settles what it sent in one write.
+    /// Ids that are unknown or already acknowledged are skipped.
+    async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError>;
     /// Delivery failed: try again at `retry_at` (the worker computes the backoff).
     async fn retry_later(
         &self,

@@ -144,6 +144,9 @@ pub fn outbox_routes(inner: Arc<dyn OutboxSource>, credential: ServiceCredential
     Router::new()
         .route("/internal/v1/outbox/claim", post(claim_messages))
         .route("/internal/v1/outbox/depth", get(get_depth))
+        .route("/internal/v1/outbox/ack", post(acknowledge_messages))
+        // One message at a time: what workers of the previous release call; kept so that a
+        // rolling upgrade does not make them send every email again.
         .route("/internal/v1/outbox/{id}/ack", post(acknowledge_message))
         .route("/internal/v1/outbox/{id}/retry", post(retry_message))
         .with_state(inner)
@@ -239,6 +242,14 @@ struct ClaimBody {
 }
 
 #[derive(Serialize, Deserialize)]
+struct AcknowledgeRequest {
+    message_ids: Vec<Uuid>,
+}
+
+/// The most message ids one acknowledgement may carry (a worker sends one claim's worth).
+pub const MAX_ACKNOWLEDGED: usize = 1000;
+
+#[derive(Serialize, Deserialize)]
 struct RetryRequest {
     #[serde(with = "time::serde::rfc3339")]
     retry_at: OffsetDateTime,
@@ -301,8 +312,22 @@ async fn claim_messages(
     Ok(Json(ClaimBody { messages }))
 }
 
+async fn acknowledge_messages(
+    State(inner): OutboxState,
+    Json(body): Json<AcknowledgeRequest>,
+) -> Result<StatusCode, Problem> {
+    if body.message_ids.len() > MAX_ACKNOWLEDGED {
+        return Err(Problem::invalid_field(
+            "message_ids",
+            format!("at most {MAX_ACKNOWLEDGED} per acknowledgement"),
+        ));
+    }
+    inner.acknowledge(&body.message_ids).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn acknowledge_message(State(inner): OutboxState, Id(id): Id) -> Result<StatusCode, Problem> {
-    inner.acknowledge(id).await?;
+    inner.acknowledge(&[id]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -537,10 +562,15 @@ impl OutboxSource for RemoteOutbox {
         Ok(answer.messages)
     }
 
-    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
-        let id = message_id.to_string();
-        let request = self.0.request(Method::POST, &["outbox", &id, "ack"]);
-        self.0.send(request).await.map(drop)
+    async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError> {
+        for chunk in message_ids.chunks(MAX_ACKNOWLEDGED) {
+            let body = AcknowledgeRequest {
+                message_ids: chunk.to_vec(),
+            };
+            let request = self.0.request(Method::POST, &["outbox", "ack"]);
+            self.0.send(request.json(&body)).await?;
+        }
+        Ok(())
     }
 
     async fn retry_later(
@@ -659,8 +689,8 @@ impl<T: OutboxSource> OutboxSource for Failover<T> {
         first_answer!(self, |peer| peer.claim(limit, lease))
     }
 
-    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
-        first_answer!(self, |peer| peer.acknowledge(message_id))
+    async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError> {
+        first_answer!(self, |peer| peer.acknowledge(message_ids))
     }
 
     async fn retry_later(

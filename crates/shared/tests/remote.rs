@@ -17,8 +17,8 @@ use boxoffice_shared::clients::{
 };
 use boxoffice_shared::clock::{Clock, ManualClock};
 use boxoffice_shared::remote::{
-    Failover, RemoteDirectory, RemoteInventory, RemoteOutbox, RemoteRevocations, ServiceCredential,
-    directory_routes, inventory_routes, outbox_routes,
+    Failover, MAX_ACKNOWLEDGED, RemoteDirectory, RemoteInventory, RemoteOutbox, RemoteRevocations,
+    ServiceCredential, directory_routes, inventory_routes, outbox_routes,
 };
 use reqwest::{StatusCode, Url};
 use serde_json::{Value, json};
@@ -241,11 +241,11 @@ impl OutboxSource for MemoryOutbox {
             .collect())
     }
 
-    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
+    async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         // Acknowledged messages leave the outbox; a second acknowledgement is a no-op.
         let mut rows = self.rows.lock().unwrap();
-        rows.retain(|row| row.message.message_id != message_id);
+        rows.retain(|row| !message_ids.contains(&row.message.message_id));
         Ok(())
     }
 
@@ -471,8 +471,8 @@ async fn outbox_leases_acknowledges_and_retries_over_http() {
     assert_eq!(remote.claim(10, lease).await.unwrap(), vec![]);
     assert_eq!(remote.depth().await.unwrap(), 3);
 
-    remote.acknowledge(first.message_id).await.unwrap();
-    remote.acknowledge(first.message_id).await.unwrap();
+    remote.acknowledge(&[first.message_id]).await.unwrap();
+    remote.acknowledge(&[first.message_id]).await.unwrap();
     let retry_at = inner.clock.now() + time::Duration::minutes(5);
     remote
         .retry_later(second.message_id, retry_at, "SMTP 451: try again later")
@@ -483,7 +483,11 @@ async fn outbox_leases_acknowledges_and_retries_over_http() {
     // The third message's lease runs out: offered again. The second waits for its retry time.
     inner.clock.advance(time::Duration::seconds(31));
     assert_eq!(remote.claim(10, lease).await.unwrap(), vec![third.clone()]);
-    remote.acknowledge(third.message_id).await.unwrap();
+    // Several at once, one of them already acknowledged.
+    remote
+        .acknowledge(&[first.message_id, third.message_id])
+        .await
+        .unwrap();
     inner.clock.advance(time::Duration::minutes(5));
     let again = remote.claim(10, lease).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -496,6 +500,49 @@ async fn outbox_leases_acknowledges_and_retries_over_http() {
     assert_eq!(
         remote.retry_later(Uuid::now_v7(), retry_at, "gone").await,
         Err(rejected(ErrorCode::NotFound, "no such message"))
+    );
+}
+
+#[tokio::test]
+async fn acknowledgements_one_at_a_time_still_work_and_a_huge_one_is_refused_whole() {
+    let (inner, server, _remote) = outbox_server().await;
+    let first = inner.enqueue(EmailKind::BookingConfirmed);
+    let second = inner.enqueue(EmailKind::BookingConfirmed);
+    let http = reqwest::Client::new();
+    let secret = "test-service-credential-0123456789abcdef";
+
+    // The route a worker of the previous release calls, one message per request.
+    let response = http
+        .post(server.url(&format!("/internal/v1/outbox/{}/ack", first.message_id)))
+        .bearer_auth(secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(
+        inner.with_row(first.message_id, |_| ()).is_err(),
+        "acknowledged"
+    );
+
+    // More ids than one acknowledgement may carry: refused, and nothing is acknowledged.
+    let mut ids = vec![second.message_id];
+    ids.extend((0..MAX_ACKNOWLEDGED).map(|_| Uuid::now_v7()));
+    let response = http
+        .post(server.url("/internal/v1/outbox/ack"))
+        .bearer_auth(secret)
+        .json(&json!({ "message_ids": ids }))
+        .send()
+        .await
+        .unwrap();
+    problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        inner.with_row(second.message_id, |_| ()).is_ok(),
+        "still queued"
     );
 }
 
@@ -796,7 +843,7 @@ async fn a_stopped_server_is_unavailable() {
         "{outcome:?}"
     );
     assert!(matches!(
-        remote.acknowledge(Uuid::now_v7()).await,
+        remote.acknowledge(&[Uuid::now_v7()]).await,
         Err(ClientError::Unavailable(_))
     ));
 }

@@ -40,6 +40,10 @@ struct MemoryOutbox {
     claim_calls: AtomicU32,
     /// How many upcoming acknowledgements get lost (answered `unavailable`).
     lose_acks: AtomicU32,
+    /// The ids each claim that found something handed out, in order.
+    batches: Mutex<Vec<Vec<Uuid>>>,
+    /// The ids of each acknowledgement, lost or not, in order.
+    acks: Mutex<Vec<Vec<Uuid>>>,
 }
 
 impl MemoryOutbox {
@@ -49,6 +53,8 @@ impl MemoryOutbox {
             rows: Mutex::new(Vec::new()),
             claim_calls: AtomicU32::new(0),
             lose_acks: AtomicU32::new(0),
+            batches: Mutex::new(Vec::new()),
+            acks: Mutex::new(Vec::new()),
         })
     }
 
@@ -116,17 +122,23 @@ impl OutboxSource for MemoryOutbox {
                 && row.due_at <= now
                 && row.leased_until.is_none_or(|until| until <= now)
         });
-        Ok(due
+        let claimed = due
             .take(limit as usize)
             .map(|row| {
                 row.leased_until = Some(now + lease);
                 row.claims += 1;
                 row.message.clone()
             })
-            .collect())
+            .collect::<Vec<_>>();
+        if !claimed.is_empty() {
+            let ids = claimed.iter().map(|message| message.message_id).collect();
+            self.batches.lock().unwrap().push(ids);
+        }
+        Ok(claimed)
     }
 
-    async fn acknowledge(&self, message_id: Uuid) -> Result<(), ClientError> {
+    async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError> {
+        self.acks.lock().unwrap().push(message_ids.to_vec());
         let lost = self
             .lose_acks
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
@@ -134,12 +146,14 @@ impl OutboxSource for MemoryOutbox {
             return Err(ClientError::Unavailable("acknowledgement lost".into()));
         }
         let mut rows = self.rows.lock().unwrap();
-        let row = rows
-            .iter_mut()
-            .find(|row| row.message.message_id == message_id)
-            .unwrap();
-        row.acknowledged = true;
-        row.leased_until = None;
+        for message_id in message_ids {
+            let row = rows
+                .iter_mut()
+                .find(|row| row.message.message_id == *message_id)
+                .unwrap();
+            row.acknowledged = true;
+            row.leased_until = None;
+        }
         Ok(())
     }
 
@@ -441,6 +455,45 @@ async fn a_redelivered_message_overwrites_its_file() {
             .is_none(),
         "staging left behind"
     );
+    app.shut_down().await;
+}
+
+#[tokio::test]
+async fn each_batch_is_acknowledged_in_one_call_once_it_is_done() {
+    let users = MemoryUsers::gated();
+    let ada = users.add("Ada");
+    let app = Harness::start(users, FAST).await;
+    let (entered, release) = app.users.gate.as_ref().unwrap();
+    // The worker takes the first message alone and is held in the middle of it while three
+    // more arrive: they make its next batch.
+    let first = app.outbox.push(ada, EmailKind::BookingConfirmed);
+    entered.notified().await;
+    let more: Vec<Uuid> = (0..3)
+        .map(|_| app.outbox.push(ada, EmailKind::BookingConfirmed))
+        .collect();
+    let everything = || {
+        std::iter::once(first)
+            .chain(more.iter().copied())
+            .all(|id| app.outbox.acknowledged(id))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !everything() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for the acknowledgements"
+        );
+        release.notify_one();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let batches = app.outbox.batches.lock().unwrap().clone();
+    let acks = app.outbox.acks.lock().unwrap().clone();
+    assert_eq!(batches, [vec![first], more.clone()]);
+    assert_eq!(
+        acks, batches,
+        "one acknowledgement per batch, carrying the whole batch"
+    );
+    assert_eq!(app.emails().len(), 4);
     app.shut_down().await;
 }
 
