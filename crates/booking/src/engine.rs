@@ -3,12 +3,14 @@
 //! Every change to the Booking store — bookings, cancellations, provisioning, the outbox — is a
 //! [`Command`] sent to one thread that owns the store's only write connection. The thread takes the
 //! first waiting command and every other one already queued (up to [`MAX_BATCH`]), runs them all
-//! in one transaction, each under its own savepoint, and commits once. With `synchronous=FULL`
-//! the commit is one fsync for the whole batch, which is what lets a hot seat type take thousands
-//! of durable bookings per second. Callers are answered only after the commit returns: a 201
-//! means the booking is on disk. A command that fails rolls back to its savepoint and is answered
-//! with its own error; its neighbours commit. If the commit itself fails, every command of the
-//! batch is answered `unavailable` (none of them happened) and the in-memory view is reloaded.
+//! in one transaction and commits once. With `synchronous=FULL` the commit is one fsync for the
+//! whole batch, which is what lets a hot seat type take thousands of durable bookings per second.
+//! Callers are answered only after the commit returns: a 201 means the booking is on disk. A
+//! command that fails is undone (its one refused statement by SQLite, or its savepoint) and is
+//! answered with its own error; its neighbours commit. Consecutive bookings without an
+//! Idempotency-Key are written with multi-row statements (`book_run`) and answered exactly as
+//! one by one. If the commit itself fails, every command of the batch is answered `unavailable`
+//! (none of them happened) and the in-memory view is reloaded.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -208,8 +210,31 @@ impl Writer {
             let mut tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Bookings without an Idempotency-Key that arrive one after another go in together
+            // (`book_run`); every other command, and a booking with a key, on its own, in order.
+            let mut run: Vec<(BookRequest, Reply<BookOutcome>)> = Vec::new();
             for command in batch {
-                answers.push(apply(&mut tx, &self.view, command, now, &mut effects));
+                match command {
+                    Command::Book(request, reply) if request.key.is_none() => {
+                        run.push((request, reply));
+                    }
+                    command => {
+                        if !run.is_empty() {
+                            book_run(
+                                &tx,
+                                &self.view,
+                                std::mem::take(&mut run),
+                                now,
+                                &mut effects,
+                                &mut answers,
+                            );
+                        }
+                        answers.push(apply(&mut tx, &self.view, command, now, &mut effects));
+                    }
+                }
+            }
+            if !run.is_empty() {
+                book_run(&tx, &self.view, run, now, &mut effects, &mut answers);
             }
             if effects.poisoned {
                 tx.rollback()?;
@@ -433,17 +458,7 @@ fn book(
     bookable(now, &sale, remaining)?;
     // A second confirmed booking of the same user and concert is refused by the INSERT itself
     // (the partial unique index), which SQLite undoes on its own: no separate lookup first.
-    let booking = Booking {
-        id: Uuid::now_v7(),
-        user_id: request.user_id,
-        concert_id: request.concert_id,
-        seat_type_id: request.seat_type_id,
-        status: BookingStatus::Confirmed,
-        price_cents: seat.price_cents,
-        currency: seat.currency.clone(),
-        created_at: now,
-        cancelled_at: None,
-    };
+    let booking = confirmed_booking(request, &seat, now);
     store::insert_booking(conn, &booking)?;
     let rest = || -> Result<(), BookingError> {
         let email = email_for(&booking, &sale, &seat, now);
@@ -471,6 +486,119 @@ fn book(
     staged.touched.push(request.concert_id);
     staged.emails += 1;
     Ok(BookOutcome::Created(booking))
+}
+
+/// Books a run of requests without Idempotency-Keys with as few statements as possible.
+///
+/// SQLite journals every page a statement first changes, because the booking's triggers may abort
+/// it; one multi-row `INSERT` for the whole run journals each page once instead of once per
+/// booking. The outcome is exactly that of booking them one by one, in order ([`book`]):
+/// - requests the view refuses (no such concert or seat type, closed) are answered first and
+///   written nowhere;
+/// - the rest go in together only when every seat type they want has a seat for each of them,
+///   so that no request is refused for a seat an earlier one of the run might not take;
+///   otherwise the run is booked one by one;
+/// - a multi-row `INSERT` the store refuses (a user booking twice, say) is undone whole by
+///   SQLite, and that part of the run is booked one by one, each with its own answer.
+fn book_run(
+    conn: &Connection,
+    view: &SharedInventory,
+    run: Vec<(BookRequest, Reply<BookOutcome>)>,
+    now: OffsetDateTime,
+    effects: &mut Effects,
+    answers: &mut Vec<Answer>,
+) {
+    let mut wanted: HashMap<Uuid, i64> = HashMap::new();
+    let mut open = Vec::with_capacity(run.len());
+    for (request, reply) in run {
+        let checked = effects
+            .sale(view, request.concert_id)
+            .ok_or(BookingError::ConcertNotFound)
+            .and_then(|sale| {
+                let seat = view
+                    .read()
+                    .seat_of(request.concert_id, request.seat_type_id)?
+                    .clone();
+                // Open for sale: the seat count is settled below, for the run as a whole.
+                bookable(now, &sale, 1)?;
+                Ok((sale, seat))
+            });
+        match checked {
+            Ok((sale, seat)) => {
+                *wanted.entry(request.seat_type_id).or_default() += 1;
+                open.push((request, reply, sale, seat));
+            }
+            Err(error) => answers.push(answer(reply, Err(error))),
+        }
+    }
+    let fits = wanted.iter().all(|(seat_type_id, count)| {
+        effects
+            .remaining(view, *seat_type_id)
+            .is_some_and(|remaining| remaining >= *count)
+    });
+    if !fits || open.len() < 2 {
+        for (request, reply, ..) in open {
+            let mut staged = Staged::default();
+            let result = book(conn, view, effects, &mut staged, &request, now);
+            effects.absorb(staged, result.is_ok());
+            answers.push(answer(reply, result));
+        }
+        return;
+    }
+    let count = open.len();
+    let mut rest = open.into_iter().map(|(request, reply, sale, seat)| {
+        let booking = confirmed_booking(&request, &seat, now);
+        (request, reply, sale, seat, booking)
+    });
+    for size in store::chunk_sizes(count) {
+        let part: Vec<_> = rest.by_ref().take(size).collect();
+        let rows: Vec<&Booking> = part.iter().map(|(.., booking)| booking).collect();
+        if store::insert_bookings(conn, &rows).is_err() {
+            // Undone whole by SQLite: book these one by one, each with its own answer.
+            for (request, reply, ..) in part {
+                let mut staged = Staged::default();
+                let result = book(conn, view, effects, &mut staged, &request, now);
+                effects.absorb(staged, result.is_ok());
+                answers.push(answer(reply, result));
+            }
+            continue;
+        }
+        for (request, reply, sale, seat, booking) in part {
+            let mut staged = Staged::default();
+            let email = email_for(&booking, &sale, &seat, now);
+            if let Err(error) = store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now)
+            {
+                // The booking is written and its email is not: the batch must not commit.
+                staged.poisoned = true;
+                effects.absorb(staged, false);
+                answers.push(answer(reply, Err(error)));
+                continue;
+            }
+            let remaining = effects
+                .remaining(view, request.seat_type_id)
+                .unwrap_or(seat.remaining);
+            staged.remaining.push((request.seat_type_id, remaining - 1));
+            staged.touched.push(request.concert_id);
+            staged.emails += 1;
+            effects.absorb(staged, true);
+            answers.push(answer(reply, Ok(BookOutcome::Created(booking))));
+        }
+    }
+}
+
+/// The booking a request makes, at the seat type's price.
+fn confirmed_booking(request: &BookRequest, seat: &Seat, now: OffsetDateTime) -> Booking {
+    Booking {
+        id: Uuid::now_v7(),
+        user_id: request.user_id,
+        concert_id: request.concert_id,
+        seat_type_id: request.seat_type_id,
+        status: BookingStatus::Confirmed,
+        price_cents: seat.price_cents,
+        currency: seat.currency.clone(),
+        created_at: now,
+        cancelled_at: None,
+    }
 }
 
 pub(crate) fn replay(

@@ -315,6 +315,42 @@ on_every_backend! {
 }
 
 on_every_backend! {
+    /// Bookings that arrive together are written together; a user among them who books twice
+    /// must still get exactly one, and everyone else theirs.
+    async fn a_crowd_with_one_double_booker_books_everyone_else_once(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[1000, 1000]).await;
+        let twice = customer();
+        let mut attempts = Vec::new();
+        for index in 0..600 {
+            let service = engine.service.clone();
+            let seat = seats[index % 2];
+            let user = if index % 100 == 7 { twice } else { customer() };
+            attempts.push(tokio::spawn(async move {
+                service.book(user, concert_id, seat, None).await
+            }));
+        }
+        let (mut won, mut refused) = (0, 0);
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Ok(BookOutcome::Created(_)) => won += 1,
+                Err(BookingError::AlreadyBooked) => refused += 1,
+                other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!((won, refused), (595, 5));
+        let (first, second) = (counts(&engine, seats[0]).await, counts(&engine, seats[1]).await);
+        assert_eq!(first.2 + second.2, 595);
+        assert_eq!(first.1 + first.2, 1000, "remaining + confirmed == capacity");
+        assert_eq!(second.1 + second.2, 1000, "remaining + confirmed == capacity");
+        assert_eq!(duplicates(&engine).await, 0);
+        assert_eq!(remaining_in_view(&engine, concert_id, seats[0]), first.1);
+        assert_eq!(remaining_in_view(&engine, concert_id, seats[1]), second.1);
+        assert_eq!(engine.service.depth().await.unwrap(), 595, "one email per booking");
+    }
+}
+
+on_every_backend! {
     async fn concurrent_cancels_of_one_booking_return_one_seat(backend: Backend) {
         let engine = engine(&backend).await;
         let (concert_id, seats) = concert(&engine, in_a_day(), &[3]).await;
