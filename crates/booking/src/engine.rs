@@ -563,17 +563,22 @@ fn book_run(
             }
             continue;
         }
-        for (request, reply, sale, seat, booking) in part {
-            let mut staged = Staged::default();
-            let email = email_for(&booking, &sale, &seat, now);
-            if let Err(error) = store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now)
-            {
-                // The booking is written and its email is not: the batch must not commit.
-                staged.poisoned = true;
-                effects.absorb(staged, false);
-                answers.push(answer(reply, Err(error)));
-                continue;
+        let emails: Vec<BookingEmail> = part
+            .iter()
+            .map(|(_, _, sale, seat, booking)| email_for(booking, sale, seat, now))
+            .collect();
+        if let Err(error) = store::enqueue_emails(conn, EmailKind::BookingConfirmed, &emails, now) {
+            // The bookings are written and their emails are not: the batch must not commit, and
+            // none of its commands happened.
+            tracing::error!(%error, "could not queue the confirmation emails of a booking run");
+            effects.poisoned = true;
+            for (_, reply, ..) in part {
+                answers.push(answer(reply, Err(BookingError::WriterStopped)));
             }
+            continue;
+        }
+        for (request, reply, _, seat, booking) in part {
+            let mut staged = Staged::default();
             let remaining = effects
                 .remaining(view, request.seat_type_id)
                 .unwrap_or(seat.remaining);

@@ -271,6 +271,38 @@ pub fn enqueue_email(
     Ok(message_id)
 }
 
+/// Queues the emails of several bookings with one multi-row statement per chunk
+/// ([`chunk_sizes`]).
+pub fn enqueue_emails(
+    conn: &Connection,
+    kind: EmailKind,
+    emails: &[BookingEmail],
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    let created = to_millis(now);
+    let mut rest = emails.iter();
+    for size in chunk_sizes(emails.len()) {
+        let values = vec!["(?, ?, ?, ?, ?)"; size].join(", ");
+        let mut statement = conn.prepare_cached(&format!(
+            "INSERT INTO outbox (message_id, kind, payload, created_at, available_at) VALUES {values}"
+        ))?;
+        let mut index = 0;
+        for email in rest.by_ref().take(size) {
+            let payload = serde_json::to_string(email)
+                .map_err(|error| BookingError::Corrupt(error.to_string()))?;
+            let message_id = Uuid::now_v7();
+            let row: [&dyn rusqlite::ToSql; 5] =
+                [&message_id, &kind_name(kind), &payload, &created, &created];
+            for value in row {
+                index += 1;
+                statement.raw_bind_parameter(index, value)?;
+            }
+        }
+        statement.raw_execute()?;
+    }
+    Ok(())
+}
+
 fn kind_name(kind: EmailKind) -> &'static str {
     match kind {
         EmailKind::BookingConfirmed => "booking_confirmed",
