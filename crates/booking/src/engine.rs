@@ -536,13 +536,25 @@ fn book_run(
             .remaining(view, *seat_type_id)
             .is_some_and(|remaining| remaining >= *count)
     });
-    if !fits || open.len() < 2 {
-        for (request, reply, ..) in open {
+    // One by one, exactly as `apply` books a single request.
+    let book_each = |requests: Vec<(BookRequest, Reply<BookOutcome>)>,
+                     effects: &mut Effects,
+                     answers: &mut Vec<Answer>| {
+        for (request, reply) in requests {
             let mut staged = Staged::default();
             let result = book(conn, view, effects, &mut staged, &request, now);
             effects.absorb(staged, result.is_ok());
             answers.push(answer(reply, result));
         }
+    };
+    if !fits || open.len() < 2 {
+        book_each(
+            open.into_iter()
+                .map(|(request, reply, ..)| (request, reply))
+                .collect(),
+            effects,
+            answers,
+        );
         return;
     }
     let count = open.len();
@@ -555,12 +567,13 @@ fn book_run(
         let rows: Vec<&Booking> = part.iter().map(|(.., booking)| booking).collect();
         if store::insert_bookings(conn, &rows).is_err() {
             // Undone whole by SQLite: book these one by one, each with its own answer.
-            for (request, reply, ..) in part {
-                let mut staged = Staged::default();
-                let result = book(conn, view, effects, &mut staged, &request, now);
-                effects.absorb(staged, result.is_ok());
-                answers.push(answer(reply, result));
-            }
+            book_each(
+                part.into_iter()
+                    .map(|(request, reply, ..)| (request, reply))
+                    .collect(),
+                effects,
+                answers,
+            );
             continue;
         }
         let emails: Vec<BookingEmail> = part

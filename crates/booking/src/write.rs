@@ -159,24 +159,7 @@ pub fn save_response(
 
 /// Inserts a confirmed booking. The schema's trigger takes the seat (or refuses: sold out, closed).
 pub fn insert_booking(conn: &Connection, booking: &Booking) -> Result<(), BookingError> {
-    conn.prepare_cached(
-        "INSERT INTO bookings
-            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        booking.id,
-        booking.user_id,
-        booking.concert_id,
-        booking.seat_type_id,
-        booking.status.as_str(),
-        booking.price_cents,
-        booking.currency,
-        to_millis(booking.created_at),
-        booking.cancelled_at.map(to_millis),
-    ])
-    .map_err(constraint_to_rule)?;
-    Ok(())
+    insert_bookings(conn, &[booking])
 }
 
 /// The sizes to cut `count` rows into for [`insert_bookings`]: powers of two, largest first, at
@@ -496,8 +479,6 @@ fn constraint_to_rule(error: rusqlite::Error) -> BookingError {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    /// The bundled SQLite is built with the options of `.cargo/config.toml`: without them every
-    /// allocation SQLite makes takes a global mutex, and the writer is about an eighth slower.
     #[test]
     fn rows_are_cut_into_powers_of_two_up_to_the_statement_limit() {
         for count in [0, 1, 2, 3, 255, 256, 257, 300, 1024, 1023] {
@@ -513,6 +494,8 @@ mod tests {
         }
     }
 
+    /// The bundled SQLite is built with the options of `.cargo/config.toml`: without them every
+    /// allocation SQLite makes takes a global mutex, and the writer is about an eighth slower.
     #[test]
     fn sqlite_is_built_with_the_repository_compile_options() {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
