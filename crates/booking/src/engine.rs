@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use crate::checkpoint::Checkpointer;
 use crate::domain::{
     Booking, BookingStatus, IdempotencyKey, SaleState, request_fingerprint, sale_state,
 };
@@ -160,6 +161,8 @@ pub struct Writer {
     on_email: Option<std::sync::Arc<tokio::sync::Notify>>,
     /// Poked when a concert's start changes, so the closing timer re-plans.
     on_schedule: std::sync::Arc<tokio::sync::Notify>,
+    /// Copies the log back into the database file off this thread ([`crate::checkpoint`]).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Writer {
@@ -178,12 +181,14 @@ impl Writer {
             events,
             on_email,
             on_schedule,
+            checkpointer: None,
         }
     }
 
     /// Runs until every sender of `commands` is gone, committing what is queued in batches.
     /// Blocking: run it on a thread of its own.
     pub fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.start_checkpointer();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = commands.blocking_recv() {
             batch.push(first);
@@ -197,7 +202,33 @@ impl Writer {
             self.commit_batch(batch.drain(..));
             metrics::histogram!("booking_writer_batch_size").record(size as f64);
         }
+        // Stops the checkpoint thread after a last checkpoint.
+        self.checkpointer = None;
         tracing::debug!("booking writer stopped");
+    }
+
+    /// Hands checkpoints to a thread of their own; the writer's connection keeps only a backstop.
+    /// A database in memory has no log to copy back.
+    fn start_checkpointer(&mut self) {
+        let Some(path) = self.conn.path().filter(|path| !path.is_empty()) else {
+            return;
+        };
+        let started = Checkpointer::start(std::path::Path::new(path)).and_then(|checkpointer| {
+            self.conn
+                .pragma_update(
+                    None,
+                    "wal_autocheckpoint",
+                    crate::checkpoint::BACKSTOP_PAGES,
+                )
+                .map_err(std::io::Error::other)?;
+            Ok(checkpointer)
+        });
+        match started {
+            Ok(checkpointer) => self.checkpointer = Some(checkpointer),
+            Err(error) => {
+                tracing::warn!(%error, "no checkpoint thread; the writer checkpoints on its own");
+            }
+        }
     }
 
     fn commit_batch(&mut self, batch: impl Iterator<Item = Command>) {
@@ -247,6 +278,9 @@ impl Writer {
         })();
         let committed = match outcome {
             Ok(()) => {
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.poke();
+                }
                 self.publish(effects);
                 true
             }

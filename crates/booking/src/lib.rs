@@ -15,6 +15,8 @@
 //!   writer that settles a whole batch per transaction with set-based statements (so several
 //!   Booking instances can sell the same seats), and the listener that keeps each instance's view
 //!   in step with commits made elsewhere.
+//! - [`checkpoint`]: copies the write-ahead log into the database file on a thread of its own,
+//!   so that the writer's commits do not pay for it.
 //! - [`engine`]: the single writer. It takes commands from a queue and commits many of them per
 //!   transaction (group commit); each command runs under its own savepoint, so one failing
 //!   booking never fails its neighbours. A caller is answered only after the commit is durable.
@@ -25,6 +27,7 @@
 //! - [`http`]: the routes: `/api/v1/bookings…`, and the concert availability and sales reads.
 //! - [`error`]: [`BookingError`] and its problem codes.
 
+pub mod checkpoint;
 pub mod domain;
 pub mod engine;
 pub mod error;

@@ -350,6 +350,38 @@ on_every_backend! {
     }
 }
 
+/// The write-ahead log is copied into the database file by the checkpoint thread while bookings
+/// arrive (`boxoffice_booking::checkpoint`), long before the writer's own backstop of 16 384 log
+/// pages would: a few thousand bookings later the database file holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_copied_into_the_database_file_while_bookings_arrive() {
+    let engine = engine(&Backend::Sqlite).await;
+    let Store::Sqlite(db) = &engine.store else {
+        unreachable!("a SQLite engine")
+    };
+    let file = db.path.clone();
+    let size = move || std::fs::metadata(&file).map_or(0, |meta| meta.len());
+    let before = size();
+    let (concert_id, seats) = concert(&engine, in_a_day(), &[10_000]).await;
+    let mut bookings = Vec::new();
+    for _ in 0..3_000 {
+        let service = engine.service.clone();
+        let seat = seats[0];
+        bookings.push(tokio::spawn(async move {
+            service.book(customer(), concert_id, seat, None).await
+        }));
+    }
+    for booking in bookings {
+        created(booking.await.unwrap().unwrap());
+    }
+    // 3 000 bookings and their emails are about 2 MiB of pages; a log that is never copied
+    // back leaves the database file as small as it was.
+    eventually("the database file grows by the bookings' pages", || {
+        size() > before + 1024 * 1024
+    })
+    .await;
+}
+
 on_every_backend! {
     async fn concurrent_cancels_of_one_booking_return_one_seat(backend: Backend) {
         let engine = engine(&backend).await;
