@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boxoffice_booking::BookingService;
+use boxoffice_booking::engine::BookOutcome;
 use boxoffice_shared::clients::{ConcertInventory, Inventory, SeatInventory};
 use boxoffice_shared::db::SqliteStore;
 use boxoffice_shared::keys::KeyMaterial;
@@ -90,7 +91,11 @@ async fn wave(service: &BookingService, concert_id: Uuid, seat_type_id: Uuid) ->
         }));
     }
     for task in tasks {
-        let _ = task.await;
+        // A refused or failed booking must not count as a durable one.
+        match task.await.expect("booking task") {
+            Ok(BookOutcome::Created(_)) => {}
+            other => panic!("expected a confirmed booking, got {other:?}"),
+        }
     }
     started.elapsed()
 }
