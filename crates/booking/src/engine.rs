@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use boxoffice_shared::clients::{BookingEmail, ConcertInventory, EmailKind, OutboxMessage};
+use boxoffice_shared::clients::{ConcertInventory, EmailKind, OutboxMessage};
 use boxoffice_shared::clock::{SharedClock, from_millis, to_millis};
 use rusqlite::{Connection, TransactionBehavior};
 use time::OffsetDateTime;
@@ -495,8 +495,7 @@ fn book(
     let booking = confirmed_booking(request, &seat, now);
     store::insert_booking(conn, &booking)?;
     let rest = || -> Result<(), BookingError> {
-        let email = email_for(&booking, &sale, &seat, now);
-        store::enqueue_email(conn, EmailKind::BookingConfirmed, &email, now)?;
+        store::enqueue_emails(conn, EmailKind::BookingConfirmed, &[booking.id], now)?;
         if let Some(key) = &request.key {
             let body = serde_json::to_string(&booking)
                 .map_err(|error| BookingError::Corrupt(error.to_string()))?;
@@ -610,11 +609,8 @@ fn book_run(
             );
             continue;
         }
-        let emails: Vec<BookingEmail> = part
-            .iter()
-            .map(|(_, _, sale, seat, booking)| email_for(booking, sale, seat, now))
-            .collect();
-        if let Err(error) = store::enqueue_emails(conn, EmailKind::BookingConfirmed, &emails, now) {
+        let booked: Vec<Uuid> = part.iter().map(|(.., booking)| booking.id).collect();
+        if let Err(error) = store::enqueue_emails(conn, EmailKind::BookingConfirmed, &booked, now) {
             // The bookings are written and their emails are not: the batch must not commit, and
             // none of its commands happened.
             tracing::error!(%error, "could not queue the confirmation emails of a booking run");
@@ -667,26 +663,6 @@ pub(crate) fn replay(
     }
 }
 
-pub(crate) fn email_for(
-    booking: &Booking,
-    sale: &ConcertSale,
-    seat: &Seat,
-    at: OffsetDateTime,
-) -> BookingEmail {
-    BookingEmail {
-        booking_id: booking.id,
-        user_id: booking.user_id,
-        concert_id: booking.concert_id,
-        concert_name: sale.name.clone(),
-        venue: sale.venue.clone(),
-        starts_at: sale.starts_at,
-        seat_type_name: seat.name.clone(),
-        price_cents: booking.price_cents,
-        currency: booking.currency.clone(),
-        at,
-    }
-}
-
 fn cancel(
     conn: &Connection,
     view: &SharedInventory,
@@ -714,8 +690,9 @@ fn cancel(
     }
     let cancelled =
         store::cancel_booking(conn, booking_id, now)?.ok_or(BookingError::AlreadyCancelled)?;
-    let email = email_for(&cancelled, &sale, &seat, now);
-    if let Err(error) = store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now) {
+    if let Err(error) =
+        store::enqueue_emails(conn, EmailKind::BookingCancelled, &[cancelled.id], now)
+    {
         staged.poisoned = true;
         return Err(error);
     }
@@ -827,21 +804,20 @@ fn cancel_concert(
     let cancelled = store::cancel_sale(conn, concert_id, now)?;
     let mut returned: HashMap<Uuid, i64> = HashMap::new();
     for booking in &cancelled {
-        let seat = view.read().seats.get(&booking.seat_type_id).cloned();
-        let Some(seat) = seat else {
+        if !view.read().seats.contains_key(&booking.seat_type_id) {
             return Err(BookingError::Corrupt(format!(
                 "booking {} has no inventory",
                 booking.id
             )));
-        };
-        let email = email_for(booking, &sale, &seat, now);
-        store::enqueue_email(conn, EmailKind::BookingCancelled, &email, now)?;
+        }
         *returned.entry(booking.seat_type_id).or_default() += 1;
     }
     for (seat_type_id, count) in returned {
         let remaining = effects.remaining(view, seat_type_id).unwrap_or(0);
         staged.remaining.push((seat_type_id, remaining + count));
     }
+    let ids: Vec<Uuid> = cancelled.iter().map(|booking| booking.id).collect();
+    store::enqueue_emails(conn, EmailKind::BookingCancelled, &ids, now)?;
     staged.emails += cancelled.len();
     staged.concerts.push((
         concert_id,

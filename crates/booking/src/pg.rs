@@ -61,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::{Booking, BookingStatus, SaleState, request_fingerprint, sale_state};
-use crate::engine::{BookOutcome, BookRequest, Canceller, Command, MAX_BATCH, email_for};
+use crate::engine::{BookOutcome, BookRequest, Canceller, Command, MAX_BATCH};
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::store::{SalesRows, SavedResponse};
@@ -1563,4 +1563,26 @@ fn constraint_to_rule(error: sqlx::Error) -> BookingError {
         }
     }
     BookingError::Store(error)
+}
+
+/// What an email about `booking` says, as the batch sees the sale and the seat type: PostgreSQL
+/// keeps the rendered email in the outbox row.
+fn email_for(
+    booking: &Booking,
+    sale: &ConcertSale,
+    seat: &Seat,
+    at: OffsetDateTime,
+) -> BookingEmail {
+    BookingEmail {
+        booking_id: booking.id,
+        user_id: booking.user_id,
+        concert_id: booking.concert_id,
+        concert_name: sale.name.clone(),
+        venue: sale.venue.clone(),
+        starts_at: sale.starts_at,
+        seat_type_name: seat.name.clone(),
+        price_cents: booking.price_cents,
+        currency: booking.currency.clone(),
+        at,
+    }
 }

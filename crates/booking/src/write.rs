@@ -237,45 +237,32 @@ pub fn cancel_booking(
     .map_err(constraint_to_rule)
 }
 
-/// Queues an email in the outbox.
-pub fn enqueue_email(
-    conn: &Connection,
-    kind: EmailKind,
-    email: &BookingEmail,
-    now: OffsetDateTime,
-) -> Result<Uuid, BookingError> {
-    let message_id = Uuid::now_v7();
-    let payload =
-        serde_json::to_string(email).map_err(|error| BookingError::Corrupt(error.to_string()))?;
-    conn.prepare_cached(
-        "INSERT INTO outbox (message_id, kind, payload, created_at, available_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-    )?
-    .execute(params![message_id, kind_name(kind), payload, to_millis(now)])?;
-    Ok(message_id)
-}
-
-/// Queues the emails of several bookings with one multi-row statement per chunk
-/// ([`chunk_sizes`]).
+/// Queues one email per booking in the outbox, by reference: the row names the booking and the
+/// email is read from the store when it is claimed ([`claim_outbox`]). One multi-row statement
+/// per chunk ([`chunk_sizes`]).
 pub fn enqueue_emails(
     conn: &Connection,
     kind: EmailKind,
-    emails: &[BookingEmail],
+    booking_ids: &[Uuid],
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
     let created = to_millis(now);
-    let mut rest = emails.iter();
-    for size in chunk_sizes(emails.len()) {
+    let mut rest = booking_ids.iter();
+    for size in chunk_sizes(booking_ids.len()) {
         let values = vec!["(?, ?, ?, ?, ?)"; size].join(", ");
         let mut statement = conn.prepare_cached(&format!(
-            "INSERT INTO outbox (message_id, kind, payload, created_at, available_at) VALUES {values}"
+            "INSERT INTO outbox (message_id, kind, booking_id, created_at, available_at) VALUES {values}"
         ))?;
         let mut index = 0;
-        for email in rest.by_ref().take(size) {
-            let payload = serde_json::to_string(email)
-                .map_err(|error| BookingError::Corrupt(error.to_string()))?;
+        for booking_id in rest.by_ref().take(size) {
             let message_id = Uuid::now_v7();
-            let row: [&dyn rusqlite::ToSql; 5] =
-                [&message_id, &kind_name(kind), &payload, &created, &created];
+            let row: [&dyn rusqlite::ToSql; 5] = [
+                &message_id,
+                &kind_name(kind),
+                booking_id,
+                &created,
+                &created,
+            ];
             for value in row {
                 index += 1;
                 statement.raw_bind_parameter(index, value)?;
@@ -373,7 +360,10 @@ pub fn cancel_sale(
         .map_err(constraint_to_rule)
 }
 
-/// Leases up to `limit` due messages until `lease_until`.
+/// Leases up to `limit` due messages until `lease_until`, with what each email says: read from
+/// the booking, its concert and its seat type as they are now (a rescheduled concert is mailed
+/// with its new start), or, for a message queued before emails were queued by reference, from
+/// the payload it was queued with.
 pub fn claim_outbox(
     conn: &Connection,
     now: OffsetDateTime,
@@ -386,7 +376,7 @@ pub fn claim_outbox(
             SELECT message_id FROM outbox
             WHERE sent_at IS NULL AND available_at <= ?2
             ORDER BY available_at LIMIT ?3)
-         RETURNING message_id, kind, payload, attempts",
+         RETURNING message_id, kind, booking_id, payload, attempts",
     )?;
     let rows = statement.query_map(
         params![to_millis(lease_until), to_millis(now), i64::from(limit)],
@@ -394,27 +384,90 @@ pub fn claim_outbox(
             Ok((
                 row.get::<_, Uuid>(0)?,
                 row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
+                row.get::<_, Option<Uuid>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, i64>(4)?,
             ))
         },
     )?;
-    let mut messages = Vec::new();
-    for row in rows {
-        let (message_id, kind, payload, attempts) = row?;
+    let claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut messages = Vec::with_capacity(claimed.len());
+    for (message_id, kind, booking_id, payload, attempts) in claimed {
+        let kind = match kind.as_str() {
+            "booking_confirmed" => EmailKind::BookingConfirmed,
+            "booking_cancelled" => EmailKind::BookingCancelled,
+            other => return Err(BookingError::Corrupt(format!("outbox kind {other}"))),
+        };
+        let booking = match (booking_id, payload) {
+            (Some(booking_id), _) => booking_email(conn, booking_id, kind)?,
+            (None, Some(payload)) => serde_json::from_str(&payload)
+                .map_err(|error| BookingError::Corrupt(format!("outbox payload: {error}")))?,
+            (None, None) => {
+                return Err(BookingError::Corrupt(format!(
+                    "outbox message {message_id} names no booking"
+                )));
+            }
+        };
         messages.push(OutboxMessage {
             message_id,
-            kind: match kind.as_str() {
-                "booking_confirmed" => EmailKind::BookingConfirmed,
-                "booking_cancelled" => EmailKind::BookingCancelled,
-                other => return Err(BookingError::Corrupt(format!("outbox kind {other}"))),
-            },
+            kind,
             attempts: u32::try_from(attempts.saturating_sub(1)).unwrap_or(0),
-            booking: serde_json::from_str(&payload)
-                .map_err(|error| BookingError::Corrupt(format!("outbox payload: {error}")))?,
+            booking,
         });
     }
     Ok(messages)
+}
+
+/// What an email about `booking_id` says, read from the store. A confirmation is dated when the
+/// booking was made, a cancellation when it was cancelled.
+fn booking_email(
+    conn: &Connection,
+    booking_id: Uuid,
+    kind: EmailKind,
+) -> Result<BookingEmail, BookingError> {
+    let (email, created_at, cancelled_at) = conn
+        .prepare_cached(
+            "SELECT b.user_id, b.concert_id, s.name, s.venue, s.starts_at, t.name, b.price_cents,
+                    b.currency, b.created_at, b.cancelled_at
+             FROM bookings AS b
+             JOIN sales AS s ON s.concert_id = b.concert_id
+             JOIN seat_types AS t ON t.id = b.seat_type_id
+             WHERE b.id = ?1",
+        )?
+        .query_row(params![booking_id], |row| {
+            let created_at = from_millis(row.get(8)?);
+            Ok((
+                BookingEmail {
+                    booking_id,
+                    user_id: row.get(0)?,
+                    concert_id: row.get(1)?,
+                    concert_name: row.get(2)?,
+                    venue: row.get(3)?,
+                    starts_at: from_millis(row.get(4)?),
+                    seat_type_name: row.get(5)?,
+                    price_cents: row.get(6)?,
+                    currency: row.get(7)?,
+                    at: created_at,
+                },
+                created_at,
+                row.get::<_, Option<i64>>(9)?.map(from_millis),
+            ))
+        })
+        .optional()?
+        .ok_or_else(|| {
+            BookingError::Corrupt(format!(
+                "outbox names booking {booking_id}, which is not in the store"
+            ))
+        })?;
+    let at = match kind {
+        EmailKind::BookingConfirmed => created_at,
+        EmailKind::BookingCancelled => cancelled_at.ok_or_else(|| {
+            BookingError::Corrupt(format!(
+                "cancellation email for booking {booking_id}, which is not cancelled"
+            ))
+        })?,
+    };
+    Ok(BookingEmail { at, ..email })
 }
 
 /// Marks the messages sent, inside the writer's transaction: one statement run per id, one

@@ -18,7 +18,9 @@ use boxoffice_booking::BookingError;
 use boxoffice_booking::BookingService;
 use boxoffice_booking::domain::{Booking, BookingStatus, IdempotencyKey};
 use boxoffice_booking::engine::BookOutcome;
-use boxoffice_shared::clients::{ConcertInventory, Inventory, OutboxSource, SeatInventory};
+use boxoffice_shared::clients::{
+    BookingEmail, ConcertInventory, EmailKind, Inventory, OutboxSource, SeatInventory,
+};
 use boxoffice_shared::clock::{Clock, ManualClock, SharedClock};
 use boxoffice_shared::db::{PgStore, SqliteStore, Store};
 use boxoffice_shared::keys::KeyMaterial;
@@ -100,6 +102,16 @@ async fn engine_with_clock(backend: &Backend, clock: SharedClock) -> Engine {
             (store.into(), None, Some(database.clone()))
         }
     };
+    start_engine(store, clock, dir, database).await
+}
+
+/// Starts a Booking service on `store` (running its migrations).
+async fn start_engine(
+    store: Store,
+    clock: SharedClock,
+    dir: Option<tempfile::TempDir>,
+    database: Option<Arc<TestDatabase>>,
+) -> Engine {
     let keys = KeyMaterial::from_secret(&secrecy::SecretString::from("k".repeat(40))).unwrap();
     let authenticator = Authenticator {
         verifier: Arc::new(keys.verifier()),
@@ -380,6 +392,93 @@ async fn the_log_is_copied_into_the_database_file_while_bookings_arrive() {
         size() > before + 1024 * 1024
     })
     .await;
+}
+
+/// Emails queued before the outbox named bookings (each row carried its rendered email) survive
+/// the migration that rebuilds the table, and are claimed exactly as they were queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_queued_with_their_text_before_the_outbox_named_bookings_are_still_sent() {
+    // The store as the previous release left it: its migrations only, one email queued.
+    let previous = tempfile::tempdir().unwrap();
+    for (name, sql) in [
+        (
+            "0001_booking.sql",
+            include_str!("../migrations/sqlite/0001_booking.sql"),
+        ),
+        (
+            "0002_outbox_leases.sql",
+            include_str!("../migrations/sqlite/0002_outbox_leases.sql"),
+        ),
+    ] {
+        std::fs::write(previous.path().join(name), sql).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("booking.db"), 2)
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(previous.path())
+        .await
+        .unwrap()
+        .run(&store.write)
+        .await
+        .unwrap();
+    let queued = BookingEmail {
+        booking_id: Uuid::now_v7(),
+        user_id: Uuid::now_v7(),
+        concert_id: Uuid::now_v7(),
+        concert_name: "Farewell Tour".into(),
+        venue: "Arena".into(),
+        starts_at: in_a_day().replace_nanosecond(0).unwrap(),
+        seat_type_name: "VIP".into(),
+        price_cents: 12_000,
+        currency: "EUR".into(),
+        at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+    };
+    let message_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, kind, payload, created_at, available_at)
+         VALUES (?, 'booking_confirmed', ?, 0, 0)",
+    )
+    .bind(message_id)
+    .bind(serde_json::to_string(&queued).unwrap())
+    .execute(&store.write)
+    .await
+    .unwrap();
+
+    // This release opens it: the outbox is rebuilt, the old message claimed as it was queued.
+    let engine = start_engine(
+        store.into(),
+        boxoffice_shared::clock::system(),
+        Some(dir),
+        None,
+    )
+    .await;
+    let claimed = engine
+        .service
+        .claim(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].message_id, message_id);
+    assert_eq!(claimed[0].kind, EmailKind::BookingConfirmed);
+    assert_eq!(claimed[0].booking, queued);
+    // New bookings queue their emails by reference beside it.
+    let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
+    let booking = created(
+        engine
+            .service
+            .book(customer(), concert_id, seats[0], None)
+            .await
+            .unwrap(),
+    );
+    let claimed = engine
+        .service
+        .claim(10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].booking.booking_id, booking.id);
+    assert_eq!(engine.service.depth().await.unwrap(), 2);
 }
 
 on_every_backend! {
@@ -809,7 +908,8 @@ on_every_backend! {
         backend: Backend
     ) {
         let engine = engine(&backend).await;
-        let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
+        let starts_at = in_a_day().replace_nanosecond(0).unwrap();
+        let (concert_id, seats) = concert(&engine, starts_at, &[5]).await;
         let user = customer();
         let booking = created(
             engine
@@ -818,17 +918,40 @@ on_every_backend! {
                 .await
                 .unwrap(),
         );
-        engine.service.cancel(user, booking.id).await.unwrap();
+        let cancelled = engine.service.cancel(user, booking.id).await.unwrap();
         let claimed = engine
             .service
             .claim(10, Duration::from_secs(30))
             .await
             .unwrap();
         assert_eq!(claimed.len(), 2);
-        assert!(
+        // What each email says: the booking, its concert and seat type, dated when the booking
+        // was made or cancelled.
+        let email = |at| BookingEmail {
+            booking_id: booking.id,
+            user_id: user.user_id,
+            concert_id,
+            concert_name: "Night Show".into(),
+            venue: "Hall".into(),
+            starts_at,
+            seat_type_name: "Tier 0".into(),
+            price_cents: 5_000,
+            currency: "USD".into(),
+            at,
+        };
+        let of_kind = |kind| {
             claimed
                 .iter()
-                .all(|message| message.booking.booking_id == booking.id)
+                .find(|message| message.kind == kind)
+                .map(|message| message.booking.clone())
+        };
+        assert_eq!(
+            of_kind(EmailKind::BookingConfirmed),
+            Some(email(booking.created_at))
+        );
+        assert_eq!(
+            of_kind(EmailKind::BookingCancelled),
+            Some(email(cancelled.cancelled_at.unwrap()))
         );
         // Leased: a second claim gets nothing until the lease runs out or a retry is scheduled.
         assert!(
