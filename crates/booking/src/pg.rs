@@ -391,6 +391,9 @@ fn kind_name(kind: EmailKind) -> &'static str {
     }
 }
 
+/// Leases up to `limit` due messages until `lease_until`, with what each email says: read from
+/// the booking, its concert and its seat type as they are now, or, for a message queued before
+/// emails were queued by reference, from the payload it was queued with.
 pub async fn claim_outbox(
     pool: &PgPool,
     owner: Option<Uuid>,
@@ -399,13 +402,21 @@ pub async fn claim_outbox(
     limit: u32,
 ) -> Result<Vec<OutboxMessage>, BookingError> {
     let rows = sqlx::query(
-        "UPDATE outbox SET available_at = $1, attempts = attempts + 1, leased = true, leased_by = $4
-         WHERE message_id IN (
-            SELECT message_id FROM outbox
-            WHERE sent_at IS NULL AND available_at <= $2
-            ORDER BY available_at LIMIT $3
-            FOR UPDATE SKIP LOCKED)
-         RETURNING message_id, kind, payload, attempts",
+        "WITH claimed AS (
+            UPDATE outbox SET available_at = $1, attempts = attempts + 1, leased = true, leased_by = $4
+            WHERE message_id IN (
+                SELECT message_id FROM outbox
+                WHERE sent_at IS NULL AND available_at <= $2
+                ORDER BY available_at LIMIT $3
+                FOR UPDATE SKIP LOCKED)
+            RETURNING message_id, kind, booking_id, payload, attempts, available_at)
+         SELECT c.message_id, c.kind, c.booking_id, c.payload, c.attempts,
+                b.user_id, b.concert_id, s.name AS concert_name, s.venue, s.starts_at,
+                t.name AS seat_type_name, b.price_cents, b.currency, b.created_at, b.cancelled_at
+         FROM claimed AS c
+         LEFT JOIN bookings AS b ON b.id = c.booking_id
+         LEFT JOIN sales AS s ON s.concert_id = b.concert_id
+         LEFT JOIN seat_types AS t ON t.id = b.seat_type_id",
     )
     .bind(ms(lease_until))
     .bind(ms(now))
@@ -415,22 +426,84 @@ pub async fn claim_outbox(
     .await?;
     rows.iter()
         .map(|row| {
-            let kind: String = row.try_get("kind")?;
-            let payload: String = row.try_get("payload")?;
+            let message_id: Uuid = row.try_get("message_id")?;
+            let kind = match row.try_get::<String, _>("kind")?.as_str() {
+                "booking_confirmed" => EmailKind::BookingConfirmed,
+                "booking_cancelled" => EmailKind::BookingCancelled,
+                other => return Err(BookingError::Corrupt(format!("outbox kind {other}"))),
+            };
             let attempts: i32 = row.try_get("attempts")?;
-            Ok(OutboxMessage {
-                message_id: row.try_get("message_id")?,
-                kind: match kind.as_str() {
-                    "booking_confirmed" => EmailKind::BookingConfirmed,
-                    "booking_cancelled" => EmailKind::BookingCancelled,
-                    other => return Err(BookingError::Corrupt(format!("outbox kind {other}"))),
-                },
-                attempts: u32::try_from(attempts.saturating_sub(1)).unwrap_or(0),
-                booking: serde_json::from_str(&payload)
+            let booking_id: Option<Uuid> = row.try_get("booking_id")?;
+            let booking = match (booking_id, row.try_get::<Option<String>, _>("payload")?) {
+                (Some(booking_id), _) => claimed_email(row, booking_id, kind)?,
+                (None, Some(payload)) => serde_json::from_str(&payload)
                     .map_err(|error| BookingError::Corrupt(format!("outbox payload: {error}")))?,
+                (None, None) => {
+                    return Err(BookingError::Corrupt(format!(
+                        "outbox message {message_id} names no booking"
+                    )));
+                }
+            };
+            Ok(OutboxMessage {
+                message_id,
+                kind,
+                attempts: u32::try_from(attempts.saturating_sub(1)).unwrap_or(0),
+                booking,
             })
         })
         .collect()
+}
+
+/// The email a claimed row names, from the booking, concert and seat type joined to it. A
+/// confirmation is dated when the booking was made, a cancellation when it was cancelled.
+fn claimed_email(
+    row: &PgRow,
+    booking_id: Uuid,
+    kind: EmailKind,
+) -> Result<BookingEmail, BookingError> {
+    let missing = || {
+        BookingError::Corrupt(format!(
+            "outbox names booking {booking_id}, which is not in the store"
+        ))
+    };
+    let created_at: Option<OffsetDateTime> = row.try_get("created_at")?;
+    let cancelled_at: Option<OffsetDateTime> = row.try_get("cancelled_at")?;
+    let at = match kind {
+        EmailKind::BookingConfirmed => created_at.ok_or_else(missing)?,
+        EmailKind::BookingCancelled => cancelled_at.ok_or_else(|| {
+            BookingError::Corrupt(format!(
+                "cancellation email for booking {booking_id}, which is not cancelled"
+            ))
+        })?,
+    };
+    Ok(BookingEmail {
+        booking_id,
+        user_id: row
+            .try_get::<Option<Uuid>, _>("user_id")?
+            .ok_or_else(missing)?,
+        concert_id: row
+            .try_get::<Option<Uuid>, _>("concert_id")?
+            .ok_or_else(missing)?,
+        concert_name: row
+            .try_get::<Option<String>, _>("concert_name")?
+            .ok_or_else(missing)?,
+        venue: row
+            .try_get::<Option<String>, _>("venue")?
+            .ok_or_else(missing)?,
+        starts_at: row
+            .try_get::<Option<OffsetDateTime>, _>("starts_at")?
+            .ok_or_else(missing)?,
+        seat_type_name: row
+            .try_get::<Option<String>, _>("seat_type_name")?
+            .ok_or_else(missing)?,
+        price_cents: row
+            .try_get::<Option<i64>, _>("price_cents")?
+            .ok_or_else(missing)?,
+        currency: row
+            .try_get::<Option<String>, _>("currency")?
+            .ok_or_else(missing)?,
+        at,
+    })
 }
 
 /// Makes the messages leased by `owner`'s worker due again at once: called when that instance
@@ -881,7 +954,7 @@ impl PgWriter {
             concerts: HashSet::new(),
             emails: 0,
         };
-        let mut emails: Vec<(EmailKind, BookingEmail)> = Vec::new();
+        let mut emails: Vec<(EmailKind, Uuid)> = Vec::new();
 
         // 6a. Cancellations first: a seat they free is there for this batch's bookings.
         let mut cancelling: Vec<Uuid> = Vec::new();
@@ -907,10 +980,7 @@ impl PgWriter {
                     cancelled_at: Some(now),
                     ..booking.clone()
                 };
-                emails.push((
-                    EmailKind::BookingCancelled,
-                    email_for(&cancelled, &locked.sale, &locked.seat, now),
-                ));
+                emails.push((EmailKind::BookingCancelled, cancelled.id));
                 Ok(cancelled)
             })();
             if result.is_ok() {
@@ -1049,11 +1119,7 @@ impl PgWriter {
         // Confirmation emails and idempotency records of what was created.
         let mut idempotency: Vec<(Uuid, String, Vec<u8>, String)> = Vec::new();
         for (index, booking) in &created {
-            let locked = &locked[&booking.seat_type_id];
-            emails.push((
-                EmailKind::BookingConfirmed,
-                email_for(booking, &locked.sale, &locked.seat, now),
-            ));
+            emails.push((EmailKind::BookingConfirmed, booking.id));
             if let Some(key) = &books[*index].key {
                 idempotency.push((
                     booking.user_id,
@@ -1303,43 +1369,15 @@ impl PgWriter {
             return Err(BookingError::BookingClosed);
         }
         // Lock the seat types in id order, like every batch does, before touching bookings.
-        let seats: HashMap<Uuid, Seat> = sqlx::query(
-            "SELECT id, concert_id, name, price_cents, currency, capacity, remaining
-             FROM seat_types WHERE concert_id = $1 ORDER BY id FOR UPDATE",
-        )
-        .bind(concert_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok((
-                row.try_get("id")?,
-                Seat {
-                    concert_id,
-                    name: row.try_get("name")?,
-                    price_cents: row.try_get("price_cents")?,
-                    currency: row.try_get("currency")?,
-                    capacity: row.try_get("capacity")?,
-                    remaining: row.try_get("remaining")?,
-                },
-            ))
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-        let sale = sqlx::query(
-            "UPDATE sales SET cancelled_at = $1 WHERE concert_id = $2
-             RETURNING name, venue, starts_at",
-        )
-        .bind(now)
-        .bind(concert_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let sale = ConcertSale {
-            name: sale.try_get("name")?,
-            venue: sale.try_get("venue")?,
-            starts_at: sale.try_get("starts_at")?,
-            cancelled: true,
-            seat_types: Vec::new(),
-        };
+        sqlx::query("SELECT id FROM seat_types WHERE concert_id = $1 ORDER BY id FOR UPDATE")
+            .bind(concert_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE sales SET cancelled_at = $1 WHERE concert_id = $2")
+            .bind(now)
+            .bind(concert_id)
+            .execute(&mut *tx)
+            .await?;
         let cancelled = sqlx::query(concat!(
             "UPDATE bookings SET status = 'cancelled', cancelled_at = $1
              WHERE concert_id = $2 AND status = 'confirmed' RETURNING ",
@@ -1352,13 +1390,7 @@ impl PgWriter {
         let mut emails = Vec::with_capacity(cancelled.len());
         for row in &cancelled {
             let booking = booking_from_row(row)?;
-            let seat = seats.get(&booking.seat_type_id).ok_or_else(|| {
-                BookingError::Corrupt(format!("booking {} has no inventory", booking.id))
-            })?;
-            emails.push((
-                EmailKind::BookingCancelled,
-                email_for(&booking, &sale, seat, now),
-            ));
+            emails.push((EmailKind::BookingCancelled, booking.id));
         }
         enqueue_emails(&mut tx, &emails, now).await?;
         notify(&mut tx, &HashSet::from([concert_id])).await?;
@@ -1494,9 +1526,11 @@ async fn insert_bookings<'a>(
         .collect())
 }
 
+/// Queues one email per `(kind, booking)`, by reference: what it says is read when it is claimed
+/// ([`claim_outbox`]).
 async fn enqueue_emails(
     tx: &mut Transaction<'_, Postgres>,
-    emails: &[(EmailKind, BookingEmail)],
+    emails: &[(EmailKind, Uuid)],
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
     if emails.is_empty() {
@@ -1504,22 +1538,19 @@ async fn enqueue_emails(
     }
     let mut ids = Vec::with_capacity(emails.len());
     let mut kinds = Vec::with_capacity(emails.len());
-    let mut payloads = Vec::with_capacity(emails.len());
-    for (kind, email) in emails {
+    let mut bookings = Vec::with_capacity(emails.len());
+    for (kind, booking_id) in emails {
         ids.push(Uuid::now_v7());
         kinds.push(kind_name(*kind));
-        payloads.push(
-            serde_json::to_string(email)
-                .map_err(|error| BookingError::Corrupt(error.to_string()))?,
-        );
+        bookings.push(*booking_id);
     }
     sqlx::query(
-        "INSERT INTO outbox (message_id, kind, payload, created_at, available_at)
-         SELECT m, k, p, $4, $4 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS r(m, k, p)",
+        "INSERT INTO outbox (message_id, kind, booking_id, created_at, available_at)
+         SELECT m, k, b, $4, $4 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[]) AS r(m, k, b)",
     )
     .bind(&ids)
     .bind(&kinds)
-    .bind(&payloads)
+    .bind(&bookings)
     .bind(now)
     .execute(&mut **tx)
     .await?;
@@ -1563,26 +1594,4 @@ fn constraint_to_rule(error: sqlx::Error) -> BookingError {
         }
     }
     BookingError::Store(error)
-}
-
-/// What an email about `booking` says, as the batch sees the sale and the seat type: PostgreSQL
-/// keeps the rendered email in the outbox row.
-fn email_for(
-    booking: &Booking,
-    sale: &ConcertSale,
-    seat: &Seat,
-    at: OffsetDateTime,
-) -> BookingEmail {
-    BookingEmail {
-        booking_id: booking.id,
-        user_id: booking.user_id,
-        concert_id: booking.concert_id,
-        concert_name: sale.name.clone(),
-        venue: sale.venue.clone(),
-        starts_at: sale.starts_at,
-        seat_type_name: seat.name.clone(),
-        price_cents: booking.price_cents,
-        currency: booking.currency.clone(),
-        at,
-    }
 }

@@ -394,91 +394,118 @@ async fn the_log_is_copied_into_the_database_file_while_bookings_arrive() {
     .await;
 }
 
-/// Emails queued before the outbox named bookings (each row carried its rendered email) survive
-/// the migration that rebuilds the table, and are claimed exactly as they were queued.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emails_queued_with_their_text_before_the_outbox_named_bookings_are_still_sent() {
-    // The store as the previous release left it: its migrations only, one email queued.
-    let previous = tempfile::tempdir().unwrap();
-    for (name, sql) in [
-        (
-            "0001_booking.sql",
-            include_str!("../migrations/sqlite/0001_booking.sql"),
-        ),
-        (
-            "0002_outbox_leases.sql",
-            include_str!("../migrations/sqlite/0002_outbox_leases.sql"),
-        ),
-    ] {
-        std::fs::write(previous.path().join(name), sql).unwrap();
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("booking.db"), 2)
-        .await
-        .unwrap();
-    sqlx::migrate::Migrator::new(previous.path())
-        .await
-        .unwrap()
-        .run(&store.write)
-        .await
-        .unwrap();
-    let queued = BookingEmail {
-        booking_id: Uuid::now_v7(),
-        user_id: Uuid::now_v7(),
-        concert_id: Uuid::now_v7(),
-        concert_name: "Farewell Tour".into(),
-        venue: "Arena".into(),
-        starts_at: in_a_day().replace_nanosecond(0).unwrap(),
-        seat_type_name: "VIP".into(),
-        price_cents: 12_000,
-        currency: "EUR".into(),
-        at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
-    };
-    let message_id = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO outbox (message_id, kind, payload, created_at, available_at)
-         VALUES (?, 'booking_confirmed', ?, 0, 0)",
-    )
-    .bind(message_id)
-    .bind(serde_json::to_string(&queued).unwrap())
-    .execute(&store.write)
-    .await
-    .unwrap();
+on_every_backend! {
+    /// Emails queued before the outbox named bookings (each row carried its rendered email)
+    /// survive the migration, and are claimed exactly as they were queued.
+    async fn emails_queued_with_their_text_before_the_outbox_named_bookings_are_still_sent(
+        backend: Backend
+    ) {
+        // The store as the previous release left it: its migrations only, one email queued.
+        let previous = tempfile::tempdir().unwrap();
+        let migrations: [(&str, &str); 2] = match backend {
+            Backend::Sqlite => [
+                (
+                    "0001_booking.sql",
+                    include_str!("../migrations/sqlite/0001_booking.sql"),
+                ),
+                (
+                    "0002_outbox_leases.sql",
+                    include_str!("../migrations/sqlite/0002_outbox_leases.sql"),
+                ),
+            ],
+            Backend::Postgres(_) => [
+                (
+                    "0001_booking.sql",
+                    include_str!("../migrations/postgres/0001_booking.sql"),
+                ),
+                (
+                    "0002_lease_owner.sql",
+                    include_str!("../migrations/postgres/0002_lease_owner.sql"),
+                ),
+            ],
+        };
+        for (name, sql) in migrations {
+            std::fs::write(previous.path().join(name), sql).unwrap();
+        }
+        let previous = sqlx::migrate::Migrator::new(previous.path()).await.unwrap();
+        let queued = BookingEmail {
+            booking_id: Uuid::now_v7(),
+            user_id: Uuid::now_v7(),
+            concert_id: Uuid::now_v7(),
+            concert_name: "Farewell Tour".into(),
+            venue: "Arena".into(),
+            starts_at: in_a_day().replace_nanosecond(0).unwrap(),
+            seat_type_name: "VIP".into(),
+            price_cents: 12_000,
+            currency: "EUR".into(),
+            at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        };
+        let message_id = Uuid::now_v7();
+        let payload = serde_json::to_string(&queued).unwrap();
+        let (store, dir, database): (Store, _, _) = match &backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let store = SqliteStore::open(&dir.path().join("booking.db"), 2)
+                    .await
+                    .unwrap();
+                previous.run(&store.write).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO outbox (message_id, kind, payload, created_at, available_at)
+                     VALUES (?, 'booking_confirmed', ?, 0, 0)",
+                )
+                .bind(message_id)
+                .bind(&payload)
+                .execute(&store.write)
+                .await
+                .unwrap();
+                (store.into(), Some(dir), None)
+            }
+            Backend::Postgres(database) => {
+                let store = PgStore::connect(&database.url, "booking", 4).await.unwrap();
+                previous.run(&store.pool).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO outbox (message_id, kind, payload, created_at, available_at)
+                     VALUES ($1, 'booking_confirmed', $2, now() - interval '1 second',
+                             now() - interval '1 second')",
+                )
+                .bind(message_id)
+                .bind(&payload)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+                (store.into(), None, Some(database.clone()))
+            }
+        };
 
-    // This release opens it: the outbox is rebuilt, the old message claimed as it was queued.
-    let engine = start_engine(
-        store.into(),
-        boxoffice_shared::clock::system(),
-        Some(dir),
-        None,
-    )
-    .await;
-    let claimed = engine
-        .service
-        .claim(10, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].message_id, message_id);
-    assert_eq!(claimed[0].kind, EmailKind::BookingConfirmed);
-    assert_eq!(claimed[0].booking, queued);
-    // New bookings queue their emails by reference beside it.
-    let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
-    let booking = created(
-        engine
+        // This release opens it: the outbox is migrated, the old message claimed as it was queued.
+        let engine = start_engine(store, boxoffice_shared::clock::system(), dir, database).await;
+        let claimed = engine
             .service
-            .book(customer(), concert_id, seats[0], None)
+            .claim(10, Duration::from_secs(30))
             .await
-            .unwrap(),
-    );
-    let claimed = engine
-        .service
-        .claim(10, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].booking.booking_id, booking.id);
-    assert_eq!(engine.service.depth().await.unwrap(), 2);
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].message_id, message_id);
+        assert_eq!(claimed[0].kind, EmailKind::BookingConfirmed);
+        assert_eq!(claimed[0].booking, queued);
+        // New bookings queue their emails by reference beside it.
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
+        let booking = created(
+            engine
+                .service
+                .book(customer(), concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
+        let claimed = engine
+            .service
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].booking.booking_id, booking.id);
+        assert_eq!(engine.service.depth().await.unwrap(), 2);
+    }
 }
 
 on_every_backend! {
@@ -786,7 +813,8 @@ async fn refused_by_postgres(
         .await
         .unwrap_err();
     assert!(deleted.to_string().contains("never deleted"), "{deleted}");
-    let truncated = sqlx::query("TRUNCATE bookings")
+    // CASCADE: the outbox's reference to bookings would refuse a plain TRUNCATE on its own.
+    let truncated = sqlx::query("TRUNCATE bookings CASCADE")
         .execute(&mut conn)
         .await
         .unwrap_err();
