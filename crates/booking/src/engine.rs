@@ -554,12 +554,12 @@ fn book_run(
                     .clone();
                 // Open for sale: the seat count is settled below, for the run as a whole.
                 bookable(now, &sale, 1)?;
-                Ok((sale, seat))
+                Ok(seat)
             });
         match checked {
-            Ok((sale, seat)) => {
+            Ok(seat) => {
                 *wanted.entry(request.seat_type_id).or_default() += 1;
-                open.push((request, reply, sale, seat));
+                open.push((request, reply, seat));
             }
             Err(error) => answers.push(answer(reply, Err(error))),
         }
@@ -591,9 +591,9 @@ fn book_run(
         return;
     }
     let count = open.len();
-    let mut rest = open.into_iter().map(|(request, reply, sale, seat)| {
+    let mut rest = open.into_iter().map(|(request, reply, seat)| {
         let booking = confirmed_booking(&request, &seat, now);
-        (request, reply, sale, seat, booking)
+        (request, reply, seat, booking)
     });
     for size in store::chunk_sizes(count) {
         let part: Vec<_> = rest.by_ref().take(size).collect();
@@ -620,7 +620,7 @@ fn book_run(
             }
             continue;
         }
-        for (request, reply, _, seat, booking) in part {
+        for (request, reply, seat, booking) in part {
             let mut staged = Staged::default();
             let remaining = effects
                 .remaining(view, request.seat_type_id)
