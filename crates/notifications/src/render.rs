@@ -124,7 +124,8 @@ impl<'a> View<'a> {
     fn plain(&self, name: &str) -> String {
         let mut text = format!("Hello {},\n\n{}\n\n", name.trim(), self.headline());
         for (label, value) in self.rows() {
-            let _ = writeln!(text, "{:<13}{}", format!("{label}:"), value);
+            // Wide enough for the longest label ("Cancelled at:") and a space.
+            let _ = writeln!(text, "{:<14}{}", format!("{label}:"), value);
         }
         let _ = write!(text, "\n{}\n\n-- \nboxoffice\n", self.footer());
         text
@@ -467,7 +468,8 @@ mod tests {
             Some("booking_cancelled")
         );
         let plain = View::new(&sample(EmailKind::BookingCancelled)).plain("Ada");
-        assert!(plain.contains("Cancelled at:"), "{plain}");
+        // The value stands apart from the longest label.
+        assert!(plain.contains("Cancelled at: 20"), "{plain}");
     }
 
     #[test]
