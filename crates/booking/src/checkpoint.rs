@@ -14,7 +14,7 @@
 //! Should the checkpointer fall behind (or fail), the writer's connection keeps a backstop
 //! ([`BACKSTOP_PAGES`]): past that many pages in the log it checkpoints on its own as before.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(path: &PathBuf, shared: &Shared) {
+fn run(path: &Path, shared: &Shared) {
     let conn = match Connection::open(path) {
         Ok(conn) => conn,
         Err(error) => {
