@@ -1,10 +1,13 @@
 //! Booking rules that need no I/O.
 
+use boxoffice_shared::clients::{BookingEmail, EmailKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use crate::error::BookingError;
 
 /// Where a booking is in its life. It only ever moves from `confirmed` to `cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -98,6 +101,55 @@ pub fn request_fingerprint(concert_id: Uuid, seat_type_id: Uuid) -> [u8; 32] {
     hasher.update(concert_id.as_bytes());
     hasher.update(seat_type_id.as_bytes());
     hasher.finalize().into()
+}
+
+/// The kind of a claimed outbox row, from its stored name.
+pub fn outbox_kind(name: &str) -> Result<EmailKind, BookingError> {
+    EmailKind::parse(name).ok_or_else(|| BookingError::Corrupt(format!("outbox kind {name}")))
+}
+
+/// The email a claimed outbox row carries. A row queued by this release names its booking, and
+/// `read` reads the email from the store; a row queued by an earlier release carries the email
+/// it was queued with, as JSON.
+pub fn queued_email(
+    message_id: Uuid,
+    booking_id: Option<Uuid>,
+    payload: Option<&str>,
+    read: impl FnOnce(Uuid) -> Result<BookingEmail, BookingError>,
+) -> Result<BookingEmail, BookingError> {
+    match (booking_id, payload) {
+        (Some(booking_id), _) => read(booking_id),
+        (None, Some(payload)) => serde_json::from_str(payload)
+            .map_err(|error| BookingError::Corrupt(format!("outbox payload: {error}"))),
+        (None, None) => Err(BookingError::Corrupt(format!(
+            "outbox message {message_id} names no booking"
+        ))),
+    }
+}
+
+/// When an email about a booking is dated: a confirmation when the booking was made, a
+/// cancellation when it was cancelled.
+pub fn email_date(
+    booking_id: Uuid,
+    kind: EmailKind,
+    created_at: OffsetDateTime,
+    cancelled_at: Option<OffsetDateTime>,
+) -> Result<OffsetDateTime, BookingError> {
+    match kind {
+        EmailKind::BookingConfirmed => Ok(created_at),
+        EmailKind::BookingCancelled => cancelled_at.ok_or_else(|| {
+            BookingError::Corrupt(format!(
+                "cancellation email for booking {booking_id}, which is not cancelled"
+            ))
+        }),
+    }
+}
+
+/// An outbox row names a booking the store does not hold (its foreign key forbids it).
+pub fn missing_booking(booking_id: Uuid) -> BookingError {
+    BookingError::Corrupt(format!(
+        "outbox names booking {booking_id}, which is not in the store"
+    ))
 }
 
 #[cfg(test)]

@@ -60,7 +60,10 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::{Booking, BookingStatus, SaleState, request_fingerprint, sale_state};
+use crate::domain::{
+    Booking, BookingStatus, SaleState, email_date, missing_booking, outbox_kind, queued_email,
+    request_fingerprint, sale_state,
+};
 use crate::engine::{BookOutcome, BookRequest, Canceller, Command, MAX_BATCH};
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
@@ -384,13 +387,6 @@ impl PgView {
 // ---------------------------------------------------------------------------------------------
 // The outbox: workers in any process claim with SKIP LOCKED, so they never take the same message.
 
-fn kind_name(kind: EmailKind) -> &'static str {
-    match kind {
-        EmailKind::BookingConfirmed => "booking_confirmed",
-        EmailKind::BookingCancelled => "booking_cancelled",
-    }
-}
-
 /// Leases up to `limit` due messages until `lease_until`, with what each email says: read from
 /// the booking, its concert and its seat type as they are now, or, for a message queued before
 /// emails were queued by reference, from the payload it was queued with.
@@ -409,7 +405,7 @@ pub async fn claim_outbox(
                 WHERE sent_at IS NULL AND available_at <= $2
                 ORDER BY available_at LIMIT $3
                 FOR UPDATE SKIP LOCKED)
-            RETURNING message_id, kind, booking_id, payload, attempts, available_at)
+            RETURNING message_id, kind, booking_id, payload, attempts)
          SELECT c.message_id, c.kind, c.booking_id, c.payload, c.attempts,
                 b.user_id, b.concert_id, s.name AS concert_name, s.venue, s.starts_at,
                 t.name AS seat_type_name, b.price_cents, b.currency, b.created_at, b.cancelled_at
@@ -427,23 +423,15 @@ pub async fn claim_outbox(
     rows.iter()
         .map(|row| {
             let message_id: Uuid = row.try_get("message_id")?;
-            let kind = match row.try_get::<String, _>("kind")?.as_str() {
-                "booking_confirmed" => EmailKind::BookingConfirmed,
-                "booking_cancelled" => EmailKind::BookingCancelled,
-                other => return Err(BookingError::Corrupt(format!("outbox kind {other}"))),
-            };
+            let kind = outbox_kind(row.try_get("kind")?)?;
             let attempts: i32 = row.try_get("attempts")?;
-            let booking_id: Option<Uuid> = row.try_get("booking_id")?;
-            let booking = match (booking_id, row.try_get::<Option<String>, _>("payload")?) {
-                (Some(booking_id), _) => claimed_email(row, booking_id, kind)?,
-                (None, Some(payload)) => serde_json::from_str(&payload)
-                    .map_err(|error| BookingError::Corrupt(format!("outbox payload: {error}")))?,
-                (None, None) => {
-                    return Err(BookingError::Corrupt(format!(
-                        "outbox message {message_id} names no booking"
-                    )));
-                }
-            };
+            let payload: Option<&str> = row.try_get("payload")?;
+            let booking = queued_email(
+                message_id,
+                row.try_get("booking_id")?,
+                payload,
+                |booking_id| claimed_email(row, booking_id, kind),
+            )?;
             Ok(OutboxMessage {
                 message_id,
                 kind,
@@ -454,56 +442,39 @@ pub async fn claim_outbox(
         .collect()
 }
 
-/// The email a claimed row names, from the booking, concert and seat type joined to it. A
-/// confirmation is dated when the booking was made, a cancellation when it was cancelled.
+/// The email a claimed row names, from the booking, concert and seat type joined to it.
 fn claimed_email(
     row: &PgRow,
     booking_id: Uuid,
     kind: EmailKind,
 ) -> Result<BookingEmail, BookingError> {
-    let missing = || {
-        BookingError::Corrupt(format!(
-            "outbox names booking {booking_id}, which is not in the store"
-        ))
-    };
-    let created_at: Option<OffsetDateTime> = row.try_get("created_at")?;
-    let cancelled_at: Option<OffsetDateTime> = row.try_get("cancelled_at")?;
-    let at = match kind {
-        EmailKind::BookingConfirmed => created_at.ok_or_else(missing)?,
-        EmailKind::BookingCancelled => cancelled_at.ok_or_else(|| {
-            BookingError::Corrupt(format!(
-                "cancellation email for booking {booking_id}, which is not cancelled"
-            ))
-        })?,
-    };
+    let at = email_date(
+        booking_id,
+        kind,
+        joined(row, "created_at", booking_id)?,
+        row.try_get("cancelled_at")?,
+    )?;
     Ok(BookingEmail {
         booking_id,
-        user_id: row
-            .try_get::<Option<Uuid>, _>("user_id")?
-            .ok_or_else(missing)?,
-        concert_id: row
-            .try_get::<Option<Uuid>, _>("concert_id")?
-            .ok_or_else(missing)?,
-        concert_name: row
-            .try_get::<Option<String>, _>("concert_name")?
-            .ok_or_else(missing)?,
-        venue: row
-            .try_get::<Option<String>, _>("venue")?
-            .ok_or_else(missing)?,
-        starts_at: row
-            .try_get::<Option<OffsetDateTime>, _>("starts_at")?
-            .ok_or_else(missing)?,
-        seat_type_name: row
-            .try_get::<Option<String>, _>("seat_type_name")?
-            .ok_or_else(missing)?,
-        price_cents: row
-            .try_get::<Option<i64>, _>("price_cents")?
-            .ok_or_else(missing)?,
-        currency: row
-            .try_get::<Option<String>, _>("currency")?
-            .ok_or_else(missing)?,
+        user_id: joined(row, "user_id", booking_id)?,
+        concert_id: joined(row, "concert_id", booking_id)?,
+        concert_name: joined(row, "concert_name", booking_id)?,
+        venue: joined(row, "venue", booking_id)?,
+        starts_at: joined(row, "starts_at", booking_id)?,
+        seat_type_name: joined(row, "seat_type_name", booking_id)?,
+        price_cents: joined(row, "price_cents", booking_id)?,
+        currency: joined(row, "currency", booking_id)?,
         at,
     })
+}
+
+/// A column of the claim's outer join to the booking: NULL only when the store has no such booking.
+fn joined<'r, T>(row: &'r PgRow, column: &str, booking_id: Uuid) -> Result<T, BookingError>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get::<Option<T>, _>(column)?
+        .ok_or_else(|| missing_booking(booking_id))
 }
 
 /// Makes the messages leased by `owner`'s worker due again at once: called when that instance
@@ -1541,7 +1512,7 @@ async fn enqueue_emails(
     let mut bookings = Vec::with_capacity(emails.len());
     for (kind, booking_id) in emails {
         ids.push(Uuid::now_v7());
-        kinds.push(kind_name(*kind));
+        kinds.push(kind.as_str());
         bookings.push(*booking_id);
     }
     sqlx::query(

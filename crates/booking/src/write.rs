@@ -14,7 +14,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{
+    Booking, BookingStatus, email_date, missing_booking, outbox_kind, queued_email,
+};
 use crate::error::BookingError;
 use crate::store::SavedResponse;
 use crate::view::{ConcertSale, Inventory, Seat};
@@ -256,13 +258,8 @@ pub fn enqueue_emails(
         let mut index = 0;
         for booking_id in rest.by_ref().take(size) {
             let message_id = Uuid::now_v7();
-            let row: [&dyn rusqlite::ToSql; 5] = [
-                &message_id,
-                &kind_name(kind),
-                booking_id,
-                &created,
-                &created,
-            ];
+            let row: [&dyn rusqlite::ToSql; 5] =
+                [&message_id, &kind.as_str(), booking_id, &created, &created];
             for value in row {
                 index += 1;
                 statement.raw_bind_parameter(index, value)?;
@@ -271,13 +268,6 @@ pub fn enqueue_emails(
         statement.raw_execute()?;
     }
     Ok(())
-}
-
-fn kind_name(kind: EmailKind) -> &'static str {
-    match kind {
-        EmailKind::BookingConfirmed => "booking_confirmed",
-        EmailKind::BookingCancelled => "booking_cancelled",
-    }
 }
 
 /// Creates or updates a concert's sale window and adds the seat types it does not have yet.
@@ -393,21 +383,10 @@ pub fn claim_outbox(
     let claimed = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     let mut messages = Vec::with_capacity(claimed.len());
     for (message_id, kind, booking_id, payload, attempts) in claimed {
-        let kind = match kind.as_str() {
-            "booking_confirmed" => EmailKind::BookingConfirmed,
-            "booking_cancelled" => EmailKind::BookingCancelled,
-            other => return Err(BookingError::Corrupt(format!("outbox kind {other}"))),
-        };
-        let booking = match (booking_id, payload) {
-            (Some(booking_id), _) => booking_email(conn, booking_id, kind)?,
-            (None, Some(payload)) => serde_json::from_str(&payload)
-                .map_err(|error| BookingError::Corrupt(format!("outbox payload: {error}")))?,
-            (None, None) => {
-                return Err(BookingError::Corrupt(format!(
-                    "outbox message {message_id} names no booking"
-                )));
-            }
-        };
+        let kind = outbox_kind(&kind)?;
+        let booking = queued_email(message_id, booking_id, payload.as_deref(), |booking_id| {
+            booking_email(conn, booking_id, kind)
+        })?;
         messages.push(OutboxMessage {
             message_id,
             kind,
@@ -454,19 +433,8 @@ fn booking_email(
             ))
         })
         .optional()?
-        .ok_or_else(|| {
-            BookingError::Corrupt(format!(
-                "outbox names booking {booking_id}, which is not in the store"
-            ))
-        })?;
-    let at = match kind {
-        EmailKind::BookingConfirmed => created_at,
-        EmailKind::BookingCancelled => cancelled_at.ok_or_else(|| {
-            BookingError::Corrupt(format!(
-                "cancellation email for booking {booking_id}, which is not cancelled"
-            ))
-        })?,
-    };
+        .ok_or_else(|| missing_booking(booking_id))?;
+    let at = email_date(booking_id, kind, created_at, cancelled_at)?;
     Ok(BookingEmail { at, ..email })
 }
 

@@ -184,23 +184,14 @@ impl Header for KindHeader {
     }
 
     fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        match s.trim() {
-            "booking_confirmed" => Ok(Self(EmailKind::BookingConfirmed)),
-            "booking_cancelled" => Ok(Self(EmailKind::BookingCancelled)),
-            other => Err(format!("unknown email kind {other:?}").into()),
-        }
+        let name = s.trim();
+        EmailKind::parse(name)
+            .map(Self)
+            .ok_or_else(|| format!("unknown email kind {name:?}").into())
     }
 
     fn display(&self) -> HeaderValue {
-        HeaderValue::new(Self::name(), kind_label(self.0).to_owned())
-    }
-}
-
-/// The snake_case name of a kind, as the outbox and the metrics spell it.
-pub fn kind_label(kind: EmailKind) -> &'static str {
-    match kind {
-        EmailKind::BookingConfirmed => "booking_confirmed",
-        EmailKind::BookingCancelled => "booking_cancelled",
+        HeaderValue::new(Self::name(), self.0.as_str().to_owned())
     }
 }
 

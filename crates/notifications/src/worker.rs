@@ -41,7 +41,7 @@ use uuid::Uuid;
 
 use crate::config::NotificationsConfig;
 use crate::error::NotificationsError;
-use crate::render::{kind_label, render};
+use crate::render::render;
 use crate::transport::MailTransport;
 
 /// How often at most the `outbox_depth` gauge is refreshed.
@@ -183,7 +183,7 @@ impl Worker {
                     "email",
                     message_id = %message.message_id,
                     booking_id = %message.booking.booking_id,
-                    kind = kind_label(message.kind),
+                    kind = message.kind.as_str(),
                     attempt = message.attempts + 1,
                 );
                 if let Settled::Done = self.handle(&message).instrument(span).await {
@@ -205,7 +205,7 @@ impl Worker {
     async fn handle(&self, message: &OutboxMessage) -> Settled {
         match self.deliver(message).await {
             Ok(Outcome::Sent) => {
-                metrics::counter!("emails_sent_total", "kind" => kind_label(message.kind))
+                metrics::counter!("emails_sent_total", "kind" => message.kind.as_str())
                     .increment(1);
                 tracing::info!("email sent");
                 Settled::Done

@@ -124,7 +124,28 @@ pub enum EmailKind {
     BookingCancelled,
 }
 
-/// Everything an email about a booking shows, captured when the booking changed.
+impl EmailKind {
+    /// The snake_case name, as the outbox, the `X-Boxoffice-Kind` header and the metrics spell it
+    /// (and serde does).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EmailKind::BookingConfirmed => "booking_confirmed",
+            EmailKind::BookingCancelled => "booking_cancelled",
+        }
+    }
+
+    /// The kind named by [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "booking_confirmed" => Some(EmailKind::BookingConfirmed),
+            "booking_cancelled" => Some(EmailKind::BookingCancelled),
+            _ => None,
+        }
+    }
+}
+
+/// Everything an email about a booking shows: read from the Booking store when the email is
+/// claimed (or, for emails queued by earlier releases, as captured when the booking changed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookingEmail {
     pub booking_id: Uuid,
