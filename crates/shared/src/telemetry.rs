@@ -4,10 +4,13 @@
 //! `--log-format json`. Metrics go to a process-wide Prometheus recorder that `/metrics` renders;
 //! [`track_http`] records a count and a latency histogram per route, method and status.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -62,25 +65,98 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; the handle still renders ours.
             let _ = metrics::set_global_recorder(recorder);
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
 }
 
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until it is folded into its buckets, which
+/// `render` (a scrape of `/metrics`) or `run_upkeep` does. A server nobody scrapes would keep
+/// eight bytes per request forever; a thread of its own folds them every [`UPKEEP_INTERVAL`],
+/// whatever runtime (or none) the process has.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let started = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = started {
+        tracing::warn!(%error, "no metrics upkeep thread: histograms are folded only on scrape");
+    }
+}
+
+/// The route label of a request no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// The request counter and latency histogram of one (method, status) of a route.
+type Handles = (metrics::Counter, metrics::Histogram);
+
+/// A route's [`Handles`] by method label and status code.
+type ByOutcome = HashMap<(&'static str, u16), Handles>;
+
+thread_local! {
+    /// Each worker thread's handles to the series it has recorded into, by route template, then
+    /// method and status: a request looks them up by reference instead of building three label
+    /// strings and asking the recorder's registry twice. The handles point at the recorder's
+    /// shared series, so every thread counts into the same numbers. Bounded: route templates,
+    /// the methods of [`method_label`] and status codes are all finite sets.
+    static ROUTE_METRICS: RefCell<HashMap<Box<str>, ByOutcome>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The method as a label. Any method outside the standard ones is `other`: a client may send
+/// any token as a method, and each would otherwise become a series of its own.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts requests and records their latency by route template, method and status.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(request.method());
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed().as_secs_f64();
+    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+    ROUTE_METRICS.with_borrow_mut(|routes| {
+        if !routes.contains_key(route) {
+            routes.insert(route.into(), HashMap::new());
+        }
+        let Some(by_outcome) = routes.get_mut(route) else {
+            return;
+        };
+        let (requests, latency) = by_outcome.entry((method, status)).or_insert_with(|| {
+            let labels = [
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ];
+            (
+                metrics::counter!("http_requests_total", &labels),
+                metrics::histogram!("http_request_duration_seconds", &labels),
+            )
+        });
+        requests.increment(1);
+        latency.record(elapsed);
+    });
     response
 }

@@ -85,6 +85,23 @@ async fn metrics_count_requests_by_route_and_status() {
     );
     // Routes are labelled by template, not by raw path (bounded cardinality).
     assert!(!after.contains(r#"route="/nope""#), "{after}");
+    // Likewise methods: a made-up one is `other`, not a series of its own.
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let response = app
+        .client
+        .request(brew, app.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let after = scrape(&app).await;
+    assert!(!after.contains("BREW"), "{after}");
+    let other = [
+        r#"route="/healthz""#,
+        r#"method="other""#,
+        r#"status="405""#,
+    ];
+    assert!(requests_total(&after, &other) >= 1.0, "{after}");
     assert!(after.contains("http_request_duration_seconds"), "{after}");
 }
 
