@@ -11,8 +11,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends cmake clang perl make \
     && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --locked -p boxoffice --bin boxoffice \
-    && cp target/release/boxoffice /usr/local/bin/boxoffice
+# The production profile (Cargo.toml): the release build with whole-program optimisation.
+RUN cargo build --profile production --locked -p boxoffice --bin boxoffice \
+    && cp target/production/boxoffice /usr/local/bin/boxoffice
 
 FROM debian:bookworm-slim
 RUN apt-get update \
