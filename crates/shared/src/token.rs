@@ -84,10 +84,10 @@ const LEEWAY_SECONDS: i64 = 5;
 /// its signature verifies with the key (jsonwebtoken's `crypto::verify`, on aws-lc-rs), and its
 /// claims — parsed once, only after the signature held — carry every field of
 /// [`AccessClaims`], our issuer and audience, and an `exp` not more than [`LEEWAY_SECONDS`] in the
-/// past. These are the checks `jsonwebtoken::decode` makes with the `Validation` this verifier
-/// used to hold; done here, the header is parsed once instead of twice and the claims once
-/// instead of twice (a booking's token is usually seen for the first time, so this is on the
-/// path of every booking of an on-sale).
+/// past. These are the checks `jsonwebtoken::decode` makes with a `Validation` of the same
+/// rules; done here, the header is parsed once instead of twice and the claims once instead of
+/// twice (a booking's token is usually seen for the first time, so this is on the path of every
+/// booking of an on-sale).
 ///
 /// Tokens it has verified are remembered until they expire (the most recently useful
 /// [`VERIFIED_TOKENS`] of them), keyed by the whole token: a client that sends the same token
@@ -433,14 +433,11 @@ mod tests {
         assert!(verifier.verify_remembered(&forged).is_err());
     }
 
-    /// A token with `claims` (any JSON) and `header`, signed with `secret` over exactly the
-    /// bytes it carries, so that only the part under test is wrong.
-    fn signed(secret: &[u8], header: &serde_json::Value, claims: &serde_json::Value) -> String {
+    /// A token of `header` and `claims` (any bytes), signed with `secret` over exactly the bytes
+    /// it carries, so that only the part under test is wrong.
+    fn signed_bytes(secret: &[u8], header: &[u8], claims: &[u8]) -> String {
         use base64::Engine as _;
-        let b64 = |value: &serde_json::Value| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(value).unwrap())
-        };
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let message = format!("{}.{}", b64(header), b64(claims));
         let signature = jsonwebtoken::crypto::sign(
             message.as_bytes(),
@@ -449,6 +446,11 @@ mod tests {
         )
         .unwrap();
         format!("{message}.{signature}")
+    }
+
+    fn signed(secret: &[u8], header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        let json = |value: &serde_json::Value| serde_json::to_vec(value).unwrap();
+        signed_bytes(secret, &json(header), &json(claims))
     }
 
     #[test]
@@ -527,20 +529,7 @@ mod tests {
             verifier.verify(&format!("{header_part}.!!!.{signature}")),
             Err(TokenError::Signature)
         );
-        let signed_garbage = {
-            use base64::Engine as _;
-            let message = format!(
-                "{header_part}.{}",
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"not json")
-            );
-            let signature = jsonwebtoken::crypto::sign(
-                message.as_bytes(),
-                &jsonwebtoken::EncodingKey::from_secret(secret),
-                Algorithm::HS256,
-            )
-            .unwrap();
-            format!("{message}.{signature}")
-        };
+        let signed_garbage = signed_bytes(secret, br#"{"alg":"HS256"}"#, b"not json");
         assert_eq!(verifier.verify(&signed_garbage), Err(TokenError::Claims));
 
         // Another key's signature over the same bytes.
