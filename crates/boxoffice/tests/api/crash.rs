@@ -4,7 +4,6 @@
 //! user may hold two bookings, and every confirmed booking gets exactly one confirmation email.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +14,7 @@ use tokio::process::Child;
 
 use crate::admin::boxoffice_command;
 use crate::emails::{mails, mails_of};
-use crate::helpers::{PASSWORD, concert_body, id_of, poll_until};
+use crate::helpers::{PASSWORD, concert_body, free_port, id_of, poll_until};
 
 const JWT_SECRET: &str = "crash-test-secret-0123456789-abcdefghijk";
 const ADMIN_EMAIL: &str = "crash.admin@example.com";
@@ -134,11 +133,7 @@ async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_during_a_booking_storm_loses_no_acknowledged_booking_or_email() {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut server = serve(dir.path(), port);

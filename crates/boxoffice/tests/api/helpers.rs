@@ -42,6 +42,34 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// A port on 127.0.0.1 for a `boxoffice` process that a test starts with `--listen`: free when
+/// chosen, and chosen below the kernel's ephemeral range (read from
+/// `/proc/sys/net/ipv4/ip_local_port_range`; Linux's default starts at 32768). The process binds
+/// it seconds later, after its migrations; a port taken from the ephemeral range (what binding
+/// port 0 gives) could meanwhile be handed to another test's server binding port 0, which then
+/// answered in the process's place. Below that range only this function hands ports out, and a
+/// counter (offset by the process id, for two test binaries at once) never hands one out twice.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(FIRST).max(1_000);
+    for _ in 0..span {
+        let offset = NEXT
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(std::process::id().wrapping_mul(97));
+        let port = u16::try_from(FIRST + offset % span).unwrap();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + span);
+}
+
 /// The URL of this test's PostgreSQL database when the suite runs on PostgreSQL, made on first
 /// use; `None` on SQLite. Without a PostgreSQL server (and without `BOXOFFICE_REQUIRE_POSTGRES=1`)
 /// the test says it skipped PostgreSQL and runs on SQLite.

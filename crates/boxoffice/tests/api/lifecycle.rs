@@ -2,7 +2,6 @@
 //! revoked sessions survive a restart on the same data directory; `boxoffice serve` answers,
 //! exits 0 on SIGTERM, and `--demo` prints how to log in.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 use crate::admin::boxoffice_command;
-use crate::helpers::{PASSWORD, assert_problem, now_unix, read_claims, spawn_app_with};
+use crate::helpers::{PASSWORD, assert_problem, free_port, now_unix, read_claims, spawn_app_with};
 
 fn header_alg(token: &str) -> String {
     use base64::Engine;
@@ -100,12 +99,6 @@ async fn a_session_revoked_by_refresh_reuse_stays_revoked_after_a_restart() {
 
     let response = app.me(&newest_access).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// Starts `boxoffice serve` on a free port with `extra` arguments; stdout is piped.

@@ -13,7 +13,6 @@
 //! - `boxoffice loadtest --scenario onsale` against the gateway passes its verdict.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use crate::concerts::EventStream;
 use crate::crash::storm_with_kill;
 use crate::emails::{mails, mails_of};
 use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, concert_body, database_url, id_of, poll_until,
+    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, concert_body, database_url, free_port, id_of, poll_until,
 };
 
 const SERVICE_TOKEN: &str = "split-test-service-token-0123456789abcdef";
@@ -51,14 +50,6 @@ struct Cluster {
     /// The gateway's root: the only address clients use.
     base: String,
     client: reqwest::Client,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Cluster {
