@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ops::{self, ReadyCheck};
+use crate::server::ConnectionLimits;
 
 /// Where the services keep their data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +230,8 @@ pub struct Config {
     /// client's address, which login and registration throttles key on, is the last address the
     /// header lists.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Timeouts and the bound on connections (see [`crate::server`]).
+    pub connections: ConnectionLimits,
 }
 
 impl Config {
@@ -254,11 +257,18 @@ impl Config {
             peers: Peers::default(),
             service_credential: None,
             trusted_proxies: Vec::new(),
+            connections: ConnectionLimits::default(),
         }
     }
 
     /// Refuses the combinations that cannot work, with a message that says what to add.
     pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.data_dir.exists() || self.data_dir.is_dir(),
+            "the data directory {} is a file, not a directory: give --data-dir \
+             (BOXOFFICE_DATA_DIR) a directory, or a path that does not exist yet",
+            self.data_dir.display()
+        );
         let roles = self.roles;
         anyhow::ensure!(roles != Roles::NONE, "--service names no service");
         if roles.gateway {
@@ -336,7 +346,7 @@ pub struct Services {
     stores: Vec<Store>,
 }
 
-/// Loads the keys and opens the Auth store (running its migrations): all that account
+/// Opens the Auth store (running its migrations) and loads the keys: all that account
 /// management needs, and the first step of [`Services::open`].
 pub async fn open_auth(config: &Config) -> anyhow::Result<(AuthService, Authenticator, Store)> {
     std::fs::create_dir_all(&config.data_dir)
@@ -345,6 +355,18 @@ pub async fn open_auth(config: &Config) -> anyhow::Result<(AuthService, Authenti
         config.jwt_public_key_file.is_none(),
         "auth signs tokens: it needs the private key (--jwt-key-file), not --jwt-public-key-file"
     );
+    let auth_db = config
+        .storage
+        .open("auth", Durability::Full, 8)
+        .await
+        .context("opening the auth store")?;
+    let auth_store = AuthStore::new(auth_db.clone());
+    auth_store
+        .migrate()
+        .await
+        .context("migrating the auth store")?;
+    // The key only after the store opened: a start that fails on its database leaves no new
+    // key file behind.
     let keys = KeyMaterial::load(
         config.jwt_secret.as_ref(),
         config.jwt_key_file.as_deref(),
@@ -366,17 +388,6 @@ pub async fn open_auth(config: &Config) -> anyhow::Result<(AuthService, Authenti
         revoked: RevokedSessions::default(),
         clock: config.clock.clone(),
     };
-
-    let auth_db = config
-        .storage
-        .open("auth", Durability::Full, 8)
-        .await
-        .context("opening the auth store")?;
-    let auth_store = AuthStore::new(auth_db.clone());
-    auth_store
-        .migrate()
-        .await
-        .context("migrating the auth store")?;
 
     if config.auth.password.below_recommendation() {
         tracing::warn!(?config.auth.password, "argon2 parameters are below the OWASP recommendation");
@@ -462,6 +473,9 @@ impl Services {
         })?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(2))
+            // Below the peers' idle timeout (`--header-timeout`, 10 s by default): this side
+            // drops an idle connection first, never reusing one as the peer closes it.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .context("building the HTTP client for peer services")?;
         let peer_credential = || {
@@ -702,6 +716,7 @@ pub async fn ensure_admin(auth: &AuthService, spec: &AccountSpec) -> anyhow::Res
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    connections: ConnectionLimits,
     /// `None` for the gateway, which runs no service.
     services: Option<Services>,
     address: SocketAddr,
@@ -744,6 +759,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            connections: config.connections,
             services,
             address,
             tasks,
@@ -766,6 +782,7 @@ impl Application {
         let Self {
             listener,
             router,
+            connections,
             services,
             address,
             tasks,
@@ -780,11 +797,9 @@ impl Application {
             }
         });
         let stopping = stop.clone();
-        let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        crate::server::serve(listener, router, connections, async move {
+            stopping.cancelled().await
+        })
         .await;
         stop.cancel();
         // Dropping the services drops the last senders to the booking writer, which then drains
@@ -796,7 +811,7 @@ impl Application {
             store.close().await;
         }
         tracing::info!("boxoffice stopped");
-        result.context("serving HTTP")
+        Ok(())
     }
 }
 

@@ -116,8 +116,8 @@ pub struct StorageArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: `IP:PORT` or `HOST:PORT` (e.g. `localhost:8090`).
+    #[arg(long, env = "BOXOFFICE_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen)]
     pub listen: SocketAddr,
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -151,8 +151,44 @@ pub struct ServeArgs {
         requires = "admin_email"
     )]
     pub admin_password: Option<String>,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection is kept open.
+    #[arg(long, env = "BOXOFFICE_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout: u64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, env = "BOXOFFICE_BODY_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout: u64,
+    /// Connections served at once; one more is answered 503 and closed. Default: 10 000, or
+    /// 256 below the process's open-files limit when that is lower.
+    #[arg(long, env = "BOXOFFICE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
     #[command(flatten)]
     pub split: SplitArgs,
+}
+
+/// `--listen`: an `IP:PORT`, or a `HOST:PORT` whose name resolves (to its first IPv4 address,
+/// else its first address).
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs as _;
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    if !text.contains(':') {
+        return Err(format!(
+            "`{text}` has no port: give HOST:PORT, e.g. 127.0.0.1:8080"
+        ));
+    }
+    let addresses: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|error| format!("`{text}` does not resolve: {error}"))?
+        .collect();
+    // `localhost` often resolves to ::1 and 127.0.0.1: listen where clients look first.
+    addresses
+        .iter()
+        .find(|address| address.is_ipv4())
+        .or(addresses.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}` resolves to no address"))
 }
 
 /// A service `serve --service` can run.
@@ -268,6 +304,11 @@ impl ServeArgs {
             }),
             _ => None,
         };
+        config.connections.header_read = std::time::Duration::from_secs(self.header_timeout);
+        config.connections.body_read = std::time::Duration::from_secs(self.body_timeout);
+        if let Some(max) = self.max_connections {
+            config.connections.max_connections = max as usize;
+        }
         self.split.apply(&mut config)?;
         Ok(config)
     }

@@ -4,6 +4,8 @@
 //! - [`cli`]: the command line (`serve`, `admin create`), the only place configuration is read.
 //! - [`app`]: [`app::Application`], which opens the stores, wires the services into one router,
 //!   binds the listener (port 0 in tests) and runs until a shutdown signal.
+//! - [`server`]: the connection loop: header, body and idle timeouts and a bound on
+//!   connections, so that slow or idle clients cannot exhaust the process.
 //! - [`ops`]: health, readiness, metrics, the OpenAPI document, `/docs`, and the 404/405/panic
 //!   answers that keep every error in problem+json.
 //! - [`demo`]: the sample data `serve --demo` loads.
@@ -17,3 +19,4 @@ pub mod cli;
 pub mod demo;
 pub mod loadtest;
 pub mod ops;
+pub mod server;

@@ -5,6 +5,7 @@
 //! - `GET /metrics`: Prometheus text.
 //! - `GET /api/v1/openapi.json` and `GET /docs`: the OpenAPI document generated from the
 //!   handlers' annotations, and Swagger UI served from assets compiled into the binary.
+//! - `GET /`: a page for browsers that says where the API and its documentation are.
 //! - Fallbacks: unknown paths are 404 `not_found`, known paths with another method are 405
 //!   `method_not_allowed`, and a panic in a handler is 500 `internal` — all problem+json.
 
@@ -21,6 +22,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use boxoffice_shared::db::Store;
+use boxoffice_shared::extract::MAX_BODY_BYTES;
 use boxoffice_shared::telemetry::{metrics_handle, track_http};
 use boxoffice_shared::{ErrorCode, FieldError, Problem};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -173,6 +175,7 @@ pub fn with_operations(
         .split_for_parts();
 
     let router = router
+        .route("/", axum::routing::get(home))
         .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
         .merge(internal)
         .fallback(not_found)
@@ -199,8 +202,38 @@ pub fn gateway_with_operations(
         .route(OPENAPI_PATH, axum::routing::get(merged_openapi))
         .with_state(Arc::new(docs));
     let swagger = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from(OPENAPI_PATH));
-    shared_layers(gateway.merge(operations).merge(document).merge(swagger))
+    let home = Router::new().route("/", axum::routing::get(home));
+    shared_layers(
+        gateway
+            .merge(operations)
+            .merge(document)
+            .merge(swagger)
+            .merge(home),
+    )
 }
+
+/// What a browser finds at `/`: where the API, its documentation and the concerts are. (The web
+/// shop will live here.)
+async fn home() -> axum::response::Html<&'static str> {
+    axum::response::Html(HOME_PAGE)
+}
+
+const HOME_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>boxoffice</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5">
+<h1>boxoffice</h1>
+<p>Concert tickets that are never oversold. This server speaks JSON over HTTP:</p>
+<ul>
+<li><a href="/docs">/docs</a>: the interactive API page (try every call from the browser)</li>
+<li><a href="/api/v1/openapi.json">/api/v1/openapi.json</a>: the OpenAPI 3.1 document</li>
+<li><a href="/api/v1/concerts">/api/v1/concerts</a>: the concerts on sale</li>
+<li><a href="/healthz">/healthz</a> and <a href="/metrics">/metrics</a>: for operators</li>
+</ul>
+</body>
+</html>
+"#;
 
 /// Where the gateway finds the services' own OpenAPI documents: each service's instances, and
 /// the client to ask them with.
@@ -275,25 +308,59 @@ fn operations(checks: Vec<Arc<dyn ReadyCheck>>) -> OpenApiRouter {
 /// Metrics, panics as problems, request ids and request spans, for every route.
 fn shared_layers(router: Router) -> Router {
     router
+        .layer(middleware::from_fn(refuse_oversized_body))
         .layer(middleware::from_fn(track_http))
         .layer(CatchPanicLayer::custom(panic_to_problem))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let request_id = request
-                    .headers()
-                    .get(REQUEST_ID)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or("-");
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    uri = %request.uri().path(),
-                    request_id = %request_id,
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        uri = %request.uri().path(),
+                        request_id = %request_id,
+                    )
+                })
+                // One line per answered request at info level (the access log), under a target of
+                // its own so that `RUST_LOG=…,boxoffice::access=off` silences it alone.
+                .on_response(
+                    |response: &Response, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(
+                            target: "boxoffice::access",
+                            status = response.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "answered"
+                        );
+                    },
+                ),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A request that declares a body over the contract's 64 KiB is answered 413 `body_too_large`
+/// before any of it is read: waiting for (or draining) a body that will be refused anyway would
+/// let a client hold the connection with a `Content-Length` it never means to send. Bodies
+/// without a length (chunked) are cut off at the limit while they are read.
+async fn refuse_oversized_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Problem::new(
+            ErrorCode::BodyTooLarge,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Behind a trusted proxy (the gateway), the client is the last address of `X-Forwarded-For`:

@@ -31,13 +31,16 @@ pub struct GatewayConfig {
     /// request: request deadlines are each service's business, and the availability stream must
     /// stay open for as long as the client listens.
     pub connect_timeout: Duration,
-    /// How long an idle keep-alive connection to an instance is kept in the pool.
+    /// How long an idle keep-alive connection to an instance is kept in the pool. Shorter than
+    /// the instances' own idle timeout (`serve --header-timeout`, 10 s by default), so that the
+    /// gateway drops a connection before the instance does, never reusing one at the moment the
+    /// instance closes it.
     pub pool_idle_timeout: Duration,
 }
 
 impl GatewayConfig {
     /// A configuration with these upstreams and the default timings: health checks every 2 s
-    /// with a 1 s timeout, a 1 s connect timeout, idle connections kept for 20 s.
+    /// with a 1 s timeout, a 1 s connect timeout, idle connections kept for 5 s.
     pub fn new(auth: Vec<String>, catalog: Vec<String>, booking: Vec<String>) -> Self {
         Self {
             auth,
@@ -46,7 +49,7 @@ impl GatewayConfig {
             health_interval: Duration::from_secs(2),
             health_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
-            pool_idle_timeout: Duration::from_secs(20),
+            pool_idle_timeout: Duration::from_secs(5),
         }
     }
 

@@ -172,6 +172,8 @@ impl TestApp {
             base: format!("http://{address}"),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                // Below the server's idle timeout, as any well-behaved client keeps it.
+                .pool_idle_timeout(std::time::Duration::from_secs(5))
                 .build()
                 .expect("a reqwest client"),
             dir: Some(dir),

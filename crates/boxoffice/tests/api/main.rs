@@ -4,6 +4,7 @@
 //!
 //! - `auth`: registration, login, refresh rotation, logout, `/me`, forged tokens.
 //! - `rate_limits`: login-failure and registration throttles.
+//! - `connections`: header, body and idle timeouts and the bound on connections.
 //! - `errors`: the problem+json answers for bad bodies, paths and methods.
 //! - `ops`: health, readiness, metrics, the OpenAPI document and `/docs`.
 //! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
@@ -11,6 +12,7 @@
 //! - `concerts`: the catalog, its admin routes, sales, availability and its event stream.
 //! - `bookings`: booking and cancelling, idempotency, closing, and races through HTTP.
 //! - `emails`: confirmation and cancellation emails in the mail directory.
+//! - `startup`: messages of a start that fails, and `--listen` with a host name.
 //! - `crash`: `kill -9` during a booking storm loses no acknowledged booking or email.
 
 #![allow(clippy::unwrap_used)]
@@ -22,6 +24,7 @@ mod admin;
 mod auth;
 mod bookings;
 mod concerts;
+mod connections;
 mod crash;
 mod emails;
 mod errors;
@@ -30,3 +33,4 @@ mod lifecycle;
 mod loadtest;
 mod ops;
 mod rate_limits;
+mod startup;
