@@ -63,7 +63,8 @@ pub struct ListBookingsQuery {
     /// Only bookings with this status.
     pub status: Option<BookingStatus>,
     /// 1 to 100, default 20.
-    pub limit: Option<u32>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
     /// From the previous page's `next_cursor`.
     pub cursor: Option<String>,
 }
@@ -214,13 +215,21 @@ pub async fn list_bookings(
     caller: AuthUser,
     Query(query): Query<ListBookingsQuery>,
 ) -> Result<Json<BookingPage>, BookingError> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(BookingError::invalid("limit", "must be between 1 and 100"));
-    }
+    // An empty `limit=` is no limit, as in the catalog's lists.
+    let limit = match query.limit.as_deref().map(str::trim) {
+        None | Some("") => 20,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=100).contains(limit))
+            .ok_or_else(|| BookingError::invalid("limit", "must be between 1 and 100"))?,
+    };
+    // An empty `cursor=` is no cursor, as an empty `limit=` is no limit (the first page).
     let before = query
         .cursor
         .as_deref()
+        .map(str::trim)
+        .filter(|cursor| !cursor.is_empty())
         .map(|cursor| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(cursor)

@@ -205,11 +205,16 @@ impl Currency {
 pub struct PriceCents(i64);
 
 impl PriceCents {
+    /// One million in major units (100 000 000 minor units): above any real ticket, and low
+    /// enough that a sales report's sums cannot overflow (at most 20 seat types × 1 000 000 seats
+    /// × this price is 2 × 10^15, far below 2^63).
+    pub const MAX: i64 = 100_000_000;
+
     pub fn parse(raw: i64) -> Result<Self, String> {
-        if raw >= 0 {
+        if (0..=Self::MAX).contains(&raw) {
             Ok(Self(raw))
         } else {
-            Err("must not be negative".to_owned())
+            Err(format!("must be between 0 and {}", Self::MAX))
         }
     }
 
@@ -529,6 +534,9 @@ mod tests {
         assert!(Currency::parse("ÉUR").is_err());
         assert!(PriceCents::parse(0).is_ok());
         assert!(PriceCents::parse(-1).is_err());
+        assert!(PriceCents::parse(PriceCents::MAX).is_ok());
+        assert!(PriceCents::parse(PriceCents::MAX + 1).is_err());
+        assert!(PriceCents::parse(i64::MAX).is_err());
         assert!(Capacity::parse(0).is_err());
         assert!(Capacity::parse(1).is_ok());
         assert!(Capacity::parse(1_000_000).is_ok());

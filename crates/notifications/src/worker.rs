@@ -207,7 +207,7 @@ impl Worker {
             Ok(Outcome::Sent) => {
                 metrics::counter!("emails_sent_total", "kind" => message.kind.as_str())
                     .increment(1);
-                tracing::info!("email sent");
+                tracing::debug!("email sent");
                 Settled::Done
             }
             Ok(Outcome::NoRecipient) => {

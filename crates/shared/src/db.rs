@@ -139,12 +139,31 @@ impl PgStore {
         max_connections: u32,
     ) -> anyhow::Result<Self> {
         let options = pg_options(url, schema)?;
+        let server = format!(
+            "PostgreSQL at {}:{} (database {}, user {})",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("-"),
+            options.get_username(),
+        );
+        // One connection first, on its own: the pool retries a refused or failing connection
+        // until its acquire timeout and then says only "pool timed out", which names neither
+        // the server nor the cause.
+        use sqlx::Connection as _;
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::postgres::PgConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("connecting to {server}: no answer within 10 s"))?
+        .map_err(|error| anyhow::anyhow!("connecting to {server}: {error}"))?;
+        let _ = probe.close().await;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .with_context(|| format!("connecting to PostgreSQL for the {schema} schema"))?;
+            .with_context(|| format!("connecting to {server} for the {schema} schema"))?;
         // A role that may not create schemas can still use one made for it beforehand.
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")

@@ -75,6 +75,12 @@ fn json_error_to_problem(path: &str, error: &serde_json::Error) -> Problem {
     use serde_json::error::Category;
     let message = strip_position(&error.to_string());
     match error.classify() {
+        // `1e400` is well-formed JSON (RFC 8259 sets no range on numbers); it is a value out of
+        // range for the field, not a malformed body.
+        Category::Syntax if message.starts_with("number out of range") => {
+            let field = if path == "." { "body" } else { path };
+            Problem::validation(vec![FieldError::new(field, "is a number out of range")])
+        }
         Category::Syntax | Category::Eof | Category::Io => Problem::new(
             ErrorCode::MalformedBody,
             format!("the request body is not valid JSON: {message}"),
@@ -180,6 +186,15 @@ mod tests {
         assert_eq!(problem.code, ErrorCode::MalformedBody);
         let problem = parse_json::<Body>(b"{\"email\": \"a\", \"age\": 1} trailing").unwrap_err();
         assert_eq!(problem.code, ErrorCode::MalformedBody);
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_validation_errors_of_their_field() {
+        let problem = parse_json::<Body>(br#"{"email":"a","age":1e400}"#).unwrap_err();
+        assert_eq!(problem.code, ErrorCode::ValidationFailed);
+        assert_eq!(problem.errors[0].field, "age");
+        let problem = parse_json::<Body>(br#"{"email":"a","age":-1e400}"#).unwrap_err();
+        assert_eq!(problem.code, ErrorCode::ValidationFailed);
     }
 
     #[test]

@@ -36,7 +36,14 @@ pub fn init_tracing(format: LogFormat) {
     });
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        // Colour codes only for a terminal: redirected to a file or a log collector they are
+        // noise.
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+            )
+            .try_init(),
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
             .try_init(),
@@ -65,10 +72,59 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; the handle still renders ours.
             let _ = metrics::set_global_recorder(recorder);
+            describe_metrics();
             spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// The `# HELP` text of every series boxoffice records, in one place so that `/metrics` explains
+/// itself. A series recorded without a description here still renders, without help.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by route template, method and status"
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from a request's head to its response's head, by route template, method and status"
+    );
+    describe_counter!(
+        "http_connections_shed_total",
+        "Connections answered 503 and closed because the server held its maximum of connections"
+    );
+    describe_counter!("auth_logins_total", "Login attempts, by outcome");
+    describe_counter!("auth_registrations_total", "Registrations, by outcome");
+    describe_counter!(
+        "auth_refresh_reuse_total",
+        "Refresh tokens presented a second time (the session is revoked)"
+    );
+    describe_counter!(
+        "auth_throttle_redis_errors_total",
+        "Throttle decisions taken on the local count because Redis did not answer"
+    );
+    describe_counter!("bookings_total", "Booking requests, by outcome");
+    describe_counter!("bookings_cancelled_total", "Bookings cancelled");
+    describe_histogram!(
+        "booking_writer_batch_size",
+        "Bookings and cancels committed together in one transaction by the booking writer"
+    );
+    describe_counter!("catalog_concerts_created_total", "Concerts created");
+    describe_counter!(
+        "emails_sent_total",
+        "Emails handed to the mail transport, by kind"
+    );
+    describe_counter!(
+        "email_failures_total",
+        "Email sends that failed and will be retried, by reason"
+    );
+    describe_gauge!(
+        "outbox_depth",
+        "Emails queued in the outbox and not yet sent"
+    );
 }
 
 /// How often histogram samples are folded into their buckets.

@@ -493,15 +493,12 @@ async fn prepare(
     let started = Instant::now();
     let mut conn = Conn::new(ctx.target.clone());
     let admin = admin_login(&mut conn, args).await?;
-    let stage = stage(&mut conn, &admin, args, seat_types).await?;
-    note(
-        args,
-        &format!(
-            "concert {} ready; preparing {users} users…",
-            stage.concert_id
-        ),
-    );
+    // Accounts first: a server that offers no load-test accounts is then refused before a
+    // concert is created, instead of left with a "Load test …" concert on sale.
+    note(args, &format!("preparing {users} users…"));
     let prepared = prepare_users(&ctx.target, &admin, users, &args.prefix).await?;
+    let stage = stage(&mut conn, &admin, args, seat_types).await?;
+    note(args, &format!("concert {} ready", stage.concert_id));
     let setup = started.elapsed();
     note(
         args,

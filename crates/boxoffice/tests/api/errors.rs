@@ -202,3 +202,86 @@ async fn every_response_carries_a_request_id() {
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "client-chosen-id-123");
 }
+
+#[tokio::test]
+async fn a_path_that_does_not_decode_is_the_resources_404() {
+    let (app, admin) = crate::helpers::spawn_admin_app().await;
+    for (path, code) in [
+        ("/api/v1/concerts/%ff%fe", "concert_not_found"),
+        ("/api/v1/concerts/%ff/availability", "concert_not_found"),
+        ("/api/v1/concerts/%c3%28/sales", "concert_not_found"),
+        ("/api/v1/bookings/%ff%fe", "booking_not_found"),
+        ("/api/v1/nothing-here/%ff", "not_found"),
+    ] {
+        let response = app.get_with_token(path, &admin).await;
+        assert_problem(response, StatusCode::NOT_FOUND, code).await;
+    }
+}
+
+#[tokio::test]
+async fn a_number_out_of_range_is_422_on_its_field_not_a_malformed_body() {
+    let (app, admin) = crate::helpers::spawn_admin_app().await;
+    let body = r#"{"name":"Huge","artist":"A","venue":"V","starts_at":"2099-01-01T19:30:00Z",
+        "seat_types":[{"name":"GA","price_cents":1e400,"currency":"USD","capacity":10}]}"#;
+    let response = app
+        .client
+        .post(app.url("/api/v1/concerts"))
+        .bearer_auth(&admin)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let fields = crate::helpers::error_fields(&problem);
+    assert!(
+        fields.iter().any(|field| field.contains("price_cents")),
+        "{fields:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_price_above_one_million_is_refused_so_that_sales_sums_cannot_overflow() {
+    let (app, admin) = crate::helpers::spawn_admin_app().await;
+    let mut body = crate::helpers::concert_body("Priceless", 3600, 10);
+    body["seat_types"][0]["price_cents"] = json!(100_000_001_i64);
+    let response = app
+        .post_json_with_token("/api/v1/concerts", &admin, &body)
+        .await;
+    let problem = assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        crate::helpers::error_fields(&problem)
+            .iter()
+            .any(|field| field.contains("price_cents")),
+        "{problem}"
+    );
+    body["seat_types"][0]["price_cents"] = json!(100_000_000_i64);
+    let response = app
+        .post_json_with_token("/api/v1/concerts", &admin, &body)
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn an_empty_cursor_is_the_first_page_like_an_empty_limit() {
+    let app = spawn_app().await;
+    let session = app.register_user("pager@example.com").await;
+    for query in ["?cursor=", "?limit=", "?cursor=&limit="] {
+        let response = app
+            .get_with_token(&format!("/api/v1/bookings{query}"), &session.access_token)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        let response = app.get(&format!("/api/v1/concerts{query}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+    }
+}

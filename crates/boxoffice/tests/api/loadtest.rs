@@ -289,3 +289,33 @@ async fn accounts_switched_off_and_remote_targets_are_refused() {
     let error = loadtest::run(args).await.unwrap_err();
     assert!(error.to_string().contains("--allow-remote"), "{error:#}");
 }
+
+#[tokio::test]
+async fn a_server_without_load_test_accounts_is_refused_before_any_concert_is_created() {
+    let app = spawn_app_with(|config| {
+        config.auth.load_test_accounts = false;
+        config.admin = Some(boxoffice::app::AccountSpec {
+            email: ADMIN.to_owned(),
+            password: SecretString::from(ADMIN_PASSWORD.to_owned()),
+        });
+    })
+    .await;
+    let error = run(&app, &["--scenario", "onsale", "--users", "10"])
+        .await
+        .expect_err("the run is refused");
+    assert!(
+        format!("{error:#}").contains("--load-test-accounts on"),
+        "{error:#}"
+    );
+    let concerts: Value = app
+        .get("/api/v1/concerts?status=all")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        concerts["items"].as_array().map(Vec::len),
+        Some(0),
+        "no concert is left behind: {concerts}"
+    );
+}

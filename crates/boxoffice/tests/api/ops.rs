@@ -67,6 +67,10 @@ async fn metrics_count_requests_by_route_and_status() {
         before.contains("# TYPE http_requests_total counter"),
         "{before}"
     );
+    assert!(
+        before.contains("# HELP http_requests_total HTTP requests answered"),
+        "every series explains itself: {before}"
+    );
 
     for _ in 0..3 {
         assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
@@ -319,4 +323,24 @@ fn script_sources(html: &str) -> Vec<String> {
         rest = tag_end;
     }
     sources
+}
+
+#[tokio::test]
+async fn a_browser_at_the_root_finds_a_page_that_points_to_the_api() {
+    let app = spawn_app().await;
+    let response = app.get("/").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.text().await.unwrap();
+    for link in [
+        "href=\"/docs\"",
+        "href=\"/api/v1/openapi.json\"",
+        "href=\"/api/v1/concerts\"",
+    ] {
+        assert!(page.contains(link), "the page links {link}: {page}");
+    }
 }
