@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,11 @@ fn peer_available(test: &str) -> bool {
             std::env::var("BOXOFFICE_CI").as_deref() != Ok("1"),
             "{test}: python3 with aiosmtpd is required under BOXOFFICE_CI=1; run .ci/smtp-peer.sh"
         );
-        eprintln!("{test}: skipped: python3 with aiosmtpd is not installed (.ci/smtp-peer.sh)");
+        // Straight to stderr: libtest would swallow `eprintln!` of a passing test.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{test}: skipped: python3 with aiosmtpd is not installed (.ci/smtp-peer.sh)"
+        );
     }
     imported
 }
