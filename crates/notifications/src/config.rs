@@ -2,8 +2,10 @@
 //!
 //! Only the binary reads flags and environment variables; it turns `--mail-url` /
 //! `BOXOFFICE_MAIL_URL` and the mail directory into a [`TransportConfig`] with
-//! [`TransportConfig::parse`], which fails at start-up with a message that says which forms are
-//! accepted, rather than at the first email.
+//! [`TransportConfig::parse`], and the sender (`--mail-from` / `BOXOFFICE_MAIL_FROM`, e.g.
+//! `Aurora Hall Box Office <tickets@example.com>`) into the `From:` with [`sender`] or
+//! [`NotificationsConfig::with_from`]. Both fail at start-up with a message that says which forms
+//! are accepted, rather than at the first email.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -134,8 +136,24 @@ fn redact(url: &str) -> String {
 
 /// Parses a sender such as `boxoffice <tickets@example.com>` or `tickets@example.com`.
 pub fn parse_mailbox(from: &str) -> anyhow::Result<Mailbox> {
-    from.parse::<Mailbox>()
-        .with_context(|| format!("{from:?} is not a valid sender; expected e.g. {DEFAULT_FROM:?}"))
+    from.parse::<Mailbox>().with_context(|| {
+        format!(
+            "{from:?} is not a valid sender; expected e.g. \
+             \"Aurora Hall Box Office <tickets@example.com>\" or \"tickets@example.com\" \
+             (a display name with a comma goes in double quotes)"
+        )
+    })
+}
+
+/// The `From:` of every email, from the operator's setting (`--mail-from` /
+/// `BOXOFFICE_MAIL_FROM`): a display name and an address, `Aurora Hall Box Office
+/// <tickets@example.com>`, which is what a fan's inbox lists; or only an address. No setting (or
+/// an empty one) keeps [`DEFAULT_FROM`].
+pub fn sender(setting: Option<&str>) -> anyhow::Result<Mailbox> {
+    match setting.map(str::trim).filter(|from| !from.is_empty()) {
+        Some(from) => parse_mailbox(from),
+        None => Ok(default_from()),
+    }
 }
 
 fn default_from() -> Mailbox {
@@ -163,7 +181,8 @@ pub struct NotificationsConfig {
     pub base_backoff: Duration,
     /// The longest wait between two attempts at one message.
     pub max_backoff: Duration,
-    /// The `From:` of every email.
+    /// The `From:` of every email, display name included (see [`sender`]); also the
+    /// `ORGANIZER` of the attached calendar event. Default [`DEFAULT_FROM`].
     pub from: Mailbox,
 }
 
@@ -179,6 +198,14 @@ impl NotificationsConfig {
             max_backoff: Duration::from_secs(15 * 60),
             from: default_from(),
         }
+    }
+
+    /// The same configuration sending as the operator's sender setting (see [`sender`]).
+    pub fn with_from(self, setting: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            from: sender(setting)?,
+            ..self
+        })
     }
 }
 
@@ -255,5 +282,43 @@ mod tests {
             DEFAULT_FROM
         );
         assert!(parse_mailbox("nobody").is_err());
+    }
+
+    #[test]
+    fn the_operator_names_the_sender() {
+        let config = NotificationsConfig::new(parse(None).unwrap());
+        let named = config
+            .clone()
+            .with_from(Some(" Aurora Hall Box Office <tickets@example.com> "))
+            .unwrap();
+        assert_eq!(named.from.name.as_deref(), Some("Aurora Hall Box Office"));
+        assert_eq!(named.from.email.to_string(), "tickets@example.com");
+
+        // A comma in the name needs quotes, as in any address header.
+        let quoted = sender(Some("\"Aurora Hall, Box Office\" <tickets@example.com>")).unwrap();
+        assert_eq!(quoted.name.as_deref(), Some("Aurora Hall, Box Office"));
+
+        let bare = sender(Some("tickets@example.com")).unwrap();
+        assert_eq!(bare.name, None);
+
+        // Unset or blank keeps the default.
+        for unset in [None, Some(""), Some("  ")] {
+            assert_eq!(
+                sender(unset).unwrap().to_string(),
+                DEFAULT_FROM,
+                "{unset:?}"
+            );
+        }
+
+        let error = format!(
+            "{:#}",
+            config
+                .with_from(Some("Aurora Hall Box Office"))
+                .unwrap_err()
+        );
+        assert!(
+            error.contains("Aurora Hall Box Office <tickets@example.com>"),
+            "{error}"
+        );
     }
 }

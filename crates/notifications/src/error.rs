@@ -21,6 +21,10 @@ pub enum NotificationsError {
     /// The message could not be assembled (e.g. a missing originator). Retrying cannot help.
     #[error("could not build the email: {0}")]
     Build(#[from] lettre::error::Error),
+    /// A part's `Content-Type` did not parse. They are built from constants, so this is a bug;
+    /// retrying cannot help.
+    #[error("could not build the email's content type: {0}")]
+    ContentType(#[from] lettre::message::header::ContentTypeErr),
     /// Writing into the mail directory failed (missing, not a directory, full disk, …).
     #[error("mail directory {}: {source}", path.display())]
     MailDir {
@@ -43,13 +47,18 @@ impl NotificationsError {
     /// The message can never be sent as it stands, so retrying only fills the log: the worker
     /// drops it (acknowledges it) with an error instead of backing off forever.
     pub fn is_undeliverable(&self) -> bool {
-        matches!(self, Self::InvalidRecipient { .. } | Self::Build(_))
+        matches!(
+            self,
+            Self::InvalidRecipient { .. } | Self::Build(_) | Self::ContentType(_)
+        )
     }
 
     /// A short, stable label for the `email_failures_total{reason}` metric.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::InvalidRecipient { .. } | Self::Build(_) => "undeliverable",
+            Self::InvalidRecipient { .. } | Self::Build(_) | Self::ContentType(_) => {
+                "undeliverable"
+            }
             Self::MailDir { .. } | Self::Smtp(_) | Self::Task(_) => "transport",
             Self::Client(_) => "directory",
         }

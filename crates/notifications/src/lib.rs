@@ -11,9 +11,11 @@
 //! The service has no HTTP routes and no tables of its own.
 //!
 //! # Layout
-//! - [`config`]: the typed configuration section the binary hands to this service, and the
-//!   parsing of `--mail-url` into a [`TransportConfig`].
-//! - [`render`]: one outbox message plus a contact → one `multipart/alternative` email.
+//! - [`config`]: the typed configuration section the binary hands to this service, the parsing
+//!   of `--mail-url` into a [`TransportConfig`] and of the operator's sender into a [`Mailbox`].
+//! - [`render`]: one outbox message plus a contact → one email: text and HTML alternatives and
+//!   the concert as a calendar file.
+//! - [`calendar`]: that calendar file, RFC 5545 iCalendar written by hand.
 //! - [`transport`]: where emails go: RFC 5322 files written atomically into a mail directory
 //!   (the default), or an SMTP relay.
 //! - [`worker`]: the claim → render → send → acknowledge loop, its backoff, its metrics, the
@@ -30,7 +32,9 @@
 //! use boxoffice_notifications::{MailTransport, NotificationsConfig, TransportConfig, WorkerWaker};
 //!
 //! let transport = TransportConfig::parse(None, "data/mail".into())?;
-//! let config = NotificationsConfig::new(transport);
+//! // `--mail-from` / `BOXOFFICE_MAIL_FROM`; `None` keeps the default sender.
+//! let config = NotificationsConfig::new(transport)
+//!     .with_from(Some("Aurora Hall Box Office <tickets@example.com>"))?;
 //! let mail = MailTransport::start(&config.transport).await?;
 //! let waker = WorkerWaker::new(); // also handed to Booking, which pokes it after each commit
 //! let clock = boxoffice_shared::clock::system();
@@ -42,13 +46,14 @@
 //! # }
 //! ```
 
+pub mod calendar;
 pub mod config;
 pub mod error;
 pub mod render;
 pub mod transport;
 pub mod worker;
 
-pub use config::{NotificationsConfig, TransportConfig, parse_mailbox};
+pub use config::{NotificationsConfig, TransportConfig, parse_mailbox, sender};
 pub use error::NotificationsError;
 pub use lettre::message::Mailbox;
 pub use transport::MailTransport;

@@ -1,9 +1,13 @@
 //! Rendering one outbox message into an email.
 //!
-//! Each email is `multipart/alternative` with a plain-text part first and an HTML part second
-//! (RFC 2046 §5.1.4: the last part is the preferred one, and clients that cannot show HTML fall
-//! back to the text). Everything a user or an admin typed (names, venue, seat type) is escaped in
-//! the HTML part and stripped of control characters in headers.
+//! Each email is `multipart/mixed`: first the message itself, `multipart/alternative` with a
+//! plain-text part and then an HTML part (RFC 2046 §5.1.4: the last part is the preferred one,
+//! and clients that cannot show HTML fall back to the text); then the concert as a calendar file
+//! (see [`crate::calendar`]), `text/calendar; method=PUBLISH` for a confirmation and
+//! `method=CANCEL` for a cancellation. Times read the way a fan says them, "Saturday 1 May 2027,
+//! 19:30 UTC": concerts have no time zone yet, so the zone is named rather than implied.
+//! Everything a user or an admin typed (names, venue, seat type) is escaped in the HTML part and
+//! stripped of control characters in headers.
 //!
 //! The `Message-ID` is derived from the outbox message id, never generated, so that an email
 //! delivered twice under at-least-once delivery is recognisably one message (RFC 5322 §3.6.4).
@@ -12,14 +16,19 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use boxoffice_shared::clients::{Contact, EmailKind, OutboxMessage};
-use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
+use crate::calendar;
 use crate::error::NotificationsError;
+
+/// The file name of the calendar attachment.
+pub const CALENDAR_FILE: &str = "concert.ics";
 
 /// The `Message-ID` of the email for outbox message `message_id`, angle brackets included.
 pub fn message_id_header(message_id: Uuid) -> String {
@@ -53,11 +62,28 @@ pub fn render(
         .subject(header_text(&view.subject()))
         .header(BookingIdHeader(message.booking.booking_id))
         .header(KindHeader(message.kind))
-        .multipart(MultiPart::alternative_plain_html(
-            view.plain(&contact.full_name),
-            view.html(&contact.full_name),
-        ))?;
+        .multipart(
+            MultiPart::mixed()
+                .multipart(MultiPart::alternative_plain_html(
+                    view.plain(&contact.full_name),
+                    view.html(&contact.full_name),
+                ))
+                .singlepart(calendar_part(message, from)?),
+        )?;
     Ok(email)
+}
+
+/// The `.ics` attachment. Its `Content-Type` carries the iTIP method as well as the file does
+/// (RFC 6047 §2.4), which is what makes mail clients offer "add to calendar" or "remove".
+fn calendar_part(
+    message: &OutboxMessage,
+    from: &Mailbox,
+) -> Result<SinglePart, NotificationsError> {
+    let content_type = ContentType::parse(&format!(
+        "text/calendar; charset=utf-8; method={}",
+        calendar::method(message.kind)
+    ))?;
+    Ok(Attachment::new(CALENDAR_FILE.to_owned()).body(calendar::ics(message, from), content_type))
 }
 
 /// The fields of one email, formatted once for both parts.
@@ -73,8 +99,8 @@ impl<'a> View<'a> {
         let booking = &message.booking;
         Self {
             message,
-            starts_at: rfc3339_utc(booking.starts_at),
-            at: rfc3339_utc(booking.at),
+            starts_at: readable_utc(booking.starts_at),
+            at: readable_utc(booking.at),
             price: format_price(booking.price_cents, &booking.currency),
         }
     }
@@ -89,7 +115,7 @@ impl<'a> View<'a> {
 
     fn headline(&self) -> &'static str {
         match self.message.kind {
-            EmailKind::BookingConfirmed => "Your ticket is confirmed.",
+            EmailKind::BookingConfirmed => "Your booking is confirmed.",
             EmailKind::BookingCancelled => "Your booking was cancelled and its seat released.",
         }
     }
@@ -97,9 +123,13 @@ impl<'a> View<'a> {
     fn footer(&self) -> &'static str {
         match self.message.kind {
             EmailKind::BookingConfirmed => {
-                "Keep this email: your booking id is your ticket at the door."
+                "Please quote your booking reference if you contact us. The attached calendar \
+                 file adds the concert to your calendar."
             }
-            EmailKind::BookingCancelled => "This booking no longer admits you to the concert.",
+            EmailKind::BookingCancelled => {
+                "This booking no longer admits you to the concert. The attached calendar file \
+                 removes the concert from your calendar."
+            }
         }
     }
 
@@ -116,7 +146,7 @@ impl<'a> View<'a> {
             ("Starts at", self.starts_at.clone()),
             ("Seat type", booking.seat_type_name.clone()),
             ("Price", self.price.clone()),
-            ("Booking id", booking.booking_id.to_string()),
+            ("Booking reference", booking.booking_id.to_string()),
             (at_label, self.at.clone()),
         ]
     }
@@ -124,8 +154,8 @@ impl<'a> View<'a> {
     fn plain(&self, name: &str) -> String {
         let mut text = format!("Hello {},\n\n{}\n\n", name.trim(), self.headline());
         for (label, value) in self.rows() {
-            // Wide enough for the longest label ("Cancelled at:") and a space.
-            let _ = writeln!(text, "{:<14}{}", format!("{label}:"), value);
+            // Wide enough for the longest label ("Booking reference:") and a space.
+            let _ = writeln!(text, "{:<19}{}", format!("{label}:"), value);
         }
         let _ = write!(text, "\n{}\n\n-- \nboxoffice\n", self.footer());
         text
@@ -195,10 +225,16 @@ impl Header for KindHeader {
     }
 }
 
-/// An instant as RFC 3339 in UTC, the way the API shows times.
-fn rfc3339_utc(at: OffsetDateTime) -> String {
+/// An instant in words, in UTC: `Saturday 1 May 2027, 19:30 UTC`. English names and a 24-hour
+/// clock, as the rest of the email; the zone is spelt out because concerts have none of their own.
+pub fn readable_utc(at: OffsetDateTime) -> String {
     let at = at.to_offset(UtcOffset::UTC);
-    at.format(&Rfc3339).unwrap_or_else(|_| at.to_string())
+    at.format(format_description!(
+        "[weekday] [day padding:none] [month repr:long] [year], [hour]:[minute] UTC"
+    ))
+    // Only a year outside 0..=9999 fails; RFC 3339 (or the debug form) still says when.
+    .or_else(|_| at.format(&Rfc3339))
+    .unwrap_or_else(|_| at.to_string())
 }
 
 /// ISO 4217 currencies whose minor unit is not a hundredth: (code, decimal places).
@@ -417,7 +453,7 @@ mod tests {
             "Hello Ada <Lovelace>,",
             "Rock <&> Roll",
             "O'Brien \"Hall\"",
-            "2027-05-01T19:30:00Z",
+            "Saturday 1 May 2027, 19:30 UTC",
             "<script>alert(1)</script>",
             "250.00 USD",
             "01900000-0000-7000-8000-0000000000b0",
@@ -440,7 +476,7 @@ mod tests {
             "Rock &lt;&amp;&gt; Roll",
             "O&#39;Brien &quot;Hall&quot;",
             "&lt;script&gt;alert(1)&lt;/script&gt;",
-            "2027-05-01T19:30:00Z",
+            "Saturday 1 May 2027, 19:30 UTC",
             "250.00 USD",
         ] {
             assert!(html.contains(needle), "HTML part lacks {needle:?}:\n{html}");
@@ -459,8 +495,155 @@ mod tests {
             Some("booking_cancelled")
         );
         let plain = View::new(&sample(EmailKind::BookingCancelled)).plain("Ada");
-        // The value stands apart from the longest label.
-        assert!(plain.contains("Cancelled at: 20"), "{plain}");
+        // The values stand apart from the longest label and line up.
+        assert!(
+            plain.contains("Booking reference: 01900000-0000-7000-8000-0000000000b0\n"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("Cancelled at:      Saturday 2 January 2027, 03:04 UTC\n"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn times_read_as_words_and_say_utc() {
+        assert_eq!(
+            readable_utc(datetime!(2027-01-02 19:30 UTC)),
+            "Saturday 2 January 2027, 19:30 UTC"
+        );
+        // Converted to UTC, across midnight and the year if need be.
+        assert_eq!(
+            readable_utc(datetime!(2027-05-01 21:30 +02:00)),
+            "Saturday 1 May 2027, 19:30 UTC"
+        );
+        assert_eq!(
+            readable_utc(datetime!(2027-01-01 00:05 +01:00)),
+            "Thursday 31 December 2026, 23:05 UTC"
+        );
+    }
+
+    #[test]
+    fn a_confirmation_confirms_the_booking_and_gives_its_reference() {
+        let message = sample(EmailKind::BookingConfirmed);
+        let view = View::new(&message);
+        let (plain, html) = (view.plain("Ada"), view.html("Ada"));
+        for part in [&plain, &html] {
+            assert!(!part.contains("ticket at the door"), "{part}");
+            assert!(part.contains("Your booking is confirmed."), "{part}");
+            assert!(part.contains("booking reference"), "{part}");
+        }
+        assert!(
+            plain.contains("Booking reference: 01900000-0000-7000-8000-0000000000b0\n"),
+            "{plain}"
+        );
+        assert!(
+            html.contains(
+                "<tr><th align=\"left\">Booking reference</th>\
+                 <td>01900000-0000-7000-8000-0000000000b0</td></tr>"
+            ),
+            "{html}"
+        );
+    }
+
+    /// The headers and the decoded body of the email's calendar part. lettre chooses the
+    /// transfer encoding: 7bit, or quoted-printable once a line nears 76 octets with its CRLF.
+    fn calendar_part_of(email: &str) -> (String, String) {
+        let start = email
+            .find("Content-Disposition: attachment; filename=\"concert.ics\"")
+            .unwrap_or_else(|| panic!("no calendar attachment:\n{email}"));
+        let (headers, rest) = email[start..].split_once("\r\n\r\n").unwrap();
+        let body = &rest[..rest.find("\r\n--").unwrap() + 2];
+        let body = if headers.contains("Content-Transfer-Encoding: quoted-printable") {
+            decode_quoted_printable(body)
+        } else {
+            assert!(
+                headers.contains("Content-Transfer-Encoding: 7bit"),
+                "{headers}"
+            );
+            body.to_owned()
+        };
+        (headers.to_owned(), body)
+    }
+
+    /// RFC 2045 §6.7: `=XX` is an octet, `=` before a line break joins the lines.
+    fn decode_quoted_printable(encoded: &str) -> String {
+        let bytes = encoded.replace("=\r\n", "").into_bytes();
+        let mut decoded = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        while at < bytes.len() {
+            if bytes[at] == b'=' {
+                let hex = std::str::from_utf8(&bytes[at + 1..at + 3]).unwrap();
+                decoded.push(u8::from_str_radix(hex, 16).unwrap());
+                at += 3;
+            } else {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
+        }
+        String::from_utf8(decoded).unwrap()
+    }
+
+    #[test]
+    fn both_emails_attach_the_concert_as_a_calendar_file() {
+        for (kind, method) in [
+            (EmailKind::BookingConfirmed, "PUBLISH"),
+            (EmailKind::BookingCancelled, "CANCEL"),
+        ] {
+            let (_, email) = rendered(kind);
+            let mixed = email.find("Content-Type: multipart/mixed").unwrap();
+            let alternative = email.find("Content-Type: multipart/alternative").unwrap();
+            assert!(
+                mixed < alternative,
+                "the text is not the first part:\n{email}"
+            );
+            let (headers, body) = calendar_part_of(&email);
+            assert!(
+                headers.contains(&format!(
+                    "\r\nContent-Type: text/calendar; charset=utf-8; method={method}\r\n"
+                )),
+                "{headers}"
+            );
+
+            let lines = crate::calendar::tests::unfold(&body);
+            let property = |name| crate::calendar::tests::property(&lines, name);
+            assert_eq!(property("METHOD").as_deref(), Some(method));
+            assert_eq!(
+                property("UID").as_deref(),
+                Some("01900000-0000-7000-8000-0000000000b0@boxoffice")
+            );
+            assert_eq!(property("SUMMARY").as_deref(), Some("Rock <&> Roll"));
+            assert_eq!(property("LOCATION").as_deref(), Some("O'Brien \"Hall\""));
+            assert_eq!(property("DTSTART").as_deref(), Some("20270501T193000Z"));
+        }
+    }
+
+    #[test]
+    fn the_sender_shows_the_operators_display_name() {
+        let from = crate::config::sender(Some("\"Aurora Hall, Box Office\" <tickets@example.com>"))
+            .unwrap();
+        let message = render(
+            &sample(EmailKind::BookingConfirmed),
+            &contact(),
+            &from,
+            datetime!(2027-01-02 03:04:06 UTC),
+        )
+        .unwrap();
+        assert_eq!(
+            message.headers().get_raw("From"),
+            Some("\"Aurora Hall, Box Office\" <tickets@example.com>")
+        );
+        assert_eq!(
+            message.envelope().from(),
+            Some(&"tickets@example.com".parse::<Address>().unwrap())
+        );
+        let (_, ics) = calendar_part_of(&String::from_utf8(message.formatted()).unwrap());
+        assert!(
+            ics.contains(
+                "\r\nORGANIZER;CN=\"Aurora Hall, Box Office\":mailto:tickets@example.com\r\n"
+            ),
+            "{ics}"
+        );
     }
 
     #[test]
