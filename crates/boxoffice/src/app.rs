@@ -217,6 +217,8 @@ pub struct Config {
     pub mail_url: Option<String>,
     /// The mail directory (default `<data_dir>/mail`).
     pub mail_dir: Option<PathBuf>,
+    /// The sender of emails, `Name <address>` (`BOXOFFICE_MAIL_FROM`); `None` for the default.
+    pub mail_from: Option<String>,
     pub auth: AuthConfig,
     pub clock: SharedClock,
     /// The services this process runs.
@@ -251,6 +253,7 @@ impl Config {
             durability: Durability::Full,
             mail_url: None,
             mail_dir: None,
+            mail_from: None,
             auth: AuthConfig::default(),
             clock: boxoffice_shared::clock::system(),
             roles: Roles::ALL_IN_ONE,
@@ -595,7 +598,8 @@ impl Services {
             let transport = MailTransport::start(&transport_config)
                 .await
                 .context("starting the mail transport")?;
-            let notifications = NotificationsConfig::new(transport_config);
+            let notifications = NotificationsConfig::new(transport_config)
+                .with_from(config.mail_from.as_deref())?;
             tasks.spawn(boxoffice_notifications::run(
                 outbox,
                 users,

@@ -106,6 +106,10 @@ pub struct StorageArgs {
     /// The mail directory (RFC 5322 `.eml` files); default `<data-dir>/mail`.
     #[arg(long, env = "BOXOFFICE_MAIL_DIR")]
     pub mail_dir: Option<PathBuf>,
+    /// The sender of emails, e.g. `Aurora Hall Box Office <tickets@example.com>`; default
+    /// `boxoffice <tickets@boxoffice.localhost>`.
+    #[arg(long, env = "BOXOFFICE_MAIL_FROM")]
+    pub mail_from: Option<String>,
     /// argon2id memory cost in KiB (default: OWASP's 19456). Lower only for tests.
     #[arg(long, env = "BOXOFFICE_ARGON2_MEMORY_KIB", default_value_t = PasswordParams::OWASP.memory_kib)]
     pub argon2_memory_kib: u32,
@@ -268,6 +272,7 @@ impl StorageArgs {
         config.jwt_public_key_file = self.jwt_public_key_file;
         config.mail_url = self.mail_url;
         config.mail_dir = self.mail_dir;
+        config.mail_from = self.mail_from;
         config.auth = AuthConfig {
             password: PasswordParams {
                 memory_kib: self.argon2_memory_kib,
