@@ -25,6 +25,9 @@ pub enum BookingError {
     IdempotencyKeyReused,
     #[error("forbidden")]
     Forbidden,
+    /// Too many writes by this user or client address; retry after this many seconds.
+    #[error("rate limited")]
+    RateLimited(u64),
     #[error("the booking writer has stopped")]
     WriterStopped,
     #[error("store error")]
@@ -70,6 +73,11 @@ impl From<BookingError> for Problem {
                 "this Idempotency-Key was used with a different request",
             ),
             Forbidden => Problem::new(ErrorCode::Forbidden, "this action needs the admin role"),
+            RateLimited(seconds) => Problem::new(
+                ErrorCode::RateLimited,
+                "too many bookings and cancels in a short time; try again later",
+            )
+            .with_retry_after(seconds),
             WriterStopped => Problem::unavailable(&error),
             Store(ref cause) if is_unavailable(cause) => Problem::unavailable(&error),
             Writer(rusqlite::Error::SqliteFailure(failure, _))

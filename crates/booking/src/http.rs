@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use boxoffice_shared::Problem;
 use boxoffice_shared::clients::Availability;
-use boxoffice_shared::extract::{Json, Query};
+use boxoffice_shared::extract::{ClientAddress, Json, Query};
 use boxoffice_shared::token::{AuthUser, Authenticator};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -146,9 +146,11 @@ fn location(booking_id: &str) -> HeaderValue {
 pub async fn create_booking(
     State(service): State<BookingService>,
     caller: AuthUser,
+    client: ClientAddress,
     headers: HeaderMap,
     Json(request): Json<CreateBookingRequest>,
 ) -> Result<Response, BookingError> {
+    service.take_write(&caller, client.0).await?;
     let key = match headers.get(&IDEMPOTENCY_KEY) {
         None => None,
         Some(value) => {
@@ -287,8 +289,10 @@ pub async fn get_booking(
 pub async fn cancel_booking(
     State(service): State<BookingService>,
     caller: AuthUser,
+    client: ClientAddress,
     Path(id): Path<String>,
 ) -> Result<Json<Booking>, BookingError> {
+    service.take_write(&caller, client.0).await?;
     let id = parse_id(&id, BookingError::BookingNotFound)?;
     Ok(Json(service.cancel(caller, id).await?))
 }

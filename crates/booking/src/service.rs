@@ -1,13 +1,13 @@
 //! [`BookingService`]: what the handlers and the other services call.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_shared::clients::{
-    Availability, ClientError, ConcertInventory, Inventory, OutboxMessage, OutboxSource,
-};
+    Availability, ClientError, ConcertInventory, Inventory, OutboxMessage, OutboxSource, WriteLimiter};
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::db::{SqliteStore, Store};
 use boxoffice_shared::token::{AuthUser, Authenticator};
@@ -65,6 +65,8 @@ struct Inner {
     authenticator: Authenticator,
     events: broadcast::Sender<AvailabilityEvent>,
     stop: CancellationToken,
+    /// The limits on writes, when the deployment sets them ([`BookingService::limit_writes`]).
+    write_limiter: std::sync::OnceLock<Arc<dyn WriteLimiter>>,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -147,8 +149,27 @@ impl BookingService {
                 authenticator,
                 events,
                 stop,
+                write_limiter: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Limits the writes of signed-in users (bookings and cancels) with `limiter` from now on.
+    /// Without it (`BOXOFFICE_RATE_LIMIT=off`) writes are not limited.
+    pub fn limit_writes(&self, limiter: Arc<dyn WriteLimiter>) {
+        let _ = self.inner.write_limiter.set(limiter);
+    }
+
+    /// Counts one write by `caller` from `client` against the limits on writes; refused with
+    /// `RateLimited` once a limit is met.
+    pub async fn take_write(&self, caller: &AuthUser, client: IpAddr) -> Result<(), BookingError> {
+        match self.inner.write_limiter.get() {
+            Some(limiter) => limiter
+                .take(caller.user_id, client)
+                .await
+                .map_err(BookingError::RateLimited),
+            None => Ok(()),
+        }
     }
 
     pub fn authenticator(&self) -> &Authenticator {

@@ -229,3 +229,14 @@ pub struct RevokedSession {
 pub trait RevocationSource: Send + Sync {
     async fn revoked_sessions(&self) -> Result<Vec<RevokedSession>, ClientError>;
 }
+
+/// Booking → the deployment's throttles: the limits on writes (API contract, "Limits on
+/// writes"). Booking asks before each write a signed-in user makes; the deployment decides with
+/// counts per user and per client address, shared between instances where the login throttles
+/// are shared.
+#[async_trait]
+pub trait WriteLimiter: Send + Sync {
+    /// Counts one write by `user` from `client`. `Err(seconds)` when a limit is met: the write
+    /// is refused and may be tried again after that many seconds.
+    async fn take(&self, user: Uuid, client: std::net::IpAddr) -> Result<(), u64>;
+}

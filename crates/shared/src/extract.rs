@@ -140,6 +140,25 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// The client's address: the TCP peer, or behind a trusted proxy the address the proxy names
+/// (the server puts either into axum's `ConnectInfo`). Unspecified (`0.0.0.0`) where a request
+/// did not come through a socket, as in in-process tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        Ok(Self(address))
+    }
+}
+
 /// Query-string parameters, with 422 `validation_failed` rejections.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
