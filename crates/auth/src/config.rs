@@ -83,12 +83,26 @@ impl Default for PasswordParams {
 }
 
 /// Limits on login failures and registrations. A client over a limit gets 429 `rate_limited` with
-/// `Retry-After` until its window ends.
+/// `Retry-After` until its window ends. `docs/security.md` ("Login throttling") explains how the
+/// login limits fit together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitConfig {
-    /// Failed logins allowed per account within `failure_window`.
+    /// Failed logins allowed on one account from one client address within `failure_window`.
+    /// Past it, that address gets 429 for that account, even with the right password; other
+    /// addresses (the account's owner among them) are not affected. A success from the address
+    /// clears its count.
+    pub login_failures_per_account_address: u32,
+    /// Failed logins on one account from all addresses together within `failure_window` after
+    /// which the account is *braked*: for the rest of that window it gets one password check per
+    /// `braked_login_interval`, whoever asks. Bounds a guesser with many addresses without
+    /// locking the owner out. A success does not clear it: the owner logging in must not hand
+    /// the guesser a fresh budget.
     pub login_failures_per_account: u32,
-    /// Failed logins allowed per client address within `failure_window`.
+    /// While an account is braked, the spacing between its password checks.
+    pub braked_login_interval: Duration,
+    /// Failed logins allowed from one client address, whatever the accounts, within
+    /// `failure_window`; past it every login from the address is 429. Generous, because a venue's
+    /// Wi-Fi or a carrier NAT puts many people behind one address.
     pub login_failures_per_address: u32,
     pub failure_window: Duration,
     /// Registrations allowed per client address within `registration_window`.
@@ -99,8 +113,10 @@ pub struct RateLimitConfig {
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
-            login_failures_per_account: 5,
-            login_failures_per_address: 50,
+            login_failures_per_account_address: 5,
+            login_failures_per_account: 50,
+            braked_login_interval: Duration::from_secs(10),
+            login_failures_per_address: 300,
             failure_window: Duration::from_secs(15 * 60),
             registrations_per_address: 20,
             registration_window: Duration::from_secs(60 * 60),

@@ -10,7 +10,8 @@
 //! - [`domain`]: input newtypes (`Email`, `Password`, `Phone`, `FullName`) parsed at the edge.
 //! - [`password`]: argon2id hashing on the blocking pool, bounded in concurrency.
 //! - [`tokens`]: minting access tokens and refresh-token values.
-//! - [`limits`]: the failed-login and registration throttles.
+//! - [`limits`]: counting events per key in fixed windows, per process or shared through Redis.
+//! - [`throttles`]: which counts a login or registration is checked against and adds to.
 //! - [`store`]: the store (users, sessions, refresh tokens), on SQLite or PostgreSQL.
 //! - [`service`]: the rules, composed from the parts above; what the handlers call.
 //! - [`http`]: the routes, documented for OpenAPI.
@@ -24,6 +25,7 @@ pub mod limits;
 pub mod password;
 pub mod service;
 pub mod store;
+pub mod throttles;
 pub mod tokens;
 
 pub use config::AuthConfig;

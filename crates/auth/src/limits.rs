@@ -1,10 +1,11 @@
-//! Brute-force throttles for login and registration.
+//! The counters behind the brute-force throttles for login and registration; which counts a
+//! request is checked against is [`crate::throttles`].
 //!
-//! Login is throttled on *failures*, per account and per client address, and a success clears
-//! the account's count: a user who mistypes twice is not locked out for the window, while an
-//! attacker guessing passwords is stopped after a few tries. That "count failures, forgive on
-//! success" rule is not a token bucket, which is why this is a small fixed-window counter rather
-//! than a GCRA limiter.
+//! Login is throttled on *failures*, and a success forgives some of them: a user who mistypes
+//! twice is not held to it, while a client guessing passwords is stopped after a few tries. That
+//! "count failures, forgive on success" rule is not a token bucket, which is why this is a small
+//! fixed-window counter rather than a GCRA limiter. [`Throttle::take`] (count unless full, in
+//! one step) serves as a ration: at most `limit` events per window.
 //!
 //! Counts live in process memory ([`AttemptLimiter`]). A deployment with several Auth instances
 //! would multiply every limit by the instance count, so it can share the counts through Redis
@@ -88,6 +89,35 @@ impl AttemptLimiter {
         entry.count = entry.count.saturating_add(1);
     }
 
+    /// Counts one event for `key` unless that would go over the limit, in one step: `Err(seconds)`
+    /// (and nothing counted) when the window is already full. Unlike `check` then `record`, two
+    /// callers cannot both take the last place.
+    pub fn take(&self, key: &str, now: Instant) -> Result<(), u64> {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= SWEEP_AT {
+            let window = self.window;
+            entries.retain(|_, entry| now.duration_since(entry.started) < window);
+        }
+        let entry = entries.entry(key.to_owned()).or_insert(Window {
+            started: now,
+            count: 0,
+        });
+        let elapsed = now.duration_since(entry.started);
+        if elapsed >= self.window {
+            *entry = Window {
+                started: now,
+                count: 0,
+            };
+        } else if entry.count >= self.limit {
+            return Err(whole_seconds(self.window - elapsed));
+        }
+        entry.count = entry.count.saturating_add(1);
+        Ok(())
+    }
+
     /// Forgets `key` (a successful login clears its account's failures).
     pub fn clear(&self, key: &str) {
         self.entries
@@ -95,6 +125,14 @@ impl AttemptLimiter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(key);
     }
+}
+
+/// `left` in whole seconds, rounded up: a client that waits a `Retry-After` of this finds the
+/// window over, not a fraction of a second short of it.
+fn whole_seconds(left: Duration) -> u64 {
+    u64::try_from(left.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// How long a throttle waits for Redis before deciding on the local count.
@@ -173,6 +211,46 @@ impl SharedCounters {
             .await;
         match answer {
             Ok((Some(count), left_ms)) if count >= limit && left_ms > 0 => {
+                Some(Err(u64::try_from(left_ms)
+                    .unwrap_or(0)
+                    .div_ceil(1000)
+                    .max(1)))
+            }
+            Ok(_) => Some(Ok(())),
+            Err(error) => {
+                redis_failed(&error);
+                None
+            }
+        }
+    }
+
+    /// Counts one event unless the shared count already reached `limit`, atomically across
+    /// instances: `INCR` first, so that of two instances racing for the last place one wins.
+    /// `None` when Redis did not answer.
+    async fn take(
+        &self,
+        throttle: &str,
+        subject: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Option<Result<(), u64>> {
+        let mut connection = self.connection()?;
+        let key = self.key(throttle, subject);
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        let answer: Result<(u64, i64), _> = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(window_ms)
+            .arg("NX")
+            .ignore()
+            .pttl(&key)
+            .query_async(&mut connection)
+            .await;
+        match answer {
+            // Going over counts too, which only keeps the key as full as it already was.
+            Ok((count, left_ms)) if count > u64::from(limit) && left_ms > 0 => {
                 Some(Err(u64::try_from(left_ms)
                     .unwrap_or(0)
                     .div_ceil(1000)
@@ -269,6 +347,20 @@ impl Throttle {
         }
     }
 
+    /// Counts one event for `subject` unless it already reached the limit (`Err(seconds)`): a
+    /// ration of `limit` events per window, shared across instances when Redis answers.
+    pub async fn take(&self, subject: &str) -> Result<(), u64> {
+        let local = self.local.take(subject, Instant::now());
+        if let Some(shared) = &self.shared
+            && let Some(answer) = shared
+                .take(self.name, subject, self.local.limit, self.local.window)
+                .await
+        {
+            return answer;
+        }
+        local
+    }
+
     /// Forgets `subject`'s events.
     pub async fn clear(&self, subject: &str) {
         self.local.clear(subject);
@@ -296,6 +388,25 @@ mod tests {
         assert_eq!(retry, 40);
         assert!(limiter.check("other", start).is_ok());
         assert!(limiter.check("k", start + Duration::from_secs(60)).is_ok());
+    }
+
+    #[test]
+    fn take_admits_up_to_the_limit_per_window_and_counts_no_refusal() {
+        let limiter = AttemptLimiter::new(2, Duration::from_secs(10));
+        let start = Instant::now();
+        assert_eq!(limiter.take("k", start), Ok(()));
+        assert_eq!(limiter.take("k", start), Ok(()));
+        assert_eq!(
+            limiter.take("k", start + Duration::from_millis(500)),
+            Err(10)
+        );
+        assert_eq!(limiter.take("k", start + Duration::from_secs(9)), Err(1));
+        assert_eq!(limiter.take("other", start), Ok(()));
+        // A new window admits again, from a count of zero.
+        let later = start + Duration::from_secs(10);
+        assert_eq!(limiter.take("k", later), Ok(()));
+        assert_eq!(limiter.take("k", later), Ok(()));
+        assert!(limiter.take("k", later).is_err());
     }
 
     #[test]

@@ -15,9 +15,10 @@ use uuid::Uuid;
 use crate::config::AuthConfig;
 use crate::domain::{Email, FullName, Login, Password, Phone};
 use crate::error::AuthError;
-use crate::limits::{SharedCounters, Throttle};
+use crate::limits::SharedCounters;
 use crate::password::Passwords;
 use crate::store::{AuthStore, NewUser, RefreshOutcome, UserRecord};
+use crate::throttles::Throttles;
 use crate::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
 
 /// The tokens handed out by register, login and refresh.
@@ -44,14 +45,6 @@ pub struct Registration {
 pub struct ProfileChange {
     pub full_name: Option<FullName>,
     pub phone: Option<Option<Phone>>,
-}
-
-struct Throttles {
-    /// The Redis connection the throttles share, when configured.
-    shared: Option<SharedCounters>,
-    account_failures: Throttle,
-    address_failures: Throttle,
-    registrations: Throttle,
 }
 
 struct Inner {
@@ -84,27 +77,9 @@ impl AuthService {
             ),
             _ => None,
         };
-        let throttles = config.rate_limit.map(|limits| Throttles {
-            shared: shared.clone(),
-            account_failures: Throttle::new(
-                "login-failures-account",
-                limits.login_failures_per_account,
-                limits.failure_window,
-                shared.clone(),
-            ),
-            address_failures: Throttle::new(
-                "login-failures-address",
-                limits.login_failures_per_address,
-                limits.failure_window,
-                shared.clone(),
-            ),
-            registrations: Throttle::new(
-                "registrations-address",
-                limits.registrations_per_address,
-                limits.registration_window,
-                shared,
-            ),
-        });
+        let throttles = config
+            .rate_limit
+            .map(|limits| Throttles::new(limits, shared));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -138,12 +113,7 @@ impl AuthService {
     /// request; `false` if it is not there yet (counting goes on per process until it is).
     /// `true` at once when the counts are not shared.
     pub async fn wait_for_shared_throttles(&self, timeout: std::time::Duration) -> bool {
-        let Some(shared) = self
-            .inner
-            .throttles
-            .as_ref()
-            .and_then(|t| t.shared.as_ref())
-        else {
+        let Some(shared) = self.inner.throttles.as_ref().and_then(Throttles::shared) else {
             return true;
         };
         let deadline = tokio::time::Instant::now() + timeout;
@@ -197,13 +167,7 @@ impl AuthService {
         client: IpAddr,
     ) -> Result<IssuedTokens, AuthError> {
         if let Some(throttles) = &self.inner.throttles {
-            let key = format!("address:{client}");
-            throttles
-                .registrations
-                .check(&key)
-                .await
-                .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
-            throttles.registrations.record(&key).await;
+            throttles.admit_registration(client).await?;
         }
         let hash = self
             .inner
@@ -230,7 +194,8 @@ impl AuthService {
     }
 
     /// Logs in by email or phone. Unknown logins and wrong passwords get the same answer, after
-    /// the same amount of work.
+    /// the same amount of work. Throttled per client (see [`crate::throttles`]): a client that
+    /// keeps failing is refused, not the account it fails on.
     pub async fn login(
         &self,
         login: &str,
@@ -238,13 +203,8 @@ impl AuthService {
         client: IpAddr,
     ) -> Result<IssuedTokens, AuthError> {
         let login = Login::parse(login);
-        let address_key = format!("address:{client}");
         if let Some(throttles) = &self.inner.throttles {
-            throttles
-                .address_failures
-                .check(&address_key)
-                .await
-                .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
+            throttles.admit_client(client).await?;
         }
         let user = match &login {
             Some(Login::Email(email)) => self.inner.store.user_by_email(email.as_str()).await?,
@@ -252,18 +212,15 @@ impl AuthService {
             None => None,
         };
         // Failures count against the account, whichever identifier (email or phone) names it;
-        // a login that names no account counts under what was typed.
+        // a login that names no account counts under what was typed, so that its answers look
+        // like those for an account.
         let account_key = match (&user, &login) {
             (Some(user), _) => Some(format!("account:{}", user.id)),
             (None, Some(login)) => Some(login.throttle_key()),
             (None, None) => None,
         };
         if let (Some(throttles), Some(key)) = (&self.inner.throttles, &account_key) {
-            throttles
-                .account_failures
-                .check(key)
-                .await
-                .map_err(|retry_after_secs| AuthError::RateLimited { retry_after_secs })?;
+            throttles.admit_attempt(key, client).await?;
         }
         let verified = match &user {
             Some(user) => {
@@ -277,17 +234,14 @@ impl AuthService {
         match (user, verified) {
             (Some(user), true) => {
                 if let (Some(throttles), Some(key)) = (&self.inner.throttles, &account_key) {
-                    throttles.account_failures.clear(key).await;
+                    throttles.login_succeeded(key, client).await;
                 }
                 metrics::counter!("auth_logins_total", "outcome" => "success").increment(1);
                 self.start_session(user).await
             }
             _ => {
                 if let Some(throttles) = &self.inner.throttles {
-                    if let Some(key) = &account_key {
-                        throttles.account_failures.record(key).await;
-                    }
-                    throttles.address_failures.record(&address_key).await;
+                    throttles.login_failed(account_key.as_deref(), client).await;
                 }
                 metrics::counter!("auth_logins_total", "outcome" => "failure").increment(1);
                 Err(AuthError::InvalidCredentials)

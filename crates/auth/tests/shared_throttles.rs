@@ -87,3 +87,24 @@ async fn without_an_answer_from_redis_each_process_counts_on_its_own() {
     assert!(throttle.check("account:1").await.is_err());
     assert!(!shared.is_connected());
 }
+
+#[tokio::test]
+async fn a_ration_is_shared_between_instances() {
+    let Some(url) = redistest::server("a_ration_is_shared_between_instances") else {
+        return;
+    };
+    let shared = connected(&url).await;
+    let interval = Duration::from_secs(30);
+    // One check per interval for a braked account, whichever instance the request reaches.
+    let a = Throttle::new("checks", 1, interval, Some(shared.clone()));
+    let b = Throttle::new("checks", 1, interval, Some(shared));
+    assert_eq!(a.take("account:1").await, Ok(()));
+    let retry = b.take("account:1").await.unwrap_err();
+    assert!((1..=30).contains(&retry), "{retry}");
+    assert!(a.take("account:1").await.is_err());
+    assert_eq!(
+        b.take("account:2").await,
+        Ok(()),
+        "other subjects have their own"
+    );
+}

@@ -66,6 +66,7 @@ contract!(
     concurrent_exchanges_of_one_token_rotate_once,
     logout_revokes_and_is_listed_since,
     load_test_accounts_are_inserted_with_sessions,
+    emails_stored_before_the_current_normal_form_are_rewritten_in_it,
 );
 
 /// Migrates a store on `db`, runs `test` on it, and closes it.
@@ -505,6 +506,73 @@ async fn logout_revokes_and_is_listed_since(store: &AuthStore) {
         .await
         .expect("no error");
     assert!(matches!(outcome, RefreshOutcome::Invalid), "{outcome:?}");
+}
+
+async fn emails_stored_before_the_current_normal_form_are_rewritten_in_it(store: &AuthStore) {
+    // Spellings the earlier rules (trim and lower-case only) stored as they came.
+    let legacy = [
+        ("ada@b\u{fc}cher.example", "ada@xn--bcher-kva.example"), // Unicode domain
+        ("jose\u{301}@example.com", "jos\u{e9}@example.com"),     // NFD
+        ("\u{ff4b}im@example.com", "kim@example.com"),            // fullwidth
+    ];
+    let mut ids = Vec::new();
+    for (stored, _) in legacy {
+        ids.push(
+            store
+                .insert_user(&new_user(stored, None), T0)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // ASCII: untouched. NFC already, but a Unicode domain: rewritten.
+    let ascii = store
+        .insert_user(&new_user("plain@example.com", None), T0)
+        .await
+        .unwrap();
+    let nfc = new_user("jos\u{e9}@b\u{fc}cher.example", None);
+    let normal = store.insert_user(&nfc, T0).await.unwrap();
+    // Two legacy spellings of one address: the second cannot take the first's normal form.
+    let twin = store
+        .insert_user(&new_user("k\u{ff49}m@example.com", None), T0)
+        .await
+        .unwrap();
+    // Refused by today's rules (a zero-width space): kept, as nothing better can be chosen.
+    let invisible = "zw\u{200b}@example.com";
+    let refused = store
+        .insert_user(&new_user(invisible, None), T0)
+        .await
+        .unwrap();
+
+    let rewritten = store
+        .renormalize_emails(T0 + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        rewritten, 4,
+        "the three legacy spellings and the NFC one with a Unicode domain"
+    );
+    for ((_, normal_form), id) in legacy.iter().zip(&ids) {
+        let found = store.user_by_email(normal_form).await.unwrap();
+        assert_eq!(found.map(|user| user.id), Some(*id), "{normal_form}");
+    }
+    let found = store
+        .user_by_email("plain@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, ascii.id);
+    let found = store
+        .user_by_email("jos\u{e9}@xn--bcher-kva.example")
+        .await
+        .unwrap();
+    assert_eq!(found.map(|user| user.id), Some(normal.id));
+    let found = store.user_by_id(twin.id).await.unwrap().unwrap();
+    assert_eq!(found.email, "k\u{ff49}m@example.com");
+    let found = store.user_by_id(refused.id).await.unwrap().unwrap();
+    assert_eq!(found.email, invisible);
+    // Every start runs it: the second run finds nothing left to do.
+    assert_eq!(store.renormalize_emails(T0).await.unwrap(), 0);
 }
 
 async fn load_test_accounts_are_inserted_with_sessions(store: &AuthStore) {

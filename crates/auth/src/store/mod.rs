@@ -19,6 +19,7 @@ use boxoffice_shared::token::Role;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::Email;
 use crate::error::AuthError;
 
 /// A user as stored, including the password hash (which never leaves this service).
@@ -115,13 +116,60 @@ impl AuthStore {
         Self { db: db.into() }
     }
 
-    /// Brings the schema up to date with the engine's migrations.
+    /// Brings the schema up to date with the engine's migrations, then the stored emails with
+    /// [`Email::parse`] (see [`Self::renormalize_emails`]).
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match &self.db {
             Store::Sqlite(db) => crate::SQLITE_MIGRATIONS.run(&db.write).await?,
             Store::Postgres(db) => db.migrate(&crate::POSTGRES_MIGRATIONS).await?,
         }
+        self.renormalize_emails(OffsetDateTime::now_utc()).await?;
         Ok(())
+    }
+
+    /// Rewrites every stored email that [`Email::parse`] would now spell differently, so that a
+    /// login, which looks the account up by the parsed form, still finds it. Only non-ASCII
+    /// emails can differ (an ASCII address parses to itself, trimmed and lower-cased as stored),
+    /// so this reads only those and is cheap to run at every start. SQL cannot compute NFKC or
+    /// punycode, which is why this is code and not a file under `migrations/`.
+    ///
+    /// An email whose normal form another account already holds, or that is now refused, is
+    /// kept as it is and logged: merging accounts is a decision for a person. Returns how many
+    /// were rewritten.
+    pub async fn renormalize_emails(&self, now: OffsetDateTime) -> Result<usize, AuthError> {
+        let now = whole_millis(now);
+        let stored = match &self.db {
+            Store::Sqlite(db) => sqlite::non_ascii_emails(db).await?,
+            Store::Postgres(db) => postgres::non_ascii_emails(&db.pool).await?,
+        };
+        let mut rewritten = 0;
+        for (id, email) in stored {
+            let normal = match Email::parse(&email) {
+                Ok(normal) if normal.as_str() == email => continue,
+                Ok(normal) => normal,
+                Err(reason) => {
+                    tracing::warn!(%id, reason, "a stored email is refused by the current rules; kept as it is");
+                    continue;
+                }
+            };
+            let done = match &self.db {
+                Store::Sqlite(db) => sqlite::set_email(db, id, normal.as_str(), now).await,
+                Store::Postgres(db) => {
+                    postgres::set_email(&db.pool, id, normal.as_str(), now).await
+                }
+            };
+            match done {
+                Ok(()) => rewritten += 1,
+                Err(AuthError::EmailTaken) => {
+                    tracing::warn!(%id, "a stored email is another account's in normal form; kept as it is");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if rewritten > 0 {
+            tracing::info!(rewritten, "stored emails rewritten in their normal form");
+        }
+        Ok(rewritten)
     }
 
     pub async fn ping(&self) -> Result<(), sqlx::Error> {

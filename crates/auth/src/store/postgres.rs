@@ -332,3 +332,33 @@ pub(super) async fn insert_load_test_accounts(
     tx.commit().await?;
     Ok(())
 }
+
+/// Accounts whose email holds a character outside ASCII (its byte length exceeds its length in
+/// characters): the only ones a change of the email normal form can concern.
+pub(super) async fn non_ascii_emails(pool: &PgPool) -> Result<Vec<(Uuid, String)>, AuthError> {
+    let rows = sqlx::query(
+        "SELECT id, email FROM users WHERE octet_length(email) <> char_length(email) ORDER BY created_at, id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("email")?)))
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+pub(super) async fn set_email(
+    pool: &PgPool,
+    id: Uuid,
+    email: &str,
+    now: OffsetDateTime,
+) -> Result<(), AuthError> {
+    sqlx::query("UPDATE users SET email = $1, updated_at = $2 WHERE id = $3")
+        .bind(email)
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(conflict)?;
+    Ok(())
+}

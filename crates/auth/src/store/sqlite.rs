@@ -328,3 +328,33 @@ pub(super) async fn insert_load_test_accounts(
     tx.commit().await?;
     Ok(())
 }
+
+/// Accounts whose email holds a character outside ASCII (its byte length exceeds its length in
+/// characters): the only ones a change of the email normal form can concern.
+pub(super) async fn non_ascii_emails(db: &SqliteStore) -> Result<Vec<(Uuid, String)>, AuthError> {
+    let rows = sqlx::query(
+        "SELECT id, email FROM users WHERE length(CAST(email AS BLOB)) <> length(email) ORDER BY created_at, id",
+    )
+    .fetch_all(&db.read)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("email")?)))
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+pub(super) async fn set_email(
+    db: &SqliteStore,
+    id: Uuid,
+    email: &str,
+    now: OffsetDateTime,
+) -> Result<(), AuthError> {
+    sqlx::query("UPDATE users SET email = ?, updated_at = ? WHERE id = ?")
+        .bind(email)
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&db.write)
+        .await
+        .map_err(conflict)?;
+    Ok(())
+}

@@ -106,6 +106,45 @@ async fn email_is_trimmed_and_case_insensitive() {
 }
 
 #[tokio::test]
+async fn spellings_that_look_alike_are_one_account_or_refused() {
+    // docs/security.md, "Email identity". NFC é and ü, and a Unicode domain.
+    let app = spawn_app().await;
+    let session = app.register_user("ren\u{e9}e@b\u{fc}cher.example").await;
+    assert_eq!(session.user["email"], "ren\u{e9}e@xn--bcher-kva.example");
+    let same_account = [
+        "rene\u{301}e@bu\u{308}cher.example",                  // NFD
+        "\u{ff52}\u{ff45}\u{ff4e}\u{e9}e@b\u{fc}cher.example", // fullwidth
+        "ren\u{e9}e@xn--bcher-kva.example",                    // punycode
+        "REN\u{c9}E@B\u{dc}CHER.EXAMPLE",                      // upper case
+    ];
+    let refused = [
+        "re\u{200b}n\u{e9}e@b\u{fc}cher.example", // zero-width space
+        "ren\u{ad}\u{e9}e@b\u{fc}cher.example",   // soft hyphen
+        "\u{202e}ren\u{e9}e@b\u{fc}cher.example", // right-to-left override
+        "ren\u{e9}\u{435}@b\u{fc}cher.example",   // Cyrillic e at the end
+    ];
+    for email in same_account.into_iter().chain(refused) {
+        let body = json!({"email": email, "password": PASSWORD, "full_name": "Look Alike"});
+        let response = app.register(&body).await;
+        if same_account.contains(&email) {
+            assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+        } else {
+            let problem = assert_problem(
+                response,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+            )
+            .await;
+            assert_eq!(error_fields(&problem), ["email"], "{email:?}");
+        }
+    }
+    for email in &same_account[..3] {
+        let login = app.login_session(email, PASSWORD).await;
+        assert_eq!(login.user_id(), session.user_id(), "{email:?}");
+    }
+}
+
+#[tokio::test]
 async fn duplicate_phone_is_409_phone_taken() {
     let app = spawn_app().await;
     app.register_session(&json!({

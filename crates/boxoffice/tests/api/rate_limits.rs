@@ -1,5 +1,7 @@
 //! API contract, "Conventions": rate limits answer 429 `rate_limited` with `Retry-After`.
-//! Login is throttled on failures per account (a success forgives), registration per address.
+//! Login is throttled on failures per (account, client address) (a success forgives), with a
+//! brake per account that rations checks and a limit per address; registration per address.
+//! `docs/security.md`, "Login throttling", states the design these tests hold it to.
 
 use boxoffice_auth::config::RateLimitConfig;
 use reqwest::{Response, StatusCode, header};
@@ -10,7 +12,7 @@ use crate::helpers::{PASSWORD, TestApp, assert_problem, spawn_app_with};
 /// Small limits, so that a test reaches them in a few requests; default windows.
 fn limits() -> RateLimitConfig {
     RateLimitConfig {
-        login_failures_per_account: 3,
+        login_failures_per_account_address: 3,
         login_failures_per_address: 100,
         registrations_per_address: 3,
         ..Default::default()
@@ -19,6 +21,109 @@ fn limits() -> RateLimitConfig {
 
 async fn spawn_limited_app() -> TestApp {
     spawn_app_with(|config| config.auth.rate_limit = Some(limits())).await
+}
+
+/// An app behind a trusted proxy on 127.0.0.1, so that a test can speak from many addresses.
+async fn spawn_proxied_app(limits: RateLimitConfig) -> TestApp {
+    spawn_app_with(|config| {
+        config.auth.rate_limit = Some(limits);
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
+}
+
+/// Logs in as if the gateway had forwarded the request for `client`.
+async fn login_via(app: &TestApp, login: &str, password: &str, client: &str) -> Response {
+    app.client
+        .post(app.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", client)
+        .json(&json!({"login": login, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn fail_login_via(app: &TestApp, login: &str, client: &str) {
+    let response = login_via(app, login, "definitely wrong", client).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+}
+
+async fn assert_logged_in_as(response: Response, user_id: &str) {
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["id"], user_id);
+}
+
+const ATTACKER: &str = "203.0.113.66";
+const OWNER: &str = "198.51.100.7";
+
+#[tokio::test]
+async fn an_attacker_failing_on_an_account_does_not_lock_its_owner_out() {
+    let app = spawn_proxied_app(limits()).await;
+    let owner = app.register_user("fan@example.com").await;
+    for _ in 0..3 {
+        fail_login_via(&app, "fan@example.com", ATTACKER).await;
+    }
+    // The attacker's address is refused on this account, even with the right password...
+    let response = login_via(&app, "fan@example.com", PASSWORD, ATTACKER).await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+    // ...while the owner, from anywhere else, logs in during the attack.
+    let response = login_via(&app, "fan@example.com", PASSWORD, OWNER).await;
+    assert_logged_in_as(response, owner.user_id()).await;
+    // The owner's success forgave the owner's address, not the attacker's.
+    let response = login_via(&app, "FAN@example.com", "definitely wrong", ATTACKER).await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+}
+
+#[tokio::test]
+async fn many_addresses_failing_on_one_account_brake_it_without_locking_it() {
+    let interval = std::time::Duration::from_secs(30);
+    let app = spawn_proxied_app(RateLimitConfig {
+        login_failures_per_account: 6,
+        braked_login_interval: interval,
+        ..limits()
+    })
+    .await;
+    let owner = app.register_user("star@example.com").await;
+    // Two addresses, three failures each: neither is over its own limit, the account is braked.
+    for attacker in ["203.0.113.1", "203.0.113.2"] {
+        for _ in 0..3 {
+            fail_login_via(&app, "star@example.com", attacker).await;
+        }
+    }
+    // The owner still gets in: a braked account is rationed, not locked.
+    let response = login_via(&app, "star@example.com", PASSWORD, OWNER).await;
+    assert_logged_in_as(response, owner.user_id()).await;
+    // That was the interval's check: the next one waits, whoever asks and whatever the password.
+    let response = login_via(&app, "star@example.com", "definitely wrong", "203.0.113.3").await;
+    assert_rate_limited(response, interval.as_secs()).await;
+    let response = login_via(&app, "star@example.com", PASSWORD, "198.51.100.8").await;
+    assert_rate_limited(response, interval.as_secs()).await;
+}
+
+#[tokio::test]
+async fn one_address_spraying_guesses_across_accounts_is_stopped() {
+    let app = spawn_proxied_app(RateLimitConfig {
+        login_failures_per_address: 3,
+        ..limits()
+    })
+    .await;
+    let sessions = [
+        app.register_user("one@example.com").await,
+        app.register_user("two@example.com").await,
+        app.register_user("three@example.com").await,
+    ];
+    // One guess on each account: no account sees more than one failure from it.
+    for email in ["one@example.com", "two@example.com", "three@example.com"] {
+        fail_login_via(&app, email, ATTACKER).await;
+    }
+    let response = login_via(&app, "one@example.com", PASSWORD, ATTACKER).await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+    let response = login_via(&app, "nobody@example.com", "definitely wrong", ATTACKER).await;
+    assert_rate_limited(response, limits().failure_window.as_secs()).await;
+    // Every other address is untouched.
+    let response = login_via(&app, "one@example.com", PASSWORD, OWNER).await;
+    assert_logged_in_as(response, sessions[0].user_id()).await;
 }
 
 /// Checks a 429 `rate_limited` answer and returns its `Retry-After` in seconds.
@@ -53,9 +158,10 @@ async fn the_fourth_login_after_three_failures_is_429_even_with_the_right_passwo
     for _ in 0..3 {
         fail_login(&app, "target@example.com").await;
     }
+    // Every request here comes from one client address: the one that failed.
     let response = app.login("target@example.com", PASSWORD).await;
     assert_rate_limited(response, limits().failure_window.as_secs()).await;
-    // Still locked, whatever the spelling of the address.
+    // Still refused, whatever the spelling of the email address.
     let response = app.login("  TARGET@example.com", "definitely wrong").await;
     assert_rate_limited(response, limits().failure_window.as_secs()).await;
 
