@@ -336,7 +336,7 @@ struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up", body = Health)))]
 async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
@@ -350,12 +350,18 @@ struct Readiness {
     checks: std::collections::BTreeMap<&'static str, String>,
 }
 
+boxoffice_shared::problem_responses!(
+    struct NotReady {
+        Unavailable: "a store does not answer",
+    }
+);
+
 /// Every store this process depends on answers.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, body = Readiness),
-        (status = 503, description = "`unavailable`: a store does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Every store answers", body = Readiness),
+        NotReady,
     )
 )]
 async fn readyz(State(state): State<OpsState>) -> Response {

@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use boxoffice_shared::extract::{Json, Query};
 use boxoffice_shared::token::{AuthUser, Authenticator};
-use boxoffice_shared::{FieldError, Problem};
+use boxoffice_shared::{FieldError, Problem, problem_responses};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -157,9 +157,10 @@ impl From<ConcertPage> for ConcertList {
 pub struct ListParams {
     /// `available` (default): not started and not cancelled, sold-out included; `on_sale`:
     /// bookable now; `all`: everything, past and cancelled included.
-    #[param(value_type = Option<ListStatus>)]
+    #[param(value_type = Option<ListStatus>, inline)]
     pub status: Option<String>,
     /// Case-insensitive text searched in name, artist and venue (at most 200 characters).
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Only this category (case-insensitive).
     pub category: Option<String>,
@@ -262,14 +263,15 @@ fn parse_instant(raw: Option<&str>) -> Result<Option<OffsetDateTime>, String> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatTypeRequest {
-    /// 1 to 100 characters, unique within the concert (ignoring case).
-    #[schema(example = "VIP")]
+    /// 1 to 100 characters after trimming, no control characters, unique within the concert
+    /// (ignoring case).
+    #[schema(example = "VIP", min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
-    /// Price in minor units, >= 0.
-    #[schema(example = 25000, minimum = 0)]
+    /// Price in minor units, 0 to 100,000,000.
+    #[schema(example = 25000, minimum = 0, maximum = 100_000_000)]
     pub price_cents: i64,
     /// ISO 4217 code, three upper-case letters (default `USD`).
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// 1 to 1,000,000 seats.
     #[schema(example = 50, minimum = 1, maximum = 1_000_000)]
@@ -307,25 +309,37 @@ impl SeatTypeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConcertRequest {
-    /// 1 to 200 characters.
-    #[schema(example = "Aurora World Tour")]
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Aurora World Tour",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S"
+    )]
     pub name: String,
-    /// 1 to 200 characters.
-    #[schema(example = "Aurora")]
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(example = "Aurora", min_length = 1, max_length = 200, pattern = r"\S")]
     pub artist: String,
-    /// 1 to 200 characters.
-    #[schema(example = "Royal Albert Hall")]
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Royal Albert Hall",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"\S"
+    )]
     pub venue: String,
-    /// At most 5000 characters (default empty).
+    /// At most 5000 characters after trimming (default empty).
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
-    /// 1 to 50 characters (default `concert`).
-    #[schema(example = "concert")]
+    /// 1 to 50 characters after trimming, no control characters (default `concert`).
+    #[schema(example = "concert", min_length = 1, max_length = 50, pattern = r"\S")]
     pub category: Option<String>,
     /// In the future.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime, example = "2027-05-01T19:30:00Z")]
     pub starts_at: OffsetDateTime,
-    /// 1 to 20 seat types.
+    /// 1 to 20 seat types, names unique ignoring case.
+    #[schema(min_items = 1, max_items = 20)]
     pub seat_types: Vec<SeatTypeRequest>,
 }
 
@@ -399,11 +413,20 @@ impl CreateConcertRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConcertRequest {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: Option<String>,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub artist: Option<String>,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub venue: Option<String>,
-    /// An empty string clears it.
+    /// At most 5000 characters after trimming; an empty string clears it.
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    /// 1 to 50 characters after trimming, no control characters.
+    #[schema(min_length = 1, max_length = 50, pattern = r"\S")]
     pub category: Option<String>,
     /// Still in the future.
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -476,14 +499,20 @@ fn concert_id(raw: &str) -> Result<Uuid, CatalogError> {
         .ok_or(CatalogError::ConcertNotFound)
 }
 
+problem_responses!(
+    struct ListProblems {
+        ValidationFailed: "a bad `status`, `limit`, `from`/`to` (unparsable or `from` after `to`), `q` or `cursor`",
+        Unavailable: "the booking service could not be reached for seat counts",
+    }
+);
+
 /// List concerts, soonest first.
 #[utoipa::path(
     get, path = "/api/v1/concerts", tag = "concerts",
     params(ListParams),
     responses(
         (status = 200, description = "A page of concerts, sorted by `starts_at` then id", body = ConcertList),
-        (status = 422, description = "`validation_failed`: bad `status`, `limit`, `from`/`to` (unparsable or `from` after `to`), `q` or `cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service could not be reached for seat counts", body = Problem, content_type = "application/problem+json"),
+        ListProblems,
     )
 )]
 pub async fn list_concerts(
@@ -494,14 +523,20 @@ pub async fn list_concerts(
     Ok(Json(service.list(query).await?.into()))
 }
 
+problem_responses!(
+    struct GetProblems {
+        ConcertNotFound,
+        Unavailable: "the booking service could not be reached for seat counts",
+    }
+);
+
 /// One concert with every seat type and its exact remaining seats.
 #[utoipa::path(
     get, path = "/api/v1/concerts/{id}", tag = "concerts",
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     responses(
-        (status = 200, body = Concert),
-        (status = 404, description = "`concert_not_found` (also for a malformed id)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service could not be reached for seat counts", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The concert", body = Concert),
+        GetProblems,
     )
 )]
 pub async fn get_concert(
@@ -511,6 +546,18 @@ pub async fn get_concert(
     let id = concert_id(&id)?;
     Ok(Json(service.concert(id).await?.into()))
 }
+
+problem_responses!(
+    struct CreateProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "listing every invalid field; also a start in the past or two seat types of one name",
+        Unavailable: "the booking service is down; the concert will appear once it is provisioned",
+    }
+);
 
 /// Create a concert with its seat types (admin).
 ///
@@ -524,13 +571,7 @@ pub async fn get_concert(
     responses(
         (status = 201, description = "Created; `Location` names the new concert", body = Concert,
             headers(("Location" = String, description = "/api/v1/concerts/{id}"))),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, listing every invalid field", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service is down; the concert will appear once it is provisioned", body = Problem, content_type = "application/problem+json"),
+        CreateProblems,
     )
 )]
 pub async fn create_concert(
@@ -548,23 +589,29 @@ pub async fn create_concert(
     ))
 }
 
+problem_responses!(
+    struct UpdateProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        BookingClosed: "the concert has started or was cancelled",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "listing every invalid field; also a start in the past",
+        Unavailable: "the change is saved and will reach the booking service shortly",
+    }
+);
+
 /// Change a concert's details (admin).
 #[utoipa::path(
     patch, path = "/api/v1/concerts/{id}", tag = "concerts",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     request_body = UpdateConcertRequest,
     responses(
-        (status = 200, body = Concert),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the change is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The concert, changed", body = Concert),
+        UpdateProblems,
     )
 )]
 pub async fn update_concert(
@@ -578,6 +625,16 @@ pub async fn update_concert(
     Ok(Json(service.update_concert(id, change).await?.into()))
 }
 
+problem_responses!(
+    struct CancelProblems {
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        BookingClosed: "the concert has already started",
+        Unavailable: "the cancellation is saved and will reach the booking service shortly",
+    }
+);
+
 /// Call a concert off (admin): sales close at once and every confirmed booking is cancelled.
 ///
 /// Idempotent: cancelling a cancelled concert answers 200 again. A concert that has already
@@ -585,14 +642,10 @@ pub async fn update_concert(
 #[utoipa::path(
     post, path = "/api/v1/concerts/{id}/cancel", tag = "concerts",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     responses(
         (status = 200, description = "The concert, now `cancelled`", body = Concert),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has already started", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the cancellation is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+        CancelProblems,
     )
 )]
 pub async fn cancel_concert(
@@ -604,23 +657,29 @@ pub async fn cancel_concert(
     Ok(Json(service.cancel_concert(id).await?.into()))
 }
 
+problem_responses!(
+    struct AddSeatTypeProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        BookingClosed: "the concert has started or was cancelled",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "also for a name already used in the concert or more than 20 seat types",
+        Unavailable: "the seat type is saved and will reach the booking service shortly",
+    }
+);
+
 /// Add a seat type to a concert (admin).
 #[utoipa::path(
     post, path = "/api/v1/concerts/{id}/seat-types", tag = "concerts",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     request_body = SeatTypeRequest,
     responses(
         (status = 201, description = "The new seat type", body = SeatType),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, also for a name already used in the concert or more than 20 seat types", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the seat type is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+        AddSeatTypeProblems,
     )
 )]
 pub async fn add_seat_type(
@@ -638,26 +697,33 @@ pub async fn add_seat_type(
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
+problem_responses!(
+    struct UpdateSeatTypeProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        SeatTypeNotFound: "no such seat type in this concert (also a malformed id)",
+        BookingClosed: "the concert has started or was cancelled",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "out of range, or below the seats already sold",
+        Unavailable: "the booking service could not be reached; nothing changed",
+    }
+);
+
 /// Change a seat type's capacity (admin). It may grow, and shrink only down to what is sold.
 #[utoipa::path(
     patch, path = "/api/v1/concerts/{id}/seat-types/{seat_type_id}", tag = "concerts",
     security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "The concert's id"),
-        ("seat_type_id" = String, Path, description = "The seat type's id"),
+        ("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either"),
+        ("seat_type_id" = Uuid, Path, description = "The seat type's id; anything that is not a UUID is not found either"),
     ),
     request_body = UpdateSeatTypeRequest,
     responses(
         (status = 200, description = "The seat type with its new capacity", body = SeatType),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found` or `seat_type_not_found` (also a seat type of another concert)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: out of range, or below the seats already sold", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service could not be reached; nothing changed", body = Problem, content_type = "application/problem+json"),
+        UpdateSeatTypeProblems,
     )
 )]
 pub async fn update_seat_type(

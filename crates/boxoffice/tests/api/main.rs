@@ -6,6 +6,7 @@
 //! - `rate_limits`: login-failure and registration throttles.
 //! - `errors`: the problem+json answers for bad bodies, paths and methods.
 //! - `ops`: health, readiness, metrics, the OpenAPI document and `/docs`.
+//! - `openapi`: the OpenAPI document is a true one: references resolve, problems are declared.
 //! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
 //! - `lifecycle`: restarts on the same data directory, the binary, signals and `--demo`.
 //! - `concerts`: the catalog, its admin routes, sales, availability and its event stream.
@@ -28,5 +29,6 @@ mod errors;
 mod helpers;
 mod lifecycle;
 mod loadtest;
+mod openapi;
 mod ops;
 mod rate_limits;
