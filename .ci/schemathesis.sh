@@ -75,11 +75,13 @@ curl -fsS "$base/api/v1/auth/register" -H 'Content-Type: application/json' \
   >/dev/null
 customer_token=$(token customer@schemathesis.test schemathesis-customer)
 
+config="$PWD/.ci/schemathesis.toml"
 run() {
-  schemathesis --config-file .ci/schemathesis.toml run "$work/openapi.json" \
+  # From the scratch directory: schemathesis keeps its crash cache in the working directory.
+  (cd "$work" && schemathesis --config-file "$config" run "$work/openapi.json" \
     --url "$base" --checks all --max-examples "$max_examples" \
     ${seed:+--seed "$seed"} --no-color --output-truncate true \
-    --report junit --report-dir "$work/report" "$@"
+    --report junit --report-dir "$work/report" "$@")
 }
 
 status=0

@@ -109,8 +109,7 @@ pub struct RegisterRequest {
     #[schema(
         example = "Ada Lovelace",
         min_length = 1,
-        max_length = 200,
-        pattern = r"\S"
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
     )]
     pub full_name: String,
     /// `+` and 8 to 15 digits; spaces, dashes, dots and parentheses are dropped.
@@ -166,7 +165,10 @@ pub struct RefreshRequest {
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
     /// 1 to 200 characters after trimming, no control characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub full_name: Option<String>,
     /// A new phone number (as at registration), or `null` to remove it.
     #[serde(default, deserialize_with = "present")]
