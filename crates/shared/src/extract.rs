@@ -106,12 +106,13 @@ fn with_whole_numbers_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T
                 }
                 _ => false,
             },
-            serde_json::Value::Array(items) => items
-                .iter_mut()
-                .fold(false, |any, item| integers(item) || any),
-            serde_json::Value::Object(members) => members
-                .values_mut()
-                .fold(false, |any, member| integers(member) || any),
+            // Every member is visited (no short circuit): each whole number must be converted.
+            serde_json::Value::Array(items) => {
+                items.iter_mut().map(integers).filter(|&c| c).count() > 0
+            }
+            serde_json::Value::Object(members) => {
+                members.values_mut().map(integers).filter(|&c| c).count() > 0
+            }
             _ => false,
         }
     }
