@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRef, State};
 use axum::http::StatusCode;
+use boxoffice_shared::FieldError;
 use boxoffice_shared::extract::Json;
+use boxoffice_shared::problem_responses;
 use boxoffice_shared::token::{AuthUser, Authenticator, Role};
-use boxoffice_shared::{FieldError, Problem};
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -99,15 +100,23 @@ impl From<IssuedTokens> for TokenResponse {
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     /// Case-insensitive; stored trimmed and lower-cased.
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
     pub password: String,
-    #[schema(example = "Ada Lovelace")]
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Ada Lovelace",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub full_name: String,
-    /// `+` and 8 to 15 digits.
-    #[schema(example = "+84901234567")]
+    /// `+` and 8 to 15 digits; spaces, dashes, dots and parentheses are dropped.
+    #[schema(
+        example = "+84901234567",
+        pattern = r"^\s*[ .()-]*\+(?:[ .()-]*[0-9]){8,15}[ .()-]*\s*$"
+    )]
     pub phone: Option<String>,
 }
 
@@ -155,10 +164,15 @@ pub struct RefreshRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub full_name: Option<String>,
-    /// A new phone number, or `null` to remove it.
+    /// A new phone number (as at registration), or `null` to remove it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^\s*[ .()-]*\+(?:[ .()-]*[0-9]){8,15}[ .()-]*\s*$")]
     pub phone: Option<Option<String>>,
 }
 
@@ -192,15 +206,26 @@ impl UpdateMeRequest {
     }
 }
 
+problem_responses!(
+    struct RegisterProblems {
+        MalformedBody,
+        EmailTaken,
+        PhoneTaken,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed,
+        RateLimited: "too many registrations from this address",
+        Unavailable,
+    }
+);
+
 /// Create a customer account and log it in.
 #[utoipa::path(
     post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
         (status = 201, description = "Account created and logged in", body = TokenResponse),
-        (status = 409, description = "`email_taken` or `phone_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited`", body = Problem, content_type = "application/problem+json"),
+        RegisterProblems,
     )
 )]
 pub async fn register(
@@ -213,15 +238,25 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(tokens.into())))
 }
 
+problem_responses!(
+    struct LoginProblems {
+        MalformedBody,
+        InvalidCredentials,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "a field is missing or not a string",
+        RateLimited: "too many failed logins for this account or from this address",
+        Unavailable,
+    }
+);
+
 /// Log in with an email address or phone number and a password.
 #[utoipa::path(
     post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials` (unknown login or wrong password)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate_limited` after too many failures", body = Problem, content_type = "application/problem+json"),
+        LoginProblems,
     )
 )]
 pub async fn login(
@@ -235,6 +270,17 @@ pub async fn login(
     Ok(Json(tokens.into()))
 }
 
+problem_responses!(
+    struct RefreshProblems {
+        MalformedBody,
+        InvalidRefreshToken,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "`refresh_token` is missing or not a string",
+        Unavailable,
+    }
+);
+
 /// Exchange a refresh token for new tokens. The presented token is spent; presenting it again
 /// revokes the whole session.
 #[utoipa::path(
@@ -242,8 +288,7 @@ pub async fn login(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "New access and refresh tokens", body = TokenResponse),
-        (status = 401, description = "`invalid_refresh_token`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        RefreshProblems,
     )
 )]
 pub async fn refresh(
@@ -253,13 +298,21 @@ pub async fn refresh(
     Ok(Json(service.refresh(&request.refresh_token).await?.into()))
 }
 
+problem_responses!(
+    /// What the routes that only read the caller's token and account can answer.
+    struct SignedInProblems {
+        Unauthenticated,
+        Unavailable,
+    }
+);
+
 /// End the session: its access token and refresh token stop working at once.
 #[utoipa::path(
     post, path = "/api/v1/auth/logout", tag = "auth",
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        SignedInProblems,
     )
 )]
 pub async fn logout(
@@ -275,8 +328,8 @@ pub async fn logout(
     get, path = "/api/v1/me", tag = "auth",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = User),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The caller's account", body = User),
+        SignedInProblems,
     )
 )]
 pub async fn get_me(
@@ -286,16 +339,26 @@ pub async fn get_me(
     Ok(Json(service.me(caller.user_id).await?.into()))
 }
 
+problem_responses!(
+    struct UpdateMeProblems {
+        MalformedBody,
+        Unauthenticated,
+        PhoneTaken,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed,
+        Unavailable,
+    }
+);
+
 /// Change the caller's name and/or phone number (`"phone": null` removes it).
 #[utoipa::path(
     patch, path = "/api/v1/me", tag = "auth",
     security(("bearer" = [])),
     request_body = UpdateMeRequest,
     responses(
-        (status = 200, body = User),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`phone_taken`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The account, changed", body = User),
+        UpdateMeProblems,
     )
 )]
 pub async fn patch_me(
@@ -313,8 +376,10 @@ pub async fn patch_me(
 #[serde(deny_unknown_fields)]
 pub struct LoadTestAccountsRequest {
     /// 1 to 10000 accounts per call.
+    #[schema(minimum = 1, maximum = 10_000)]
     pub count: u32,
     /// Lower-case letters, digits and dashes, 1 to 40: names the run in the accounts' emails.
+    #[schema(pattern = "^[a-z0-9-]{1,40}$")]
     pub prefix: String,
 }
 
@@ -330,6 +395,19 @@ pub struct LoadTestAccounts {
     pub accounts: Vec<LoadTestAccount>,
 }
 
+problem_responses!(
+    struct LoadTestAccountsProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        NotFound: "load-test accounts are switched off",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed,
+        Unavailable,
+    }
+);
+
 /// Create customer accounts in bulk, with access tokens, for load tests (admin). Off unless the
 /// server runs with `--load-test-accounts on`; then it answers 404.
 #[utoipa::path(
@@ -337,11 +415,8 @@ pub struct LoadTestAccounts {
     security(("bearer" = [])),
     request_body = LoadTestAccountsRequest,
     responses(
-        (status = 201, body = LoadTestAccounts),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`not_found`: load-test accounts are switched off", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "The accounts, each with an access token", body = LoadTestAccounts),
+        LoadTestAccountsProblems,
     )
 )]
 pub async fn create_load_test_accounts(

@@ -5,9 +5,9 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use boxoffice_shared::Problem;
 use boxoffice_shared::clients::Availability;
 use boxoffice_shared::extract::{ClientAddress, Json, Query};
+use boxoffice_shared::problem_responses;
 use boxoffice_shared::token::{AuthUser, Authenticator};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -61,6 +61,7 @@ pub struct BookingPage {
 #[into_params(parameter_in = Query)]
 pub struct ListBookingsQuery {
     /// Only bookings with this status.
+    #[param(inline)]
     pub status: Option<BookingStatus>,
     /// 1 to 100, default 20.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
@@ -100,6 +101,27 @@ impl From<Availability> for AvailabilityResponse {
     }
 }
 
+/// One event of `GET /api/v1/concerts/{id}/availability/stream`, as a server-sent event's fields
+/// (OpenAPI 3.1 has the schema of an event stream describe each event): `availability` on connect
+/// and on every change, `closed` when sales close.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only described: `events::availability_stream` writes these.
+pub struct AvailabilityEvent {
+    #[schema(inline)]
+    event: AvailabilityEventKind,
+    /// JSON: an `AvailabilityResponse` for `availability`, `{"concert_id"}` for `closed`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AvailabilityEventKind {
+    Availability,
+    Closed,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SeatTypeSales {
     pub id: Uuid,
@@ -128,19 +150,35 @@ fn location(booking_id: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("/api/v1/bookings"))
 }
 
+problem_responses!(
+    struct CreateBookingProblems {
+        MalformedBody,
+        Unauthenticated,
+        ConcertNotFound,
+        SeatTypeNotFound: "no such seat type, or one of another concert",
+        SoldOut,
+        AlreadyBooked,
+        BookingClosed,
+        IdempotencyKeyReused,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "a field is missing or not a UUID, or the `Idempotency-Key` is not 1 to 255 visible ASCII characters",
+        RateLimited: "too many writes to bookings by this user or from this address",
+        Unavailable: "safe to retry with the same `Idempotency-Key`",
+    }
+);
+
 /// Book one ticket of a seat type.
 #[utoipa::path(
     post, path = "/api/v1/bookings", tag = "bookings",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a retry with the same key and body returns the original response")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", nullable = false,
+        description = "1 to 255 visible ASCII characters, inner spaces allowed (HTTP drops spaces at either end); a retry with the same key and body returns the original response")),
     request_body = CreateBookingRequest,
     responses(
-        (status = 201, description = "Booked; durable on disk", body = Booking, headers(("Location" = String))),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found` or `seat_type_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`sold_out`, `already_booked`, `booking_closed` or `idempotency_key_reused`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: safe to retry with the same Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Booked; durable on disk", body = Booking,
+            headers(("Location" = String, description = "/api/v1/bookings/{id}"))),
+        CreateBookingProblems,
     )
 )]
 pub async fn create_booking(
@@ -201,15 +239,22 @@ pub async fn create_booking(
     }
 }
 
+problem_responses!(
+    struct ListBookingsProblems {
+        Unauthenticated,
+        ValidationFailed: "a bad `status`, `limit` or `cursor`, or an unknown parameter",
+        Unavailable,
+    }
+);
+
 /// The caller's bookings, newest first.
 #[utoipa::path(
     get, path = "/api/v1/bookings", tag = "bookings",
     security(("bearer" = [])),
     params(ListBookingsQuery),
     responses(
-        (status = 200, body = BookingPage),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of the caller's bookings, newest first", body = BookingPage),
+        ListBookingsProblems,
     )
 )]
 pub async fn list_bookings(
@@ -254,15 +299,22 @@ pub async fn list_bookings(
     Ok(Json(BookingPage { items, next_cursor }))
 }
 
+problem_responses!(
+    struct GetBookingProblems {
+        Unauthenticated,
+        BookingNotFound: "no such booking (also for a malformed id or another user's booking)",
+        Unavailable,
+    }
+);
+
 /// One booking: the caller's own (admins may read any).
 #[utoipa::path(
     get, path = "/api/v1/bookings/{id}", tag = "bookings",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Booking id")),
+    params(("id" = Uuid, Path, description = "Booking id; anything that is not a UUID is not found either")),
     responses(
-        (status = 200, body = Booking),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`booking_not_found` (also for another user's booking)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The booking", body = Booking),
+        GetBookingProblems,
     )
 )]
 pub async fn get_booking(
@@ -274,16 +326,25 @@ pub async fn get_booking(
     Ok(Json(service.get(caller, id).await?))
 }
 
+problem_responses!(
+    struct CancelBookingProblems {
+        Unauthenticated,
+        BookingNotFound: "no such booking (also for a malformed id or another user's booking)",
+        AlreadyCancelled,
+        BookingClosed: "the concert has started",
+        RateLimited: "too many writes to bookings by this user or from this address",
+        Unavailable,
+    }
+);
+
 /// Cancel a booking: the seat is returned at once and a cancellation email is queued.
 #[utoipa::path(
     post, path = "/api/v1/bookings/{id}/cancel", tag = "bookings",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Booking id")),
+    params(("id" = Uuid, Path, description = "Booking id; anything that is not a UUID is not found either")),
     responses(
         (status = 200, description = "Cancelled", body = Booking),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`booking_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`already_cancelled` or `booking_closed` (the concert has started)", body = Problem, content_type = "application/problem+json"),
+        CancelBookingProblems,
     )
 )]
 pub async fn cancel_booking(
@@ -297,13 +358,20 @@ pub async fn cancel_booking(
     Ok(Json(service.cancel(caller, id).await?))
 }
 
+problem_responses!(
+    /// Availability is read from memory: only an unknown concert is an error.
+    struct ConcertReadProblems {
+        ConcertNotFound,
+    }
+);
+
 /// Exact remaining seats of a concert: the cheap read.
 #[utoipa::path(
     get, path = "/api/v1/concerts/{id}/availability", tag = "concerts",
-    params(("id" = String, Path, description = "Concert id")),
+    params(("id" = Uuid, Path, description = "Concert id; anything that is not a UUID is not found either")),
     responses(
-        (status = 200, body = AvailabilityResponse),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Remaining seats per seat type, exact at the moment of the read", body = AvailabilityResponse),
+        ConcertReadProblems,
     )
 )]
 pub async fn get_availability(
@@ -321,10 +389,11 @@ pub async fn get_availability(
 /// `closed` when sales close.
 #[utoipa::path(
     get, path = "/api/v1/concerts/{id}/availability/stream", tag = "concerts",
-    params(("id" = String, Path, description = "Concert id")),
+    params(("id" = Uuid, Path, description = "Concert id; anything that is not a UUID is not found either")),
     responses(
-        (status = 200, description = "`text/event-stream` of `availability` (data: AvailabilityResponse) and `closed` events", content_type = "text/event-stream", body = String),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A `text/event-stream` of `availability` events (`data`: an `AvailabilityResponse`) and a `closed` event (`data`: `{\"concert_id\"}`); comments keep the connection alive",
+            content_type = "text/event-stream", body = AvailabilityEvent),
+        ConcertReadProblems,
     )
 )]
 pub async fn stream_availability(
@@ -347,16 +416,23 @@ pub async fn stream_availability(
     .into_response())
 }
 
+problem_responses!(
+    struct SalesProblems {
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        Unavailable,
+    }
+);
+
 /// Sales of a concert, read from the booking store (admin).
 #[utoipa::path(
     get, path = "/api/v1/concerts/{id}/sales", tag = "concerts",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Concert id")),
+    params(("id" = Uuid, Path, description = "Concert id; anything that is not a UUID is not found either")),
     responses(
-        (status = 200, body = SalesResponse),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Sales per seat type; `sold + remaining == capacity`", body = SalesResponse),
+        SalesProblems,
     )
 )]
 pub async fn get_sales(

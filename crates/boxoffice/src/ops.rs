@@ -169,10 +169,11 @@ pub fn with_operations(
     checks: Vec<Arc<dyn ReadyCheck>>,
     trusted_proxies: &[IpAddr],
 ) -> Router {
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
         .merge(operations(checks))
         .split_for_parts();
+    empty_query_values_are_absent(&mut openapi);
 
     let router = router
         .route("/", axum::routing::get(home))
@@ -188,6 +189,29 @@ pub fn with_operations(
         }
     };
     shared_layers(router)
+}
+
+/// Every list treats an empty query value (`?cursor=&limit=`, as an HTML form sends blank fields)
+/// as the parameter left out. OpenAPI 3.1 says so with `allowEmptyValue`, which utoipa 6 does not
+/// model, so it is written as a raw member of each query parameter.
+fn empty_query_values_are_absent(openapi: &mut utoipa::openapi::OpenApi) {
+    let operations = openapi
+        .paths
+        .paths
+        .values_mut()
+        .filter_map(|item| item.get.as_mut());
+    for operation in operations {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            if let utoipa::openapi::RefOr::T(parameter) = parameter
+                && parameter.parameter_in == utoipa::openapi::path::ParameterIn::Query
+            {
+                parameter
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .insert("allowEmptyValue".to_owned(), true.into());
+            }
+        }
+    }
 }
 
 /// The gateway's router (the forwarded public routes and its own 404 fallback) with the
@@ -403,7 +427,7 @@ struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up", body = Health)))]
 async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok" })
 }
@@ -417,12 +441,18 @@ struct Readiness {
     checks: std::collections::BTreeMap<&'static str, String>,
 }
 
+boxoffice_shared::problem_responses!(
+    struct NotReady {
+        Unavailable: "a store does not answer",
+    }
+);
+
 /// Every store this process depends on answers.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, body = Readiness),
-        (status = 503, description = "`unavailable`: a store does not answer", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Every store answers", body = Readiness),
+        NotReady,
     )
 )]
 async fn readyz(State(state): State<OpsState>) -> Response {

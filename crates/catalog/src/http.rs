@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use boxoffice_shared::extract::{Json, Query};
 use boxoffice_shared::token::{AuthUser, Authenticator};
-use boxoffice_shared::{FieldError, Problem};
+use boxoffice_shared::{FieldError, Problem, problem_responses};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -157,9 +157,10 @@ impl From<ConcertPage> for ConcertList {
 pub struct ListParams {
     /// `available` (default): not started and not cancelled, sold-out included; `on_sale`:
     /// bookable now; `all`: everything, past and cancelled included.
-    #[param(value_type = Option<ListStatus>)]
+    #[param(value_type = Option<ListStatus>, inline)]
     pub status: Option<String>,
     /// Case-insensitive text searched in name, artist and venue (at most 200 characters).
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Only this category (case-insensitive).
     pub category: Option<String>,
@@ -262,14 +263,19 @@ fn parse_instant(raw: Option<&str>) -> Result<Option<OffsetDateTime>, String> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatTypeRequest {
-    /// 1 to 100 characters, unique within the concert (ignoring case).
-    #[schema(example = "VIP")]
+    /// 1 to 100 characters after trimming, no control characters, unique within the concert
+    /// (ignoring case).
+    #[schema(
+        example = "VIP",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
-    /// Price in minor units, >= 0.
-    #[schema(example = 25000, minimum = 0)]
+    /// Price in minor units, 0 to 100,000,000.
+    #[schema(example = 25000, minimum = 0, maximum = 100_000_000)]
     pub price_cents: i64,
     /// ISO 4217 code, three upper-case letters (default `USD`).
-    #[schema(example = "USD")]
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// 1 to 1,000,000 seats.
     #[schema(example = 50, minimum = 1, maximum = 1_000_000)]
@@ -307,25 +313,43 @@ impl SeatTypeRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConcertRequest {
-    /// 1 to 200 characters.
-    #[schema(example = "Aurora World Tour")]
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Aurora World Tour",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
-    /// 1 to 200 characters.
-    #[schema(example = "Aurora")]
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Aurora",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub artist: String,
-    /// 1 to 200 characters.
-    #[schema(example = "Royal Albert Hall")]
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Royal Albert Hall",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub venue: String,
-    /// At most 5000 characters (default empty).
+    /// At most 5000 characters after trimming (default empty).
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
-    /// 1 to 50 characters (default `concert`).
-    #[schema(example = "concert")]
+    /// 1 to 50 characters after trimming, no control characters (default `concert`).
+    #[schema(
+        example = "concert",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,48}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub category: Option<String>,
     /// In the future.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime, example = "2027-05-01T19:30:00Z")]
     pub starts_at: OffsetDateTime,
-    /// 1 to 20 seat types.
+    /// 1 to 20 seat types, names unique ignoring case.
+    #[schema(min_items = 1, max_items = 20)]
     pub seat_types: Vec<SeatTypeRequest>,
 }
 
@@ -399,11 +423,32 @@ impl CreateConcertRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateConcertRequest {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: Option<String>,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub artist: Option<String>,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub venue: Option<String>,
-    /// An empty string clears it.
+    /// At most 5000 characters after trimming; an empty string clears it.
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    /// 1 to 50 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,48}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub category: Option<String>,
     /// Still in the future.
     #[serde(default, with = "time::serde::rfc3339::option")]
@@ -476,14 +521,20 @@ fn concert_id(raw: &str) -> Result<Uuid, CatalogError> {
         .ok_or(CatalogError::ConcertNotFound)
 }
 
+problem_responses!(
+    struct ListProblems {
+        ValidationFailed: "a bad `status`, `limit`, `from`/`to` (unparsable or `from` after `to`), `q` or `cursor`",
+        Unavailable: "the booking service could not be reached for seat counts",
+    }
+);
+
 /// List concerts, soonest first.
 #[utoipa::path(
     get, path = "/api/v1/concerts", tag = "concerts",
     params(ListParams),
     responses(
         (status = 200, description = "A page of concerts, sorted by `starts_at` then id", body = ConcertList),
-        (status = 422, description = "`validation_failed`: bad `status`, `limit`, `from`/`to` (unparsable or `from` after `to`), `q` or `cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service could not be reached for seat counts", body = Problem, content_type = "application/problem+json"),
+        ListProblems,
     )
 )]
 pub async fn list_concerts(
@@ -494,14 +545,20 @@ pub async fn list_concerts(
     Ok(Json(service.list(query).await?.into()))
 }
 
+problem_responses!(
+    struct GetProblems {
+        ConcertNotFound,
+        Unavailable: "the booking service could not be reached for seat counts",
+    }
+);
+
 /// One concert with every seat type and its exact remaining seats.
 #[utoipa::path(
     get, path = "/api/v1/concerts/{id}", tag = "concerts",
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     responses(
-        (status = 200, body = Concert),
-        (status = 404, description = "`concert_not_found` (also for a malformed id)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service could not be reached for seat counts", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The concert", body = Concert),
+        GetProblems,
     )
 )]
 pub async fn get_concert(
@@ -511,6 +568,18 @@ pub async fn get_concert(
     let id = concert_id(&id)?;
     Ok(Json(service.concert(id).await?.into()))
 }
+
+problem_responses!(
+    struct CreateProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "listing every invalid field; also a start in the past or two seat types of one name",
+        Unavailable: "the booking service is down; the concert will appear once it is provisioned",
+    }
+);
 
 /// Create a concert with its seat types (admin).
 ///
@@ -524,13 +593,7 @@ pub async fn get_concert(
     responses(
         (status = 201, description = "Created; `Location` names the new concert", body = Concert,
             headers(("Location" = String, description = "/api/v1/concerts/{id}"))),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, listing every invalid field", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service is down; the concert will appear once it is provisioned", body = Problem, content_type = "application/problem+json"),
+        CreateProblems,
     )
 )]
 pub async fn create_concert(
@@ -548,23 +611,29 @@ pub async fn create_concert(
     ))
 }
 
+problem_responses!(
+    struct UpdateProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        BookingClosed: "the concert has started or was cancelled",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "listing every invalid field; also a start in the past",
+        Unavailable: "the change is saved and will reach the booking service shortly",
+    }
+);
+
 /// Change a concert's details (admin).
 #[utoipa::path(
     patch, path = "/api/v1/concerts/{id}", tag = "concerts",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     request_body = UpdateConcertRequest,
     responses(
-        (status = 200, body = Concert),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the change is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The concert, changed", body = Concert),
+        UpdateProblems,
     )
 )]
 pub async fn update_concert(
@@ -578,6 +647,16 @@ pub async fn update_concert(
     Ok(Json(service.update_concert(id, change).await?.into()))
 }
 
+problem_responses!(
+    struct CancelProblems {
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        BookingClosed: "the concert has already started",
+        Unavailable: "the cancellation is saved and will reach the booking service shortly",
+    }
+);
+
 /// Call a concert off (admin): sales close at once and every confirmed booking is cancelled.
 ///
 /// Idempotent: cancelling a cancelled concert answers 200 again. A concert that has already
@@ -585,14 +664,10 @@ pub async fn update_concert(
 #[utoipa::path(
     post, path = "/api/v1/concerts/{id}/cancel", tag = "concerts",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     responses(
         (status = 200, description = "The concert, now `cancelled`", body = Concert),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has already started", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the cancellation is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+        CancelProblems,
     )
 )]
 pub async fn cancel_concert(
@@ -604,23 +679,29 @@ pub async fn cancel_concert(
     Ok(Json(service.cancel_concert(id).await?.into()))
 }
 
+problem_responses!(
+    struct AddSeatTypeProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        BookingClosed: "the concert has started or was cancelled",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "also for a name already used in the concert or more than 20 seat types",
+        Unavailable: "the seat type is saved and will reach the booking service shortly",
+    }
+);
+
 /// Add a seat type to a concert (admin).
 #[utoipa::path(
     post, path = "/api/v1/concerts/{id}/seat-types", tag = "concerts",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The concert's id")),
+    params(("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either")),
     request_body = SeatTypeRequest,
     responses(
         (status = 201, description = "The new seat type", body = SeatType),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, also for a name already used in the concert or more than 20 seat types", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the seat type is saved and will reach the booking service shortly", body = Problem, content_type = "application/problem+json"),
+        AddSeatTypeProblems,
     )
 )]
 pub async fn add_seat_type(
@@ -638,26 +719,33 @@ pub async fn add_seat_type(
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
+problem_responses!(
+    struct UpdateSeatTypeProblems {
+        MalformedBody,
+        Unauthenticated,
+        Forbidden: "not an admin",
+        ConcertNotFound,
+        SeatTypeNotFound: "no such seat type in this concert (also a malformed id)",
+        BookingClosed: "the concert has started or was cancelled",
+        BodyTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed: "out of range, or below the seats already sold",
+        Unavailable: "the booking service could not be reached; nothing changed",
+    }
+);
+
 /// Change a seat type's capacity (admin). It may grow, and shrink only down to what is sold.
 #[utoipa::path(
     patch, path = "/api/v1/concerts/{id}/seat-types/{seat_type_id}", tag = "concerts",
     security(("bearer" = [])),
     params(
-        ("id" = String, Path, description = "The concert's id"),
-        ("seat_type_id" = String, Path, description = "The seat type's id"),
+        ("id" = Uuid, Path, description = "The concert's id; anything that is not a UUID is not found either"),
+        ("seat_type_id" = Uuid, Path, description = "The seat type's id; anything that is not a UUID is not found either"),
     ),
     request_body = UpdateSeatTypeRequest,
     responses(
         (status = 200, description = "The seat type with its new capacity", body = SeatType),
-        (status = 400, description = "`malformed_body`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`unauthenticated`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`concert_not_found` or `seat_type_not_found` (also a seat type of another concert)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`booking_closed`: the concert has started or was cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`body_too_large`", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: out of range, or below the seats already sold", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`unavailable`: the booking service could not be reached; nothing changed", body = Problem, content_type = "application/problem+json"),
+        UpdateSeatTypeProblems,
     )
 )]
 pub async fn update_seat_type(
@@ -681,454 +769,4 @@ pub async fn update_seat_type(
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use axum::Router;
-    use axum::body::Body;
-    use axum::http::{HeaderMap, Method, Request};
-    use boxoffice_shared::token::Role;
-    use serde_json::{Value, json};
-    use tower::ServiceExt;
-
-    use super::*;
-    use crate::testing::{Harness, START};
-
-    struct App {
-        harness: Harness,
-        router: Router,
-        admin: String,
-    }
-
-    impl App {
-        async fn new() -> Self {
-            let harness = Harness::new().await;
-            let (router, _) = router(harness.service.clone()).split_for_parts();
-            let admin = harness.token(Role::Admin);
-            Self {
-                harness,
-                router,
-                admin,
-            }
-        }
-
-        async fn send(
-            &self,
-            method: Method,
-            uri: &str,
-            token: Option<&str>,
-            body: Option<Value>,
-        ) -> (StatusCode, HeaderMap, Value) {
-            let mut request = Request::builder().method(method).uri(uri);
-            if let Some(token) = token {
-                request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-            }
-            let request = match body {
-                Some(body) => request
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(body.to_string())),
-                None => request.body(Body::empty()),
-            }
-            .unwrap();
-            let response = self.router.clone().oneshot(request).await.unwrap();
-            let status = response.status();
-            let headers = response.headers().clone();
-            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            let json = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            };
-            (status, headers, json)
-        }
-
-        async fn admin(
-            &self,
-            method: Method,
-            uri: &str,
-            body: Option<Value>,
-        ) -> (StatusCode, Value) {
-            let (status, _, json) = self.send(method, uri, Some(&self.admin), body).await;
-            (status, json)
-        }
-
-        async fn create(&self) -> Value {
-            let (status, json) = self
-                .admin(Method::POST, "/api/v1/concerts", Some(concert_body()))
-                .await;
-            assert_eq!(status, StatusCode::CREATED, "{json}");
-            json
-        }
-    }
-
-    fn concert_body() -> Value {
-        json!({
-            "name": "Aurora World Tour",
-            "artist": "Aurora",
-            "venue": "Royal Albert Hall",
-            "starts_at": "2030-05-01T19:30:00Z",
-            "seat_types": [
-                {"name": "VIP", "price_cents": 25000, "currency": "EUR", "capacity": 50},
-                {"name": "GA", "price_cents": 5000, "capacity": 500}
-            ]
-        })
-    }
-
-    fn fields(problem: &Value) -> Vec<&str> {
-        problem["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn creating_needs_an_admin_before_the_body_is_looked_at() {
-        let app = App::new().await;
-        let (status, headers, json) = app
-            .send(Method::POST, "/api/v1/concerts", None, Some(concert_body()))
-            .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert_eq!(json["code"], "unauthenticated");
-        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
-
-        let customer = app.harness.token(Role::Customer);
-        let (status, _, json) = app
-            .send(
-                Method::POST,
-                "/api/v1/concerts",
-                Some(&customer),
-                Some(json!({})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(json["code"], "forbidden");
-        let (status, _, _) = app
-            .send(
-                Method::POST,
-                "/api/v1/concerts/x/cancel",
-                Some(&customer),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-    }
-
-    #[tokio::test]
-    async fn create_answers_201_with_location_and_the_contract_shape() {
-        let app = App::new().await;
-        let (status, headers, json) = app
-            .send(
-                Method::POST,
-                "/api/v1/concerts",
-                Some(&app.admin),
-                Some(concert_body()),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{json}");
-        let id = json["id"].as_str().unwrap();
-        assert_eq!(headers[header::LOCATION], format!("/api/v1/concerts/{id}"));
-        assert_eq!(json["status"], "on_sale");
-        assert_eq!(json["booking_open"], true);
-        assert_eq!(json["category"], "concert");
-        assert_eq!(json["description"], "");
-        assert_eq!(json["starts_at"], "2030-05-01T19:30:00Z");
-        assert_eq!(
-            json["seat_types"][0],
-            json!({"id": json["seat_types"][0]["id"], "name": "VIP", "price_cents": 25000,
-                   "currency": "EUR", "capacity": 50, "remaining": 50})
-        );
-        assert_eq!(json["seat_types"][1]["currency"], "USD");
-
-        let (status, _, fetched) = app
-            .send(Method::GET, &format!("/api/v1/concerts/{id}"), None, None)
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(fetched, json);
-
-        let (status, _, list) = app.send(Method::GET, "/api/v1/concerts", None, None).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(list["items"][0]["id"], json["id"]);
-        assert_eq!(list["next_cursor"], Value::Null);
-    }
-
-    #[tokio::test]
-    async fn every_invalid_field_is_reported_at_once() {
-        let app = App::new().await;
-        let (status, json) = app
-            .admin(
-                Method::POST,
-                "/api/v1/concerts",
-                Some(json!({
-                    "name": " ",
-                    "artist": "A",
-                    "venue": "V",
-                    "category": "",
-                    "starts_at": "2029-01-01T00:00:00Z",
-                    "seat_types": [
-                        {"name": "VIP", "price_cents": -1, "currency": "usd", "capacity": 10},
-                        {"name": "vip", "price_cents": 0, "capacity": 0}
-                    ]
-                })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(json["code"], "validation_failed");
-        let mut got = fields(&json);
-        got.sort_unstable();
-        assert_eq!(
-            got,
-            [
-                "category",
-                "name",
-                "seat_types[0].currency",
-                "seat_types[0].price_cents",
-                "seat_types[1].capacity",
-                "seat_types[1].name",
-                "starts_at",
-            ]
-        );
-
-        let mut too_many = concert_body();
-        too_many["seat_types"] = json!(
-            (0..21)
-                .map(|i| json!({"name": format!("S{i}"), "price_cents": 1, "capacity": 1}))
-                .collect::<Vec<_>>()
-        );
-        let (status, json) = app
-            .admin(Method::POST, "/api/v1/concerts", Some(too_many))
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(fields(&json), ["seat_types"]);
-
-        let mut unknown = concert_body();
-        unknown["price"] = json!(3);
-        let (status, json) = app
-            .admin(Method::POST, "/api/v1/concerts", Some(unknown))
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(fields(&json), ["price"]);
-    }
-
-    #[tokio::test]
-    async fn malformed_or_unknown_ids_are_not_found() {
-        let app = App::new().await;
-        for uri in [
-            "/api/v1/concerts/not-a-uuid".to_owned(),
-            format!("/api/v1/concerts/{}", Uuid::now_v7()),
-        ] {
-            let (status, _, json) = app.send(Method::GET, &uri, None, None).await;
-            assert_eq!(status, StatusCode::NOT_FOUND);
-            assert_eq!(json["code"], "concert_not_found");
-        }
-        let (status, json) = app
-            .admin(Method::POST, "/api/v1/concerts/42/cancel", None)
-            .await;
-        assert_eq!(
-            (status, json["code"].as_str()),
-            (StatusCode::NOT_FOUND, Some("concert_not_found"))
-        );
-        let concert = app.create().await;
-        let (status, json) = app
-            .admin(
-                Method::PATCH,
-                &format!(
-                    "/api/v1/concerts/{}/seat-types/nope",
-                    concert["id"].as_str().unwrap()
-                ),
-                Some(json!({"capacity": 3})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        assert_eq!(json["code"], "seat_type_not_found");
-    }
-
-    #[tokio::test]
-    async fn bad_list_parameters_are_422_naming_the_parameter() {
-        let app = App::new().await;
-        for (query, field) in [
-            ("cursor=%25%25", "cursor"),
-            ("cursor=bm90LWEtY3Vyc29y", "cursor"),
-            ("limit=0", "limit"),
-            ("limit=101", "limit"),
-            ("limit=ten", "limit"),
-            ("status=soon", "status"),
-            ("from=yesterday", "from"),
-            ("from=2030-02-01T00:00:00Z&to=2030-01-01T00:00:00Z", "to"),
-        ] {
-            let (status, _, json) = app
-                .send(
-                    Method::GET,
-                    &format!("/api/v1/concerts?{query}"),
-                    None,
-                    None,
-                )
-                .await;
-            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
-            assert_eq!(fields(&json), [field], "{query}");
-        }
-        let (status, _, _) = app
-            .send(
-                Method::GET,
-                "/api/v1/concerts?status=all&limit=100&q=au&category=concert&from=2030-01-01T00:00:00%2B02:00",
-                None,
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
-    }
-
-    #[tokio::test]
-    async fn admin_changes_seat_types_cancellation_and_closing() {
-        let app = App::new().await;
-        let concert = app.create().await;
-        let id = concert["id"].as_str().unwrap();
-
-        let (status, json) = app
-            .admin(
-                Method::PATCH,
-                &format!("/api/v1/concerts/{id}"),
-                Some(json!({"name": "Renamed", "starts_at": "2030-06-01T20:00:00+02:00"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{json}");
-        assert_eq!(json["name"], "Renamed");
-        assert_eq!(json["starts_at"], "2030-06-01T18:00:00Z");
-        let (status, json) = app
-            .admin(
-                Method::PATCH,
-                &format!("/api/v1/concerts/{id}"),
-                Some(json!({"starts_at": "2020-01-01T00:00:00Z"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(fields(&json), ["starts_at"]);
-
-        let seat_types = format!("/api/v1/concerts/{id}/seat-types");
-        let (status, json) = app
-            .admin(
-                Method::POST,
-                &seat_types,
-                Some(json!({"name": "Balcony", "price_cents": 100, "capacity": 7})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{json}");
-        assert_eq!(json["remaining"], 7);
-        let (status, json) = app
-            .admin(
-                Method::POST,
-                &seat_types,
-                Some(json!({"name": "BALCONY", "price_cents": 100, "capacity": 7})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(fields(&json), ["name"]);
-
-        let seat = concert["seat_types"][0]["id"].as_str().unwrap();
-        let (status, json) = app
-            .admin(
-                Method::PATCH,
-                &format!("{seat_types}/{seat}"),
-                Some(json!({"capacity": 60})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{json}");
-        assert_eq!(
-            (json["capacity"].as_i64(), json["remaining"].as_i64()),
-            (Some(60), Some(60))
-        );
-
-        for _ in 0..2 {
-            let (status, json) = app
-                .admin(Method::POST, &format!("/api/v1/concerts/{id}/cancel"), None)
-                .await;
-            assert_eq!(status, StatusCode::OK);
-            assert_eq!(json["status"], "cancelled");
-            assert_eq!(json["booking_open"], false);
-        }
-        let (status, json) = app
-            .admin(
-                Method::POST,
-                &seat_types,
-                Some(json!({"name": "Late", "price_cents": 100, "capacity": 7})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CONFLICT);
-        assert_eq!(json["code"], "booking_closed");
-
-        // Cancelled concerts leave the default listing but stay in `all`.
-        let (_, _, list) = app.send(Method::GET, "/api/v1/concerts", None, None).await;
-        assert_eq!(list["items"], json!([]));
-        let (_, _, list) = app
-            .send(Method::GET, "/api/v1/concerts?status=all", None, None)
-            .await;
-        assert_eq!(list["items"][0]["status"], "cancelled");
-
-        // Once started, a concert is closed to changes.
-        let other = app.create().await;
-        let other = other["id"].as_str().unwrap();
-        app.harness
-            .clock
-            .advance(time::macros::datetime!(2030-05-01 19:30 UTC) - START);
-        let (status, json) = app
-            .admin(
-                Method::POST,
-                &format!("/api/v1/concerts/{other}/cancel"),
-                None,
-            )
-            .await;
-        assert_eq!(
-            (status, json["code"].as_str()),
-            (StatusCode::CONFLICT, Some("booking_closed"))
-        );
-        let (status, _, json) = app
-            .send(
-                Method::GET,
-                &format!("/api/v1/concerts/{other}"),
-                None,
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(json["status"], "closed");
-    }
-
-    #[tokio::test]
-    async fn booking_outage_is_503_with_retry_after() {
-        let app = App::new().await;
-        app.harness.inventory.set_down(true);
-        let (status, headers, json) = app
-            .send(
-                Method::POST,
-                "/api/v1/concerts",
-                Some(&app.admin),
-                Some(concert_body()),
-            )
-            .await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(json["code"], "unavailable");
-        assert!(headers.contains_key(header::RETRY_AFTER));
-    }
-
-    #[tokio::test]
-    async fn the_openapi_document_lists_every_catalog_route() {
-        let harness = Harness::new().await;
-        let (_, api) = router(harness.service.clone()).split_for_parts();
-        let paths: Vec<&String> = api.paths.paths.keys().collect();
-        assert_eq!(
-            paths,
-            [
-                "/api/v1/concerts",
-                "/api/v1/concerts/{id}",
-                "/api/v1/concerts/{id}/cancel",
-                "/api/v1/concerts/{id}/seat-types",
-                "/api/v1/concerts/{id}/seat-types/{seat_type_id}",
-            ]
-        );
-        let json = serde_json::to_value(&api).unwrap();
-        assert!(json["components"]["schemas"]["Concert"].is_object());
-    }
-}
+mod tests;

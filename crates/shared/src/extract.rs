@@ -58,17 +58,69 @@ impl<T: Serialize> IntoResponse for Json<T> {
 }
 
 /// Parses a JSON document into `T`, with the contract's error mapping.
+///
+/// Every request body of the API is a JSON object: serde would also build a struct from an
+/// array of its fields (`[null, null]`), which is 422 here. And JSON has one number type: `5.0`
+/// is the integer 5 (as JSON Schema, and so the OpenAPI document, count it), so a whole number
+/// written with a fraction or an exponent is taken where an integer is expected. Both are looked
+/// at only when needed, so a well-formed body is read in one pass.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !object && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        return Err(Problem::invalid_field("body", "must be a JSON object"));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        json_error_to_problem(&path, &inner)
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| json_error_to_problem(".", &error))?;
-    Ok(value)
+    let parsed = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| (error.path().to_string(), error.into_inner()))
+        .and_then(|value| match deserializer.end() {
+            Ok(()) => Ok(value),
+            Err(error) => Err((".".to_owned(), error)),
+        });
+    match parsed {
+        Ok(value) => Ok(value),
+        Err((path, error)) => {
+            if error.classify() == serde_json::error::Category::Data
+                && let Some(value) = with_whole_numbers_as_integers(bytes)
+            {
+                return Ok(value);
+            }
+            Err(json_error_to_problem(&path, &error))
+        }
+    }
+}
+
+/// `T` from `bytes` once every whole number written as a float (`5.0`, `1e2`) is an integer;
+/// `None` if there is no such number or `T` still does not fit.
+fn with_whole_numbers_as_integers<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    fn integers(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(number) => match number.as_f64() {
+                // Within ±2^53 every integer is exact in an f64, so the cast loses nothing.
+                Some(float)
+                    if number.is_f64()
+                        && float.fract() == 0.0
+                        && float.abs() <= 9.007_199_254_740_992e15 =>
+                {
+                    *number = serde_json::Number::from(float as i64);
+                    true
+                }
+                _ => false,
+            },
+            // Every member is visited (no short circuit): each whole number must be converted.
+            serde_json::Value::Array(items) => {
+                items.iter_mut().map(integers).filter(|&c| c).count() > 0
+            }
+            serde_json::Value::Object(members) => {
+                members.values_mut().map(integers).filter(|&c| c).count() > 0
+            }
+            _ => false,
+        }
+    }
+    let mut document: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    match integers(&mut document) {
+        true => serde_json::from_value(document).ok(),
+        false => None,
+    }
 }
 
 fn json_error_to_problem(path: &str, error: &serde_json::Error) -> Problem {
@@ -228,6 +280,28 @@ mod tests {
         let problem = parse_json::<Body>(br#"{"email":"a","age":"old"}"#).unwrap_err();
         assert_eq!(problem.errors[0].field, "age");
         assert!(!problem.errors[0].message.contains("line"));
+    }
+
+    #[test]
+    fn a_body_is_an_object() {
+        let problem = parse_json::<Body>(br#"["a", 1]"#).unwrap_err();
+        assert_eq!(problem.code, ErrorCode::ValidationFailed);
+        assert_eq!(problem.errors[0].field, "body");
+        let problem = parse_json::<Body>(b"[\"a\", ").unwrap_err();
+        assert_eq!(problem.code, ErrorCode::MalformedBody);
+    }
+
+    #[test]
+    fn whole_numbers_are_integers_however_written() {
+        let body = parse_json::<Body>(br#"{"email": "a", "age": 5.0}"#).unwrap();
+        assert_eq!(body.age, 5);
+        let body = parse_json::<Body>(br#"{"email": "a", "age": 1e2}"#).unwrap();
+        assert_eq!(body.age, 100);
+        let problem = parse_json::<Body>(br#"{"email": "a", "age": 5.5}"#).unwrap_err();
+        assert_eq!(problem.code, ErrorCode::ValidationFailed);
+        assert_eq!(problem.errors[0].field, "age");
+        let problem = parse_json::<Body>(br#"{"email": "a", "age": 300.0}"#).unwrap_err();
+        assert_eq!(problem.errors[0].field, "age");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`problem`]: the RFC 9457 `application/problem+json` error body and the closed list of problem
 //!   codes from the API contract, each tied to its HTTP status in one place.
+//! - [`openapi`]: the OpenAPI description of a route's problem answers, one example per code.
 //! - [`extract`]: drop-in replacements for axum's `Json` and `Query` extractors whose rejections are
 //!   problem documents too, so a client never sees a plain-text error.
 //! - [`token`]: access-token claims, verification with a pinned algorithm, the in-memory list of
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod db;
 pub mod extract;
 pub mod keys;
+pub mod openapi;
 pub mod pgtest;
 pub mod problem;
 pub mod redistest;

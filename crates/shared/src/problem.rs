@@ -154,19 +154,18 @@ impl FieldError {
 }
 
 /// An RFC 9457 problem document, ready to be sent.
+///
+/// The schema carries no example of its own: each response shows examples of the codes it can
+/// answer (see [`crate::openapi`]), so that no 401 is illustrated with a `sold_out` problem.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "type": "https://boxoffice.dev/problems/sold_out",
-    "title": "Sold out",
-    "status": 409,
-    "detail": "no VIP seats are left for this concert",
-    "code": "sold_out"
-}))]
 pub struct Problem {
     /// `https://boxoffice.dev/problems/<code>`.
     #[serde(rename = "type")]
+    #[schema(format = "uri")]
     pub type_uri: String,
     pub title: &'static str,
+    /// The HTTP status of the answer.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     pub detail: String,
     pub code: ErrorCode,

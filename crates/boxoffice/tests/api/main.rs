@@ -7,6 +7,7 @@
 //! - `connections`: header, body and idle timeouts and the bound on connections.
 //! - `errors`: the problem+json answers for bad bodies, paths and methods.
 //! - `ops`: health, readiness, metrics, the OpenAPI document and `/docs`.
+//! - `openapi`: the OpenAPI document is a true one: references resolve, problems are declared.
 //! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
 //! - `lifecycle`: restarts on the same data directory, the binary, signals and `--demo`.
 //! - `concerts`: the catalog, its admin routes, sales, availability and its event stream.
@@ -31,6 +32,7 @@ mod errors;
 mod helpers;
 mod lifecycle;
 mod loadtest;
+mod openapi;
 mod ops;
 mod rate_limits;
 mod startup;
