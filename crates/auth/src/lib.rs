@@ -27,6 +27,7 @@ pub mod service;
 pub mod store;
 pub mod throttles;
 pub mod tokens;
+pub mod write_limits;
 
 pub use config::AuthConfig;
 pub use error::AuthError;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_shared::clients::{
-    Availability, ClientError, ConcertInventory, Inventory, OutboxMessage, OutboxSource, WriteLimiter};
+    Availability, ClientError, ConcertInventory, Inventory, OutboxMessage, OutboxSource,
+    WriteLimiter,
+};
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::db::{SqliteStore, Store};
 use boxoffice_shared::token::{AuthUser, Authenticator};

@@ -9,8 +9,10 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use boxoffice_auth::domain::{Email, FullName, Password};
+use boxoffice_auth::limits::SharedCounters;
 use boxoffice_auth::store::AuthStore;
 use boxoffice_auth::tokens::TokenIssuer;
+use boxoffice_auth::write_limits::{WriteLimitConfig, WriteLimits};
 use boxoffice_auth::{AuthConfig, AuthService};
 use boxoffice_booking::{BookingService, LocalWorker};
 use boxoffice_catalog::CatalogService;
@@ -234,6 +236,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Timeouts and the bound on connections (see [`crate::server`]).
     pub connections: ConnectionLimits,
+    /// Limits on bookings and cancels per user and per client address; `None` when rate limits
+    /// are off. Shared through `auth.shared_throttles` (Redis) when that is set.
+    pub write_limits: Option<WriteLimitConfig>,
 }
 
 impl Config {
@@ -261,6 +266,7 @@ impl Config {
             service_credential: None,
             trusted_proxies: Vec::new(),
             connections: ConnectionLimits::default(),
+            write_limits: Some(WriteLimitConfig::default()),
         }
     }
 
@@ -550,6 +556,16 @@ impl Services {
             )
             .await
             .context("starting the booking service")?;
+            if let Some(limits) = config.write_limits {
+                let shared = config
+                    .auth
+                    .shared_throttles
+                    .as_ref()
+                    .map(|shared| SharedCounters::connect(&shared.url, &shared.prefix))
+                    .transpose()
+                    .map_err(|error| anyhow::anyhow!("--redis-url: {error}"))?;
+                booking.limit_writes(Arc::new(WriteLimits::new(limits, shared)));
+            }
             if split {
                 let inventory: Arc<dyn Inventory> = Arc::new(booking.clone());
                 let outbox: Arc<dyn OutboxSource> = Arc::new(booking.clone());

@@ -155,6 +155,12 @@ pub struct ServeArgs {
         requires = "admin_email"
     )]
     pub admin_password: Option<String>,
+    /// Bookings and cancels one user may make within 10 seconds (with `--rate-limit on`).
+    #[arg(long, env = "BOXOFFICE_WRITES_PER_USER", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub writes_per_user: u32,
+    /// Bookings and cancels from one client address within 10 seconds, whatever the users.
+    #[arg(long, env = "BOXOFFICE_WRITES_PER_ADDRESS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub writes_per_address: u32,
     /// Seconds a client has to send a request's headers; also how long an idle keep-alive
     /// connection is kept open.
     #[arg(long, env = "BOXOFFICE_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -291,6 +297,14 @@ impl ServeArgs {
         config.demo = self.demo;
         config.auth.rate_limit = match self.rate_limit {
             Switch::On => Some(RateLimitConfig::default()),
+            Switch::Off => None,
+        };
+        config.write_limits = match self.rate_limit {
+            Switch::On => Some(boxoffice_auth::write_limits::WriteLimitConfig {
+                per_user: self.writes_per_user,
+                per_address: self.writes_per_address,
+                ..Default::default()
+            }),
             Switch::Off => None,
         };
         config.auth.load_test_accounts = self.load_test_accounts == Switch::On;

@@ -102,6 +102,7 @@ pub fn test_config(dir: &Path) -> Config {
     config.jwt_secret = Some(SecretString::from(SECRET.to_owned()));
     config.auth.password = CHEAP_ARGON2;
     config.auth.rate_limit = None;
+    config.write_limits = None;
     config
 }
 

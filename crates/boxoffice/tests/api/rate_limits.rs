@@ -314,3 +314,49 @@ async fn two_auth_instances_sharing_redis_count_registrations_together() {
         .await;
     assert_rate_limited(response, limits().registration_window.as_secs()).await;
 }
+
+/// API contract, "Limits on writes": bookings and cancels count per user; past the limit the
+/// answer is 429 with `Retry-After` whatever the request, and other users are untouched.
+#[tokio::test]
+async fn a_user_past_the_write_limit_is_429_and_other_users_are_not() {
+    let app = spawn_app_with(|config| {
+        config.write_limits = Some(boxoffice_auth::write_limits::WriteLimitConfig {
+            per_user: 5,
+            per_address: 1_000,
+            window: std::time::Duration::from_secs(10),
+        });
+    })
+    .await;
+    let eager = app.register_user("eager@example.com").await;
+    let calm = app.register_user("calm@example.com").await;
+    let nowhere = "/api/v1/bookings/0190a5c1-0000-7000-8000-000000000000/cancel";
+    for _ in 0..5 {
+        let response = app.post_with_token(nowhere, &eager.access_token).await;
+        assert_problem(response, StatusCode::NOT_FOUND, "booking_not_found").await;
+    }
+    let response = app.post_with_token(nowhere, &eager.access_token).await;
+    assert_rate_limited(response, 10).await;
+    let response = app
+        .post_json_with_token(
+            "/api/v1/bookings",
+            &eager.access_token,
+            &json!({"concert_id": "0190a5c1-0000-7000-8000-000000000000",
+                    "seat_type_id": "0190a5c1-0000-7000-8000-000000000001"}),
+        )
+        .await;
+    assert_rate_limited(response, 10).await;
+    let response = app.post_with_token(nowhere, &calm.access_token).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "booking_not_found").await;
+}
+
+/// `BOXOFFICE_RATE_LIMIT=off` switches the limits on writes off too.
+#[tokio::test]
+async fn without_rate_limits_writes_are_not_limited() {
+    let app = spawn_app_with(|config| config.write_limits = None).await;
+    let user = app.register_user("unlimited@example.com").await;
+    let nowhere = "/api/v1/bookings/0190a5c1-0000-7000-8000-000000000000/cancel";
+    for _ in 0..150 {
+        let response = app.post_with_token(nowhere, &user.access_token).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+}
