@@ -6,6 +6,8 @@
 //! passes without running when no server answers, after saying SKIPPED on stderr.
 //! One more test, PostgreSQL only, checks that everything lands in the `auth` schema.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 
 use boxoffice_auth::AuthError;
