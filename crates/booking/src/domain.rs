@@ -182,4 +182,15 @@ mod tests {
             request_fingerprint(concert, Uuid::now_v7())
         );
     }
+
+    proptest::proptest! {
+        /// An Idempotency-Key is any header text a client sends: parsed or refused, never a panic,
+        /// and what is accepted is 1..=255 bytes.
+        #[test]
+        fn idempotency_keys_never_panic(raw in proptest::prelude::any::<String>()) {
+            if let Ok(key) = IdempotencyKey::parse(&raw) {
+                proptest::prop_assert!((1..=255).contains(&key.as_str().len()));
+            }
+        }
+    }
 }

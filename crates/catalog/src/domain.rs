@@ -585,4 +585,13 @@ mod tests {
         assert_eq!(ConcertId::parse("42"), None);
         assert!(SeatTypeId::parse("not-a-uuid").is_none());
     }
+
+    proptest::proptest! {
+        /// A cursor comes back from clients: any text decodes or is refused, never panics.
+        #[test]
+        fn cursor_decoding_never_panics(raw in proptest::prelude::any::<String>(), b64 in "[A-Za-z0-9_-]{0,120}") {
+            let _ = Cursor::decode(&raw);
+            let _ = Cursor::decode(&b64);
+        }
+    }
 }

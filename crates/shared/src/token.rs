@@ -574,4 +574,21 @@ mod tests {
         }
         assert_eq!(Role::parse("root"), None);
     }
+
+    proptest::proptest! {
+        /// Access tokens face the internet: whatever bytes arrive, verification answers with a
+        /// refusal, never a panic. Three dot-separated parts of base64url-ish text reach the
+        /// header, signature and claims parsers; arbitrary strings cover the rest.
+        #[test]
+        fn verification_never_panics_on_arbitrary_input(
+            raw in proptest::prelude::any::<String>(),
+            parts in proptest::collection::vec("[A-Za-z0-9_=+/-]{0,80}", 0..5),
+        ) {
+            let verifier = TokenVerifier::new(Algorithm::HS256, DecodingKey::from_secret(b"k"));
+            proptest::prop_assert!(verifier.verify(&raw).is_err());
+            let dotted = parts.join(".");
+            proptest::prop_assert!(verifier.verify(&dotted).is_err());
+            let _ = verifier.verify_remembered(&dotted);
+        }
+    }
 }
