@@ -72,20 +72,7 @@ impl AttemptLimiter {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if entries.len() >= SWEEP_AT {
-            let window = self.window;
-            entries.retain(|_, entry| now.duration_since(entry.started) < window);
-        }
-        let entry = entries.entry(key.to_owned()).or_insert(Window {
-            started: now,
-            count: 0,
-        });
-        if now.duration_since(entry.started) >= self.window {
-            *entry = Window {
-                started: now,
-                count: 0,
-            };
-        }
+        let entry = self.current(&mut entries, key, now);
         entry.count = entry.count.saturating_add(1);
     }
 
@@ -97,25 +84,38 @@ impl AttemptLimiter {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (window, limit) = (self.window, self.limit);
+        let entry = self.current(&mut entries, key, now);
+        if entry.count >= limit {
+            return Err(whole_seconds(window - now.duration_since(entry.started)));
+        }
+        entry.count = entry.count.saturating_add(1);
+        Ok(())
+    }
+
+    /// `key`'s window as of `now`: a new one when it had none or its window has passed. Sweeps
+    /// expired windows first once many keys are tracked.
+    fn current<'a>(
+        &self,
+        entries: &'a mut HashMap<String, Window>,
+        key: &str,
+        now: Instant,
+    ) -> &'a mut Window {
+        let window = self.window;
         if entries.len() >= SWEEP_AT {
-            let window = self.window;
             entries.retain(|_, entry| now.duration_since(entry.started) < window);
         }
         let entry = entries.entry(key.to_owned()).or_insert(Window {
             started: now,
             count: 0,
         });
-        let elapsed = now.duration_since(entry.started);
-        if elapsed >= self.window {
+        if now.duration_since(entry.started) >= window {
             *entry = Window {
                 started: now,
                 count: 0,
             };
-        } else if entry.count >= self.limit {
-            return Err(whole_seconds(self.window - elapsed));
         }
-        entry.count = entry.count.saturating_add(1);
-        Ok(())
+        entry
     }
 
     /// Forgets `key` (a successful login clears its account's failures).
