@@ -55,7 +55,9 @@ async fn concert(service: &BookingService, capacity: i64) -> (Uuid, Uuid) {
         .provision(&ConcertInventory {
             concert_id,
             name: "Bench".into(),
+            artist: "Aurora".into(),
             venue: "Hall".into(),
+            time_zone: "UTC".into(),
             starts_at: OffsetDateTime::now_utc() + time::Duration::days(1),
             seat_types: vec![SeatInventory {
                 seat_type_id,

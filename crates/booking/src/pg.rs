@@ -407,7 +407,8 @@ pub async fn claim_outbox(
                 FOR UPDATE SKIP LOCKED)
             RETURNING message_id, kind, booking_id, payload, attempts)
          SELECT c.message_id, c.kind, c.booking_id, c.payload, c.attempts,
-                b.user_id, b.concert_id, s.name AS concert_name, s.venue, s.starts_at,
+                b.user_id, b.concert_id, s.name AS concert_name, s.artist, s.venue, s.time_zone,
+                s.starts_at,
                 t.name AS seat_type_name, b.price_cents, b.currency, b.created_at, b.cancelled_at
          FROM claimed AS c
          LEFT JOIN bookings AS b ON b.id = c.booking_id
@@ -459,7 +460,9 @@ fn claimed_email(
         user_id: joined(row, "user_id", booking_id)?,
         concert_id: joined(row, "concert_id", booking_id)?,
         concert_name: joined(row, "concert_name", booking_id)?,
+        artist: joined(row, "artist", booking_id)?,
         venue: joined(row, "venue", booking_id)?,
+        time_zone: joined(row, "time_zone", booking_id)?,
         starts_at: joined(row, "starts_at", booking_id)?,
         seat_type_name: joined(row, "seat_type_name", booking_id)?,
         price_cents: joined(row, "price_cents", booking_id)?,
@@ -1262,14 +1265,18 @@ impl PgWriter {
             }
         }
         sqlx::query(
-            "INSERT INTO sales (concert_id, name, venue, starts_at) VALUES ($1, $2, $3, $4)
+            "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone)
+             VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (concert_id) DO UPDATE SET
-                name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at",
+                name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at,
+                artist = excluded.artist, time_zone = excluded.time_zone",
         )
         .bind(concert.concert_id)
         .bind(&concert.name)
         .bind(&concert.venue)
         .bind(ms(concert.starts_at))
+        .bind(&concert.artist)
+        .bind(&concert.time_zone)
         .execute(&mut *tx)
         .await?;
         for seat in &concert.seat_types {

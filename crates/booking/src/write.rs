@@ -276,15 +276,19 @@ pub fn provision(
     concert: &ConcertInventory,
 ) -> Result<Vec<SeatInventory>, BookingError> {
     conn.prepare_cached(
-        "INSERT INTO sales (concert_id, name, venue, starts_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (concert_id) DO UPDATE SET
-            name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at",
+            name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at,
+            artist = excluded.artist, time_zone = excluded.time_zone",
     )?
     .execute(params![
         concert.concert_id,
         concert.name,
         concert.venue,
-        to_millis(concert.starts_at)
+        to_millis(concert.starts_at),
+        concert.artist,
+        concert.time_zone,
     ])?;
     let mut added = Vec::new();
     let mut insert = conn.prepare_cached(
@@ -407,7 +411,7 @@ fn booking_email(
     let (email, created_at, cancelled_at) = conn
         .prepare_cached(
             "SELECT b.user_id, b.concert_id, s.name, s.venue, s.starts_at, t.name, b.price_cents,
-                    b.currency, b.created_at, b.cancelled_at
+                    b.currency, b.created_at, b.cancelled_at, s.artist, s.time_zone
              FROM bookings AS b
              JOIN sales AS s ON s.concert_id = b.concert_id
              JOIN seat_types AS t ON t.id = b.seat_type_id
@@ -421,7 +425,9 @@ fn booking_email(
                     user_id: row.get(0)?,
                     concert_id: row.get(1)?,
                     concert_name: row.get(2)?,
+                    artist: row.get(10)?,
                     venue: row.get(3)?,
+                    time_zone: row.get(11)?,
                     starts_at: from_millis(row.get(4)?),
                     seat_type_name: row.get(5)?,
                     price_cents: row.get(6)?,

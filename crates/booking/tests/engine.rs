@@ -174,7 +174,9 @@ async fn concert(
         .provision(&ConcertInventory {
             concert_id,
             name: "Night Show".into(),
+            artist: "Aurora".into(),
             venue: "Hall".into(),
+            time_zone: "Europe/Oslo".into(),
             starts_at,
             seat_types,
         })
@@ -433,7 +435,10 @@ on_every_backend! {
             user_id: Uuid::now_v7(),
             concert_id: Uuid::now_v7(),
             concert_name: "Farewell Tour".into(),
+            // What a payload queued by an earlier release decodes to: it had neither.
+            artist: String::new(),
             venue: "Arena".into(),
+            time_zone: "UTC".into(),
             starts_at: in_a_day().replace_nanosecond(0).unwrap(),
             seat_type_name: "VIP".into(),
             price_cents: 12_000,
@@ -960,7 +965,9 @@ on_every_backend! {
             user_id: user.user_id,
             concert_id,
             concert_name: "Night Show".into(),
+            artist: "Aurora".into(),
             venue: "Hall".into(),
+            time_zone: "Europe/Oslo".into(),
             starts_at,
             seat_type_name: "Tier 0".into(),
             price_cents: 5_000,

@@ -8,7 +8,7 @@
 use boxoffice_auth::domain::{Email, FullName, Password};
 use boxoffice_catalog::domain::{
     Capacity, Category, Currency, Description, FutureStart, ListStatus, NewConcert, NewSeatType,
-    PriceCents, SeatTypeName, Title,
+    PriceCents, SeatTypeName, TimeZoneName, Title,
 };
 use boxoffice_catalog::service::ListQuery;
 use boxoffice_shared::token::Role;
@@ -32,6 +32,9 @@ pub const DEMO_ACCOUNTS: [(&str, &str, &str, Role); 2] = [
         Role::Customer,
     ),
 ];
+
+/// Where the demo concerts take place: their emails give start times on London's clocks.
+const DEMO_TIME_ZONE: &str = "Europe/London";
 
 /// Creates the demo accounts (or resets their passwords to the demo ones), and the demo
 /// concerts if the catalog has none.
@@ -100,6 +103,7 @@ pub async fn load(
             description: Description::parse(description).map_err(anyhow::Error::msg)?,
             category: Category::parse("concert").map_err(anyhow::Error::msg)?,
             starts_at: FutureStart::parse(starts_at, now).map_err(anyhow::Error::msg)?,
+            time_zone: TimeZoneName::parse(DEMO_TIME_ZONE).map_err(anyhow::Error::msg)?,
             seat_types: seats
                 .into_iter()
                 .map(|(seat, price, capacity)| {

@@ -110,6 +110,27 @@ impl Title {
     }
 }
 
+/// The venue's time zone: an IANA name the time-zone database knows (`Europe/Berlin`), kept in
+/// the database's spelling; `UTC` unless told otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeZoneName(String);
+
+impl TimeZoneName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        boxoffice_shared::zone::canonical(raw.trim()).map(Self).ok_or_else(|| {
+            "must be an IANA time zone name such as Europe/Berlin or America/New_York".to_owned()
+        })
+    }
+
+    pub fn default_zone() -> Self {
+        Self(boxoffice_shared::zone::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Free text about a concert: at most 5000 characters, trimmed; may be empty. Line breaks and
 /// tabs are allowed here, unlike in the one-line fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -279,6 +300,7 @@ pub struct NewConcert {
     pub description: Description,
     pub category: Category,
     pub starts_at: FutureStart,
+    pub time_zone: TimeZoneName,
     /// 1 to [`NewConcert::MAX_SEAT_TYPES`], names unique regardless of case.
     pub seat_types: Vec<NewSeatType>,
 }
@@ -296,6 +318,7 @@ pub struct ConcertChange {
     pub description: Option<Description>,
     pub category: Option<Category>,
     pub starts_at: Option<FutureStart>,
+    pub time_zone: Option<TimeZoneName>,
 }
 
 impl ConcertChange {
@@ -306,6 +329,7 @@ impl ConcertChange {
             && self.description.is_none()
             && self.category.is_none()
             && self.starts_at.is_none()
+            && self.time_zone.is_none()
     }
 }
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::domain::{
     Capacity, Category, ConcertChange, ConcertId, ConcertStatus, Currency, Cursor, Description,
     FutureStart, ListStatus, NewConcert, NewSeatType, PageLimit, PriceCents, SearchText,
-    SeatTypeId, SeatTypeName, Title,
+    SeatTypeId, SeatTypeName, TimeZoneName, Title,
 };
 use crate::error::CatalogError;
 use crate::service::{CatalogService, ConcertPage, ConcertView, ListQuery, SeatTypeView};
@@ -77,6 +77,10 @@ pub struct Concert {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime, example = "2027-05-01T19:30:00Z")]
     pub starts_at: OffsetDateTime,
+    /// The venue's IANA time zone: the time the venue's clocks show at `starts_at`, and the one
+    /// confirmation emails give.
+    #[schema(example = "Europe/London")]
+    pub time_zone: String,
     /// `cancelled` if called off, else `closed` once started, else `sold_out` when no seat type
     /// has a seat left, else `on_sale`.
     pub status: ConcertStatus,
@@ -97,6 +101,7 @@ impl From<ConcertView> for Concert {
             description: concert.description,
             category: concert.category,
             starts_at: concert.starts_at,
+            time_zone: concert.time_zone,
             status: view.status,
             booking_open,
             seat_types: view.seat_types.into_iter().map(SeatType::from).collect(),
@@ -348,6 +353,9 @@ pub struct CreateConcertRequest {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime, example = "2027-05-01T19:30:00Z")]
     pub starts_at: OffsetDateTime,
+    /// The venue's IANA time zone (default `UTC`).
+    #[schema(example = "Europe/London", min_length = 1, max_length = 64)]
+    pub time_zone: Option<String>,
     /// 1 to 20 seat types, names unique ignoring case.
     #[schema(min_items = 1, max_items = 20)]
     pub seat_types: Vec<SeatTypeRequest>,
@@ -372,6 +380,11 @@ impl CreateConcertRequest {
             .map_err(|m| errors.push(FieldError::new("category", m)));
         let starts_at = FutureStart::parse(self.starts_at, now)
             .map_err(|m| errors.push(FieldError::new("starts_at", m)));
+        let time_zone = self
+            .time_zone
+            .as_deref()
+            .map_or_else(|| Ok(TimeZoneName::default_zone()), TimeZoneName::parse)
+            .map_err(|m| errors.push(FieldError::new("time_zone", m)));
 
         let count = self.seat_types.len();
         if !(1..=NewConcert::MAX_SEAT_TYPES).contains(&count) {
@@ -400,20 +413,25 @@ impl CreateConcertRequest {
             }
         }
 
-        match (name, artist, venue, description, category, starts_at) {
-            (Ok(name), Ok(artist), Ok(venue), Ok(description), Ok(category), Ok(starts_at))
-                if errors.is_empty() =>
-            {
-                Ok(NewConcert {
-                    name,
-                    artist,
-                    venue,
-                    description,
-                    category,
-                    starts_at,
-                    seat_types,
-                })
-            }
+        match (name, artist, venue, description, category, starts_at, time_zone) {
+            (
+                Ok(name),
+                Ok(artist),
+                Ok(venue),
+                Ok(description),
+                Ok(category),
+                Ok(starts_at),
+                Ok(time_zone),
+            ) if errors.is_empty() => Ok(NewConcert {
+                name,
+                artist,
+                venue,
+                description,
+                category,
+                starts_at,
+                time_zone,
+                seat_types,
+            }),
             _ => Err(CatalogError::Validation(errors)),
         }
     }
@@ -454,6 +472,9 @@ pub struct UpdateConcertRequest {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub starts_at: Option<OffsetDateTime>,
+    /// The venue's IANA time zone.
+    #[schema(example = "Europe/London", min_length = 1, max_length = 64)]
+    pub time_zone: Option<String>,
 }
 
 impl UpdateConcertRequest {
@@ -490,6 +511,13 @@ impl UpdateConcertRequest {
             .map_err(|m| errors.push(FieldError::new("starts_at", m)))
             .ok()
             .flatten();
+        let time_zone = self
+            .time_zone
+            .map(|raw| TimeZoneName::parse(&raw))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("time_zone", m)))
+            .ok()
+            .flatten();
         if errors.is_empty() {
             Ok(ConcertChange {
                 name,
@@ -498,6 +526,7 @@ impl UpdateConcertRequest {
                 description,
                 category,
                 starts_at,
+                time_zone,
             })
         } else {
             Err(CatalogError::Validation(errors))

@@ -388,7 +388,7 @@ impl CatalogService {
     }
 
     /// Pushes the concert as it is now to Booking unless Booking has already seen this version:
-    /// provision (name, venue, start, unknown seat types), then cancel if it was called off.
+    /// provision (name, artist, venue, zone, start, unknown seat types), then cancel if it was called off.
     pub async fn sync_concert(&self, id: Uuid) -> Result<(), CatalogError> {
         let _serialized = self.sync_lock(id).lock().await;
         let Some(record) = self.inner.store.concert(id).await? else {
@@ -412,7 +412,9 @@ impl CatalogService {
         let inventory = ConcertInventory {
             concert_id: record.id,
             name: record.name.clone(),
+            artist: record.artist.clone(),
             venue: record.venue.clone(),
+            time_zone: record.time_zone.clone(),
             starts_at: record.starts_at,
             seat_types: record
                 .seat_types

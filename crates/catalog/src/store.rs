@@ -43,6 +43,8 @@ pub struct ConcertRecord {
     pub description: String,
     pub category: String,
     pub starts_at: OffsetDateTime,
+    /// The venue's IANA time zone.
+    pub time_zone: String,
     pub cancelled_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -381,8 +383,8 @@ impl Tx {
 /// The concert columns `concert_from_row` reads, as a literal so that queries stay `&'static str`.
 macro_rules! concert_columns {
     () => {
-        "c.id, c.name, c.artist, c.venue, c.description, c.category, c.starts_at, c.cancelled_at, \
-         c.created_at, c.updated_at, c.version, c.synced_version"
+        "c.id, c.name, c.artist, c.venue, c.description, c.category, c.starts_at, c.time_zone, \
+         c.cancelled_at, c.created_at, c.updated_at, c.version, c.synced_version"
     };
 }
 
@@ -408,9 +410,9 @@ where
             Conn::Sqlite(conn) => {
                 sqlx::query(
                     "INSERT INTO concerts (id, name, artist, venue, description, category,
-                                           starts_at, created_at, updated_at, version,
-                                           synced_version)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
+                                           starts_at, created_at, updated_at, time_zone,
+                                           version, synced_version)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
                 )
                 .bind(id)
                 .bind(concert.name.as_str())
@@ -421,15 +423,16 @@ where
                 .bind(to_millis(concert.starts_at.get()))
                 .bind(to_millis(now))
                 .bind(to_millis(now))
+                .bind(concert.time_zone.as_str())
                 .execute(&mut **conn)
                 .await?;
             }
             Conn::Postgres(conn) => {
                 sqlx::query(
                     "INSERT INTO concerts (id, name, artist, venue, description, category,
-                                           starts_at, created_at, updated_at, version,
-                                           synced_version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, 0)",
+                                           starts_at, created_at, updated_at, time_zone,
+                                           version, synced_version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, 1, 0)",
                 )
                 .bind(id)
                 .bind(concert.name.as_str())
@@ -439,6 +442,7 @@ where
                 .bind(concert.category.as_str())
                 .bind(pg_instant(concert.starts_at.get()))
                 .bind(pg_instant(now))
+                .bind(concert.time_zone.as_str())
                 .execute(&mut **conn)
                 .await?;
             }
@@ -532,6 +536,7 @@ where
         let description = change.description.as_ref().map(|v| v.as_str().to_owned());
         let category = change.category.as_ref().map(|v| v.as_str().to_owned());
         let starts_at = change.starts_at.map(|v| v.get());
+        let time_zone = change.time_zone.as_ref().map(|v| v.as_str().to_owned());
         let changed = !change.is_empty();
         Ok(match self {
             Conn::Sqlite(conn) => sqlx::query(
@@ -542,6 +547,7 @@ where
                     description = coalesce(?, description),
                     category = coalesce(?, category),
                     starts_at = coalesce(?, starts_at),
+                    time_zone = coalesce(?, time_zone),
                     version = version + ?,
                     updated_at = CASE WHEN ? THEN ? ELSE updated_at END
                  WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
@@ -552,6 +558,7 @@ where
             .bind(description)
             .bind(category)
             .bind(starts_at.map(to_millis))
+            .bind(time_zone)
             .bind(i64::from(changed))
             .bind(changed)
             .bind(to_millis(now))
@@ -568,9 +575,10 @@ where
                     description = coalesce($4, description),
                     category = coalesce($5, category),
                     starts_at = coalesce($6, starts_at),
-                    version = version + $7,
-                    updated_at = CASE WHEN $8 THEN $9 ELSE updated_at END
-                 WHERE id = $10 AND cancelled_at IS NULL AND starts_at > $9",
+                    time_zone = coalesce($7, time_zone),
+                    version = version + $8,
+                    updated_at = CASE WHEN $9 THEN $10 ELSE updated_at END
+                 WHERE id = $11 AND cancelled_at IS NULL AND starts_at > $10",
             )
             .bind(name)
             .bind(artist)
@@ -578,6 +586,7 @@ where
             .bind(description)
             .bind(category)
             .bind(starts_at.map(pg_instant))
+            .bind(time_zone)
             .bind(i64::from(changed))
             .bind(changed)
             .bind(pg_instant(now))
@@ -1013,6 +1022,7 @@ where
         description: row.try_get("description")?,
         category: row.try_get("category")?,
         starts_at: DB::instant(row, "starts_at")?,
+        time_zone: row.try_get("time_zone")?,
         cancelled_at: DB::optional_instant(row, "cancelled_at")?,
         created_at: DB::instant(row, "created_at")?,
         updated_at: DB::instant(row, "updated_at")?,

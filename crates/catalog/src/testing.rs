@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Capacity, Category, Currency, Description, FutureStart, NewConcert, NewSeatType, PriceCents,
-    SeatTypeName, Title,
+    SeatTypeName, TimeZoneName, Title,
 };
 use crate::service::CatalogService;
 
@@ -281,6 +281,7 @@ pub fn new_concert(
         description: Description::default(),
         category: Category::default_category(),
         starts_at: FutureStart::parse(START + time::Duration::hours(hours), START).unwrap(),
+        time_zone: TimeZoneName::default_zone(),
         seat_types: seats
             .iter()
             .map(|(name, capacity)| new_seat_type(name, *capacity))

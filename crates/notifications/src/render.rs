@@ -4,8 +4,9 @@
 //! plain-text part and then an HTML part (RFC 2046 §5.1.4: the last part is the preferred one,
 //! and clients that cannot show HTML fall back to the text); then the concert as a calendar file
 //! (see [`crate::calendar`]), `text/calendar; method=PUBLISH` for a confirmation and
-//! `method=CANCEL` for a cancellation. Times read the way a fan says them, "Saturday 1 May 2027,
-//! 19:30 UTC": concerts have no time zone yet, so the zone is named rather than implied.
+//! `method=CANCEL` for a cancellation. Times read the way a fan says them and as the venue's clocks
+//! show them, "Saturday 1 May 2027, 21:30 CEST (Europe/Berlin)", the zone named rather than
+//! implied; the calendar file carries the exact instant, which calendars show in the reader's zone.
 //! Everything a user or an admin typed (names, venue, seat type) is escaped in the HTML part and
 //! stripped of control characters in headers.
 //!
@@ -16,6 +17,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use boxoffice_shared::clients::{Contact, EmailKind, OutboxMessage};
+use boxoffice_shared::zone;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
@@ -99,8 +101,8 @@ impl<'a> View<'a> {
         let booking = &message.booking;
         Self {
             message,
-            starts_at: readable_utc(booking.starts_at),
-            at: readable_utc(booking.at),
+            starts_at: readable(booking.starts_at, &booking.time_zone),
+            at: readable(booking.at, &booking.time_zone),
             price: format_price(booking.price_cents, &booking.currency),
         }
     }
@@ -133,22 +135,28 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Label/value rows shared by both parts, values unescaped.
-    fn rows(&self) -> [(&'static str, String); 7] {
+    /// Label/value rows shared by both parts, values unescaped. A concert provisioned before
+    /// Booking kept artists has none, and its row is left out rather than shown empty.
+    fn rows(&self) -> Vec<(&'static str, String)> {
         let booking = &self.message.booking;
         let at_label = match self.message.kind {
             EmailKind::BookingConfirmed => "Booked at",
             EmailKind::BookingCancelled => "Cancelled at",
         };
+        let artist = (!booking.artist.trim().is_empty()).then(|| ("Artist", booking.artist.clone()));
         [
-            ("Concert", booking.concert_name.clone()),
-            ("Venue", booking.venue.clone()),
-            ("Starts at", self.starts_at.clone()),
-            ("Seat type", booking.seat_type_name.clone()),
-            ("Price", self.price.clone()),
-            ("Booking reference", booking.booking_id.to_string()),
-            (at_label, self.at.clone()),
+            Some(("Concert", booking.concert_name.clone())),
+            artist,
+            Some(("Venue", booking.venue.clone())),
+            Some(("Starts at", self.starts_at.clone())),
+            Some(("Seat type", booking.seat_type_name.clone())),
+            Some(("Price", self.price.clone())),
+            Some(("Booking reference", booking.booking_id.to_string())),
+            Some((at_label, self.at.clone())),
         ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     fn plain(&self, name: &str) -> String {
@@ -225,16 +233,27 @@ impl Header for KindHeader {
     }
 }
 
-/// An instant in words, in UTC: `Saturday 1 May 2027, 19:30 UTC`. English names and a 24-hour
-/// clock, as the rest of the email; the zone is spelt out because concerts have none of their own.
-pub fn readable_utc(at: OffsetDateTime) -> String {
-    let at = at.to_offset(UtcOffset::UTC);
-    at.format(format_description!(
-        "[weekday] [day padding:none] [month repr:long] [year], [hour]:[minute] UTC"
-    ))
-    // Only a year outside 0..=9999 fails; RFC 3339 (or the debug form) still says when.
-    .or_else(|_| at.format(&Rfc3339))
-    .unwrap_or_else(|_| at.to_string())
+/// `at` as the clocks of time zone `zone` read it, in words: "Saturday 1 May 2027, 21:30 CEST
+/// (Europe/Berlin)"; "…, 19:30 UTC" for UTC; the zone's name alone where its abbreviation is only
+/// a number. An unknown zone gives UTC, named as such.
+pub fn readable(at: OffsetDateTime, zone_name: &str) -> String {
+    let local = zone::local(at, zone_name);
+    let words = local
+        .format(format_description!(
+            "[weekday] [day padding:none] [month repr:long] [year], [hour]:[minute]"
+        ))
+        // Only a year outside 0..=9999 fails; RFC 3339 (or the debug form) still says when.
+        .or_else(|_| local.format(&Rfc3339))
+        .unwrap_or_else(|_| local.to_string());
+    let canonical = zone::canonical(zone_name);
+    match canonical.as_deref() {
+        // An unknown zone was given in UTC by `zone::local`.
+        None | Some("UTC" | "Etc/UTC") => format!("{words} UTC"),
+        Some(name) => match zone::abbreviation(at, name) {
+            Some(abbreviation) => format!("{words} {abbreviation} ({name})"),
+            None => format!("{words} ({name})"),
+        },
+    }
 }
 
 /// ISO 4217 currencies whose minor unit is not a hundredth: (code, decimal places).
@@ -331,7 +350,9 @@ mod tests {
                 user_id: Uuid::from_u128(7),
                 concert_id: Uuid::from_u128(8),
                 concert_name: "Rock <&> Roll".into(),
+                artist: "Aurora & <The Lights>".into(),
                 venue: "O'Brien \"Hall\"".into(),
+                time_zone: "Europe/Berlin".into(),
                 starts_at: datetime!(2027-05-01 21:30 +02:00),
                 seat_type_name: "<script>alert(1)</script>".into(),
                 price_cents: 25000,
@@ -453,7 +474,8 @@ mod tests {
             "Hello Ada <Lovelace>,",
             "Rock <&> Roll",
             "O'Brien \"Hall\"",
-            "Saturday 1 May 2027, 19:30 UTC",
+            "Artist:            Aurora & <The Lights>\n",
+            "Starts at:         Saturday 1 May 2027, 21:30 CEST (Europe/Berlin)\n",
             "<script>alert(1)</script>",
             "250.00 USD",
             "01900000-0000-7000-8000-0000000000b0",
@@ -476,7 +498,8 @@ mod tests {
             "Rock &lt;&amp;&gt; Roll",
             "O&#39;Brien &quot;Hall&quot;",
             "&lt;script&gt;alert(1)&lt;/script&gt;",
-            "Saturday 1 May 2027, 19:30 UTC",
+            "<th align=\"left\">Artist</th><td>Aurora &amp; &lt;The Lights&gt;</td>",
+            "Saturday 1 May 2027, 21:30 CEST (Europe/Berlin)",
             "250.00 USD",
         ] {
             assert!(html.contains(needle), "HTML part lacks {needle:?}:\n{html}");
@@ -501,26 +524,51 @@ mod tests {
             "{plain}"
         );
         assert!(
-            plain.contains("Cancelled at:      Saturday 2 January 2027, 03:04 UTC\n"),
+            plain.contains(
+                "Cancelled at:      Saturday 2 January 2027, 04:04 CET (Europe/Berlin)\n"
+            ),
             "{plain}"
         );
     }
 
     #[test]
-    fn times_read_as_words_and_say_utc() {
+    fn times_read_as_words_on_the_venues_clocks() {
         assert_eq!(
-            readable_utc(datetime!(2027-01-02 19:30 UTC)),
+            readable(datetime!(2027-01-02 19:30 UTC), "UTC"),
             "Saturday 2 January 2027, 19:30 UTC"
         );
-        // Converted to UTC, across midnight and the year if need be.
+        // The instant as the venue's clocks show it, daylight saving included.
         assert_eq!(
-            readable_utc(datetime!(2027-05-01 21:30 +02:00)),
+            readable(datetime!(2027-05-01 19:30 UTC), "Europe/Berlin"),
+            "Saturday 1 May 2027, 21:30 CEST (Europe/Berlin)"
+        );
+        assert_eq!(
+            readable(datetime!(2027-01-02 19:30 UTC), "Europe/Berlin"),
+            "Saturday 2 January 2027, 20:30 CET (Europe/Berlin)"
+        );
+        // Across midnight and the year if need be.
+        assert_eq!(
+            readable(datetime!(2027-01-01 03:05 UTC), "America/New_York"),
+            "Thursday 31 December 2026, 22:05 EST (America/New_York)"
+        );
+        // A zone whose abbreviation is only a number is named without it.
+        assert_eq!(
+            readable(datetime!(2027-05-01 19:30 UTC), "Europe/Istanbul"),
+            "Saturday 1 May 2027, 22:30 (Europe/Istanbul)"
+        );
+        // A zone the database no longer knows still gives the exact instant, in UTC.
+        assert_eq!(
+            readable(datetime!(2027-05-01 21:30 +02:00), "Nowhere/Special"),
             "Saturday 1 May 2027, 19:30 UTC"
         );
-        assert_eq!(
-            readable_utc(datetime!(2027-01-01 00:05 +01:00)),
-            "Thursday 31 December 2026, 23:05 UTC"
-        );
+    }
+
+    #[test]
+    fn a_concert_without_an_artist_has_no_artist_row() {
+        let mut message = sample(EmailKind::BookingConfirmed);
+        message.booking.artist.clear();
+        let plain = View::new(&message).plain("Ada");
+        assert!(!plain.contains("Artist"), "{plain}");
     }
 
     #[test]

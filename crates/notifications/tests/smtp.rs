@@ -325,7 +325,9 @@ impl Mailer {
             user_id: ada,
             concert_id: Uuid::now_v7(),
             concert_name: "Night, Day & Co".into(),
+            artist: "Aurora".into(),
             venue: "Aurora Hall; Main Stage".into(),
+            time_zone: "Europe/Oslo".into(),
             starts_at: datetime!(2027-05-01 19:30 UTC),
             seat_type_name: "VIP".into(),
             price_cents: 25000,
@@ -435,7 +437,12 @@ async fn emails_reach_the_smtp_server_with_their_headers_parts_and_calendar_file
 
         let plain = content(email, "text/plain");
         assert!(plain.contains("Hello Ada Lovelace,"), "{plain}");
-        assert!(plain.contains("Saturday 1 May 2027, 19:30 UTC"), "{plain}");
+        // Oslo is two hours ahead of UTC in May.
+        assert!(
+            plain.contains("Saturday 1 May 2027, 21:30 CEST (Europe/Oslo)"),
+            "{plain}"
+        );
+        assert!(plain.contains("Aurora"), "{plain}");
         assert!(plain.contains(&booking_id.to_string()), "{plain}");
         let html = content(email, "text/html");
         assert!(html.contains("Night, Day &amp; Co"), "{html}");

@@ -59,7 +59,13 @@ impl From<ClientError> for Problem {
 pub struct ConcertInventory {
     pub concert_id: Uuid,
     pub name: String,
+    /// Empty from a Catalog of an earlier release, which did not send it.
+    #[serde(default)]
+    pub artist: String,
     pub venue: String,
+    /// The venue's IANA time zone, in which emails give the start.
+    #[serde(default = "crate::zone::default_name")]
+    pub time_zone: String,
     #[serde(with = "time::serde::rfc3339")]
     pub starts_at: OffsetDateTime,
     pub seat_types: Vec<SeatInventory>,
@@ -97,7 +103,7 @@ pub struct SeatAvailability {
 #[async_trait]
 pub trait Inventory: Send + Sync {
     /// Creates the concert's sale window and any seat types not yet known, and updates the
-    /// concert's name, venue and start. Idempotent: provisioning the same concert twice is the
+    /// concert's name, artist, venue, time zone and start. Idempotent: provisioning the same concert twice is the
     /// same as once. Refused with `booking_closed` once the concert has started or was cancelled.
     async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError>;
 
@@ -152,7 +158,13 @@ pub struct BookingEmail {
     pub user_id: Uuid,
     pub concert_id: Uuid,
     pub concert_name: String,
+    /// Empty for concerts provisioned before Booking kept the artist.
+    #[serde(default)]
+    pub artist: String,
     pub venue: String,
+    /// The venue's IANA time zone: emails give times as the venue's clocks read them.
+    #[serde(default = "crate::zone::default_name")]
+    pub time_zone: String,
     #[serde(with = "time::serde::rfc3339")]
     pub starts_at: OffsetDateTime,
     pub seat_type_name: String,

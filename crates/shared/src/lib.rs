@@ -20,6 +20,7 @@
 //!   serve them, the clients that call them, and the service credential that guards them.
 //! - [`revocation`]: following Auth's revoked sessions from every process of a deployment.
 //! - [`clock`]: the source of "now", injectable so that time rules can be tested.
+//! - [`zone`]: concerts' time zones (IANA names) and the local time of an instant in one.
 //!
 //! Services depend on this crate; this crate depends on no service.
 
@@ -37,5 +38,6 @@ pub mod revocation;
 pub mod shutdown;
 pub mod telemetry;
 pub mod token;
+pub mod zone;
 
 pub use problem::{ErrorCode, FieldError, Problem};

@@ -197,7 +197,9 @@ impl MemoryOutbox {
                 user_id: Uuid::now_v7(),
                 concert_id: Uuid::now_v7(),
                 concert_name: "Nils Frahm — Live".into(),
+                artist: "Nils Frahm".into(),
                 venue: "Funkhaus".into(),
+                time_zone: "Europe/Berlin".into(),
                 starts_at: datetime!(2027-06-01 20:00:00.123 +02:00),
                 seat_type_name: "Balcony".into(),
                 price_cents: 4_900,
@@ -337,7 +339,9 @@ fn concert(seats: &[(Uuid, i64)]) -> ConcertInventory {
     ConcertInventory {
         concert_id: Uuid::now_v7(),
         name: "Nils Frahm — Live".into(),
+        artist: "Nils Frahm".into(),
         venue: "Funkhaus".into(),
+        time_zone: "Europe/Berlin".into(),
         starts_at: OffsetDateTime::now_utc() + time::Duration::days(30),
         seat_types: seats
             .iter()

@@ -124,11 +124,12 @@ async fn an_admin_creates_a_concert_with_201_location_and_the_documented_shape()
     assert_eq!(floor["capacity"], 1_000_000);
     assert_eq!(floor["price_cents"], 0);
 
-    // The default category, and the GET that follows.
+    // The default category and time zone, and the GET that follows.
     let plain = app
         .create_concert(&admin, &concert_body("Plain", 3600, 10))
         .await;
     assert_eq!(plain["category"], "concert");
+    assert_eq!(plain["time_zone"], "UTC");
     let fetched = app.concert(&id).await;
     assert_eq!(fetched, concert, "GET returns what POST returned");
 }
@@ -192,6 +193,14 @@ async fn invalid_concerts_are_422_validation_failed() {
             with(&|b| b["starts_at"] = json!(rfc3339_in(-3600))),
         ),
         ("unknown field", with(&|b| b["surprise"] = json!("party"))),
+        (
+            "unknown time zone",
+            with(&|b| b["time_zone"] = json!("Mars/Olympus_Mons")),
+        ),
+        (
+            "a path, not a time zone",
+            with(&|b| b["time_zone"] = json!("../../etc/passwd")),
+        ),
     ];
     for (what, body) in cases {
         let response = app
@@ -479,6 +488,7 @@ async fn an_admin_patches_a_concert_and_adds_a_seat_type() {
     assert_eq!(patched["venue"], "Hall Two");
     assert_eq!(patched["category"], "pop");
     assert_eq!(patched["artist"], "The Testers", "untouched fields stay");
+    assert_eq!(patched["time_zone"], "UTC", "untouched fields stay");
     let fetched = app.concert(&id).await;
     assert_eq!(fetched["name"], "New Name");
     assert_eq!(fetched["starts_at"], patched["starts_at"]);
@@ -493,6 +503,24 @@ async fn an_admin_patches_a_concert_and_adds_a_seat_type() {
     )
     .await;
     assert_eq!(app.concert(&id).await["starts_at"], patched["starts_at"]);
+
+    // The venue's time zone, matched ignoring case and kept as the time-zone database spells it.
+    let response = app
+        .patch_json_with_token(&path, &admin, &json!({"time_zone": "europe/vienna"}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(app.concert(&id).await["time_zone"], "Europe/Vienna");
+    let response = app
+        .patch_json_with_token(&path, &admin, &json!({"time_zone": "Europe/Atlantis"}))
+        .await;
+    let problem = assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(error_fields(&problem), vec!["time_zone".to_owned()]);
+    assert_eq!(app.concert(&id).await["time_zone"], "Europe/Vienna");
 
     // A new seat type.
     let seat_types_path = format!("/api/v1/concerts/{id}/seat-types");

@@ -107,6 +107,42 @@ async fn a_booking_and_its_cancellation_each_send_one_email() {
 }
 
 #[tokio::test]
+async fn emails_name_the_artist_and_give_the_start_on_the_venues_clocks() {
+    let (app, admin) = spawn_admin_app().await;
+    let mut body = crate::helpers::concert_body("Fourth of July", 86_400, 5);
+    body["artist"] = json!("Brass & Stripes");
+    body["time_zone"] = json!("America/New_York");
+    // 23:00 UTC is 19:00 in New York, on summer time (EDT).
+    body["starts_at"] = json!("2030-07-04T23:00:00Z");
+    let concert = app.create_concert(&admin, &body).await;
+    assert_eq!(concert["time_zone"], "America/New_York");
+    let fan = app.register_user("fan.zone@example.com").await;
+    let booking = app
+        .book_ok(
+            &fan.access_token,
+            &id_of(&concert),
+            &id_of(&concert["seat_types"][0]),
+        )
+        .await;
+    let booking_id = id_of(&booking);
+    let mail_dir = app.data_dir().join("mail");
+    let mail = poll_until(5, "the confirmation email", || async {
+        mails_of(&mails(&mail_dir), &booking_id, "booking_confirmed")
+            .into_iter()
+            .next()
+    })
+    .await;
+    for needle in [
+        "Artist:            Brass & Stripes",
+        "Starts at:         Thursday 4 July 2030, 19:00 EDT (America/New_York)",
+        // The calendar file keeps the exact instant, in UTC.
+        "DTSTART:20300704T230000Z",
+    ] {
+        assert!(mail.text.contains(needle), "{needle:?} in {}", mail.text);
+    }
+}
+
+#[tokio::test]
 async fn cancelling_a_concert_emails_every_holder() {
     let (app, admin) = spawn_admin_app().await;
     let concert = app

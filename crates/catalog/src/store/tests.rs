@@ -13,7 +13,7 @@ use boxoffice_shared::pgtest::TestDatabase;
 use time::Duration;
 
 use super::*;
-use crate::domain::{Category, Description, FutureStart, Title};
+use crate::domain::{Category, Description, FutureStart, TimeZoneName, Title};
 use crate::testing::{START, new_concert, new_seat_type};
 
 /// Which engine, and how it is set up.
@@ -249,6 +249,7 @@ async fn inserts_and_reads_a_concert_with_its_seat_types(store: &CatalogStore) {
     );
     concert.description = Description::parse("Line one\nline two").unwrap();
     concert.category = Category::parse("Pop").unwrap();
+    concert.time_zone = TimeZoneName::parse("Europe/London").unwrap();
     let id = Uuid::now_v7();
     let seat_ids = [Uuid::now_v7(), Uuid::now_v7()];
     let record = store
@@ -271,6 +272,7 @@ async fn inserts_and_reads_a_concert_with_its_seat_types(store: &CatalogStore) {
         description: "Line one\nline two".to_owned(),
         category: "Pop".to_owned(),
         starts_at: START + Duration::hours(3),
+        time_zone: "Europe/London".to_owned(),
         cancelled_at: None,
         created_at: START,
         updated_at: START,
@@ -323,6 +325,7 @@ async fn updates_change_only_what_is_given_and_bump_the_version(store: &CatalogS
         name: Some(Title::parse("Renamed").unwrap()),
         category: Some(Category::parse("Jazz").unwrap()),
         starts_at: Some(FutureStart::parse(START + Duration::hours(6), later).unwrap()),
+        time_zone: Some(TimeZoneName::parse("America/New_York").unwrap()),
         ..ConcertChange::default()
     };
     let Guarded::Done(updated) = store
@@ -338,6 +341,7 @@ async fn updates_change_only_what_is_given_and_bump_the_version(store: &CatalogS
             name: "Renamed".to_owned(),
             category: "Jazz".to_owned(),
             starts_at: START + Duration::hours(6),
+            time_zone: "America/New_York".to_owned(),
             updated_at: later,
             version: 2,
             ..record.clone()
