@@ -225,6 +225,23 @@ pub enum Store {
 }
 
 impl Store {
+    /// Brings the schema up to date with the engine's migrations: `sqlite` on the SQLite file
+    /// (through its writer), `postgres` in the PostgreSQL schema.
+    pub async fn migrate(
+        &self,
+        sqlite: &sqlx::migrate::Migrator,
+        postgres: &sqlx::migrate::Migrator,
+    ) -> anyhow::Result<()> {
+        match self {
+            Store::Sqlite(db) => sqlite
+                .run(&db.write)
+                .await
+                .context("migrating the SQLite store")?,
+            Store::Postgres(db) => db.migrate(postgres).await?,
+        }
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
             Store::Sqlite(db) => db.ping().await,

@@ -119,10 +119,9 @@ impl AuthStore {
     /// Brings the schema up to date with the engine's migrations, then the stored emails with
     /// [`Email::parse`] (see [`Self::renormalize_emails`]).
     pub async fn migrate(&self) -> anyhow::Result<()> {
-        match &self.db {
-            Store::Sqlite(db) => crate::SQLITE_MIGRATIONS.run(&db.write).await?,
-            Store::Postgres(db) => db.migrate(&crate::POSTGRES_MIGRATIONS).await?,
-        }
+        self.db
+            .migrate(&crate::SQLITE_MIGRATIONS, &crate::POSTGRES_MIGRATIONS)
+            .await?;
         self.renormalize_emails(OffsetDateTime::now_utc()).await?;
         Ok(())
     }

@@ -12,6 +12,7 @@ use boxoffice_shared::db::{PgStore, SqliteStore, pg_options};
 use boxoffice_shared::pgtest::TestDatabase;
 use time::Duration;
 
+use super::postgres::{MAX_MILLIS, MIN_MILLIS, pg_instant, pg_millis};
 use super::*;
 use crate::domain::{Category, Description, FutureStart, TimeZoneName, Title};
 use crate::testing::{START, new_concert, new_seat_type};
@@ -981,7 +982,9 @@ async fn postgres_answers_text_search_from_the_trigram_index() {
     };
     let sql = format!(
         "EXPLAIN {}",
-        list_query::<Postgres>(&filter, None, 20).sql().as_str()
+        list_query::<sqlx::Postgres>(&filter, None, 20)
+            .sql()
+            .as_str()
     );
     let pattern = "%albert%";
     let mut conn = db.pool.acquire().await.unwrap();
