@@ -16,10 +16,10 @@ use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::client::{Answer, Call, Conn, Target, bearer};
-use super::report::{Check, Live, PhaseStats, Progress, Ratios, Recorder, Report, SeatTypeReport};
-use super::verify::{self, Booked, Ledger, SeatTypeInfo, User};
-use super::{LoadtestArgs, Scenario, SeatTypeSpec};
+use crate::client::{Answer, Call, Conn, Target, bearer};
+use crate::report::{Check, Live, PhaseStats, Progress, Ratios, Recorder, Report, SeatTypeReport};
+use crate::verify::{self, Booked, Ledger, SeatTypeInfo, User};
+use crate::{LoadtestArgs, Scenario, SeatTypeSpec};
 
 /// Accounts per `POST /api/v1/admin/load-test-accounts` call (the endpoint's maximum).
 const ACCOUNTS_PER_CALL: usize = 10_000;

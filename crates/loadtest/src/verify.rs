@@ -15,8 +15,8 @@ use anyhow::Context;
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 
-use super::client::{Call, Conn, Target};
-use super::report::Check;
+use crate::client::{Call, Conn, Target};
+use crate::report::Check;
 
 /// A seat type of the concert under test.
 #[derive(Debug, Clone)]
