@@ -117,9 +117,12 @@ pub struct TimeZoneName(String);
 
 impl TimeZoneName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        boxoffice_shared::zone::canonical(raw.trim()).map(Self).ok_or_else(|| {
-            "must be an IANA time zone name such as Europe/Berlin or America/New_York".to_owned()
-        })
+        boxoffice_shared::zone::canonical(raw.trim())
+            .map(Self)
+            .ok_or_else(|| {
+                "must be an IANA time zone name such as Europe/Berlin or America/New_York"
+                    .to_owned()
+            })
     }
 
     pub fn default_zone() -> Self {

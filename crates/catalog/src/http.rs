@@ -413,7 +413,15 @@ impl CreateConcertRequest {
             }
         }
 
-        match (name, artist, venue, description, category, starts_at, time_zone) {
+        match (
+            name,
+            artist,
+            venue,
+            description,
+            category,
+            starts_at,
+            time_zone,
+        ) {
             (
                 Ok(name),
                 Ok(artist),

@@ -143,7 +143,8 @@ impl<'a> View<'a> {
             EmailKind::BookingConfirmed => "Booked at",
             EmailKind::BookingCancelled => "Cancelled at",
         };
-        let artist = (!booking.artist.trim().is_empty()).then(|| ("Artist", booking.artist.clone()));
+        let artist =
+            (!booking.artist.trim().is_empty()).then(|| ("Artist", booking.artist.clone()));
         [
             Some(("Concert", booking.concert_name.clone())),
             artist,

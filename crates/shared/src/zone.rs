@@ -105,8 +105,14 @@ mod tests {
         assert_eq!(summer.offset(), UtcOffset::from_hms(2, 0, 0).unwrap());
         let winter = local(datetime!(2027-01-02 19:30 UTC), "Europe/Berlin");
         assert_eq!(winter.offset(), UtcOffset::from_hms(1, 0, 0).unwrap());
-        assert_eq!(abbreviation(datetime!(2027-05-01 19:30 UTC), "Europe/Berlin").as_deref(), Some("CEST"));
-        assert_eq!(abbreviation(datetime!(2027-01-02 19:30 UTC), "Europe/Berlin").as_deref(), Some("CET"));
+        assert_eq!(
+            abbreviation(datetime!(2027-05-01 19:30 UTC), "Europe/Berlin").as_deref(),
+            Some("CEST")
+        );
+        assert_eq!(
+            abbreviation(datetime!(2027-01-02 19:30 UTC), "Europe/Berlin").as_deref(),
+            Some("CET")
+        );
     }
 
     #[test]
