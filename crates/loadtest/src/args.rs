@@ -1,0 +1,303 @@
+//! The command line of `boxoffice loadtest`: [`LoadtestArgs`], the [`Scenario`] to run and the
+//! parsers of its values (seat types, durations, the account prefix).
+
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The scenario to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Every user books once at the same moment; verify nothing oversold, duplicated or lost.
+    Onsale,
+    /// Steady book/cancel traffic for --duration; verify the end state.
+    Churn,
+    /// Catalog reads (list, details, availability) for --duration or --requests.
+    Browse,
+    /// Sell a tiny seat type out, then hammer it: every answer must be 409 sold_out.
+    Soldout,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Onsale => "onsale",
+            Scenario::Churn => "churn",
+            Scenario::Browse => "browse",
+            Scenario::Soldout => "soldout",
+        }
+    }
+}
+
+/// A seat type to create: `NAME:CAPACITY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatTypeSpec {
+    pub name: String,
+    pub capacity: u64,
+}
+
+impl SeatTypeSpec {
+    /// `VIP:50,Regular:500`.
+    pub fn onsale_default() -> Vec<Self> {
+        vec![
+            Self {
+                name: "VIP".to_owned(),
+                capacity: 50,
+            },
+            Self {
+                name: "Regular".to_owned(),
+                capacity: 500,
+            },
+        ]
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let (name, capacity) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} is not NAME:CAPACITY"))?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(format!("{text:?} has no name"));
+        }
+        let capacity: u64 = capacity
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: the capacity is not a number"))?;
+        if !(1..=1_000_000).contains(&capacity) {
+            return Err(format!("{text:?}: capacity must be 1..=1000000"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            capacity,
+        })
+    }
+}
+
+/// The value of `--seat-types`: one argument, several seat types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatTypeList(pub Vec<SeatTypeSpec>);
+
+fn parse_seat_type_list(text: &str) -> Result<SeatTypeList, String> {
+    parse_seat_types(text).map(SeatTypeList)
+}
+
+/// Parses `VIP:50,Regular:500`.
+pub fn parse_seat_types(text: &str) -> Result<Vec<SeatTypeSpec>, String> {
+    let specs: Vec<SeatTypeSpec> = text
+        .split(',')
+        .map(SeatTypeSpec::parse)
+        .collect::<Result<_, _>>()?;
+    if specs.len() > 20 {
+        return Err("at most 20 seat types".to_owned());
+    }
+    for (i, spec) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|other| other.name == spec.name) {
+            return Err(format!("seat type {:?} is named twice", spec.name));
+        }
+    }
+    Ok(specs)
+}
+
+/// Parses `10s`, `500ms`, `2m` or plain seconds (`1.5`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 10s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" | "min" => number * 60.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s or m")),
+    };
+    if !(seconds > 0.0 && seconds <= 600.0) {
+        // Access tokens live 15 minutes: longer runs would end in 401s, not in a measurement.
+        return Err(format!(
+            "{text:?}: a duration must be over 0 and at most 10 minutes"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn default_prefix() -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    // The last hex digits of a v7 id are random: unique enough per run.
+    format!("lt-{}", &id[id.len() - 10..])
+}
+
+fn parse_prefix(text: &str) -> Result<String, String> {
+    if (1..=40).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Ok(text.to_owned())
+    } else {
+        Err("1 to 40 characters of a-z, 0-9 and -".to_owned())
+    }
+}
+
+/// `boxoffice loadtest`: measure a deployment and prove it did not oversell.
+///
+/// Runs against `--target` (loopback only unless `--allow-remote`) and exits non-zero when the
+/// verdict is FAIL. The server must run with `--load-test-accounts on` for the scenarios that
+/// book (users are created in bulk through the admin endpoint).
+///
+/// Tests build the arguments the way the command line does:
+/// `LoadtestArgs::try_parse_from(["loadtest", "--target", &url, "--users", "2000"])`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadtest")]
+pub struct LoadtestArgs {
+    /// The server's base URL (plain HTTP).
+    #[arg(
+        long,
+        env = "BOXOFFICE_LOADTEST_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub target: String,
+    /// What to run.
+    #[arg(long, value_enum, default_value_t = Scenario::Onsale)]
+    pub scenario: Scenario,
+    /// Users to prepare (accounts with access tokens); in `onsale` each books once.
+    #[arg(long, short = 'u', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    users: u32,
+    /// Requests in flight at once, and connections (exactly this many, kept alive).
+    #[arg(long, short = 'c', default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    concurrency: u32,
+    /// Seat types of the concert to create, `NAME:CAPACITY,…` [default: VIP:50,Regular:500;
+    /// soldout: Tiny:5].
+    #[arg(long, value_parser = parse_seat_type_list)]
+    pub seat_types: Option<SeatTypeList>,
+    /// Use this existing concert instead of creating one. The expectation still assumes the
+    /// tool is its only buyer, so bookings made by anyone else make the verdict FAIL.
+    #[arg(long)]
+    pub concert_id: Option<String>,
+    /// How long the measured phase may last (`10s`, `500ms`, `2m`; at most 10 minutes)
+    /// [default: 10s for churn, browse and soldout, unless --requests is given; onsale ends
+    /// when every user has tried].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// At most this many requests in the measured phase.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Also measure `GET /healthz` at the same concurrency and print ratios to it.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Print the report as one JSON document (and no progress line).
+    #[arg(long)]
+    pub json: bool,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// How long one request may take before it counts as a transport error.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+    /// Email of an admin account (creates the concert and the users, reads the sales report).
+    #[arg(long, env = "BOXOFFICE_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of that admin account.
+    #[arg(long, env = "BOXOFFICE_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Prefix of the load-test accounts' emails and of the concert's name [default: random].
+    #[arg(long, value_parser = parse_prefix, default_value_t = default_prefix(), hide_default_value = true)]
+    pub prefix: String,
+}
+
+impl LoadtestArgs {
+    pub fn users(&self) -> usize {
+        self.users as usize
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.concurrency as usize
+    }
+
+    /// The measured phase's time limit: `--duration`, or 10 s when neither it nor
+    /// `--requests` was given.
+    pub fn phase_duration(&self) -> Option<Duration> {
+        match (self.duration, self.requests) {
+            (Some(duration), _) => Some(duration),
+            (None, Some(_)) => None,
+            (None, None) => Some(Duration::from_secs(10)),
+        }
+    }
+
+    pub(crate) fn seat_types_or(&self, default: &[SeatTypeSpec]) -> Vec<SeatTypeSpec> {
+        self.seat_types
+            .as_ref()
+            .map_or_else(|| default.to_vec(), |list| list.0.clone())
+    }
+
+    /// A line on stderr about the run's progress, unless the report goes out as JSON.
+    pub(crate) fn note(&self, message: &str) {
+        if !self.json {
+            eprintln!("{message}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seat_types_parse() {
+        assert_eq!(
+            parse_seat_types("VIP:50,Regular:500").unwrap(),
+            SeatTypeSpec::onsale_default()
+        );
+        assert!(parse_seat_types("VIP").is_err());
+        assert!(parse_seat_types("VIP:0").is_err());
+        assert!(parse_seat_types("VIP:1,VIP:2").is_err());
+        assert!(parse_seat_types(":5").is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("11m").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        LoadtestArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn arguments_parse_like_the_command_line() {
+        let args = LoadtestArgs::try_parse_from([
+            "loadtest",
+            "--target",
+            "http://127.0.0.1:9",
+            "--scenario",
+            "churn",
+            "--users",
+            "20",
+            "-c",
+            "4",
+            "--requests",
+            "100",
+            "--seat-types",
+            "A:1,B:2",
+        ])
+        .unwrap();
+        assert_eq!(args.seat_types_or(&[]).len(), 2);
+        assert_eq!(args.scenario, Scenario::Churn);
+        assert_eq!((args.users(), args.concurrency()), (20, 4));
+        assert_eq!(args.phase_duration(), None);
+        assert!(args.prefix.starts_with("lt-"));
+        assert!(LoadtestArgs::try_parse_from(["loadtest", "--concurrency", "0"]).is_err());
+        assert!(LoadtestArgs::try_parse_from(["loadtest", "--prefix", "Upper"]).is_err());
+    }
+}
