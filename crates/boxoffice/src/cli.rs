@@ -38,7 +38,7 @@ pub enum Command {
     #[command(subcommand)]
     Admin(AdminCommand),
     /// Load-test a deployment and verify nothing was oversold, duplicated or lost.
-    Loadtest(crate::loadtest::LoadtestArgs),
+    Loadtest(boxoffice_loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Subcommand)]

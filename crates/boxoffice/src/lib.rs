@@ -9,14 +9,14 @@
 //! - [`ops`]: health, readiness, metrics, the OpenAPI document, `/docs`, and the 404/405/panic
 //!   answers that keep every error in problem+json.
 //! - [`demo`]: the sample data `serve --demo` loads.
-//! - [`loadtest`]: `boxoffice loadtest`, the load generator that also verifies the end state.
 //!
 //! The services themselves live in their own crates (`boxoffice-auth`, …); this crate only
-//! composes them.
+//! composes them. `boxoffice loadtest`, the load generator that also verifies the end state,
+//! lives in `boxoffice-loadtest`: the command line hands its arguments over and prints the
+//! report.
 
 pub mod app;
 pub mod cli;
 pub mod demo;
-pub mod loadtest;
 pub mod ops;
 pub mod server;

@@ -60,13 +60,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Loadtest(args) => {
             let json = args.json;
-            let report = boxoffice::loadtest::run(args).await?;
+            let report = boxoffice_loadtest::run(args).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", report.to_text());
             }
-            if report.verdict == boxoffice::loadtest::Verdict::Fail {
+            if report.verdict == boxoffice_loadtest::Verdict::Fail {
                 use std::io::Write as _;
                 std::io::stdout().flush()?;
                 std::process::exit(1);

@@ -11,8 +11,6 @@
 //! - [`keys`]: loading or generating the token key material (HMAC secret or Ed25519 key pair).
 //! - [`db`]: opening the stores: embedded SQLite files with the pragmas boxoffice relies on, or
 //!   PostgreSQL schemas.
-//! - [`pgtest`]: throw-away PostgreSQL databases for the tests that run against both engines.
-//! - [`redistest`]: the Redis server for the tests of the shared throttles.
 //! - [`telemetry`]: tracing set-up, the Prometheus recorder and the per-request metrics layer.
 //! - [`shutdown`]: the signal that starts a graceful shutdown.
 //! - [`clients`]: the traits through which services call each other, and the data they exchange.
@@ -22,6 +20,12 @@
 //! - [`clock`]: the source of "now", injectable so that time rules can be tested.
 //! - [`zone`]: concerts' time zones (IANA names) and the local time of an instant in one.
 //!
+//! Test support, compiled only with the `testing` feature, which only dev-dependencies enable
+//! (`boxoffice-shared = { workspace = true, features = ["testing"] }` under
+//! `[dev-dependencies]`), so that the server never carries it:
+//! - `pgtest`: throw-away PostgreSQL databases for the tests that run against both engines.
+//! - `redistest`: the Redis server for the tests of the shared throttles.
+//!
 //! Services depend on this crate; this crate depends on no service.
 
 pub mod clients;
@@ -30,8 +34,10 @@ pub mod db;
 pub mod extract;
 pub mod keys;
 pub mod openapi;
+#[cfg(any(test, feature = "testing"))]
 pub mod pgtest;
 pub mod problem;
+#[cfg(any(test, feature = "testing"))]
 pub mod redistest;
 pub mod remote;
 pub mod revocation;

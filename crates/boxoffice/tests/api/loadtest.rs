@@ -2,7 +2,7 @@
 //! correct server, and the verification reports FAIL when the end state is not what the tool
 //! made it (bookings made behind its back). No timing is asserted: only outcomes and state.
 
-use boxoffice::loadtest::{self, LoadtestArgs, Report, Verdict};
+use boxoffice_loadtest::{self as loadtest, LoadtestArgs, Report, Verdict};
 use clap::Parser;
 use reqwest::StatusCode;
 use secrecy::SecretString;

@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use boxoffice::loadtest::{self, LoadtestArgs, Verdict};
+use boxoffice_loadtest::{self as loadtest, LoadtestArgs, Verdict};
 use clap::Parser;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

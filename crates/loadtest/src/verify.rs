@@ -15,8 +15,8 @@ use anyhow::Context;
 use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 
-use super::client::{Call, Conn, Target};
-use super::report::Check;
+use crate::client::{Call, Conn, Target};
+use crate::report::Check;
 
 /// A seat type of the concert under test.
 #[derive(Debug, Clone)]
@@ -282,7 +282,6 @@ pub fn judge(
     ledger: &Ledger,
     observed: &Observed,
 ) -> Vec<Check> {
-    let mut checks = Vec::new();
     let unsure: HashSet<usize> = ledger.unsure_users.iter().copied().collect();
     // The bookings that must be confirmed now: the tool's own, plus what unsure users hold.
     let mut confirmed: Vec<&Booked> = ledger
@@ -297,11 +296,35 @@ pub fn judge(
             *count += 1;
         }
     }
+    let mut checks = Vec::new();
+    checks.extend(expectation_check(seat_types, &per_seat));
+    checks.push(oversold_check(seat_types, &per_seat));
+    checks.push(holders_check(&confirmed));
+    checks.push(sales_check(
+        seat_types,
+        &per_seat,
+        confirmed.len() as u64,
+        ledger,
+        !unsure.is_empty(),
+        &observed.sales,
+    ));
+    checks.extend(remaining_checks(seat_types, &per_seat, observed));
+    let visible = Visible {
+        concert_id,
+        seat_types,
+        users,
+        unsure: &unsure,
+        lookups: &observed.lookups,
+    };
+    checks.extend(visible.checks(ledger));
+    checks
+}
 
-    // 1. The exact expectation, where the scenario has one.
+/// Check 1: the exact expectation, where the scenario has one.
+fn expectation_check(seat_types: &[SeatTypeInfo], per_seat: &[u64]) -> Option<Check> {
     let expected: Vec<String> = seat_types
         .iter()
-        .zip(&per_seat)
+        .zip(per_seat)
         .filter_map(|(seat, &got)| {
             seat.expected
                 .map(|expected| (seat, expected, got))
@@ -314,26 +337,29 @@ pub fn judge(
                 })
         })
         .collect();
-    if !expected.is_empty() {
-        let held = seat_types
-            .iter()
-            .zip(&per_seat)
-            .all(|(seat, &got)| seat.expected.is_none_or(|expected| expected == got));
-        checks.push(Check::new(
-            "confirmed bookings == expectation",
-            held,
-            format!("confirmed/expected per seat type: {}", expected.join(", ")),
-        ));
+    if expected.is_empty() {
+        return None;
     }
+    let held = seat_types
+        .iter()
+        .zip(per_seat)
+        .all(|(seat, &got)| seat.expected.is_none_or(|expected| expected == got));
+    Some(Check::new(
+        "confirmed bookings == expectation",
+        held,
+        format!("confirmed/expected per seat type: {}", expected.join(", ")),
+    ))
+}
 
-    // 2. Not oversold, nobody holds two, no booking id twice.
+/// Check 2a: not oversold.
+fn oversold_check(seat_types: &[SeatTypeInfo], per_seat: &[u64]) -> Check {
     let oversold: Vec<String> = seat_types
         .iter()
-        .zip(&per_seat)
+        .zip(per_seat)
         .filter(|(seat, got)| **got > seat.capacity)
         .map(|(seat, got)| format!("{} {got} > capacity {}", seat.name, seat.capacity))
         .collect();
-    checks.push(Check::new(
+    Check::new(
         "not oversold",
         oversold.is_empty(),
         if oversold.is_empty() {
@@ -341,94 +367,115 @@ pub fn judge(
         } else {
             oversold.join(", ")
         },
-    ));
+    )
+}
+
+/// Check 2b: nobody holds two, no booking id twice.
+fn holders_check(confirmed: &[&Booked]) -> Check {
     let mut holders: HashMap<usize, u64> = HashMap::new();
     let mut ids: HashSet<&str> = HashSet::new();
     let mut duplicate_ids = 0;
-    for booked in &confirmed {
+    for booked in confirmed {
         *holders.entry(booked.user).or_default() += 1;
         if !ids.insert(booked.id.as_str()) {
             duplicate_ids += 1;
         }
     }
     let doubles = holders.values().filter(|&&count| count > 1).count();
-    checks.push(Check::new(
+    Check::new(
         "no user holds two bookings",
         doubles == 0 && duplicate_ids == 0,
         format!(
             "{} holders, {doubles} holding more than one, {duplicate_ids} booking ids seen twice",
             holders.len()
         ),
-    ));
+    )
+}
 
-    // 3. The sales report agrees with itself and with the ledger (nothing lost, nothing
-    //    extra: its confirmed count is exactly the bookings the tool knows of).
-    let sales_by_id: HashMap<&str, &SalesSeatType> = observed
-        .sales
+/// Check 3: the sales report agrees with itself and with the ledger (nothing lost, nothing
+/// extra: its confirmed count is exactly the `total` bookings the tool knows of). With unsure
+/// users (`any_unsure`) a cancellation may have happened without the tool knowing.
+fn sales_check(
+    seat_types: &[SeatTypeInfo],
+    per_seat: &[u64],
+    total: u64,
+    ledger: &Ledger,
+    any_unsure: bool,
+    sales: &Sales,
+) -> Check {
+    let sales_by_id: HashMap<&str, &SalesSeatType> = sales
         .seat_types
         .iter()
         .map(|seat| (seat.id.as_str(), seat))
         .collect();
     let mut problems = Vec::new();
-    for (seat, &got) in seat_types.iter().zip(&per_seat) {
+    for (seat, &got) in seat_types.iter().zip(per_seat) {
         match sales_by_id.get(seat.id.as_str()) {
             None => problems.push(format!("{} missing", seat.name)),
-            Some(sale) => {
-                if sale.capacity != seat.capacity {
-                    problems.push(format!(
-                        "{} capacity {} ≠ {}",
-                        seat.name, sale.capacity, seat.capacity
-                    ));
-                }
-                if sale.sold + sale.remaining != sale.capacity {
-                    problems.push(format!(
-                        "{} sold {} + remaining {} ≠ capacity {}",
-                        seat.name, sale.sold, sale.remaining, sale.capacity
-                    ));
-                }
-                if sale.sold != got {
-                    problems.push(format!(
-                        "{} sold {} but the tool holds {got}",
-                        seat.name, sale.sold
-                    ));
-                }
-            }
+            Some(sale) => sale_problems(seat, sale, got, &mut problems),
         }
     }
-    let total = confirmed.len() as u64;
-    if observed.sales.bookings_confirmed != total {
+    if sales.bookings_confirmed != total {
         problems.push(format!(
             "bookings_confirmed {} but the tool holds {total}",
-            observed.sales.bookings_confirmed
+            sales.bookings_confirmed
         ));
     }
     let cancelled = ledger.cancelled.len() as u64;
-    // With unsure users a cancellation may have happened without the tool knowing.
-    let cancelled_ok = if unsure.is_empty() {
-        observed.sales.bookings_cancelled == cancelled
+    let cancelled_ok = if any_unsure {
+        sales.bookings_cancelled >= cancelled
     } else {
-        observed.sales.bookings_cancelled >= cancelled
+        sales.bookings_cancelled == cancelled
     };
     if !cancelled_ok {
         problems.push(format!(
             "bookings_cancelled {} but the tool cancelled {cancelled}",
-            observed.sales.bookings_cancelled
+            sales.bookings_cancelled
         ));
     }
-    checks.push(Check::new(
+    Check::new(
         "sales report == ledger, sold + remaining == capacity",
         problems.is_empty(),
         if problems.is_empty() {
             format!(
                 "{total} confirmed, {} cancelled, every seat type sold + remaining == capacity",
-                observed.sales.bookings_cancelled
+                sales.bookings_cancelled
             )
         } else {
             problems.join("; ")
         },
-    ));
+    )
+}
 
-    // 4. The public reads show remaining == capacity − confirmed.
+/// What is wrong with one seat type's line of the sales report, when the tool holds `got`.
+fn sale_problems(seat: &SeatTypeInfo, sale: &SalesSeatType, got: u64, problems: &mut Vec<String>) {
+    if sale.capacity != seat.capacity {
+        problems.push(format!(
+            "{} capacity {} ≠ {}",
+            seat.name, sale.capacity, seat.capacity
+        ));
+    }
+    if sale.sold + sale.remaining != sale.capacity {
+        problems.push(format!(
+            "{} sold {} + remaining {} ≠ capacity {}",
+            seat.name, sale.sold, sale.remaining, sale.capacity
+        ));
+    }
+    if sale.sold != got {
+        problems.push(format!(
+            "{} sold {} but the tool holds {got}",
+            seat.name, sale.sold
+        ));
+    }
+}
+
+/// Check 4: the public reads show remaining == capacity − confirmed.
+fn remaining_checks(
+    seat_types: &[SeatTypeInfo],
+    per_seat: &[u64],
+    observed: &Observed,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
     for (name, counts) in [
         ("availability", &observed.availability),
         ("concert details", &observed.details),
@@ -440,7 +487,7 @@ pub fn judge(
             .collect();
         let wrong: Vec<String> = seat_types
             .iter()
-            .zip(&per_seat)
+            .zip(per_seat)
             .filter_map(|(seat, &got)| {
                 let want = seat.capacity.saturating_sub(got);
                 match by_id.get(seat.id.as_str()) {
@@ -459,7 +506,7 @@ pub fn judge(
             if wrong.is_empty() {
                 seat_types
                     .iter()
-                    .zip(&per_seat)
+                    .zip(per_seat)
                     .map(|(seat, got)| {
                         format!("{} {}", seat.name, seat.capacity.saturating_sub(*got))
                     })
@@ -470,42 +517,47 @@ pub fn judge(
             },
         ));
     }
+    checks
+}
 
-    // 5. Every booking the tool made is visible, as the tool believes it to be.
-    for (name, list, status) in [
-        (
+/// Check 5: every booking the tool made is visible, as the tool believes it to be. This holds
+/// what that check needs.
+struct Visible<'a> {
+    concert_id: &'a str,
+    seat_types: &'a [SeatTypeInfo],
+    users: &'a [User],
+    unsure: &'a HashSet<usize>,
+    lookups: &'a HashMap<String, Option<BookingView>>,
+}
+
+impl Visible<'_> {
+    /// One check for the confirmed bookings, one for the cancelled ones (when there are any).
+    fn checks(&self, ledger: &Ledger) -> Vec<Check> {
+        let mut checks = vec![self.check(
             "every 201 is visible and confirmed",
             &ledger.confirmed,
             "confirmed",
-        ),
-        (
-            "every cancellation is visible",
-            &ledger.cancelled,
-            "cancelled",
-        ),
-    ] {
-        if list.is_empty() && status == "cancelled" {
-            continue;
+        )];
+        if !ledger.cancelled.is_empty() {
+            checks.push(self.check(
+                "every cancellation is visible",
+                &ledger.cancelled,
+                "cancelled",
+            ));
         }
+        checks
+    }
+
+    fn check(&self, name: &str, list: &[Booked], status: &str) -> Check {
         let mut bad = Vec::new();
         let mut checked = 0;
-        for booked in list.iter() {
-            if status == "confirmed" && unsure.contains(&booked.user) {
+        for booked in list {
+            if status == "confirmed" && self.unsure.contains(&booked.user) {
                 continue;
             }
             checked += 1;
-            let view = observed.lookups.get(&booked.id).and_then(Option::as_ref);
-            let fine = view.is_some_and(|view| {
-                view.status == status
-                    && view.concert_id == concert_id
-                    && users
-                        .get(booked.user)
-                        .is_some_and(|user| user.id == view.user_id)
-                    && seat_types
-                        .get(booked.seat_type)
-                        .is_some_and(|seat| seat.id == view.seat_type_id)
-            });
-            if !fine {
+            let view = self.lookups.get(&booked.id).and_then(Option::as_ref);
+            if !view.is_some_and(|view| self.shows(booked, view, status)) {
                 bad.push(match view {
                     None => format!("{} not found", booked.id),
                     Some(view) => format!("{} is {} ({:?})", booked.id, view.status, view),
@@ -521,9 +573,22 @@ pub fn judge(
                 bad.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
             )
         };
-        checks.push(Check::new(name, bad.is_empty(), detail));
+        Check::new(name, bad.is_empty(), detail)
     }
-    checks
+
+    /// True when `view` is `booked` as the tool believes it to be, with `status`.
+    fn shows(&self, booked: &Booked, view: &BookingView, status: &str) -> bool {
+        view.status == status
+            && view.concert_id == self.concert_id
+            && self
+                .users
+                .get(booked.user)
+                .is_some_and(|user| user.id == view.user_id)
+            && self
+                .seat_types
+                .get(booked.seat_type)
+                .is_some_and(|seat| seat.id == view.seat_type_id)
+    }
 }
 
 #[cfg(test)]

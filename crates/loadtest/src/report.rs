@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use super::client::Answer;
+use crate::client::Answer;
 
 /// Latencies above this (in µs) are recorded as this: one minute is far past any timeout.
 const HIGHEST_US: u64 = 60_000_000;
@@ -490,8 +490,8 @@ fn write_phase(out: &mut String, phase: &PhaseStats, ratios: Option<&Ratios>) {
 mod tests {
     use http::StatusCode;
 
-    use super::super::client::TransportError;
     use super::*;
+    use crate::client::TransportError;
 
     fn answer(status: u16, code: Option<&str>) -> Answer {
         Answer::Http {

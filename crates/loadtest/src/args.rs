@@ -1,40 +1,9 @@
-//! `boxoffice loadtest`: reproduce an on-sale against a deployment, measure it, and prove
-//! through the API that nothing was oversold, duplicated or lost.
-//!
-//! A run logs in as an admin, creates its own concert, gets its users from the load-test
-//! accounts endpoint (`POST /api/v1/admin/load-test-accounts`, off unless the server runs with
-//! `--load-test-accounts on`), runs one measured phase and then reads the end state back:
-//!
-//! - `onsale`: every user books once, all at the same moment; user `i` chooses seat type
-//!   `i mod k`, so per seat type exactly `min(capacity, users who chose it)` must be confirmed
-//!   and every other answer must be 409 `sold_out`.
-//! - `churn`: steady book/cancel traffic; at the end the server must hold exactly the bookings
-//!   the tool holds and show cancelled exactly those it cancelled.
-//! - `browse`: list, details and availability reads.
-//! - `soldout`: sell a tiny seat type out, then hammer it; every answer must be 409 `sold_out`.
-//!
-//! `--baseline` measures `GET /healthz` at the same concurrency and prints every figure also
-//! as a ratio to it. Every scenario stops by itself (`--duration`, `--requests`, or when each
-//! user has tried), and only loopback targets are accepted unless `--allow-remote`.
-//!
-//! # Layout
-//! - [`client`]: one keep-alive HTTP/1.1 connection per worker (`hyper`), pre-built requests,
-//!   answers classified by status and problem `code`.
-//! - [`scenario`]: setup (admin, concert, accounts), the phase driver and the four scenarios.
-//! - [`verify`]: the ledger of what the tool did, what the server says, and the judgement.
-//! - [`report`]: HDR latency histograms, outcome counts, the progress line and the [`Report`].
+//! The command line of `boxoffice loadtest`: [`LoadtestArgs`], the [`Scenario`] to run and the
+//! parsers of its values (seat types, durations, the account prefix).
 
-pub mod client;
-pub mod report;
-pub mod scenario;
-pub mod verify;
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-
-pub use report::{Check, Report, Verdict};
 
 /// The scenario to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -258,19 +227,18 @@ impl LoadtestArgs {
         }
     }
 
-    fn seat_types_or(&self, default: &[SeatTypeSpec]) -> Vec<SeatTypeSpec> {
+    pub(crate) fn seat_types_or(&self, default: &[SeatTypeSpec]) -> Vec<SeatTypeSpec> {
         self.seat_types
             .as_ref()
             .map_or_else(|| default.to_vec(), |list| list.0.clone())
     }
-}
 
-/// Runs the scenario `args` describe and returns the report (the verdict included). An error
-/// means the run could not be carried out (no server, no admin, accounts switched off…), not
-/// that the server misbehaved: that is a FAIL verdict.
-pub async fn run(args: LoadtestArgs) -> anyhow::Result<Report> {
-    let target = client::Target::resolve(&args.target, args.allow_remote, args.timeout).await?;
-    scenario::run(Arc::new(target), &args).await
+    /// A line on stderr about the run's progress, unless the report goes out as JSON.
+    pub(crate) fn note(&self, message: &str) {
+        if !self.json {
+            eprintln!("{message}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,80 @@
+//! The four scenarios, one module each, and the [`Report`] a run ends in.
+//!
+//! Every scenario has the same shape: prepare through the API ([`crate::setup`]), run one
+//! measured phase ([`crate::phase`]), then read the end state back and [`verify::judge`] it
+//! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together.
+//!
+//! [`verify::judge`]: crate::verify::judge
+
+mod browse;
+mod churn;
+mod onsale;
+mod outcome;
+mod soldout;
+
+use std::sync::Arc;
+
+use crate::args::{LoadtestArgs, Scenario};
+use crate::client::Target;
+use crate::phase::Ctx;
+use crate::report::{Ratios, Report, SeatTypeReport};
+
+pub use onsale::round_robin_expectation;
+
+/// Runs the scenario `args` names against `target`.
+pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Report> {
+    let ctx = Ctx {
+        target: target.clone(),
+        concurrency: args.concurrency(),
+        show_progress: !args.json,
+    };
+    let outcome = match args.scenario {
+        Scenario::Onsale => onsale::run(&ctx, args).await?,
+        Scenario::Churn => churn::run(&ctx, args).await?,
+        Scenario::Browse => browse::run(&ctx, args).await?,
+        Scenario::Soldout => soldout::run(&ctx, args).await?,
+    };
+    let baseline = if args.baseline {
+        Some(ctx.baseline(&outcome.phase, args.phase_duration()).await?)
+    } else {
+        None
+    };
+    let ratios = baseline
+        .as_ref()
+        .and_then(|baseline| Ratios::of(&outcome.phase, baseline));
+    let seat_types = outcome
+        .stage
+        .as_ref()
+        .map(|stage| {
+            stage
+                .seat_types
+                .iter()
+                .enumerate()
+                .map(|(j, seat)| SeatTypeReport {
+                    id: seat.id.clone(),
+                    name: seat.name.clone(),
+                    capacity: seat.capacity,
+                    chosen_by: outcome.chosen.as_ref().and_then(|c| c.get(j).copied()),
+                    expected_confirmed: seat.expected,
+                    confirmed: outcome.confirmed.as_ref().and_then(|c| c.get(j).copied()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let verdict = Report::verdict_of(&outcome.checks);
+    Ok(Report {
+        scenario: args.scenario.name().to_owned(),
+        target: target.base.clone(),
+        concurrency: args.concurrency(),
+        users: outcome.users,
+        concert_id: outcome.stage.as_ref().map(|stage| stage.concert_id.clone()),
+        seat_types,
+        setup_seconds: outcome.setup.as_secs_f64(),
+        expectation: outcome.expectation,
+        phase: outcome.phase,
+        baseline,
+        ratios,
+        checks: outcome.checks,
+        verdict,
+    })
+}
