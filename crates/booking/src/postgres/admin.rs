@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::statements::{enqueue_emails, ms, notify};
-use crate::domain::{SaleState, sale_state};
+use crate::domain::{SaleState, check_capacity, check_start, sale_state};
 use crate::error::BookingError;
 use crate::rows::{booking_columns, booking_from_row};
 
@@ -18,9 +18,7 @@ pub async fn provision(
     concert: &ConcertInventory,
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
-    if concert.starts_at <= now {
-        return Err(BookingError::invalid("starts_at", "must be in the future"));
-    }
+    check_start(concert.starts_at, now)?;
     let mut tx = pool.begin().await?;
     let current =
         sqlx::query("SELECT starts_at, cancelled_at FROM sales WHERE concert_id = $1 FOR UPDATE")
@@ -66,12 +64,7 @@ pub async fn set_capacity(
     capacity: i64,
     now: OffsetDateTime,
 ) -> Result<(i64, i64), BookingError> {
-    if !(1..=1_000_000).contains(&capacity) {
-        return Err(BookingError::invalid(
-            "capacity",
-            "must be between 1 and 1000000",
-        ));
-    }
+    check_capacity(capacity)?;
     let mut tx = pool.begin().await?;
     let (starts_at, cancelled) = lock_sale(&mut tx, concert_id).await?;
     if sale_state(now, starts_at, cancelled) != SaleState::Open {

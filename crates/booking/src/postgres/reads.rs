@@ -130,18 +130,7 @@ pub async fn load_inventory(
     for row in &concerts {
         let id: Uuid = row.try_get("concert_id")?;
         versions.concerts.insert(id, row.try_get("version")?);
-        inventory.concerts.insert(
-            id,
-            ConcertSale {
-                name: row.try_get("name")?,
-                venue: row.try_get("venue")?,
-                starts_at: row.try_get("starts_at")?,
-                cancelled: row
-                    .try_get::<Option<OffsetDateTime>, _>("cancelled_at")?
-                    .is_some(),
-                seat_types: Vec::new(),
-            },
-        );
+        inventory.concerts.insert(id, sale_from_row(row)?);
     }
     let seats = sqlx::query(
         "SELECT id, concert_id, name, price_cents, currency, capacity, remaining, version
@@ -166,6 +155,20 @@ pub async fn load_inventory(
     })
 }
 
+/// A sale window from its `name, venue, starts_at, cancelled_at`, without its seat types.
+pub fn sale_from_row(row: &PgRow) -> Result<ConcertSale, sqlx::Error> {
+    Ok(ConcertSale {
+        name: row.try_get("name")?,
+        venue: row.try_get("venue")?,
+        starts_at: row.try_get("starts_at")?,
+        cancelled: row
+            .try_get::<Option<OffsetDateTime>, _>("cancelled_at")?
+            .is_some(),
+        seat_types: Vec::new(),
+    })
+}
+
+/// A seat type from its columns.
 pub fn seat_from_row(row: &PgRow) -> Result<Seat, sqlx::Error> {
     Ok(Seat {
         concert_id: row.try_get("concert_id")?,

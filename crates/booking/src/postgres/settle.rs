@@ -12,7 +12,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::reads::seat_from_row;
+use super::reads::{sale_from_row, seat_from_row};
 use super::statements::{constraint_to_rule, enqueue_emails, notify};
 use crate::command::{
     BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking, replay,
@@ -46,6 +46,17 @@ struct Locked {
 struct Held {
     targets: HashMap<Uuid, Booking>,
     seats: HashMap<Uuid, Locked>,
+}
+
+impl Held {
+    /// A booking another instance beat this batch to: its seat is free again, and the request
+    /// is answered `already_booked`.
+    fn beaten(&mut self, booking: &Booking) -> Result<BookOutcome, BookingError> {
+        if let Some(locked) = self.seats.get_mut(&booking.seat_type_id) {
+            locked.seat.remaining += 1;
+        }
+        Err(BookingError::AlreadyBooked)
+    }
 }
 
 /// What the batch read under its locks besides the locked rows.
@@ -153,20 +164,7 @@ async fn lock_sales(
     .fetch_all(&mut **tx)
     .await?
     .iter()
-    .map(|row| {
-        Ok((
-            row.try_get("concert_id")?,
-            ConcertSale {
-                name: row.try_get("name")?,
-                venue: row.try_get("venue")?,
-                starts_at: row.try_get("starts_at")?,
-                cancelled: row
-                    .try_get::<Option<OffsetDateTime>, _>("cancelled_at")?
-                    .is_some(),
-                seat_types: Vec::new(),
-            },
-        ))
-    })
+    .map(|row| Ok((row.try_get("concert_id")?, sale_from_row(row)?)))
     .collect::<Result<_, sqlx::Error>>()?)
 }
 
@@ -442,10 +440,7 @@ async fn write_bookings(
     }
     for (index, booking) in &decided.created {
         if skipped.contains(&booking.id) {
-            decided.books[*index] = Err(BookingError::AlreadyBooked);
-            if let Some(locked) = held.seats.get_mut(&booking.seat_type_id) {
-                locked.seat.remaining += 1;
-            }
+            decided.books[*index] = held.beaten(booking);
         }
     }
     decided
@@ -470,10 +465,7 @@ async fn write_bookings(
     let skipped = insert_bookings(tx, second.iter().map(|(_, b)| b)).await?;
     for (index, booking) in second {
         if skipped.contains(&booking.id) {
-            if let Some(locked) = held.seats.get_mut(&booking.seat_type_id) {
-                locked.seat.remaining += 1;
-            }
-            decided.books[index] = Err(BookingError::AlreadyBooked);
+            decided.books[index] = held.beaten(&booking);
         } else {
             decided.books[index] = Ok(BookOutcome::Created(booking.clone()));
             decided.created.push((index, booking));

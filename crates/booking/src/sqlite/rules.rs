@@ -15,7 +15,9 @@ use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Reply, booking_json, confirmed_booking,
     replay,
 };
-use crate::domain::{Booking, BookingStatus, SaleState, request_fingerprint, sale_state};
+use crate::domain::{
+    Booking, BookingStatus, SaleState, check_capacity, check_start, request_fingerprint, sale_state,
+};
 use crate::error::BookingError;
 use crate::view::{ConcertSale, Seat, SharedInventory, bookable};
 
@@ -370,9 +372,7 @@ fn provision(
     {
         return Err(BookingError::BookingClosed);
     }
-    if concert.starts_at <= now {
-        return Err(BookingError::invalid("starts_at", "must be in the future"));
-    }
+    check_start(concert.starts_at, now)?;
     let added = store::provision(conn, concert)?;
     staged.concerts.push((
         concert.concert_id,
@@ -410,12 +410,7 @@ fn set_capacity(
     capacity: i64,
     now: OffsetDateTime,
 ) -> Result<(i64, i64), BookingError> {
-    if !(1..=1_000_000).contains(&capacity) {
-        return Err(BookingError::invalid(
-            "capacity",
-            "must be between 1 and 1000000",
-        ));
-    }
+    check_capacity(capacity)?;
     let concert_id = view
         .read()
         .seats
