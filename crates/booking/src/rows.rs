@@ -1,13 +1,15 @@
-//! Rows that both stores read through sqlx, decoded once for both: a booking, a saved answer,
-//! and the sales report. The engines differ only in how they keep an instant (milliseconds on
-//! SQLite, `timestamptz` on PostgreSQL), which [`StoredRow`] hides.
+//! What both stores read alike through sqlx, written once for both: a booking by id, a saved
+//! answer, the outbox's depth and the sales report, and the rows they decode. The engines differ
+//! only in how they keep an instant (milliseconds on SQLite, `timestamptz` on PostgreSQL) and a
+//! status code, which [`StoredRow`] hides; `$n` placeholders serve both. What the engines read
+//! differently (a page of bookings, the inventory) stays in their own `reads`.
 
 use std::collections::HashMap;
 
 use boxoffice_shared::clock::from_millis;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{ColumnIndex, Decode, Row, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -124,4 +126,111 @@ where
         confirmed: counts.get("confirmed").copied().unwrap_or(0),
         cancelled: counts.get("cancelled").copied().unwrap_or(0),
     })
+}
+
+/// The saved answer of a user's Idempotency-Key, if any.
+pub async fn saved_response<'c, DB, E>(
+    executor: E,
+    user_id: Uuid,
+    key: &str,
+) -> Result<Option<SavedResponse>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+{
+    let row = sqlx::query::<DB>(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE user_id = $1 AND idempotency_key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(saved_from_row).transpose()
+}
+
+/// One booking, whoever holds it.
+pub async fn booking_by_id<'c, DB, E>(
+    executor: E,
+    id: Uuid,
+) -> Result<Option<Booking>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let row = sqlx::query::<DB>(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(booking_from_row).transpose()
+}
+
+/// How many messages wait in the outbox.
+pub async fn outbox_depth<'c, DB, E>(executor: E) -> Result<u64, BookingError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let depth: i64 =
+        sqlx::query_scalar::<DB, i64>("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(executor)
+            .await?;
+    Ok(u64::try_from(depth).unwrap_or(0))
+}
+
+/// The sales report's rows of one concert; `None` when Booking does not sell it. `seats` is the
+/// engine's query of the concert's seat types in the order they were added (`$1`: the concert).
+pub async fn sales<'c, DB, E>(
+    executor: E,
+    concert_id: Uuid,
+    seats: &'static str,
+) -> Result<Option<SalesRows>, BookingError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB> + Copy,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let exists = sqlx::query::<DB>("SELECT 1 FROM sales WHERE concert_id = $1")
+        .bind(concert_id)
+        .fetch_optional(executor)
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let seats = sqlx::query::<DB>(seats)
+        .bind(concert_id)
+        .fetch_all(executor)
+        .await?;
+    let counts = sqlx::query::<DB>(
+        "SELECT status, count(*) AS n FROM bookings WHERE concert_id = $1 GROUP BY status",
+    )
+    .bind(concert_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(Some(sales_from_rows(&seats, &counts)?))
 }

@@ -77,6 +77,7 @@ use self::writer::PgWriter;
 use crate::command::{Command, QUEUE_CAPACITY, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
+use crate::rows;
 use crate::view::SharedInventory;
 
 /// The PostgreSQL migrations of the Booking store, embedded in the binary.
@@ -148,11 +149,11 @@ impl PgBooking {
         user_id: Uuid,
         key: &str,
     ) -> Result<Option<SavedResponse>, BookingError> {
-        reads::saved_response(&self.db.pool, user_id, key).await
+        rows::saved_response(&self.db.pool, user_id, key).await
     }
 
     pub async fn booking_by_id(&self, id: Uuid) -> Result<Option<Booking>, BookingError> {
-        reads::booking_by_id(&self.db.pool, id).await
+        rows::booking_by_id(&self.db.pool, id).await
     }
 
     pub async fn list_bookings(
@@ -166,11 +167,11 @@ impl PgBooking {
     }
 
     pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
-        reads::sales(&self.db.pool, concert_id).await
+        rows::sales(&self.db.pool, concert_id, reads::SALES_SEATS).await
     }
 
     pub async fn outbox_depth(&self) -> Result<u64, BookingError> {
-        reads::outbox_depth(&self.db.pool).await
+        rows::outbox_depth(&self.db.pool).await
     }
 
     pub async fn claim_outbox(

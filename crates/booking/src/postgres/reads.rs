@@ -1,5 +1,6 @@
-//! The PostgreSQL store's reads, on the pool: what clients read, and the inventory the view is
-//! loaded from (with each row's version, see [`super::view::PgView`]).
+//! The PostgreSQL store's own reads, on the pool: a page of bookings, and the inventory the view
+//! is loaded from (with each row's version, see [`super::view::PgView`]); the reads both engines
+//! make alike are in [`crate::rows`].
 
 use std::collections::HashMap;
 
@@ -8,39 +9,10 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::command::{SalesRows, SavedResponse};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
-use crate::rows::{booking_columns, booking_from_row, sales_from_rows, saved_from_row};
+use crate::rows::{booking_columns, booking_from_row};
 use crate::view::{ConcertSale, Inventory, Seat};
-
-pub async fn saved_response(
-    pool: &PgPool,
-    user_id: Uuid,
-    key: &str,
-) -> Result<Option<SavedResponse>, BookingError> {
-    let row = sqlx::query(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys
-         WHERE user_id = $1 AND idempotency_key = $2",
-    )
-    .bind(user_id)
-    .bind(key)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(saved_from_row).transpose()
-}
-
-pub async fn booking_by_id(pool: &PgPool, id: Uuid) -> Result<Option<Booking>, BookingError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        booking_columns!(),
-        " FROM bookings WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(booking_from_row).transpose()
-}
 
 pub async fn list_bookings(
     pool: &PgPool,
@@ -67,37 +39,10 @@ pub async fn list_bookings(
     rows.iter().map(booking_from_row).collect()
 }
 
-pub async fn outbox_depth(pool: &PgPool) -> Result<u64, BookingError> {
-    let depth: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        .fetch_one(pool)
-        .await?;
-    Ok(u64::try_from(depth).unwrap_or(0))
-}
-
-/// The sales report's rows of one concert; `None` when Booking does not sell it.
-pub async fn sales(pool: &PgPool, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
-    let exists = sqlx::query("SELECT 1 FROM sales WHERE concert_id = $1")
-        .bind(concert_id)
-        .fetch_optional(pool)
-        .await?;
-    if exists.is_none() {
-        return Ok(None);
-    }
-    let seats = sqlx::query(
-        "SELECT id, name, capacity, remaining, price_cents, currency FROM seat_types
-         WHERE concert_id = $1 ORDER BY position",
-    )
-    .bind(concert_id)
-    .fetch_all(pool)
-    .await?;
-    let counts = sqlx::query(
-        "SELECT status, count(*) AS n FROM bookings WHERE concert_id = $1 GROUP BY status",
-    )
-    .bind(concert_id)
-    .fetch_all(pool)
-    .await?;
-    Ok(Some(sales_from_rows(&seats, &counts)?))
-}
+/// The sales report's seat types of concert `$1`, in the order they were added.
+pub const SALES_SEATS: &str =
+    "SELECT id, name, capacity, remaining, price_cents, currency FROM seat_types
+     WHERE concert_id = $1 ORDER BY position";
 
 /// Concerts and seat types as read from the store, with the version of each row.
 pub struct Snapshot {

@@ -32,6 +32,7 @@ use self::writer::Writer;
 use crate::command::{Command, QUEUE_CAPACITY, Reply, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
+use crate::rows;
 use crate::view::SharedInventory;
 
 /// The SQLite migrations of the Booking store, embedded in the binary.
@@ -104,11 +105,11 @@ impl SqliteBooking {
         user_id: Uuid,
         key: &str,
     ) -> Result<Option<SavedResponse>, BookingError> {
-        reads::saved_response(&self.db.read, user_id, key).await
+        rows::saved_response(&self.db.read, user_id, key).await
     }
 
     pub async fn booking_by_id(&self, id: Uuid) -> Result<Option<Booking>, BookingError> {
-        reads::booking_by_id(&self.db.read, id).await
+        rows::booking_by_id(&self.db.read, id).await
     }
 
     pub async fn list_bookings(
@@ -122,11 +123,11 @@ impl SqliteBooking {
     }
 
     pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
-        reads::sales(&self.db.read, concert_id).await
+        rows::sales(&self.db.read, concert_id, reads::SALES_SEATS).await
     }
 
     pub async fn outbox_depth(&self) -> Result<u64, BookingError> {
-        reads::outbox_depth(&self.db.read).await
+        rows::outbox_depth(&self.db.read).await
     }
 
     /// The outbox changes go through the writer: it holds the only write connection.
