@@ -24,6 +24,7 @@ use crate::command::{Command, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::postgres::PgBooking;
+use crate::rows;
 use crate::sqlite::SqliteBooking;
 use crate::view::SharedInventory;
 
@@ -86,11 +87,11 @@ impl BookingStore {
         user_id: Uuid,
         key: &str,
     ) -> Result<Option<SavedResponse>, BookingError> {
-        dispatch!(self, engine => engine.saved_response(user_id, key).await)
+        dispatch!(self, engine => rows::saved_response(engine.read_pool(), user_id, key).await)
     }
 
     pub async fn booking_by_id(&self, id: Uuid) -> Result<Option<Booking>, BookingError> {
-        dispatch!(self, engine => engine.booking_by_id(id).await)
+        dispatch!(self, engine => rows::booking_by_id(engine.read_pool(), id).await)
     }
 
     /// One page of a user's bookings, newest first, strictly older than `before` when given.
@@ -111,7 +112,7 @@ impl BookingStore {
 
     /// How many messages wait in the outbox.
     pub async fn outbox_depth(&self) -> Result<u64, BookingError> {
-        dispatch!(self, engine => engine.outbox_depth().await)
+        dispatch!(self, engine => rows::outbox_depth(engine.read_pool()).await)
     }
 
     /// Leases up to `limit` due messages for `lease`.

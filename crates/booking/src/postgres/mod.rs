@@ -74,7 +74,7 @@ use uuid::Uuid;
 
 use self::view::PgView;
 use self::writer::PgWriter;
-use crate::command::{Command, QUEUE_CAPACITY, SalesRows, SavedResponse, Wiring};
+use crate::command::{Command, QUEUE_CAPACITY, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::rows;
@@ -144,18 +144,6 @@ impl PgBooking {
         self.db.ping().await
     }
 
-    pub async fn saved_response(
-        &self,
-        user_id: Uuid,
-        key: &str,
-    ) -> Result<Option<SavedResponse>, BookingError> {
-        rows::saved_response(&self.db.pool, user_id, key).await
-    }
-
-    pub async fn booking_by_id(&self, id: Uuid) -> Result<Option<Booking>, BookingError> {
-        rows::booking_by_id(&self.db.pool, id).await
-    }
-
     pub async fn list_bookings(
         &self,
         user_id: Uuid,
@@ -166,12 +154,14 @@ impl PgBooking {
         reads::list_bookings(&self.db.pool, user_id, status, before, limit).await
     }
 
-    pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
-        rows::sales(&self.db.pool, concert_id, reads::SALES_SEATS).await
+    /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run
+    /// on it.
+    pub fn read_pool(&self) -> &sqlx::PgPool {
+        &self.db.pool
     }
 
-    pub async fn outbox_depth(&self) -> Result<u64, BookingError> {
-        rows::outbox_depth(&self.db.pool).await
+    pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
+        rows::sales(self.read_pool(), concert_id, reads::SALES_SEATS).await
     }
 
     pub async fn claim_outbox(

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use self::batch::{Job, OutboxJob};
 use self::writer::Writer;
-use crate::command::{Command, QUEUE_CAPACITY, Reply, SalesRows, SavedResponse, Wiring};
+use crate::command::{Command, QUEUE_CAPACITY, Reply, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::rows;
@@ -100,18 +100,6 @@ impl SqliteBooking {
         self.db.ping().await
     }
 
-    pub async fn saved_response(
-        &self,
-        user_id: Uuid,
-        key: &str,
-    ) -> Result<Option<SavedResponse>, BookingError> {
-        rows::saved_response(&self.db.read, user_id, key).await
-    }
-
-    pub async fn booking_by_id(&self, id: Uuid) -> Result<Option<Booking>, BookingError> {
-        rows::booking_by_id(&self.db.read, id).await
-    }
-
     pub async fn list_bookings(
         &self,
         user_id: Uuid,
@@ -122,12 +110,14 @@ impl SqliteBooking {
         reads::list_bookings(&self.db.read, user_id, status, before, limit).await
     }
 
-    pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
-        rows::sales(&self.db.read, concert_id, reads::SALES_SEATS).await
+    /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run
+    /// on it.
+    pub fn read_pool(&self) -> &sqlx::SqlitePool {
+        &self.db.read
     }
 
-    pub async fn outbox_depth(&self) -> Result<u64, BookingError> {
-        rows::outbox_depth(&self.db.read).await
+    pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
+        rows::sales(self.read_pool(), concert_id, reads::SALES_SEATS).await
     }
 
     /// The outbox changes go through the writer: it holds the only write connection.
