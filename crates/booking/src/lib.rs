@@ -25,7 +25,8 @@
 //!   seats (`writer`, `settle`, `admin`), the outbox with `SKIP LOCKED` (`outbox`), the reads
 //!   (`reads`), and the view and its listener that keep each instance in step with commits made
 //!   elsewhere (`view`, `listener`).
-//! - [`rows`]: decoding the rows both engines read through sqlx.
+//! - [`rows`]: the reads both engines make alike through sqlx (a booking, a saved answer, the
+//!   outbox's depth, the sales report), written once, and the rows they decode.
 //! - [`service`]: [`BookingService`], what handlers and other services call; it implements the
 //!   [`boxoffice_shared::clients::Inventory`] and [`boxoffice_shared::clients::OutboxSource`]
 //!   contracts for the in-process deployment. A caller is answered only after the commit is

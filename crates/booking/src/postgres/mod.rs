@@ -2,8 +2,9 @@
 //! group-commit writer that lets several Booking instances sell the same seats.
 //!
 //! - [`writer`]: this instance's writer; it settles each batch of bookings and cancellations in
-//!   one transaction ([`settle`]) and runs inventory changes each on its own ([`admin`]).
-//! - [`reads`]: what clients read, and the inventory the view loads; [`outbox`]: claimed with
+//!   one transaction (`settle`) and runs inventory changes each on its own (`admin`).
+//! - [`reads`]: a page of bookings and the inventory the view loads (the reads both engines
+//!   make alike are in [`crate::rows`]); [`outbox`]: claimed with
 //!   `SKIP LOCKED`, outside the writer; [`statements`]: SQL several of these share.
 //! - [`view`] and [`listener`]: this instance's view, and the listener that keeps it in step with
 //!   commits made through other instances.

@@ -1,6 +1,6 @@
 //! This instance's writer on PostgreSQL: takes the queued commands, settles the bookings and
-//! cancellations of each batch in one transaction ([`super::settle`]), runs inventory changes
-//! each on its own ([`super::admin`]), and answers only after the commit.
+//! cancellations of each batch in one transaction (`settle`), runs inventory changes
+//! each on its own (`admin`), and answers only after the commit.
 
 use std::sync::Arc;
 

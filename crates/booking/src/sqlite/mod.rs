@@ -1,10 +1,11 @@
 //! The Booking store on SQLite: one file, one writer.
 //!
-//! - [`writer`]: the single writer thread, with group commit; [`batch`] is what one batch is made
-//!   of, and [`rules`] the booking rules it runs per command.
-//! - [`statements`]: the writer's SQL, on its own synchronous connection; [`outbox`]: the
+//! - [`writer`]: the single writer thread, with group commit; `batch` is what one batch is made
+//!   of, and `rules` the booking rules it runs per command.
+//! - [`statements`]: the writer's SQL, on its own synchronous connection; `outbox`: the
 //!   outbox's statements, which run in the writer's batches too.
-//! - [`reads`]: what clients read, on the async read pool.
+//! - [`reads`]: what clients read that SQLite reads its own way, on the async read pool (the
+//!   rest is in [`crate::rows`]).
 //! - [`checkpoint`]: copies the write-ahead log back into the database file off the writer's
 //!   thread.
 //!

@@ -4,7 +4,7 @@
 //! statements cached per connection), so a batch of a thousand bookings is a thousand calls into
 //! SQLite on one thread — not a thousand round trips to a database worker thread. Reads served to
 //! clients stay on the async pool in [`super::reads`]; the outbox's statements are in
-//! [`super::outbox`].
+//! `outbox`.
 
 use boxoffice_shared::clients::{ConcertInventory, EmailKind, SeatInventory};
 use boxoffice_shared::clock::{from_millis, to_millis};
@@ -237,7 +237,7 @@ pub fn cancel_booking(
 }
 
 /// Queues one email per booking in the outbox, by reference: the row names the booking and the
-/// email is read from the store when it is claimed ([`super::outbox::claim_outbox`]). One multi-row statement
+/// email is read from the store when it is claimed (`outbox::claim_outbox`). One multi-row statement
 /// per chunk ([`chunk_sizes`]).
 pub fn enqueue_emails(
     conn: &Connection,

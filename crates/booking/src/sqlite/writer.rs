@@ -1,15 +1,15 @@
 //! The single writer of the SQLite store, with group commit.
 //!
 //! Every change to the SQLite store — bookings, cancellations, provisioning, the outbox — is a
-//! [`Job`] sent to one thread that owns the store's only write connection. The thread takes the
+//! `Job` sent to one thread that owns the store's only write connection. The thread takes the
 //! first waiting command and every other one already queued (up to [`crate::command::MAX_BATCH`]), runs them all
 //! in one transaction and commits once. With `synchronous=FULL` the commit is one fsync for the
 //! whole batch, which is what lets a hot seat type take thousands of durable bookings per second.
 //! Callers are answered only after the commit returns: a 201 means the booking is on disk. A
 //! command that fails is undone (its one refused statement by SQLite, or its savepoint) and is
 //! answered with its own error; its neighbours commit. Consecutive bookings without an
-//! Idempotency-Key are written with multi-row statements ([`book_run`]) and answered exactly as
-//! one by one; every other job runs under the rules of [`super::rules`]. If the commit itself fails, every command of the batch is answered `unavailable`
+//! Idempotency-Key are written with multi-row statements (`book_run`) and answered exactly as
+//! one by one; every other job runs under the rules of `rules`. If the commit itself fails, every command of the batch is answered `unavailable`
 //! (none of them happened) and the in-memory view is reloaded.
 
 use std::sync::Arc;
