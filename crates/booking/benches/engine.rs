@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use boxoffice_booking::engine::BookOutcome;
+use boxoffice_booking::command::BookOutcome;
 use boxoffice_booking::{BookingError, BookingService};
 use boxoffice_shared::clients::{ConcertInventory, Inventory, SeatInventory};
 use boxoffice_shared::db::SqliteStore;

@@ -73,6 +73,27 @@ pub fn sale_state(now: OffsetDateTime, starts_at: OffsetDateTime, cancelled: boo
     }
 }
 
+/// A seat type holds 1 to 1 000 000 seats.
+pub fn check_capacity(capacity: i64) -> Result<(), BookingError> {
+    if (1..=1_000_000).contains(&capacity) {
+        Ok(())
+    } else {
+        Err(BookingError::invalid(
+            "capacity",
+            "must be between 1 and 1000000",
+        ))
+    }
+}
+
+/// A concert is put on sale only with a start still to come.
+pub fn check_start(starts_at: OffsetDateTime, now: OffsetDateTime) -> Result<(), BookingError> {
+    if starts_at <= now {
+        Err(BookingError::invalid("starts_at", "must be in the future"))
+    } else {
+        Ok(())
+    }
+}
+
 /// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);

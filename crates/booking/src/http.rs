@@ -1,11 +1,13 @@
 //! The Booking routes (API contract, "Bookings", plus the availability and sales reads of
-//! "Concerts", which come from this service's store).
+//! "Concerts", which come from this service's store). The availability stream (server-sent
+//! events) is in [`stream`].
+
+pub mod stream;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use boxoffice_shared::clients::Availability;
 use boxoffice_shared::extract::{ClientAddress, Json, Query};
 use boxoffice_shared::problem_responses;
 use boxoffice_shared::token::{AuthUser, Authenticator};
@@ -15,11 +17,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::command::BookOutcome;
 use crate::domain::{Booking, BookingStatus, IdempotencyKey};
-use crate::engine::BookOutcome;
 use crate::error::BookingError;
-use crate::events::availability_stream;
 use crate::service::BookingService;
+use stream::{AvailabilityResponse, availability_stream};
 
 /// The request header that makes `POST /bookings` safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -70,42 +72,11 @@ pub struct ListBookingsQuery {
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SeatRemaining {
-    pub id: Uuid,
-    pub remaining: i64,
-}
-
-/// Exact availability of one concert.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AvailabilityResponse {
-    pub concert_id: Uuid,
-    pub booking_open: bool,
-    pub seat_types: Vec<SeatRemaining>,
-}
-
-impl From<Availability> for AvailabilityResponse {
-    fn from(availability: Availability) -> Self {
-        Self {
-            concert_id: availability.concert_id,
-            booking_open: availability.booking_open,
-            seat_types: availability
-                .seat_types
-                .into_iter()
-                .map(|seat| SeatRemaining {
-                    id: seat.seat_type_id,
-                    remaining: seat.remaining,
-                })
-                .collect(),
-        }
-    }
-}
-
 /// One event of `GET /api/v1/concerts/{id}/availability/stream`, as a server-sent event's fields
 /// (OpenAPI 3.1 has the schema of an event stream describe each event): `availability` on connect
 /// and on every change, `closed` when sales close.
 #[derive(ToSchema)]
-#[allow(dead_code)] // Only described: `events::availability_stream` writes these.
+#[allow(dead_code)] // Only described: `availability_stream` writes these.
 pub struct AvailabilityEvent {
     #[schema(inline)]
     event: AvailabilityEventKind,

@@ -6,45 +6,54 @@
 //! `migrations/sqlite/0001_booking.sql`), so a bug in this code could not oversell either.
 //!
 //! # Layout
+//! The booking rules are written once; the storage they need sits behind one interface,
+//! [`store::BookingStore`], implemented once per engine. Neither engine imports the other, and
+//! no module imports one that imports it back.
 //! - [`domain`]: booking status, the idempotency key, and the pure rules of when sales are open.
+//! - [`command`]: what the service asks of a store's writer ([`command::Command`]) and what it
+//!   is answered; the one place a booking is made and a writer's batch is filled.
 //! - [`view`]: the in-memory view of inventory that answers sold-out and closed requests without
 //!   touching the database; exact within this process because only the writer changes it.
-//! - [`store`]: the reads, on the async pool.
-//! - [`write`]: the writer's SQL, on its own synchronous connection.
-//! - [`pg`]: the store on PostgreSQL: reads, the outbox with `SKIP LOCKED`, the group-commit
-//!   writer that settles a whole batch per transaction with set-based statements (so several
-//!   Booking instances can sell the same seats), and the listener that keeps each instance's view
-//!   in step with commits made elsewhere.
-//! - [`checkpoint`]: copies the write-ahead log into the database file on a thread of its own,
-//!   so that the writer's commits do not pay for it.
-//! - [`engine`]: the single writer. It takes commands from a queue and commits many of them per
-//!   transaction (group commit); each command runs under its own savepoint, so one failing
-//!   booking never fails its neighbours. A caller is answered only after the commit is durable.
+//! - [`store`]: [`store::BookingStore`], the store the service calls — the writer's queue, the
+//!   reads and the outbox — on the engine chosen once at start-up.
+//! - [`sqlite`]: the store on SQLite: the single writer thread with group commit, each command
+//!   under its own savepoint, so one failing booking never fails its neighbours (`writer`,
+//!   `rules`, `statements`), the outbox, which goes through the writer (`outbox`), the reads on
+//!   the async pool (`reads`), and the checkpoint thread (`checkpoint`).
+//! - [`postgres`]: the store on PostgreSQL: the group-commit writer that settles a whole batch
+//!   per transaction with set-based statements, so several Booking instances can sell the same
+//!   seats (`writer`, `settle`, `admin`), the outbox with `SKIP LOCKED` (`outbox`), the reads
+//!   (`reads`), and the view and its listener that keep each instance in step with commits made
+//!   elsewhere (`view`, `listener`).
+//! - [`rows`]: the reads both engines make alike through sqlx (a booking, a saved answer, the
+//!   outbox's depth, the sales report), written once, and the rows they decode.
 //! - [`service`]: [`BookingService`], what handlers and other services call; it implements the
 //!   [`boxoffice_shared::clients::Inventory`] and [`boxoffice_shared::clients::OutboxSource`]
-//!   contracts for the in-process deployment.
-//! - [`events`]: availability change notifications, the closing timer, and the SSE stream.
-//! - [`http`]: the routes: `/api/v1/bookings…`, and the concert availability and sales reads.
+//!   contracts for the in-process deployment. A caller is answered only after the commit is
+//!   durable.
+//! - [`events`]: availability change notifications and the closing timer.
+//! - [`http`]: the routes: `/api/v1/bookings…`, the concert availability and sales reads, and
+//!   the availability stream (`http/stream.rs`).
 //! - [`error`]: [`BookingError`] and its problem codes.
 
-pub mod checkpoint;
+pub mod command;
 pub mod domain;
-pub mod engine;
 pub mod error;
 pub mod events;
 pub mod http;
-pub mod pg;
+pub mod postgres;
+pub mod rows;
 pub mod service;
+pub mod sqlite;
 pub mod store;
 pub mod view;
-pub mod write;
 
 pub use error::BookingError;
 pub use http::router;
 pub use service::{BookingService, LocalWorker};
 
 /// The SQLite migrations of the Booking store, embedded in the binary.
-pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+pub use sqlite::MIGRATIONS as SQLITE_MIGRATIONS;
 
 /// The PostgreSQL migrations of the Booking store, embedded in the binary.
-pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+pub use postgres::MIGRATIONS as POSTGRES_MIGRATIONS;

@@ -11,23 +11,20 @@ use boxoffice_shared::clients::{
     WriteLimiter,
 };
 use boxoffice_shared::clock::SharedClock;
-use boxoffice_shared::db::{SqliteStore, Store};
+use boxoffice_shared::db::Store;
 use boxoffice_shared::token::{AuthUser, Authenticator};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::command::{Admin, BookOutcome, BookRequest, Canceller, Command, Reply, Wiring, replay};
 use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
-use crate::engine::{BookOutcome, BookRequest, Canceller, Command, Writer};
 use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_closing_timer};
-use crate::store;
+use crate::store::BookingStore;
 use crate::view::{SharedInventory, bookable};
-
-/// How many commands may wait for the writer before callers wait to enqueue (back-pressure).
-const QUEUE_CAPACITY: usize = 16 * 1024;
 
 /// The sales report of one concert (API contract, `GET /concerts/{id}/sales`).
 #[derive(Debug, Clone)]
@@ -58,11 +55,9 @@ pub struct LocalWorker {
 }
 
 struct Inner {
-    store: Store,
-    /// Set when the notifications worker runs in this process.
-    instance: Option<Uuid>,
+    /// The store, on the engine chosen at start; its writer takes every change.
+    store: BookingStore,
     view: SharedInventory,
-    writer: mpsc::Sender<Command>,
     clock: SharedClock,
     authenticator: Authenticator,
     events: broadcast::Sender<AvailabilityEvent>,
@@ -92,61 +87,28 @@ impl BookingService {
         stop: CancellationToken,
         tasks: &TaskTracker,
     ) -> anyhow::Result<Self> {
-        let store = store.into();
         let instance = worker.as_ref().map(|worker| worker.instance);
-        let email_waker = worker.map(|worker| worker.waker);
         let (events, _) = broadcast::channel(1024);
-        let (writer, commands) = mpsc::channel(QUEUE_CAPACITY);
-        let schedule = Arc::new(Notify::new());
-        let view = match &store {
-            Store::Sqlite(db) => {
-                start_sqlite_writer(db, &clock, &events, email_waker, &schedule, commands, tasks)
-                    .await?
-            }
-            Store::Postgres(db) => {
-                db.migrate(&crate::POSTGRES_MIGRATIONS).await?;
-                // Only this instance's own leases are released: other instances' workers may
-                // be holding theirs right now.
-                if let Some(instance) = instance {
-                    let released =
-                        crate::pg::release_leases(&db.pool, instance, clock.now()).await?;
-                    if released > 0 {
-                        tracing::info!(released, "released outbox leases left by the previous run");
-                    }
-                }
-                let view = crate::pg::PgView::load(&db.pool).await?;
-                tasks.spawn(crate::pg::run_listener(
-                    db.pool.clone(),
-                    view.clone(),
-                    events.clone(),
-                    schedule.clone(),
-                    stop.clone(),
-                ));
-                let task = crate::pg::PgWriter::new(
-                    db.pool.clone(),
-                    view.clone(),
-                    clock.clone(),
-                    events.clone(),
-                    email_waker,
-                    schedule.clone(),
-                );
-                tasks.spawn(task.run(commands));
-                view.inventory().clone()
-            }
+        let wiring = Wiring {
+            clock: clock.clone(),
+            events: events.clone(),
+            schedule: Arc::new(Notify::new()),
+            on_email: worker.map(|worker| worker.waker),
+            instance,
+            stop: stop.clone(),
         };
+        let (store, view) = BookingStore::start(store.into(), &wiring, tasks).await?;
         tasks.spawn(run_closing_timer(
             view.clone(),
             clock.clone(),
             events.clone(),
-            schedule,
+            wiring.schedule,
             stop.clone(),
         ));
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                instance,
                 view,
-                writer,
                 clock,
                 authenticator,
                 events,
@@ -196,7 +158,7 @@ impl BookingService {
 
     /// Readiness: the read pool answers and the writer is running.
     pub async fn ready(&self) -> Result<(), String> {
-        if self.inner.writer.is_closed() {
+        if !self.inner.store.writer_running() {
             return Err("the booking writer has stopped".into());
         }
         self.inner
@@ -206,16 +168,10 @@ impl BookingService {
             .map_err(|error| error.to_string())
     }
 
-    async fn send<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, BookingError>>) -> Command,
-    ) -> Result<T, BookingError> {
+    /// Queues a command for the writer and waits for its answer, given after the commit.
+    async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, BookingError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .writer
-            .send(make(reply))
-            .await
-            .map_err(|_| BookingError::WriterStopped)?;
+        self.inner.store.submit(make(reply)).await?;
         answer.await.map_err(|_| BookingError::WriterStopped)?
     }
 
@@ -229,25 +185,13 @@ impl BookingService {
         key: Option<IdempotencyKey>,
     ) -> Result<BookOutcome, BookingError> {
         if let Some(key) = &key {
-            let saved = match &self.inner.store {
-                Store::Sqlite(db) => {
-                    store::saved_response(&db.read, caller.user_id, key.as_str()).await?
-                }
-                Store::Postgres(db) => {
-                    crate::pg::saved_response(&db.pool, caller.user_id, key.as_str()).await?
-                }
-            };
+            let saved = self
+                .inner
+                .store
+                .saved_response(caller.user_id, key.as_str())
+                .await?;
             if let Some(saved) = saved {
-                return if saved.request_hash.as_slice()
-                    == request_fingerprint(concert_id, seat_type_id).as_slice()
-                {
-                    Ok(BookOutcome::Replayed {
-                        status: saved.status,
-                        body: saved.body,
-                    })
-                } else {
-                    Err(BookingError::IdempotencyKeyReused)
-                };
+                return replay(saved, &request_fingerprint(concert_id, seat_type_id));
             }
         }
         self.precheck(concert_id, seat_type_id)
@@ -299,10 +243,7 @@ impl BookingService {
 
     /// One booking, if the caller may see it (its holder, or an admin).
     pub async fn get(&self, caller: AuthUser, booking_id: Uuid) -> Result<Booking, BookingError> {
-        let booking = match &self.inner.store {
-            Store::Sqlite(db) => store::booking_by_id(&db.read, booking_id).await?,
-            Store::Postgres(db) => crate::pg::booking_by_id(&db.pool, booking_id).await?,
-        };
+        let booking = self.inner.store.booking_by_id(booking_id).await?;
         booking
             .filter(|booking| caller.is_admin() || booking.user_id == caller.user_id)
             .ok_or(BookingError::BookingNotFound)
@@ -316,13 +257,10 @@ impl BookingService {
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
-        let user = caller.user_id;
-        match &self.inner.store {
-            Store::Sqlite(db) => store::list_bookings(&db.read, user, status, before, limit).await,
-            Store::Postgres(db) => {
-                crate::pg::list_bookings(&db.pool, user, status, before, limit).await
-            }
-        }
+        self.inner
+            .store
+            .list_bookings(caller.user_id, status, before, limit)
+            .await
     }
 
     /// Exact availability of one concert, from the view.
@@ -335,11 +273,12 @@ impl BookingService {
 
     /// The sales report, read from the store.
     pub async fn sales(&self, concert_id: Uuid) -> Result<SalesReport, BookingError> {
-        let rows = match &self.inner.store {
-            Store::Sqlite(db) => store::sales(&db.read, concert_id).await?,
-            Store::Postgres(db) => crate::pg::sales(&db.pool, concert_id).await?,
-        };
-        let rows = rows.ok_or(BookingError::ConcertNotFound)?;
+        let rows = self
+            .inner
+            .store
+            .sales(concert_id)
+            .await?
+            .ok_or(BookingError::ConcertNotFound)?;
         Ok(SalesReport {
             seat_types: rows
                 .seat_types
@@ -363,55 +302,6 @@ impl BookingService {
     }
 }
 
-/// Migrates the SQLite store, loads the view and starts the writer on a thread of its own (it
-/// blocks on SQLite); the tracker learns when it has drained its queue and ended.
-async fn start_sqlite_writer(
-    db: &SqliteStore,
-    clock: &SharedClock,
-    events: &broadcast::Sender<AvailabilityEvent>,
-    email_waker: Option<Arc<Notify>>,
-    schedule: &Arc<Notify>,
-    commands: mpsc::Receiver<Command>,
-    tasks: &TaskTracker,
-) -> anyhow::Result<SharedInventory> {
-    crate::SQLITE_MIGRATIONS.run(&db.write).await?;
-    let (path, durability) = (db.path.clone(), db.durability);
-    let local_worker = email_waker.is_some();
-    let now = clock.now();
-    let (conn, inventory) = tokio::task::spawn_blocking(move || {
-        let conn = crate::write::open(&path, durability)?;
-        if local_worker {
-            let released = crate::write::release_leases(&conn, now)?;
-            if released > 0 {
-                tracing::info!(released, "released outbox leases left by the previous run");
-            }
-        }
-        let inventory = crate::write::load_inventory(&conn)?;
-        Ok::<_, BookingError>((conn, inventory))
-    })
-    .await??;
-    let view = SharedInventory::new(inventory);
-    let task = Writer::new(
-        conn,
-        view.clone(),
-        clock.clone(),
-        events.clone(),
-        email_waker,
-        schedule.clone(),
-    );
-    let (finished, writer_done) = oneshot::channel::<()>();
-    std::thread::Builder::new()
-        .name("booking-writer".into())
-        .spawn(move || {
-            task.run(commands);
-            let _ = finished.send(());
-        })?;
-    tasks.spawn(async move {
-        let _ = writer_done.await;
-    });
-    Ok(view)
-}
-
 fn count_refusal(error: &BookingError) {
     let outcome = match error {
         BookingError::SoldOut => "sold_out",
@@ -429,19 +319,19 @@ impl Inventory for BookingService {
     async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError> {
         let concert = concert.clone();
         Ok(self
-            .send(|reply| Command::Provision(concert, reply))
+            .send(|reply| Command::Administer(Admin::Provision(concert, reply)))
             .await?)
     }
 
     async fn set_capacity(&self, seat_type_id: Uuid, capacity: i64) -> Result<(), ClientError> {
-        self.send(|reply| Command::SetCapacity(seat_type_id, capacity, reply))
+        self.send(|reply| Command::Administer(Admin::SetCapacity(seat_type_id, capacity, reply)))
             .await?;
         Ok(())
     }
 
     async fn cancel_concert(&self, concert_id: Uuid) -> Result<(), ClientError> {
         Ok(self
-            .send(|reply| Command::CancelConcert(concert_id, reply))
+            .send(|reply| Command::Administer(Admin::CancelConcert(concert_id, reply)))
             .await?)
     }
 
@@ -461,33 +351,19 @@ impl Inventory for BookingService {
     }
 }
 
+/// The outbox as the notifications worker of this process sees it; each store keeps its own
+/// (through the writer on SQLite, with `SKIP LOCKED` on PostgreSQL).
 #[async_trait]
 impl OutboxSource for BookingService {
     async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, ClientError> {
-        if let Store::Postgres(db) = &self.inner.store {
-            let now = self.inner.clock.now();
-            let until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
-            return Ok(
-                crate::pg::claim_outbox(&db.pool, self.inner.instance, now, until, limit).await?,
-            );
-        }
-        Ok(self
-            .send(|reply| Command::ClaimOutbox(limit, lease, reply))
-            .await?)
+        Ok(self.inner.store.claim_outbox(limit, lease).await?)
     }
 
     async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError> {
         if message_ids.is_empty() {
             return Ok(());
         }
-        if let Store::Postgres(db) = &self.inner.store {
-            let now = self.inner.clock.now();
-            return Ok(crate::pg::acknowledge_outbox(&db.pool, message_ids, now).await?);
-        }
-        let ids = message_ids.to_vec();
-        Ok(self
-            .send(|reply| Command::AcknowledgeOutbox(ids, reply))
-            .await?)
+        Ok(self.inner.store.acknowledge_outbox(message_ids).await?)
     }
 
     async fn retry_later(
@@ -497,18 +373,14 @@ impl OutboxSource for BookingService {
         error: &str,
     ) -> Result<(), ClientError> {
         let error: String = error.chars().take(1000).collect();
-        if let Store::Postgres(db) = &self.inner.store {
-            return Ok(crate::pg::retry_outbox(&db.pool, message_id, retry_at, &error).await?);
-        }
         Ok(self
-            .send(|reply| Command::RetryOutbox(message_id, retry_at, error, reply))
+            .inner
+            .store
+            .retry_outbox(message_id, retry_at, error)
             .await?)
     }
 
     async fn depth(&self) -> Result<u64, ClientError> {
-        Ok(match &self.inner.store {
-            Store::Sqlite(db) => store::outbox_depth(&db.read).await?,
-            Store::Postgres(db) => crate::pg::outbox_depth(&db.pool).await?,
-        })
+        Ok(self.inner.store.outbox_depth().await?)
     }
 }

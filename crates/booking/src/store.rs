@@ -1,170 +1,141 @@
-//! The Booking store's reads, on the async read pool. Everything that changes the store is in
-//! [`crate::write`], run by the single writer.
+//! The Booking store as the service sees it: one interface, on whichever engine was chosen at
+//! start-up.
+//!
+//! [`BookingStore`] is everything the booking rules need from storage: the writer's queue
+//! ([`BookingStore::submit`]), the reads, and the outbox (claim, acknowledge, retry, depth). Each
+//! engine implements it in a module of its own, neither importing the other:
+//! - [`crate::sqlite`]: one file and one writer thread; the outbox goes through the writer.
+//! - [`crate::postgres`]: several instances on one database; the outbox is claimed with
+//!   `SKIP LOCKED`, outside the writer.
+//!
+//! The engine is chosen once, in [`BookingStore::start`]; [`dispatch!`] is the one place that
+//! tells the engines apart. It is a `match`, not a trait object, so a booking's way to the
+//! writer costs no allocation and no indirect call.
 
-use std::collections::HashMap;
+use std::time::Duration;
 
-use boxoffice_shared::clock::from_millis;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteExecutor};
+use boxoffice_shared::clients::OutboxMessage;
+use boxoffice_shared::db::Store;
+use time::OffsetDateTime;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::command::{Command, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
+use crate::postgres::PgBooking;
+use crate::rows;
+use crate::sqlite::SqliteBooking;
+use crate::view::SharedInventory;
 
-/// A saved answer to an idempotent request.
-#[derive(Debug, Clone)]
-pub struct SavedResponse {
-    pub request_hash: Vec<u8>,
-    pub status: u16,
-    pub body: String,
+/// The Booking store of a running service, on the engine it was started with.
+pub enum BookingStore {
+    Sqlite(SqliteBooking),
+    Postgres(PgBooking),
 }
 
-fn booking_from_row(row: &SqliteRow) -> Result<Booking, BookingError> {
-    let status: String = row.try_get("status")?;
-    Ok(Booking {
-        id: row.try_get("id")?,
-        user_id: row.try_get("user_id")?,
-        concert_id: row.try_get("concert_id")?,
-        seat_type_id: row.try_get("seat_type_id")?,
-        status: BookingStatus::parse(&status)
-            .ok_or_else(|| BookingError::Corrupt(format!("booking status {status}")))?,
-        price_cents: row.try_get("price_cents")?,
-        currency: row.try_get("currency")?,
-        created_at: from_millis(row.try_get("created_at")?),
-        cancelled_at: row
-            .try_get::<Option<i64>, _>("cancelled_at")?
-            .map(from_millis),
-    })
-}
-
-macro_rules! booking_columns {
-    () => {
-        "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at"
+/// Hands `$call` to the engine `$store` runs on, as `$engine`: the one place the engines are
+/// told apart.
+macro_rules! dispatch {
+    ($store:expr, $engine:ident => $call:expr) => {
+        match $store {
+            BookingStore::Sqlite($engine) => $call,
+            BookingStore::Postgres($engine) => $call,
+        }
     };
 }
 
-pub async fn saved_response<'c>(
-    executor: impl SqliteExecutor<'c>,
-    user_id: Uuid,
-    key: &str,
-) -> Result<Option<SavedResponse>, BookingError> {
-    let row = sqlx::query(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys
-         WHERE user_id = ? AND idempotency_key = ?",
-    )
-    .bind(user_id)
-    .bind(key)
-    .fetch_optional(executor)
-    .await?;
-    row.map(|row| {
-        Ok(SavedResponse {
-            request_hash: row.try_get("request_hash")?,
-            status: u16::try_from(row.try_get::<i64, _>("response_status")?)
-                .map_err(|_| BookingError::Corrupt("response status".into()))?,
-            body: row.try_get("response_body")?,
+impl BookingStore {
+    /// Migrates the store, loads the view, and starts the engine's writer (and, on PostgreSQL,
+    /// its listener) on `tasks`. Returns the store and the view the service answers from.
+    pub async fn start(
+        store: Store,
+        wiring: &Wiring,
+        tasks: &TaskTracker,
+    ) -> anyhow::Result<(Self, SharedInventory)> {
+        Ok(match store {
+            Store::Sqlite(db) => {
+                let (store, view) = SqliteBooking::start(db, wiring, tasks).await?;
+                (Self::Sqlite(store), view)
+            }
+            Store::Postgres(db) => {
+                let (store, view) = PgBooking::start(db, wiring, tasks).await?;
+                (Self::Postgres(store), view)
+            }
         })
-    })
-    .transpose()
-}
-
-pub async fn booking_by_id<'c>(
-    executor: impl SqliteExecutor<'c>,
-    id: Uuid,
-) -> Result<Option<Booking>, BookingError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        booking_columns!(),
-        " FROM bookings WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(executor)
-    .await?;
-    row.as_ref().map(booking_from_row).transpose()
-}
-
-pub async fn outbox_depth<'c>(executor: impl SqliteExecutor<'c>) -> Result<u64, BookingError> {
-    let depth: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
-        .fetch_one(executor)
-        .await?;
-    Ok(u64::try_from(depth).unwrap_or(0))
-}
-
-/// One page of a user's bookings, newest first, strictly older than `before` when given.
-pub async fn list_bookings<'c>(
-    executor: impl SqliteExecutor<'c>,
-    user_id: Uuid,
-    status: Option<BookingStatus>,
-    before: Option<Uuid>,
-    limit: u32,
-) -> Result<Vec<Booking>, BookingError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        booking_columns!(),
-        " FROM bookings
-         WHERE user_id = ?1
-           AND (?2 IS NULL OR status = ?2)
-           AND (?3 IS NULL OR id < ?3)
-         ORDER BY id DESC LIMIT ?4"
-    ))
-    .bind(user_id)
-    .bind(status.map(BookingStatus::as_str))
-    .bind(before)
-    .bind(i64::from(limit))
-    .fetch_all(executor)
-    .await?;
-    rows.iter().map(booking_from_row).collect()
-}
-
-/// Per seat type: `(capacity, remaining, price_cents, currency, name)`, and booking counts by
-/// status, for the sales report.
-pub struct SalesRows {
-    pub seat_types: Vec<(Uuid, String, i64, i64, i64, String)>,
-    pub confirmed: i64,
-    pub cancelled: i64,
-}
-
-pub async fn sales<'c>(
-    executor: impl SqliteExecutor<'c> + Copy,
-    concert_id: Uuid,
-) -> Result<Option<SalesRows>, BookingError> {
-    let exists = sqlx::query("SELECT 1 FROM sales WHERE concert_id = ?")
-        .bind(concert_id)
-        .fetch_optional(executor)
-        .await?;
-    if exists.is_none() {
-        return Ok(None);
     }
-    let seats = sqlx::query(
-        "SELECT id, name, capacity, remaining, price_cents, currency FROM seat_types
-         WHERE concert_id = ? ORDER BY rowid",
-    )
-    .bind(concert_id)
-    .fetch_all(executor)
-    .await?;
-    let counts: HashMap<String, i64> = sqlx::query(
-        "SELECT status, count(*) AS n FROM bookings WHERE concert_id = ? GROUP BY status",
-    )
-    .bind(concert_id)
-    .fetch_all(executor)
-    .await?
-    .iter()
-    .map(|row| Ok((row.try_get("status")?, row.try_get("n")?)))
-    .collect::<Result<_, sqlx::Error>>()?;
-    Ok(Some(SalesRows {
-        seat_types: seats
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("id")?,
-                    row.try_get("name")?,
-                    row.try_get("capacity")?,
-                    row.try_get("remaining")?,
-                    row.try_get("price_cents")?,
-                    row.try_get("currency")?,
-                ))
-            })
-            .collect::<Result<_, sqlx::Error>>()?,
-        confirmed: counts.get("confirmed").copied().unwrap_or(0),
-        cancelled: counts.get("cancelled").copied().unwrap_or(0),
-    }))
+
+    /// Queues a command for the writer; its answer comes through the command's reply. Waits
+    /// while the queue is full (back-pressure).
+    pub async fn submit(&self, command: Command) -> Result<(), BookingError> {
+        dispatch!(self, engine => engine.submit(command).await)
+    }
+
+    /// Whether the writer still takes commands.
+    pub fn writer_running(&self) -> bool {
+        dispatch!(self, engine => engine.writer_running())
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        dispatch!(self, engine => engine.ping().await)
+    }
+
+    /// The saved answer of a user's Idempotency-Key, if any.
+    pub async fn saved_response(
+        &self,
+        user_id: Uuid,
+        key: &str,
+    ) -> Result<Option<SavedResponse>, BookingError> {
+        dispatch!(self, engine => rows::saved_response(engine.read_pool(), user_id, key).await)
+    }
+
+    pub async fn booking_by_id(&self, id: Uuid) -> Result<Option<Booking>, BookingError> {
+        dispatch!(self, engine => rows::booking_by_id(engine.read_pool(), id).await)
+    }
+
+    /// One page of a user's bookings, newest first, strictly older than `before` when given.
+    pub async fn list_bookings(
+        &self,
+        user_id: Uuid,
+        status: Option<BookingStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, BookingError> {
+        dispatch!(self, engine => engine.list_bookings(user_id, status, before, limit).await)
+    }
+
+    /// The sales report's rows of one concert; `None` when Booking does not sell it.
+    pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
+        dispatch!(self, engine => engine.sales(concert_id).await)
+    }
+
+    /// How many messages wait in the outbox.
+    pub async fn outbox_depth(&self) -> Result<u64, BookingError> {
+        dispatch!(self, engine => rows::outbox_depth(engine.read_pool()).await)
+    }
+
+    /// Leases up to `limit` due messages for `lease`.
+    pub async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, BookingError> {
+        dispatch!(self, engine => engine.claim_outbox(limit, lease).await)
+    }
+
+    /// Marks messages sent.
+    pub async fn acknowledge_outbox(&self, message_ids: &[Uuid]) -> Result<(), BookingError> {
+        dispatch!(self, engine => engine.acknowledge_outbox(message_ids).await)
+    }
+
+    /// Makes a message due again at `retry_at`, noting why it failed.
+    pub async fn retry_outbox(
+        &self,
+        message_id: Uuid,
+        retry_at: OffsetDateTime,
+        error: String,
+    ) -> Result<(), BookingError> {
+        dispatch!(self, engine => engine.retry_outbox(message_id, retry_at, error).await)
+    }
 }

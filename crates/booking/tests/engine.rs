@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use boxoffice_booking::BookingError;
 use boxoffice_booking::BookingService;
+use boxoffice_booking::command::BookOutcome;
 use boxoffice_booking::domain::{Booking, BookingStatus, IdempotencyKey};
-use boxoffice_booking::engine::BookOutcome;
 use boxoffice_shared::clients::{
     BookingEmail, ConcertInventory, EmailKind, Inventory, OutboxSource, SeatInventory,
 };
@@ -365,7 +365,7 @@ on_every_backend! {
 }
 
 /// The write-ahead log is copied into the database file by the checkpoint thread while bookings
-/// arrive (`boxoffice_booking::checkpoint`), long before the writer's own backstop of 16 384 log
+/// arrive (`boxoffice_booking::sqlite::checkpoint`), long before the writer's own backstop of 16 384 log
 /// pages would: a few thousand bookings later the database file holds them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_is_copied_into_the_database_file_while_bookings_arrive() {

@@ -1,0 +1,152 @@
+//! What the service asks of a store's writer and what it is answered: neutral ground that
+//! neither store owns, so that [`crate::sqlite`] and [`crate::postgres`] never import each other.
+//!
+//! A [`Command`] carries its own [`Reply`]; the writer answers it only once its batch is
+//! committed (or known not to be). [`confirmed_booking`] is the one place a new booking is made,
+//! and [`fill_batch`] the one place a writer takes what is queued for its next batch.
+
+use std::sync::Arc;
+
+use boxoffice_shared::clients::ConcertInventory;
+use boxoffice_shared::clock::SharedClock;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::domain::{Booking, BookingStatus, IdempotencyKey};
+use crate::error::BookingError;
+use crate::events::AvailabilityEvent;
+use crate::view::Seat;
+
+/// The most commands committed in one transaction.
+pub const MAX_BATCH: usize = 1024;
+
+/// How many commands may wait for the writer before callers wait to enqueue (back-pressure).
+pub const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// A booking request that passed the view's checks.
+#[derive(Debug, Clone)]
+pub struct BookRequest {
+    pub user_id: Uuid,
+    pub concert_id: Uuid,
+    pub seat_type_id: Uuid,
+    pub key: Option<IdempotencyKey>,
+}
+
+/// What a booking request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookOutcome {
+    Created(Booking),
+    /// The same Idempotency-Key and body were seen before: the saved answer.
+    Replayed {
+        status: u16,
+        body: String,
+    },
+}
+
+/// Who asks to cancel a booking.
+#[derive(Debug, Clone, Copy)]
+pub struct Canceller {
+    pub user_id: Uuid,
+    pub is_admin: bool,
+}
+
+/// Where the writer sends a command's answer.
+pub type Reply<T> = oneshot::Sender<Result<T, BookingError>>;
+
+/// A change to the Booking store, for the writer of whichever store runs.
+#[derive(Debug)]
+pub enum Command {
+    Book(BookRequest, Reply<BookOutcome>),
+    Cancel(Uuid, Canceller, Reply<Booking>),
+    /// A change of the inventory itself, made by Catalog.
+    Administer(Admin),
+}
+
+/// The inventory changes Catalog asks for: rare, and each on its own.
+#[derive(Debug)]
+pub enum Admin {
+    Provision(ConcertInventory, Reply<()>),
+    SetCapacity(Uuid, i64, Reply<(i64, i64)>),
+    CancelConcert(Uuid, Reply<()>),
+}
+
+/// A saved answer to an idempotent request.
+#[derive(Debug, Clone)]
+pub struct SavedResponse {
+    pub request_hash: Vec<u8>,
+    pub status: u16,
+    pub body: String,
+}
+
+/// What a saved answer means for a request with the fingerprint `fingerprint`: the same
+/// request again (replay the answer), or another request reusing the key (refused).
+pub fn replay(saved: SavedResponse, fingerprint: &[u8; 32]) -> Result<BookOutcome, BookingError> {
+    if saved.request_hash.as_slice() == fingerprint.as_slice() {
+        Ok(BookOutcome::Replayed {
+            status: saved.status,
+            body: saved.body,
+        })
+    } else {
+        Err(BookingError::IdempotencyKeyReused)
+    }
+}
+
+/// The booking a request makes, at the seat type's price.
+pub fn confirmed_booking(request: &BookRequest, seat: &Seat, now: OffsetDateTime) -> Booking {
+    Booking {
+        id: Uuid::now_v7(),
+        user_id: request.user_id,
+        concert_id: request.concert_id,
+        seat_type_id: request.seat_type_id,
+        status: BookingStatus::Confirmed,
+        price_cents: seat.price_cents,
+        currency: seat.currency.clone(),
+        created_at: now,
+        cancelled_at: None,
+    }
+}
+
+/// The body saved for a created booking's Idempotency-Key, and replayed on a retry.
+pub fn booking_json(booking: &Booking) -> Result<String, BookingError> {
+    serde_json::to_string(booking).map_err(|error| BookingError::Corrupt(error.to_string()))
+}
+
+/// Starts a batch with `first` and adds every command already queued behind it, up to
+/// [`MAX_BATCH`]: a writer never waits for a batch to fill.
+pub fn fill_batch<T>(first: T, queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
+    batch.push(first);
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(command) => batch.push(command),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Per seat type: `(id, name, capacity, remaining, price_cents, currency)`, and booking counts
+/// by status, for the sales report.
+pub struct SalesRows {
+    pub seat_types: Vec<(Uuid, String, i64, i64, i64, String)>,
+    pub confirmed: i64,
+    pub cancelled: i64,
+}
+
+/// What a store is started with: how its writer tells the rest of the service what changed.
+#[derive(Clone)]
+pub struct Wiring {
+    pub clock: SharedClock,
+    /// Availability changes, for the SSE streams.
+    pub events: broadcast::Sender<AvailabilityEvent>,
+    /// Poked when a concert's start changes, so the closing timer re-plans.
+    pub schedule: Arc<Notify>,
+    /// Poked after a commit that queued emails, when the notifications worker runs in this
+    /// process.
+    pub on_email: Option<Arc<Notify>>,
+    /// This instance, when the notifications worker runs in this process: the owner of its
+    /// outbox leases.
+    pub instance: Option<Uuid>,
+    /// Ends the store's background tasks.
+    pub stop: CancellationToken,
+}

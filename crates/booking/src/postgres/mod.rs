@@ -1,0 +1,190 @@
+//! The Booking store on PostgreSQL: the reads, the outbox, the inventory listener and the
+//! group-commit writer that lets several Booking instances sell the same seats.
+//!
+//! - [`writer`]: this instance's writer; it settles each batch of bookings and cancellations in
+//!   one transaction (`settle`) and runs inventory changes each on its own (`admin`).
+//! - [`reads`]: a page of bookings and the inventory the view loads (the reads both engines
+//!   make alike are in [`crate::rows`]); [`outbox`]: claimed with
+//!   `SKIP LOCKED`, outside the writer; [`statements`]: SQL several of these share.
+//! - [`view`] and [`listener`]: this instance's view, and the listener that keeps it in step with
+//!   commits made through other instances.
+//!
+//! [`PgBooking`] is what [`crate::store::BookingStore`] calls.
+//!
+//! # Group commit across instances
+//! A hot seat type is one row. Booking one ticket per transaction holds that row's lock across
+//! the commit's WAL flush, so the row admits one booking per flush whatever the number of clients
+//! or instances. Here each instance's writer takes every queued booking and cancellation (up to
+//! [`crate::command::MAX_BATCH`]) and settles them all in one transaction:
+//!
+//! 1. lock, in one order in every instance (so instances queue behind each other instead of
+//!    deadlocking): the batch's Idempotency-Keys (advisory locks), the sales involved (shared, in
+//!    id order; every administrative change locks its sale exclusively first, so no sale window
+//!    moves while a batch decides on it), the bookings being cancelled and every seat type
+//!    involved (in id order); and read counts and sale windows from the locked rows — never from
+//!    a cache;
+//! 2. read which users already hold a booking for these concerts, and the saved answers of
+//!    Idempotency-Keys;
+//! 3. decide every request in memory, in arrival order: closed, already booked, a seat, or sold
+//!    out;
+//! 4. write the outcome with a handful of set-based statements (one `INSERT … SELECT FROM
+//!    UNNEST` each for bookings, emails and idempotency records, one `UPDATE` for the
+//!    cancellations); the schema's statement-level triggers move `remaining` by the number of
+//!    rows, and its CHECK and partial unique index refuse an oversell or a duplicate whatever
+//!    this code decided;
+//! 5. `pg_notify` the touched concerts and commit once: one lock hold and one WAL flush for the
+//!    whole batch. Every caller is answered only after the commit.
+//!
+//! A booking insert that another instance beat (the same user booking the same concert there at
+//! the same moment) is skipped by `ON CONFLICT DO NOTHING` and answered `already_booked`; the seat
+//! it would have taken goes to the next request of the batch that was refused for want of it. A
+//! retry with the same Idempotency-Key waits on the key's lock for the instance settling the first
+//! request, then reads its saved answer and replays it.
+//! A deadlock or serialization failure rolls the batch back and runs it again (nobody was answered
+//! yet); any other failure answers the whole batch `unavailable`.
+//!
+//! # The view across instances
+//! Each instance keeps the in-memory view that answers sold-out and closed requests. Its own
+//! writer updates it after each commit; every commit also notifies the channel
+//! [`statements::CHANNEL`], and a listener in every instance reloads the notified concerts from the store, so
+//! a booking or cancellation made through another instance shows up within milliseconds. Each
+//! time the listener starts listening (at start, after a lost connection) it reloads the whole
+//! view, since commits made before were not notified to it. Row versions keep these writers from
+//! taking the view back to an older state when they race ([`view::PgView`]). A view that is behind can
+//! only refuse a request the store would have granted (for those milliseconds); it can never
+//! grant one the store would refuse, since the writer decides on locked rows.
+
+mod admin;
+pub mod listener;
+pub mod outbox;
+pub mod reads;
+mod settle;
+pub mod statements;
+pub mod view;
+pub mod writer;
+
+use std::time::Duration;
+
+use boxoffice_shared::clients::OutboxMessage;
+use boxoffice_shared::clock::SharedClock;
+use boxoffice_shared::db::PgStore;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use self::view::PgView;
+use self::writer::PgWriter;
+use crate::command::{Command, QUEUE_CAPACITY, SalesRows, Wiring};
+use crate::domain::{Booking, BookingStatus};
+use crate::error::BookingError;
+use crate::rows;
+use crate::view::SharedInventory;
+
+/// The PostgreSQL migrations of the Booking store, embedded in the binary.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The PostgreSQL store of a running service: its pool, and the queue of this instance's writer.
+pub struct PgBooking {
+    db: PgStore,
+    writer: mpsc::Sender<Command>,
+    clock: SharedClock,
+    /// The owner of the outbox leases of this instance's notifications worker, if it runs here.
+    instance: Option<Uuid>,
+}
+
+impl PgBooking {
+    /// Migrates the store, releases the outbox leases this instance's previous run left, loads
+    /// the view, and starts the listener and the writer on `tasks`.
+    pub async fn start(
+        db: PgStore,
+        wiring: &Wiring,
+        tasks: &TaskTracker,
+    ) -> anyhow::Result<(Self, SharedInventory)> {
+        db.migrate(&MIGRATIONS).await?;
+        // Only this instance's own leases are released: other instances' workers may be holding
+        // theirs right now.
+        if let Some(instance) = wiring.instance {
+            let released = outbox::release_leases(&db.pool, instance, wiring.clock.now()).await?;
+            if released > 0 {
+                tracing::info!(released, "released outbox leases left by the previous run");
+            }
+        }
+        let view = PgView::load(&db.pool).await?;
+        tasks.spawn(listener::run_listener(
+            db.pool.clone(),
+            view.clone(),
+            wiring.events.clone(),
+            wiring.schedule.clone(),
+            wiring.stop.clone(),
+        ));
+        let (writer, commands) = mpsc::channel(QUEUE_CAPACITY);
+        let task = PgWriter::new(db.pool.clone(), view.clone(), wiring);
+        tasks.spawn(task.run(commands));
+        let store = Self {
+            db,
+            writer,
+            clock: wiring.clock.clone(),
+            instance: wiring.instance,
+        };
+        Ok((store, view.inventory().clone()))
+    }
+
+    pub async fn submit(&self, command: Command) -> Result<(), BookingError> {
+        self.writer
+            .send(command)
+            .await
+            .map_err(|_| BookingError::WriterStopped)
+    }
+
+    pub fn writer_running(&self) -> bool {
+        !self.writer.is_closed()
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.db.ping().await
+    }
+
+    pub async fn list_bookings(
+        &self,
+        user_id: Uuid,
+        status: Option<BookingStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, BookingError> {
+        reads::list_bookings(&self.db.pool, user_id, status, before, limit).await
+    }
+
+    /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run
+    /// on it.
+    pub fn read_pool(&self) -> &sqlx::PgPool {
+        &self.db.pool
+    }
+
+    pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
+        rows::sales(self.read_pool(), concert_id, reads::SALES_SEATS).await
+    }
+
+    pub async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, BookingError> {
+        let now = self.clock.now();
+        let until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
+        outbox::claim_outbox(&self.db.pool, self.instance, now, until, limit).await
+    }
+
+    pub async fn acknowledge_outbox(&self, message_ids: &[Uuid]) -> Result<(), BookingError> {
+        outbox::acknowledge_outbox(&self.db.pool, message_ids, self.clock.now()).await
+    }
+
+    pub async fn retry_outbox(
+        &self,
+        message_id: Uuid,
+        retry_at: OffsetDateTime,
+        error: String,
+    ) -> Result<(), BookingError> {
+        outbox::retry_outbox(&self.db.pool, message_id, retry_at, &error).await
+    }
+}

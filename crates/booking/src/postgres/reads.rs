@@ -1,0 +1,126 @@
+//! The PostgreSQL store's own reads, on the pool: a page of bookings, and the inventory the view
+//! is loaded from (with each row's version, see [`super::view::PgView`]); the reads both engines
+//! make alike are in [`crate::rows`].
+
+use std::collections::HashMap;
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::{Booking, BookingStatus};
+use crate::error::BookingError;
+use crate::rows::{booking_columns, booking_from_row};
+use crate::view::{ConcertSale, Inventory, Seat};
+
+pub async fn list_bookings(
+    pool: &PgPool,
+    user_id: Uuid,
+    status: Option<BookingStatus>,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Booking>, BookingError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings
+         WHERE user_id = $1
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(user_id)
+    .bind(status.map(BookingStatus::as_str))
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(booking_from_row).collect()
+}
+
+/// The sales report's seat types of concert `$1`, in the order they were added.
+pub const SALES_SEATS: &str =
+    "SELECT id, name, capacity, remaining, price_cents, currency FROM seat_types
+     WHERE concert_id = $1 ORDER BY position";
+
+/// Concerts and seat types as read from the store, with the version of each row.
+pub struct Snapshot {
+    pub inventory: Inventory,
+    pub versions: Versions,
+}
+
+/// The `version` of each `sales` and `seat_types` row (see [`super::view::PgView`]).
+#[derive(Debug, Default)]
+pub struct Versions {
+    pub concerts: HashMap<Uuid, i64>,
+    pub seats: HashMap<Uuid, i64>,
+}
+
+/// The whole view, or only the given concerts, read from the store.
+pub async fn load_inventory(
+    pool: &PgPool,
+    only: Option<&[Uuid]>,
+) -> Result<Snapshot, BookingError> {
+    let only: Option<Vec<Uuid>> = only.map(<[Uuid]>::to_vec);
+    let mut inventory = Inventory::default();
+    let mut versions = Versions::default();
+    let concerts = sqlx::query(
+        "SELECT concert_id, name, venue, starts_at, cancelled_at, version FROM sales
+         WHERE $1::uuid[] IS NULL OR concert_id = ANY($1)",
+    )
+    .bind(&only)
+    .fetch_all(pool)
+    .await?;
+    for row in &concerts {
+        let id: Uuid = row.try_get("concert_id")?;
+        versions.concerts.insert(id, row.try_get("version")?);
+        inventory.concerts.insert(id, sale_from_row(row)?);
+    }
+    let seats = sqlx::query(
+        "SELECT id, concert_id, name, price_cents, currency, capacity, remaining, version
+         FROM seat_types
+         WHERE $1::uuid[] IS NULL OR concert_id = ANY($1) ORDER BY position",
+    )
+    .bind(&only)
+    .fetch_all(pool)
+    .await?;
+    for row in &seats {
+        let id: Uuid = row.try_get("id")?;
+        let seat = seat_from_row(row)?;
+        if let Some(concert) = inventory.concerts.get_mut(&seat.concert_id) {
+            concert.seat_types.push(id);
+        }
+        versions.seats.insert(id, row.try_get("version")?);
+        inventory.seats.insert(id, seat);
+    }
+    Ok(Snapshot {
+        inventory,
+        versions,
+    })
+}
+
+/// A sale window from its `name, venue, starts_at, cancelled_at`, without its seat types.
+pub fn sale_from_row(row: &PgRow) -> Result<ConcertSale, sqlx::Error> {
+    Ok(ConcertSale {
+        name: row.try_get("name")?,
+        venue: row.try_get("venue")?,
+        starts_at: row.try_get("starts_at")?,
+        cancelled: row
+            .try_get::<Option<OffsetDateTime>, _>("cancelled_at")?
+            .is_some(),
+        seat_types: Vec::new(),
+    })
+}
+
+/// A seat type from its columns.
+pub fn seat_from_row(row: &PgRow) -> Result<Seat, sqlx::Error> {
+    Ok(Seat {
+        concert_id: row.try_get("concert_id")?,
+        name: row.try_get("name")?,
+        price_cents: row.try_get("price_cents")?,
+        currency: row.try_get("currency")?,
+        capacity: row.try_get("capacity")?,
+        remaining: row.try_get("remaining")?,
+    })
+}

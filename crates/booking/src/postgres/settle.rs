@@ -1,0 +1,621 @@
+//! One batch of bookings and cancellations settled in one PostgreSQL transaction, in the steps
+//! of the module doc of [`super`]: [`lock`] the rows the batch decides on, [`read`] who already
+//! holds a booking and the saved Idempotency-Key answers, [`decide`] every request in memory,
+//! [`write`] the outcome with a handful of set-based statements, then [`notify_and_commit`].
+//! Nothing is answered here: the writer answers once the transaction has committed.
+
+use std::collections::{HashMap, HashSet};
+
+use boxoffice_shared::clients::EmailKind;
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::reads::{sale_from_row, seat_from_row};
+use super::statements::{constraint_to_rule, enqueue_emails, notify};
+use crate::command::{
+    BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking, replay,
+};
+use crate::domain::{Booking, BookingStatus, SaleState, request_fingerprint, sale_state};
+use crate::error::BookingError;
+use crate::rows::{booking_columns, booking_from_row, saved_from_row};
+use crate::view::{ConcertSale, Seat, bookable};
+
+/// What the batch's transaction decided, sent once it commits.
+pub struct Settled {
+    pub books: Vec<Result<BookOutcome, BookingError>>,
+    pub cancels: Vec<Result<Booking, BookingError>>,
+    /// Each seat type as the batch left it (read under lock, `remaining` moved by the batch),
+    /// with the row version it was locked at.
+    pub seats: HashMap<Uuid, (Seat, i64)>,
+    pub concerts: HashSet<Uuid>,
+    pub emails: usize,
+}
+
+/// A seat type as locked by the batch.
+struct Locked {
+    seat: Seat,
+    /// Its concert's sale, share-locked.
+    sale: ConcertSale,
+    /// The row's version when the batch locked it.
+    version: i64,
+}
+
+/// The rows the batch holds locked: the bookings to cancel and every seat type involved.
+struct Held {
+    targets: HashMap<Uuid, Booking>,
+    seats: HashMap<Uuid, Locked>,
+}
+
+impl Held {
+    /// A booking another instance beat this batch to: its seat is free again, and the request
+    /// is answered `already_booked`.
+    fn beaten(&mut self, booking: &Booking) -> Result<BookOutcome, BookingError> {
+        if let Some(locked) = self.seats.get_mut(&booking.seat_type_id) {
+            locked.seat.remaining += 1;
+        }
+        Err(BookingError::AlreadyBooked)
+    }
+}
+
+/// What the batch read under its locks besides the locked rows.
+struct Known {
+    /// `(user, concert)` of every confirmed booking of the batch's users and concerts, kept up to
+    /// date as the batch decides.
+    holders: HashSet<(Uuid, Uuid)>,
+    /// Saved answers by `(user, Idempotency-Key)`, including those of this batch's own bookings.
+    saved: HashMap<(Uuid, String), SavedResponse>,
+}
+
+/// What the batch decided, in memory, before writing it.
+struct Decided {
+    books: Vec<Result<BookOutcome, BookingError>>,
+    cancels: Vec<Result<Booking, BookingError>>,
+    /// The bookings being cancelled.
+    cancelling: Vec<Uuid>,
+    /// The bookings being created, by the index of their request.
+    created: Vec<(usize, Booking)>,
+    /// The emails to queue.
+    emails: Vec<(EmailKind, Uuid)>,
+}
+
+/// Runs one batch in one transaction; nothing is answered here.
+pub async fn settle(
+    pool: &PgPool,
+    books: &[&BookRequest],
+    cancels: &[(Uuid, Canceller)],
+    now: OffsetDateTime,
+) -> Result<Settled, BookingError> {
+    let mut tx = pool.begin().await?;
+    let mut held = lock(&mut tx, books, cancels).await?;
+    let mut known = read(&mut tx, books).await?;
+    let mut decided = decide(books, cancels, &mut held, &mut known, now)?;
+    write(&mut tx, books, &mut held, &mut known, &mut decided, now).await?;
+    let concerts = notify_and_commit(tx, &held, &decided).await?;
+    Ok(Settled {
+        books: decided.books,
+        cancels: decided.cancels,
+        seats: held
+            .seats
+            .into_iter()
+            .map(|(id, locked)| (id, (locked.seat, locked.version)))
+            .collect(),
+        concerts,
+        emails: decided.emails.len(),
+    })
+}
+
+/// Step 1: locks, in one order in every instance (so instances queue behind each other instead
+/// of deadlocking), the batch's Idempotency-Keys, its sales, the bookings it cancels and every
+/// seat type involved; counts and sale windows are read from the locked rows, never a cache.
+async fn lock(
+    tx: &mut Transaction<'_, Postgres>,
+    books: &[&BookRequest],
+    cancels: &[(Uuid, Canceller)],
+) -> Result<Held, BookingError> {
+    // The batch's Idempotency-Keys: a retry that another instance is settling at this moment
+    // has either committed its answer (read in step 2) or waits for this batch.
+    lock_keys(tx, books).await?;
+    let mut cancel_ids: Vec<Uuid> = cancels.iter().map(|(id, _)| *id).collect();
+    cancel_ids.sort_unstable();
+    cancel_ids.dedup();
+    let sales = lock_sales(tx, books, &cancel_ids).await?;
+    // The bookings to cancel, locked in id order.
+    let targets: HashMap<Uuid, Booking> = if cancel_ids.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query(concat!(
+            "SELECT ",
+            booking_columns!(),
+            " FROM bookings WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        ))
+        .bind(&cancel_ids)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| booking_from_row(row).map(|booking| (booking.id, booking)))
+        .collect::<Result<_, _>>()?
+    };
+    let seats = lock_seat_types(tx, books, &targets, &sales).await?;
+    Ok(Held { targets, seats })
+}
+
+/// The sales involved, share-locked in id order. Every administrative change (moving or
+/// cancelling a concert, adding seat types, changing a capacity) locks its sale for update first,
+/// so it either waits for this batch or this batch waits for it and reads its outcome. Reading
+/// the sale in the seat types' locking statement instead would not do: after waiting for a seat
+/// type's lock, PostgreSQL re-reads the locked row but not the rows joined to it, and the batch
+/// would decide on a sale window that was just closed.
+async fn lock_sales(
+    tx: &mut Transaction<'_, Postgres>,
+    books: &[&BookRequest],
+    cancel_ids: &[Uuid],
+) -> Result<HashMap<Uuid, ConcertSale>, BookingError> {
+    let concert_ids: Vec<Uuid> = books.iter().map(|request| request.concert_id).collect();
+    Ok(sqlx::query(
+        "SELECT concert_id, name, venue, starts_at, cancelled_at FROM sales
+         WHERE concert_id = ANY($1)
+            OR concert_id IN (SELECT concert_id FROM bookings WHERE id = ANY($2))
+         ORDER BY concert_id FOR SHARE",
+    )
+    .bind(&concert_ids)
+    .bind(cancel_ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("concert_id")?, sale_from_row(row)?)))
+    .collect::<Result<_, sqlx::Error>>()?)
+}
+
+/// Every seat type involved, locked in id order (only those of the sales locked: a request
+/// naming a seat type of another concert is refused when deciding).
+async fn lock_seat_types(
+    tx: &mut Transaction<'_, Postgres>,
+    books: &[&BookRequest],
+    targets: &HashMap<Uuid, Booking>,
+    sales: &HashMap<Uuid, ConcertSale>,
+) -> Result<HashMap<Uuid, Locked>, BookingError> {
+    let mut seat_ids: Vec<Uuid> = books.iter().map(|request| request.seat_type_id).collect();
+    seat_ids.extend(targets.values().map(|booking| booking.seat_type_id));
+    seat_ids.sort_unstable();
+    seat_ids.dedup();
+    let locked_sales: Vec<Uuid> = sales.keys().copied().collect();
+    sqlx::query(
+        "SELECT id, concert_id, name, price_cents, currency, capacity, remaining, version
+         FROM seat_types WHERE id = ANY($1) AND concert_id = ANY($2)
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(&seat_ids)
+    .bind(&locked_sales)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| {
+        let seat = seat_from_row(row)?;
+        let sale = sales.get(&seat.concert_id).cloned().ok_or_else(|| {
+            BookingError::Corrupt(format!("seat type of unlocked concert {}", seat.concert_id))
+        })?;
+        Ok((
+            row.try_get("id")?,
+            Locked {
+                seat,
+                sale,
+                version: row.try_get("version")?,
+            },
+        ))
+    })
+    .collect()
+}
+
+/// Step 2: who already holds a booking for these concerts, and saved Idempotency-Key answers.
+async fn read(
+    tx: &mut Transaction<'_, Postgres>,
+    books: &[&BookRequest],
+) -> Result<Known, BookingError> {
+    let (users, concerts): (Vec<Uuid>, Vec<Uuid>) = books
+        .iter()
+        .map(|request| (request.user_id, request.concert_id))
+        .unzip();
+    let holders: HashSet<(Uuid, Uuid)> = sqlx::query(
+        "SELECT b.user_id, b.concert_id FROM bookings b
+         JOIN UNNEST($1::uuid[], $2::uuid[]) AS r(user_id, concert_id)
+           ON b.user_id = r.user_id AND b.concert_id = r.concert_id
+         WHERE b.status = 'confirmed'",
+    )
+    .bind(&users)
+    .bind(&concerts)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("user_id")?, row.try_get("concert_id")?)))
+    .collect::<Result<_, sqlx::Error>>()?;
+    let (key_users, keys): (Vec<Uuid>, Vec<String>) = books
+        .iter()
+        .filter_map(|request| {
+            request
+                .key
+                .as_ref()
+                .map(|key| (request.user_id, key.as_str().to_owned()))
+        })
+        .unzip();
+    let saved = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query(
+            "SELECT k.user_id, k.idempotency_key, k.request_hash, k.response_status,
+                    k.response_body
+             FROM idempotency_keys k
+             JOIN UNNEST($1::uuid[], $2::text[]) AS r(user_id, idempotency_key)
+               ON k.user_id = r.user_id AND k.idempotency_key = r.idempotency_key",
+        )
+        .bind(&key_users)
+        .bind(&keys)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                (row.try_get("user_id")?, row.try_get("idempotency_key")?),
+                saved_from_row(row)?,
+            ))
+        })
+        .collect::<Result<_, BookingError>>()?
+    };
+    Ok(Known { holders, saved })
+}
+
+/// Step 3: decides every request in memory: cancellations first (a seat they free is there for
+/// this batch's bookings), then bookings in arrival order: closed, already booked, a seat, or
+/// sold out.
+fn decide(
+    books: &[&BookRequest],
+    cancels: &[(Uuid, Canceller)],
+    held: &mut Held,
+    known: &mut Known,
+    now: OffsetDateTime,
+) -> Result<Decided, BookingError> {
+    let mut decided = Decided {
+        books: Vec::with_capacity(books.len()),
+        cancels: Vec::with_capacity(cancels.len()),
+        cancelling: Vec::new(),
+        created: Vec::new(),
+        emails: Vec::new(),
+    };
+    for (id, canceller) in cancels {
+        let result = decide_cancel(*id, *canceller, held, known, &decided.cancelling, now);
+        if let Ok(cancelled) = &result {
+            decided.cancelling.push(*id);
+            decided
+                .emails
+                .push((EmailKind::BookingCancelled, cancelled.id));
+        }
+        decided.cancels.push(result);
+    }
+    for (index, request) in books.iter().enumerate() {
+        let fingerprint = request_fingerprint(request.concert_id, request.seat_type_id);
+        let saved_key = request
+            .key
+            .as_ref()
+            .map(|key| (request.user_id, key.as_str().to_owned()));
+        if let Some(saved) = saved_key.as_ref().and_then(|key| known.saved.get(key)) {
+            decided.books.push(replay(saved.clone(), &fingerprint));
+            continue;
+        }
+        match decide_book(request, held, known, now) {
+            Ok(booking) => {
+                if let Some(key) = saved_key {
+                    // A second request of this batch with the same key replays this one.
+                    known.saved.insert(
+                        key,
+                        SavedResponse {
+                            request_hash: fingerprint.to_vec(),
+                            status: 201,
+                            body: booking_json(&booking)?,
+                        },
+                    );
+                }
+                decided.created.push((index, booking.clone()));
+                decided.books.push(Ok(BookOutcome::Created(booking)));
+            }
+            Err(error) => decided.books.push(Err(error)),
+        }
+    }
+    Ok(decided)
+}
+
+/// One cancellation: the booking as it will be once cancelled, its seat returned.
+fn decide_cancel(
+    id: Uuid,
+    canceller: Canceller,
+    held: &mut Held,
+    known: &mut Known,
+    cancelling: &[Uuid],
+    now: OffsetDateTime,
+) -> Result<Booking, BookingError> {
+    let booking = held
+        .targets
+        .get(&id)
+        .filter(|booking| canceller.is_admin || booking.user_id == canceller.user_id)
+        .ok_or(BookingError::BookingNotFound)?;
+    if booking.status == BookingStatus::Cancelled || cancelling.contains(&id) {
+        return Err(BookingError::AlreadyCancelled);
+    }
+    let locked = held
+        .seats
+        .get_mut(&booking.seat_type_id)
+        .ok_or_else(|| BookingError::Corrupt(format!("booking {id} has no inventory")))?;
+    if sale_state(now, locked.sale.starts_at, false) == SaleState::Started {
+        return Err(BookingError::BookingClosed);
+    }
+    locked.seat.remaining += 1;
+    known.holders.remove(&(booking.user_id, booking.concert_id));
+    Ok(Booking {
+        status: BookingStatus::Cancelled,
+        cancelled_at: Some(now),
+        ..booking.clone()
+    })
+}
+
+/// One booking request without a saved answer: a seat taken, or why not.
+fn decide_book(
+    request: &BookRequest,
+    held: &mut Held,
+    known: &mut Known,
+    now: OffsetDateTime,
+) -> Result<Booking, BookingError> {
+    let locked = held
+        .seats
+        .get_mut(&request.seat_type_id)
+        .filter(|locked| locked.seat.concert_id == request.concert_id)
+        .ok_or(BookingError::SeatTypeNotFound)?;
+    bookable(now, &locked.sale, locked.seat.remaining)?;
+    if !known.holders.insert((request.user_id, request.concert_id)) {
+        return Err(BookingError::AlreadyBooked);
+    }
+    locked.seat.remaining -= 1;
+    Ok(confirmed_booking(request, &locked.seat, now))
+}
+
+/// Step 4: writes the outcome with a handful of set-based statements; the schema's
+/// statement-level triggers move `remaining` by the number of rows, and its CHECK and partial
+/// unique index refuse an oversell or a duplicate whatever was decided.
+async fn write(
+    tx: &mut Transaction<'_, Postgres>,
+    books: &[&BookRequest],
+    held: &mut Held,
+    known: &mut Known,
+    decided: &mut Decided,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    // Cancellations: one UPDATE; the trigger returns the seats.
+    if !decided.cancelling.is_empty() {
+        let updated = sqlx::query(
+            "UPDATE bookings SET status = 'cancelled', cancelled_at = $2
+             WHERE id = ANY($1) AND status = 'confirmed'",
+        )
+        .bind(&decided.cancelling)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        if updated.rows_affected() != decided.cancelling.len() as u64 {
+            return Err(BookingError::Corrupt(
+                "a locked booking changed under the writer".into(),
+            ));
+        }
+    }
+    write_bookings(tx, books, held, known, decided, now).await?;
+    // Confirmation emails and idempotency records of what was created.
+    let mut idempotency: Vec<(Uuid, String, Vec<u8>, String)> = Vec::new();
+    for (index, booking) in &decided.created {
+        decided
+            .emails
+            .push((EmailKind::BookingConfirmed, booking.id));
+        if let Some(key) = &books[*index].key {
+            idempotency.push((
+                booking.user_id,
+                key.as_str().to_owned(),
+                request_fingerprint(booking.concert_id, booking.seat_type_id).to_vec(),
+                booking_json(booking)?,
+            ));
+        }
+    }
+    enqueue_emails(tx, &decided.emails, now).await?;
+    save_responses(tx, idempotency, now).await
+}
+
+/// Bookings: one INSERT; a row another instance beat us to is skipped and answered
+/// `already_booked`, and its seat goes to the next request refused for want of it.
+async fn write_bookings(
+    tx: &mut Transaction<'_, Postgres>,
+    books: &[&BookRequest],
+    held: &mut Held,
+    known: &mut Known,
+    decided: &mut Decided,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    let skipped = insert_bookings(tx, decided.created.iter().map(|(_, b)| b)).await?;
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    for (index, booking) in &decided.created {
+        if skipped.contains(&booking.id) {
+            decided.books[*index] = held.beaten(booking);
+        }
+    }
+    decided
+        .created
+        .retain(|(_, booking)| !skipped.contains(&booking.id));
+    let mut second: Vec<(usize, Booking)> = Vec::new();
+    for (index, request) in books.iter().enumerate() {
+        let Err(BookingError::SoldOut) = decided.books[index] else {
+            continue;
+        };
+        let Some(locked) = held.seats.get_mut(&request.seat_type_id) else {
+            continue;
+        };
+        if locked.seat.remaining <= 0
+            || !known.holders.insert((request.user_id, request.concert_id))
+        {
+            continue;
+        }
+        locked.seat.remaining -= 1;
+        second.push((index, confirmed_booking(request, &locked.seat, now)));
+    }
+    let skipped = insert_bookings(tx, second.iter().map(|(_, b)| b)).await?;
+    for (index, booking) in second {
+        if skipped.contains(&booking.id) {
+            decided.books[index] = held.beaten(&booking);
+        } else {
+            decided.books[index] = Ok(BookOutcome::Created(booking.clone()));
+            decided.created.push((index, booking));
+        }
+    }
+    Ok(())
+}
+
+/// The idempotency records of the created bookings that came with a key: one INSERT.
+async fn save_responses(
+    tx: &mut Transaction<'_, Postgres>,
+    idempotency: Vec<(Uuid, String, Vec<u8>, String)>,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    if idempotency.is_empty() {
+        return Ok(());
+    }
+    let mut users = Vec::new();
+    let mut keys = Vec::new();
+    let mut hashes = Vec::new();
+    let mut bodies = Vec::new();
+    for (user, key, hash, body) in idempotency {
+        users.push(user);
+        keys.push(key);
+        hashes.push(hash);
+        bodies.push(body);
+    }
+    sqlx::query(
+        "INSERT INTO idempotency_keys
+            (user_id, idempotency_key, request_hash, response_status, response_body,
+             created_at)
+         SELECT u, k, h, 201, b, $5
+         FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::text[]) AS r(u, k, h, b)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&users)
+    .bind(&keys)
+    .bind(&hashes)
+    .bind(&bodies)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Step 5: `pg_notify`s every concert the batch touched, so that every instance's view follows,
+/// and commits: one lock hold and one WAL flush for the whole batch. Returns those concerts.
+async fn notify_and_commit(
+    mut tx: Transaction<'_, Postgres>,
+    held: &Held,
+    decided: &Decided,
+) -> Result<HashSet<Uuid>, BookingError> {
+    let mut concerts = HashSet::new();
+    for (_, booking) in &decided.created {
+        concerts.insert(booking.concert_id);
+    }
+    for id in &decided.cancelling {
+        if let Some(booking) = held.targets.get(id) {
+            concerts.insert(booking.concert_id);
+        }
+    }
+    notify(&mut tx, &concerts).await?;
+    tx.commit().await?;
+    Ok(concerts)
+}
+
+/// Takes a transaction-scoped advisory lock on each (user, Idempotency-Key) of the batch, in
+/// one order in every instance. A hash collision only makes two unrelated keys wait for each
+/// other.
+async fn lock_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    books: &[&BookRequest],
+) -> Result<(), BookingError> {
+    let mut locks: Vec<i64> = books
+        .iter()
+        .filter_map(|request| {
+            let key = request.key.as_ref()?;
+            let digest = Sha256::new()
+                .chain_update(b"booking idempotency key\0")
+                .chain_update(request.user_id.as_bytes())
+                .chain_update(key.as_str().as_bytes())
+                .finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            Some(i64::from_be_bytes(first))
+        })
+        .collect();
+    if locks.is_empty() {
+        return Ok(());
+    }
+    locks.sort_unstable();
+    locks.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM UNNEST($1::int8[]) WITH ORDINALITY AS t(k, n)
+         ORDER BY n",
+    )
+    .bind(&locks)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts confirmed bookings in one statement; returns the ids that were skipped because the
+/// user already holds a confirmed booking for the concert (committed by another instance).
+async fn insert_bookings<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    bookings: impl Iterator<Item = &'a Booking>,
+) -> Result<HashSet<Uuid>, BookingError> {
+    let mut ids = Vec::new();
+    let mut users = Vec::new();
+    let mut concerts = Vec::new();
+    let mut seats = Vec::new();
+    let mut prices = Vec::new();
+    let mut currencies = Vec::new();
+    let mut created = None;
+    for booking in bookings {
+        ids.push(booking.id);
+        users.push(booking.user_id);
+        concerts.push(booking.concert_id);
+        seats.push(booking.seat_type_id);
+        prices.push(booking.price_cents);
+        currencies.push(booking.currency.clone());
+        created = Some(booking.created_at);
+    }
+    let Some(created_at) = created else {
+        return Ok(HashSet::new());
+    };
+    let inserted: HashSet<Uuid> = sqlx::query_scalar(
+        "INSERT INTO bookings
+            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at)
+         SELECT id, u, c, s, 'confirmed', p, cur, $7
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::text[])
+              AS r(id, u, c, s, p, cur)
+         ON CONFLICT (user_id, concert_id) WHERE status = 'confirmed' DO NOTHING
+         RETURNING id",
+    )
+    .bind(&ids)
+    .bind(&users)
+    .bind(&concerts)
+    .bind(&seats)
+    .bind(&prices)
+    .bind(&currencies)
+    .bind(created_at)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(constraint_to_rule)?
+    .into_iter()
+    .collect();
+    Ok(ids
+        .into_iter()
+        .filter(|id| !inserted.contains(id))
+        .collect())
+}

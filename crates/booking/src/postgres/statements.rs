@@ -1,0 +1,86 @@
+//! The SQL that several jobs of the PostgreSQL store share: queueing emails, notifying the other
+//! instances, and mapping the schema's refusals.
+
+use std::collections::HashSet;
+
+use boxoffice_shared::clients::EmailKind;
+use boxoffice_shared::clock::{from_millis, to_millis};
+use sqlx::{Postgres, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::BookingError;
+
+/// The notification channel on which every commit names the concerts it touched.
+pub const CHANNEL: &str = "booking_inventory";
+
+/// Instants are kept with millisecond precision on both engines.
+pub fn ms(at: OffsetDateTime) -> OffsetDateTime {
+    from_millis(to_millis(at))
+}
+
+/// Queues one email per `(kind, booking)`, by reference: what it says is read when it is claimed
+/// ([`super::outbox::claim_outbox`]).
+pub async fn enqueue_emails(
+    tx: &mut Transaction<'_, Postgres>,
+    emails: &[(EmailKind, Uuid)],
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    if emails.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(emails.len());
+    let mut kinds = Vec::with_capacity(emails.len());
+    let mut bookings = Vec::with_capacity(emails.len());
+    for (kind, booking_id) in emails {
+        ids.push(Uuid::now_v7());
+        kinds.push(kind.as_str());
+        bookings.push(*booking_id);
+    }
+    sqlx::query(
+        "INSERT INTO outbox (message_id, kind, booking_id, created_at, available_at)
+         SELECT m, k, b, $4, $4 FROM UNNEST($1::uuid[], $2::text[], $3::uuid[]) AS r(m, k, b)",
+    )
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(&bookings)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn notify(
+    tx: &mut Transaction<'_, Postgres>,
+    concerts: &HashSet<Uuid>,
+) -> Result<(), BookingError> {
+    if concerts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = concerts.iter().map(Uuid::to_string).collect();
+    sqlx::query("SELECT pg_notify($1, c) FROM UNNEST($2::text[]) AS c")
+        .bind(CHANNEL)
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Deadlocks and serialization failures: the batch may simply run again.
+pub fn retryable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// The schema's refusals as booking rules (the code decides first; these are the backstop).
+pub fn constraint_to_rule(error: sqlx::Error) -> BookingError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.constraint() == Some("remaining_within_capacity") {
+            return BookingError::SoldOut;
+        }
+        if db.message().contains("booking_closed") {
+            return BookingError::BookingClosed;
+        }
+    }
+    BookingError::Store(error)
+}

@@ -1,0 +1,236 @@
+//! What both stores read alike through sqlx, written once for both: a booking by id, a saved
+//! answer, the outbox's depth and the sales report, and the rows they decode. The engines differ
+//! only in how they keep an instant (milliseconds on SQLite, `timestamptz` on PostgreSQL) and a
+//! status code, which [`StoredRow`] hides; `$n` placeholders serve both. What the engines read
+//! differently (a page of bookings, the inventory) stays in their own `reads`.
+
+use std::collections::HashMap;
+
+use boxoffice_shared::clock::from_millis;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::command::{SalesRows, SavedResponse};
+use crate::domain::{Booking, BookingStatus};
+use crate::error::BookingError;
+
+/// A row of either store, with its engine's way of keeping instants and small integers.
+pub trait StoredRow: Row {
+    /// The instant in `column`, `None` when NULL.
+    fn instant(&self, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error>;
+    /// The HTTP status in `column`.
+    fn status(&self, column: &str) -> Result<i64, sqlx::Error>;
+}
+
+impl StoredRow for SqliteRow {
+    fn instant(&self, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        Ok(self.try_get::<Option<i64>, _>(column)?.map(from_millis))
+    }
+
+    fn status(&self, column: &str) -> Result<i64, sqlx::Error> {
+        self.try_get(column)
+    }
+}
+
+impl StoredRow for PgRow {
+    fn instant(&self, column: &str) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+        self.try_get(column)
+    }
+
+    fn status(&self, column: &str) -> Result<i64, sqlx::Error> {
+        Ok(i64::from(self.try_get::<i32, _>(column)?))
+    }
+}
+
+/// The columns [`booking_from_row`] reads, as a literal so that queries stay `&'static str`.
+macro_rules! booking_columns {
+    () => {
+        "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at"
+    };
+}
+pub(crate) use booking_columns;
+
+/// A booking from the columns of [`booking_columns!`].
+pub fn booking_from_row<R>(row: &R) -> Result<Booking, BookingError>
+where
+    R: StoredRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = row.try_get("status")?;
+    Ok(Booking {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        concert_id: row.try_get("concert_id")?,
+        seat_type_id: row.try_get("seat_type_id")?,
+        status: BookingStatus::parse(&status)
+            .ok_or_else(|| BookingError::Corrupt(format!("booking status {status}")))?,
+        price_cents: row.try_get("price_cents")?,
+        currency: row.try_get("currency")?,
+        created_at: row
+            .instant("created_at")?
+            .ok_or_else(|| BookingError::Corrupt("booking without created_at".into()))?,
+        cancelled_at: row.instant("cancelled_at")?,
+    })
+}
+
+/// A saved answer from the columns `request_hash, response_status, response_body`.
+pub fn saved_from_row<R>(row: &R) -> Result<SavedResponse, BookingError>
+where
+    R: StoredRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(SavedResponse {
+        request_hash: row.try_get("request_hash")?,
+        status: u16::try_from(row.status("response_status")?)
+            .map_err(|_| BookingError::Corrupt("response status".into()))?,
+        body: row.try_get("response_body")?,
+    })
+}
+
+/// The sales report from its seat types (`id, name, capacity, remaining, price_cents,
+/// currency`) and its booking counts (`status, n`).
+pub fn sales_from_rows<R>(seats: &[R], counts: &[R]) -> Result<SalesRows, sqlx::Error>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let counts: HashMap<String, i64> = counts
+        .iter()
+        .map(|row| Ok((row.try_get("status")?, row.try_get("n")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(SalesRows {
+        seat_types: seats
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id")?,
+                    row.try_get("name")?,
+                    row.try_get("capacity")?,
+                    row.try_get("remaining")?,
+                    row.try_get("price_cents")?,
+                    row.try_get("currency")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()?,
+        confirmed: counts.get("confirmed").copied().unwrap_or(0),
+        cancelled: counts.get("cancelled").copied().unwrap_or(0),
+    })
+}
+
+/// The saved answer of a user's Idempotency-Key, if any.
+pub async fn saved_response<'c, DB, E>(
+    executor: E,
+    user_id: Uuid,
+    key: &str,
+) -> Result<Option<SavedResponse>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+{
+    let row = sqlx::query::<DB>(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
+         WHERE user_id = $1 AND idempotency_key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(saved_from_row).transpose()
+}
+
+/// One booking, whoever holds it.
+pub async fn booking_by_id<'c, DB, E>(
+    executor: E,
+    id: Uuid,
+) -> Result<Option<Booking>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let row = sqlx::query::<DB>(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(booking_from_row).transpose()
+}
+
+/// How many messages wait in the outbox.
+pub async fn outbox_depth<'c, DB, E>(executor: E) -> Result<u64, BookingError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let depth: i64 =
+        sqlx::query_scalar::<DB, i64>("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .fetch_one(executor)
+            .await?;
+    Ok(u64::try_from(depth).unwrap_or(0))
+}
+
+/// The sales report's rows of one concert; `None` when Booking does not sell it. `seats` is the
+/// engine's query of the concert's seat types in the order they were added (`$1`: the concert).
+pub async fn sales<'c, DB, E>(
+    executor: E,
+    concert_id: Uuid,
+    seats: &'static str,
+) -> Result<Option<SalesRows>, BookingError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB> + Copy,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let exists = sqlx::query::<DB>("SELECT 1 FROM sales WHERE concert_id = $1")
+        .bind(concert_id)
+        .fetch_optional(executor)
+        .await?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let seats = sqlx::query::<DB>(seats)
+        .bind(concert_id)
+        .fetch_all(executor)
+        .await?;
+    let counts = sqlx::query::<DB>(
+        "SELECT status, count(*) AS n FROM bookings WHERE concert_id = $1 GROUP BY status",
+    )
+    .bind(concert_id)
+    .fetch_all(executor)
+    .await?;
+    Ok(Some(sales_from_rows(&seats, &counts)?))
+}

@@ -1,0 +1,158 @@
+//! The Booking store on SQLite: one file, one writer.
+//!
+//! - [`writer`]: the single writer thread, with group commit; `batch` is what one batch is made
+//!   of, and `rules` the booking rules it runs per command.
+//! - [`statements`]: the writer's SQL, on its own synchronous connection; `outbox`: the
+//!   outbox's statements, which run in the writer's batches too.
+//! - [`reads`]: what clients read that SQLite reads its own way, on the async read pool (the
+//!   rest is in [`crate::rows`]).
+//! - [`checkpoint`]: copies the write-ahead log back into the database file off the writer's
+//!   thread.
+//!
+//! [`SqliteBooking`] is what [`crate::store::BookingStore`] calls.
+
+mod batch;
+pub mod checkpoint;
+mod outbox;
+pub mod reads;
+mod rules;
+pub mod statements;
+pub mod writer;
+
+use std::time::Duration;
+
+use boxoffice_shared::clients::OutboxMessage;
+use boxoffice_shared::db::SqliteStore;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use self::batch::{Job, OutboxJob};
+use self::writer::Writer;
+use crate::command::{Command, QUEUE_CAPACITY, Reply, SalesRows, Wiring};
+use crate::domain::{Booking, BookingStatus};
+use crate::error::BookingError;
+use crate::rows;
+use crate::view::SharedInventory;
+
+/// The SQLite migrations of the Booking store, embedded in the binary.
+pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The SQLite store of a running service: its pools, and the queue of its writer thread.
+pub struct SqliteBooking {
+    db: SqliteStore,
+    writer: mpsc::Sender<Job>,
+}
+
+impl SqliteBooking {
+    /// Migrates the store, loads the view and starts the writer on a thread of its own (it
+    /// blocks on SQLite); `tasks` learns when it has drained its queue and ended. Outbox leases
+    /// left by a previous run are released when the notifications worker runs in this process.
+    pub async fn start(
+        db: SqliteStore,
+        wiring: &Wiring,
+        tasks: &TaskTracker,
+    ) -> anyhow::Result<(Self, SharedInventory)> {
+        MIGRATIONS.run(&db.write).await?;
+        let (path, durability) = (db.path.clone(), db.durability);
+        let local_worker = wiring.on_email.is_some();
+        let now = wiring.clock.now();
+        let (conn, inventory) = tokio::task::spawn_blocking(move || {
+            let conn = statements::open(&path, durability)?;
+            if local_worker {
+                let released = outbox::release_leases(&conn, now)?;
+                if released > 0 {
+                    tracing::info!(released, "released outbox leases left by the previous run");
+                }
+            }
+            let inventory = statements::load_inventory(&conn)?;
+            Ok::<_, BookingError>((conn, inventory))
+        })
+        .await??;
+        let view = SharedInventory::new(inventory);
+        let (writer, jobs) = mpsc::channel(QUEUE_CAPACITY);
+        let task = Writer::new(conn, view.clone(), wiring);
+        let (finished, writer_done) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("booking-writer".into())
+            .spawn(move || {
+                task.run(jobs);
+                let _ = finished.send(());
+            })?;
+        tasks.spawn(async move {
+            let _ = writer_done.await;
+        });
+        Ok((Self { db, writer }, view))
+    }
+
+    pub async fn submit(&self, command: Command) -> Result<(), BookingError> {
+        self.writer
+            .send(Job::Command(command))
+            .await
+            .map_err(|_| BookingError::WriterStopped)
+    }
+
+    pub fn writer_running(&self) -> bool {
+        !self.writer.is_closed()
+    }
+
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        self.db.ping().await
+    }
+
+    pub async fn list_bookings(
+        &self,
+        user_id: Uuid,
+        status: Option<BookingStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, BookingError> {
+        reads::list_bookings(&self.db.read, user_id, status, before, limit).await
+    }
+
+    /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run
+    /// on it.
+    pub fn read_pool(&self) -> &sqlx::SqlitePool {
+        &self.db.read
+    }
+
+    pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
+        rows::sales(self.read_pool(), concert_id, reads::SALES_SEATS).await
+    }
+
+    /// The outbox changes go through the writer: it holds the only write connection.
+    pub async fn claim_outbox(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, BookingError> {
+        self.outbox(|reply| OutboxJob::Claim(limit, lease, reply))
+            .await
+    }
+
+    pub async fn acknowledge_outbox(&self, message_ids: &[Uuid]) -> Result<(), BookingError> {
+        let ids = message_ids.to_vec();
+        self.outbox(|reply| OutboxJob::Acknowledge(ids, reply))
+            .await
+    }
+
+    pub async fn retry_outbox(
+        &self,
+        message_id: Uuid,
+        retry_at: OffsetDateTime,
+        error: String,
+    ) -> Result<(), BookingError> {
+        self.outbox(|reply| OutboxJob::Retry(message_id, retry_at, error, reply))
+            .await
+    }
+
+    async fn outbox<T>(&self, make: impl FnOnce(Reply<T>) -> OutboxJob) -> Result<T, BookingError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job::Outbox(make(reply)))
+            .await
+            .map_err(|_| BookingError::WriterStopped)?;
+        answer.await.map_err(|_| BookingError::WriterStopped)?
+    }
+}

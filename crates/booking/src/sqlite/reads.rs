@@ -1,0 +1,41 @@
+//! The SQLite store's own reads, on the async read pool; the reads both engines make alike are
+//! in [`crate::rows`]. Everything that changes the store is done by the single writer
+//! ([`super::writer`]).
+
+use sqlx::SqliteExecutor;
+use uuid::Uuid;
+
+use crate::domain::{Booking, BookingStatus};
+use crate::error::BookingError;
+use crate::rows::{booking_columns, booking_from_row};
+
+/// One page of a user's bookings, newest first, strictly older than `before` when given.
+pub async fn list_bookings<'c>(
+    executor: impl SqliteExecutor<'c>,
+    user_id: Uuid,
+    status: Option<BookingStatus>,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Booking>, BookingError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        booking_columns!(),
+        " FROM bookings
+         WHERE user_id = ?1
+           AND (?2 IS NULL OR status = ?2)
+           AND (?3 IS NULL OR id < ?3)
+         ORDER BY id DESC LIMIT ?4"
+    ))
+    .bind(user_id)
+    .bind(status.map(BookingStatus::as_str))
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(booking_from_row).collect()
+}
+
+/// The sales report's seat types of concert `$1`, in the order they were added.
+pub const SALES_SEATS: &str =
+    "SELECT id, name, capacity, remaining, price_cents, currency FROM seat_types
+     WHERE concert_id = $1 ORDER BY rowid";
