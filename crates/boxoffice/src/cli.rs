@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 use secrecy::SecretString;
 
-use crate::app::{AccountSpec, Config, Peers, Roles, Storage};
+use crate::config::{AccountSpec, Config, Peers, Roles, Storage};
 
 /// boxoffice: concert ticket booking that does not oversell.
 #[derive(Debug, Parser)]

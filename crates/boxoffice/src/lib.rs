@@ -2,7 +2,12 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `admin create`), the only place configuration is read.
-//! - [`app`]: [`app::Application`], which opens the stores, wires the services into one router,
+//! - [`config`]: [`config::Config`], what `serve` is told, and the checks that refuse
+//!   combinations of roles, peers and storage that cannot work.
+//! - [`compose`]: one module per service that opens it for this process's roles (in process, or
+//!   as one process of a split deployment) and returns its internal routes, readiness checks and
+//!   stores, having spawned its background tasks.
+//! - [`app`]: [`app::Application`], which sequences those openings, merges them into one router,
 //!   binds the listener (port 0 in tests) and runs until a shutdown signal.
 //! - [`server`]: the connection loop: header, body and idle timeouts and a bound on
 //!   connections, so that slow or idle clients cannot exhaust the process.
@@ -17,6 +22,8 @@
 
 pub mod app;
 pub mod cli;
+pub mod compose;
+pub mod config;
 pub mod demo;
 pub mod ops;
 pub mod server;
