@@ -15,10 +15,12 @@
 //! # Layout
 //! - [`domain`]: input newtypes parsed at the edge, the listing cursor, and the status rule
 //!   ([`domain::derive_status`]) as a pure function.
-//! - [`store`]: the store on SQLite or PostgreSQL (concerts, seat types, text search), one API
-//!   over both engines.
+//! - [`store`]: the store (concerts, seat types, text search): one facade whose operations are
+//!   written once, and one module per engine (`store/sqlite.rs`, `store/postgres.rs`) with that
+//!   engine's SQL; the contract suite (`store/tests.rs`) runs against both.
 //! - [`service`]: the rules and the sync protocol with Booking; what the handlers call.
-//! - [`http`]: the routes, documented for OpenAPI.
+//! - [`http`]: the routes, documented for OpenAPI; the request bodies and their validation in
+//!   `http/requests.rs`.
 //! - [`worker`]: the reconciler that pushes unsynced concerts to Booking.
 //! - [`error`]: this service's error enum and its mapping onto problem codes.
 

@@ -1,0 +1,300 @@
+//! The request bodies of the concert routes, and how each becomes a validated domain value: every
+//! field is checked and every refusal named, so one 422 lists all that is wrong.
+
+use boxoffice_shared::FieldError;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::domain::{
+    Capacity, Category, ConcertChange, Currency, Description, FutureStart, NewConcert, NewSeatType,
+    PriceCents, SeatTypeName, TimeZoneName, Title,
+};
+use crate::error::CatalogError;
+
+/// One seat type of a new concert, or one added later.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatTypeRequest {
+    /// 1 to 100 characters after trimming, no control characters, unique within the concert
+    /// (ignoring case).
+    #[schema(
+        example = "VIP",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub name: String,
+    /// Price in minor units, 0 to 100,000,000.
+    #[schema(example = 25000, minimum = 0, maximum = 100_000_000)]
+    pub price_cents: i64,
+    /// ISO 4217 code, three upper-case letters (default `USD`).
+    #[schema(example = "USD", pattern = "^[A-Z]{3}$")]
+    pub currency: Option<String>,
+    /// 1 to 1,000,000 seats.
+    #[schema(example = 50, minimum = 1, maximum = 1_000_000)]
+    pub capacity: i64,
+}
+
+impl SeatTypeRequest {
+    /// Parses into a seat type, reporting invalid fields under `prefix` (e.g. `seat_types[1].`).
+    pub(super) fn parse(self, prefix: &str, errors: &mut Vec<FieldError>) -> Option<NewSeatType> {
+        let field = |name: &str| format!("{prefix}{name}");
+        let name = SeatTypeName::parse(&self.name)
+            .map_err(|m| errors.push(FieldError::new(field("name"), m)));
+        let price_cents = PriceCents::parse(self.price_cents)
+            .map_err(|m| errors.push(FieldError::new(field("price_cents"), m)));
+        let currency = self
+            .currency
+            .as_deref()
+            .map_or_else(|| Ok(Currency::default_currency()), Currency::parse)
+            .map_err(|m| errors.push(FieldError::new(field("currency"), m)));
+        let capacity = Capacity::parse(self.capacity)
+            .map_err(|m| errors.push(FieldError::new(field("capacity"), m)));
+        match (name, price_cents, currency, capacity) {
+            (Ok(name), Ok(price_cents), Ok(currency), Ok(capacity)) => Some(NewSeatType {
+                name,
+                price_cents,
+                currency,
+                capacity,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A new concert.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConcertRequest {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Aurora World Tour",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub name: String,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Aurora",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub artist: String,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        example = "Royal Albert Hall",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub venue: String,
+    /// At most 5000 characters after trimming (default empty).
+    #[schema(max_length = 5000)]
+    pub description: Option<String>,
+    /// 1 to 50 characters after trimming, no control characters (default `concert`).
+    #[schema(
+        example = "concert",
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,48}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub category: Option<String>,
+    /// In the future.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime, example = "2027-05-01T19:30:00Z")]
+    pub starts_at: OffsetDateTime,
+    /// The venue's IANA time zone (default `UTC`).
+    #[schema(example = "Europe/London", min_length = 1, max_length = 64)]
+    pub time_zone: Option<String>,
+    /// 1 to 20 seat types, names unique ignoring case.
+    #[schema(min_items = 1, max_items = 20)]
+    pub seat_types: Vec<SeatTypeRequest>,
+}
+
+impl CreateConcertRequest {
+    pub(super) fn parse(self, now: OffsetDateTime) -> Result<NewConcert, CatalogError> {
+        let mut errors = Vec::new();
+        let name = Title::parse(&self.name).map_err(|m| errors.push(FieldError::new("name", m)));
+        let artist =
+            Title::parse(&self.artist).map_err(|m| errors.push(FieldError::new("artist", m)));
+        let venue = Title::parse(&self.venue).map_err(|m| errors.push(FieldError::new("venue", m)));
+        let description = self
+            .description
+            .as_deref()
+            .map_or_else(|| Ok(Description::default()), Description::parse)
+            .map_err(|m| errors.push(FieldError::new("description", m)));
+        let category = self
+            .category
+            .as_deref()
+            .map_or_else(|| Ok(Category::default_category()), Category::parse)
+            .map_err(|m| errors.push(FieldError::new("category", m)));
+        let starts_at = FutureStart::parse(self.starts_at, now)
+            .map_err(|m| errors.push(FieldError::new("starts_at", m)));
+        let time_zone = self
+            .time_zone
+            .as_deref()
+            .map_or_else(|| Ok(TimeZoneName::default_zone()), TimeZoneName::parse)
+            .map_err(|m| errors.push(FieldError::new("time_zone", m)));
+
+        let count = self.seat_types.len();
+        if !(1..=NewConcert::MAX_SEAT_TYPES).contains(&count) {
+            errors.push(FieldError::new(
+                "seat_types",
+                format!(
+                    "must list 1 to {} seat types (got {count})",
+                    NewConcert::MAX_SEAT_TYPES
+                ),
+            ));
+        }
+        let mut seat_types = Vec::with_capacity(count);
+        let mut seen: Vec<String> = Vec::with_capacity(count);
+        for (index, seat) in self.seat_types.into_iter().enumerate() {
+            let prefix = format!("seat_types[{index}].");
+            let folded = seat.name.trim().to_lowercase();
+            if let Some(first) = seen.iter().position(|name| *name == folded) {
+                errors.push(FieldError::new(
+                    format!("{prefix}name"),
+                    format!("duplicates the name of seat_types[{first}] (names ignore case)"),
+                ));
+            }
+            seen.push(folded);
+            if let Some(seat) = seat.parse(&prefix, &mut errors) {
+                seat_types.push(seat);
+            }
+        }
+
+        match (
+            name,
+            artist,
+            venue,
+            description,
+            category,
+            starts_at,
+            time_zone,
+        ) {
+            (
+                Ok(name),
+                Ok(artist),
+                Ok(venue),
+                Ok(description),
+                Ok(category),
+                Ok(starts_at),
+                Ok(time_zone),
+            ) if errors.is_empty() => Ok(NewConcert {
+                name,
+                artist,
+                venue,
+                description,
+                category,
+                starts_at,
+                time_zone,
+                seat_types,
+            }),
+            _ => Err(CatalogError::Validation(errors)),
+        }
+    }
+}
+
+/// A change to a concert's details; absent fields keep their value.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConcertRequest {
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub name: Option<String>,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub artist: Option<String>,
+    /// 1 to 200 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub venue: Option<String>,
+    /// At most 5000 characters after trimming; an empty string clears it.
+    #[schema(max_length = 5000)]
+    pub description: Option<String>,
+    /// 1 to 50 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\x00-\x1f\x7f-\x9f]{0,48}[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub category: Option<String>,
+    /// Still in the future.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub starts_at: Option<OffsetDateTime>,
+    /// The venue's IANA time zone.
+    #[schema(example = "Europe/London", min_length = 1, max_length = 64)]
+    pub time_zone: Option<String>,
+}
+
+impl UpdateConcertRequest {
+    pub(super) fn parse(self, now: OffsetDateTime) -> Result<ConcertChange, CatalogError> {
+        let mut errors = Vec::new();
+        let mut title = |raw: Option<String>, field: &str| {
+            raw.map(|raw| Title::parse(&raw))
+                .transpose()
+                .map_err(|m| errors.push(FieldError::new(field, m)))
+                .ok()
+                .flatten()
+        };
+        let name = title(self.name, "name");
+        let artist = title(self.artist, "artist");
+        let venue = title(self.venue, "venue");
+        let description = self
+            .description
+            .map(|raw| Description::parse(&raw))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("description", m)))
+            .ok()
+            .flatten();
+        let category = self
+            .category
+            .map(|raw| Category::parse(&raw))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("category", m)))
+            .ok()
+            .flatten();
+        let starts_at = self
+            .starts_at
+            .map(|at| FutureStart::parse(at, now))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("starts_at", m)))
+            .ok()
+            .flatten();
+        let time_zone = self
+            .time_zone
+            .map(|raw| TimeZoneName::parse(&raw))
+            .transpose()
+            .map_err(|m| errors.push(FieldError::new("time_zone", m)))
+            .ok()
+            .flatten();
+        if errors.is_empty() {
+            Ok(ConcertChange {
+                name,
+                artist,
+                venue,
+                description,
+                category,
+                starts_at,
+                time_zone,
+            })
+        } else {
+            Err(CatalogError::Validation(errors))
+        }
+    }
+}
+
+/// A seat type's new capacity.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSeatTypeRequest {
+    /// 1 to 1,000,000, and not below the seats already sold.
+    #[schema(example = 80, minimum = 1, maximum = 1_000_000)]
+    pub capacity: i64,
+}
