@@ -26,7 +26,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub struct AttemptLimiter {
     limit: u32,
     window: Duration,
-    entries: Mutex<HashMap<String, Window>>,
+    entries: Mutex<Entries>,
+}
+
+/// The windows per key, and the size at which expired ones are swept next.
+#[derive(Debug)]
+struct Entries {
+    windows: HashMap<String, Window>,
+    sweep_at: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +42,9 @@ struct Window {
     count: u32,
 }
 
-/// Above this many tracked keys, expired windows are swept on the next write.
+/// Above this many tracked keys, expired windows are swept on the next write. After a sweep the
+/// next one waits until the map has doubled, so an on-sale with tens of thousands of distinct
+/// users in one window (none expired yet) costs one sweep per doubling, not one per request.
 const SWEEP_AT: usize = 10_000;
 
 impl AttemptLimiter {
@@ -43,7 +52,10 @@ impl AttemptLimiter {
         Self {
             limit: limit.max(1),
             window,
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries {
+                windows: HashMap::new(),
+                sweep_at: SWEEP_AT,
+            }),
         }
     }
 
@@ -53,7 +65,7 @@ impl AttemptLimiter {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match entries.get(key) {
+        match entries.windows.get(key) {
             Some(window) if now.duration_since(window.started) < self.window => {
                 if window.count >= self.limit {
                     let left = self.window - now.duration_since(window.started);
@@ -95,17 +107,15 @@ impl AttemptLimiter {
 
     /// `key`'s window as of `now`: a new one when it had none or its window has passed. Sweeps
     /// expired windows first once many keys are tracked.
-    fn current<'a>(
-        &self,
-        entries: &'a mut HashMap<String, Window>,
-        key: &str,
-        now: Instant,
-    ) -> &'a mut Window {
+    fn current<'a>(&self, entries: &'a mut Entries, key: &str, now: Instant) -> &'a mut Window {
         let window = self.window;
-        if entries.len() >= SWEEP_AT {
-            entries.retain(|_, entry| now.duration_since(entry.started) < window);
+        if entries.windows.len() >= entries.sweep_at {
+            entries
+                .windows
+                .retain(|_, entry| now.duration_since(entry.started) < window);
+            entries.sweep_at = SWEEP_AT.max(entries.windows.len().saturating_mul(2));
         }
-        let entry = entries.entry(key.to_owned()).or_insert(Window {
+        let entry = entries.windows.entry(key.to_owned()).or_insert(Window {
             started: now,
             count: 0,
         });
@@ -123,6 +133,7 @@ impl AttemptLimiter {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .windows
             .remove(key);
     }
 }
@@ -373,6 +384,38 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many keys are tracked, and the size of the next sweep.
+    fn tracked(limiter: &AttemptLimiter) -> (usize, usize) {
+        let entries = limiter.entries.lock().unwrap();
+        (entries.windows.len(), entries.sweep_at)
+    }
+
+    #[test]
+    fn expired_windows_are_swept_once_per_doubling_not_on_every_write() {
+        let limiter = AttemptLimiter::new(5, Duration::from_secs(10));
+        let start = Instant::now();
+        // An on-sale: more distinct users within one window than the sweep threshold. None has
+        // expired, so a sweep frees nothing; the next one waits until the map has doubled.
+        for user in 0..SWEEP_AT + 10 {
+            assert!(limiter.take(&format!("user-{user}"), start).is_ok());
+        }
+        assert_eq!(tracked(&limiter), (SWEEP_AT + 10, 2 * SWEEP_AT));
+        // Once the window has passed, the next sweep forgets every expired window.
+        let later = start + Duration::from_secs(11);
+        for user in 0..SWEEP_AT {
+            assert!(limiter.take(&format!("late-{user}"), later).is_ok());
+        }
+        let (count, sweep_at) = tracked(&limiter);
+        assert!(count <= SWEEP_AT, "expired windows were swept: {count}");
+        // The 9 990 live windows left by that sweep set the next one at twice their number.
+        assert_eq!(sweep_at, 2 * (SWEEP_AT - 10));
+        // A refused key stays refused through the sweeps.
+        for _ in 0..5 {
+            assert!(limiter.take("busy", later).is_ok());
+        }
+        assert!(limiter.take("busy", later).is_err());
+    }
 
     #[test]
     fn refuses_after_the_limit_until_the_window_ends() {
