@@ -113,6 +113,16 @@ pub fn booking_json(booking: &Booking) -> Result<String, BookingError> {
     serde_json::to_string(booking).map_err(|error| BookingError::Corrupt(error.to_string()))
 }
 
+/// Why the writer's queue did not take a command at once.
+#[derive(Debug)]
+pub enum NotQueued {
+    /// The queue is full: the command, to queue again once there is room (back-pressure). Boxed
+    /// only then, so that the answer of the usual case stays small.
+    Full(Box<Command>),
+    /// The writer has stopped.
+    Stopped,
+}
+
 /// Starts a batch with `first` and adds every command already queued behind it, up to
 /// [`MAX_BATCH`]: a writer never waits for a batch to fill.
 pub fn fill_batch<T>(first: T, queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {

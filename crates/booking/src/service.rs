@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::command::{Admin, BookOutcome, BookRequest, Canceller, Command, Reply, Wiring, replay};
+use crate::command::{
+    Admin, BookOutcome, BookRequest, Canceller, Command, NotQueued, Reply, Wiring, replay,
+};
 use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
 use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_closing_timer};
@@ -171,7 +173,15 @@ impl BookingService {
     /// Queues a command for the writer and waits for its answer, given after the commit.
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, BookingError> {
         let (reply, answer) = oneshot::channel();
-        self.inner.store.submit(make(reply)).await?;
+        match self.inner.store.try_submit(make(reply)) {
+            Ok(()) => {}
+            // The queue is full: wait for room (back-pressure) in a future of its own on the
+            // heap. Waiting inline would make every caller's future carry the queue's send future
+            // — every booking's, and every sold-out answer's — and a larger future is a slower
+            // task to spawn (the engine bench's sold-out answers: about a fifth).
+            Err(NotQueued::Full(command)) => Box::pin(self.inner.store.submit(*command)).await?,
+            Err(NotQueued::Stopped) => return Err(BookingError::WriterStopped),
+        }
         answer.await.map_err(|_| BookingError::WriterStopped)?
     }
 
@@ -185,11 +195,14 @@ impl BookingService {
         key: Option<IdempotencyKey>,
     ) -> Result<BookOutcome, BookingError> {
         if let Some(key) = &key {
-            let saved = self
-                .inner
-                .store
-                .saved_response(caller.user_id, key.as_str())
-                .await?;
+            // Boxed: the lookup's future (a query on either engine) is large, and kept inline it
+            // would make every `book` future as large, sold-out answers included.
+            let saved = Box::pin(
+                self.inner
+                    .store
+                    .saved_response(caller.user_id, key.as_str()),
+            )
+            .await?;
             if let Some(saved) = saved {
                 return replay(saved, &request_fingerprint(concert_id, seat_type_id));
             }

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::command::{Command, SalesRows, SavedResponse, Wiring};
+use crate::command::{Command, NotQueued, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::postgres::PgBooking;
@@ -67,6 +67,12 @@ impl BookingStore {
 
     /// Queues a command for the writer; its answer comes through the command's reply. Waits
     /// while the queue is full (back-pressure).
+    /// Queues `command` for the writer if its queue has room now.
+    pub fn try_submit(&self, command: Command) -> Result<(), NotQueued> {
+        dispatch!(self, engine => engine.try_submit(command))
+    }
+
+    /// Queues `command` for the writer, waiting for room in its queue.
     pub async fn submit(&self, command: Command) -> Result<(), BookingError> {
         dispatch!(self, engine => engine.submit(command).await)
     }

@@ -70,12 +70,13 @@ use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::db::PgStore;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use self::view::PgView;
 use self::writer::PgWriter;
-use crate::command::{Command, QUEUE_CAPACITY, SalesRows, Wiring};
+use crate::command::{Command, NotQueued, QUEUE_CAPACITY, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::rows;
@@ -128,6 +129,14 @@ impl PgBooking {
             instance: wiring.instance,
         };
         Ok((store, view.inventory().clone()))
+    }
+
+    /// Queues `command` if the queue has room now.
+    pub fn try_submit(&self, command: Command) -> Result<(), NotQueued> {
+        self.writer.try_send(command).map_err(|error| match error {
+            TrySendError::Full(command) => NotQueued::Full(Box::new(command)),
+            TrySendError::Closed(_) => NotQueued::Stopped,
+        })
     }
 
     pub async fn submit(&self, command: Command) -> Result<(), BookingError> {

@@ -24,13 +24,14 @@ use std::time::Duration;
 use boxoffice_shared::clients::OutboxMessage;
 use boxoffice_shared::db::SqliteStore;
 use time::OffsetDateTime;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use self::batch::{Job, OutboxJob};
 use self::writer::Writer;
-use crate::command::{Command, QUEUE_CAPACITY, Reply, SalesRows, Wiring};
+use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Reply, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::rows;
@@ -84,6 +85,17 @@ impl SqliteBooking {
             let _ = writer_done.await;
         });
         Ok((Self { db, writer }, view))
+    }
+
+    /// Queues `command` if the queue has room now.
+    pub fn try_submit(&self, command: Command) -> Result<(), NotQueued> {
+        self.writer
+            .try_send(Job::Command(command))
+            .map_err(|error| match error {
+                TrySendError::Full(Job::Command(command)) => NotQueued::Full(Box::new(command)),
+                // Only a command was sent, so only a command comes back; the queue is closed.
+                TrySendError::Full(_) | TrySendError::Closed(_) => NotQueued::Stopped,
+            })
     }
 
     pub async fn submit(&self, command: Command) -> Result<(), BookingError> {
