@@ -240,20 +240,18 @@ impl Header for KindHeader {
 pub fn readable(at: OffsetDateTime, zone_name: &str) -> String {
     let local = zone::local(at, zone_name);
     let words = local
+        .at
         .format(format_description!(
             "[weekday] [day padding:none] [month repr:long] [year], [hour]:[minute]"
         ))
         // Only a year outside 0..=9999 fails; RFC 3339 (or the debug form) still says when.
-        .or_else(|_| local.format(&Rfc3339))
-        .unwrap_or_else(|_| local.to_string());
-    let canonical = zone::canonical(zone_name);
-    match canonical.as_deref() {
-        // An unknown zone was given in UTC by `zone::local`.
-        None | Some("UTC" | "Etc/UTC") => format!("{words} UTC"),
-        Some(name) => match zone::abbreviation(at, name) {
-            Some(abbreviation) => format!("{words} {abbreviation} ({name})"),
-            None => format!("{words} ({name})"),
-        },
+        .or_else(|_| local.at.format(&Rfc3339))
+        .unwrap_or_else(|_| local.at.to_string());
+    match (local.zone.as_deref(), local.abbreviation) {
+        // An unknown zone was given in UTC.
+        (None | Some("UTC" | "Etc/UTC"), _) => format!("{words} UTC"),
+        (Some(name), Some(abbreviation)) => format!("{words} {abbreviation} ({name})"),
+        (Some(name), None) => format!("{words} ({name})"),
     }
 }
 

@@ -25,6 +25,51 @@ pub fn default_name() -> String {
 /// when it names no zone. Only names made of the characters IANA names use are looked up, so a
 /// name can never reach the file system as a path of its own.
 pub fn canonical(name: &str) -> Option<String> {
+    lookup(name).map(|zone| zone.iana_name().unwrap_or(name).to_owned())
+}
+
+/// An instant as the clocks of a zone show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    /// The instant at the zone's offset; in UTC when the zone is unknown (a zone removed from the
+    /// database since it was accepted still gives an exact instant, only in UTC).
+    pub at: OffsetDateTime,
+    /// The zone's name as the database spells it; `None` when it names no zone.
+    pub zone: Option<String>,
+    /// The abbreviation the zone uses then ("CEST", "EST"); `None` when the database has only a
+    /// numeric one ("+03") or the zone is unknown: a numeric offset tells a fan nothing.
+    pub abbreviation: Option<String>,
+}
+
+/// `at` as the clocks of zone `name` show it, from one lookup of the name.
+pub fn local(at: OffsetDateTime, name: &str) -> Local {
+    let unknown = Local {
+        at: at.to_offset(UtcOffset::UTC),
+        zone: None,
+        abbreviation: None,
+    };
+    let Some(zone) = lookup(name) else {
+        return unknown;
+    };
+    let Ok(instant) = Timestamp::from_second(at.unix_timestamp()) else {
+        return unknown;
+    };
+    let info = zone.to_offset_info(instant);
+    let Ok(offset) = UtcOffset::from_whole_seconds(info.offset().seconds()) else {
+        return unknown;
+    };
+    let abbreviation = info.abbreviation();
+    Local {
+        at: at.to_offset(offset),
+        zone: Some(zone.iana_name().unwrap_or(name).to_owned()),
+        abbreviation: abbreviation
+            .starts_with(|c: char| c.is_ascii_alphabetic())
+            .then(|| abbreviation.to_owned()),
+    }
+}
+
+/// The zone `name` names, looked up only when it is made of the characters IANA names use.
+fn lookup(name: &str) -> Option<TimeZone> {
     let plausible = !name.is_empty()
         && name.len() <= MAX_LEN
         && !name.starts_with(['/', '.', '-', '+'])
@@ -35,36 +80,7 @@ pub fn canonical(name: &str) -> Option<String> {
     if !plausible {
         return None;
     }
-    let zone = tz::db().get(name).ok()?;
-    Some(zone.iana_name().unwrap_or(name).to_owned())
-}
-
-/// `at` as the clocks of zone `name` read it; UTC when the name is unknown (a zone removed from
-/// the database since it was accepted still gives an exact instant, only in UTC).
-pub fn local(at: OffsetDateTime, name: &str) -> OffsetDateTime {
-    at.to_offset(offset(at, name).unwrap_or(UtcOffset::UTC))
-}
-
-/// The abbreviation the zone uses at `at` ("CEST", "EST"), or `None` when the database has only a
-/// numeric one ("+03") or the name is unknown: a numeric offset tells a fan nothing.
-pub fn abbreviation(at: OffsetDateTime, name: &str) -> Option<String> {
-    let zone = zone(name)?;
-    let instant = Timestamp::from_second(at.unix_timestamp()).ok()?;
-    let info = zone.to_offset_info(instant);
-    let abbreviation = info.abbreviation();
-    abbreviation
-        .starts_with(|c: char| c.is_ascii_alphabetic())
-        .then(|| abbreviation.to_owned())
-}
-
-fn offset(at: OffsetDateTime, name: &str) -> Option<UtcOffset> {
-    let zone = zone(name)?;
-    let instant = Timestamp::from_second(at.unix_timestamp()).ok()?;
-    UtcOffset::from_whole_seconds(zone.to_offset(instant).seconds()).ok()
-}
-
-fn zone(name: &str) -> Option<TimeZone> {
-    canonical(name).and_then(|name| tz::db().get(&name).ok())
+    tz::db().get(name).ok()
 }
 
 #[cfg(test)]
@@ -101,24 +117,23 @@ mod tests {
     fn local_time_follows_daylight_saving() {
         // Berlin is UTC+2 in summer and UTC+1 in winter.
         let summer = local(datetime!(2027-05-01 19:30 UTC), "Europe/Berlin");
-        assert_eq!(summer, datetime!(2027-05-01 21:30 +02:00));
-        assert_eq!(summer.offset(), UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(summer.at, datetime!(2027-05-01 21:30 +02:00));
+        assert_eq!(summer.at.offset(), UtcOffset::from_hms(2, 0, 0).unwrap());
         let winter = local(datetime!(2027-01-02 19:30 UTC), "Europe/Berlin");
-        assert_eq!(winter.offset(), UtcOffset::from_hms(1, 0, 0).unwrap());
+        assert_eq!(winter.at.offset(), UtcOffset::from_hms(1, 0, 0).unwrap());
+        assert_eq!(summer.abbreviation.as_deref(), Some("CEST"));
+        assert_eq!(winter.abbreviation.as_deref(), Some("CET"));
         assert_eq!(
-            abbreviation(datetime!(2027-05-01 19:30 UTC), "Europe/Berlin").as_deref(),
-            Some("CEST")
-        );
-        assert_eq!(
-            abbreviation(datetime!(2027-01-02 19:30 UTC), "Europe/Berlin").as_deref(),
-            Some("CET")
+            local(summer.at, "europe/berlin").zone.as_deref(),
+            Some("Europe/Berlin")
         );
     }
 
     #[test]
     fn an_unknown_zone_gives_the_instant_in_utc() {
         let at = datetime!(2027-05-01 19:30 UTC);
-        assert_eq!(local(at, "Nowhere/Special").offset(), UtcOffset::UTC);
-        assert_eq!(abbreviation(at, "Nowhere/Special"), None);
+        let unknown = local(at, "Nowhere/Special");
+        assert_eq!(unknown.at.offset(), UtcOffset::UTC);
+        assert_eq!((unknown.zone, unknown.abbreviation), (None, None));
     }
 }
