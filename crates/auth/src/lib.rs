@@ -16,12 +16,16 @@
 //! - [`service`]: the rules, composed from the parts above; what the handlers call.
 //! - [`http`]: the routes, documented for OpenAPI.
 //! - [`error`]: this service's error enum and its mapping onto problem codes.
+//! - [`open`]: opening Auth for one process where it runs (store, keys, revocations, the
+//!   directory its peers call), and where it does not (the verifier of its tokens, the follower
+//!   of its revocations); the limits on writes Booking counts with.
 
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod open;
 pub mod password;
 pub mod service;
 pub mod store;

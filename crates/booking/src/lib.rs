@@ -35,12 +35,15 @@
 //! - [`http`]: the routes: `/api/v1/bookings…`, the concert availability and sales reads, and
 //!   the availability stream (`http/stream.rs`).
 //! - [`error`]: [`BookingError`] and its problem codes.
+//! - [`open`]: opening Booking for one process: store, writer, limits on writes, and the routes
+//!   its peers call in a split deployment.
 
 pub mod command;
 pub mod domain;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod open;
 pub mod postgres;
 pub mod rows;
 pub mod service;

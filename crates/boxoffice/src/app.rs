@@ -1,5 +1,6 @@
 //! Building and running the whole system in one process, or one part of a split deployment:
-//! [`Services::open`] sequences the openings in [`crate::compose`] and merges what they return;
+//! [`Services::open`] opens the services this process runs, each through its crate's `open`
+//! module, wires each to its peers (in process or over HTTP) and merges what they return;
 //! [`Application`] binds the listener and runs until a shutdown signal.
 
 use std::future::Future;
@@ -11,11 +12,14 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use boxoffice_auth::AuthService;
 use boxoffice_auth::domain::{Email, FullName, Password};
-use boxoffice_booking::BookingService;
+use boxoffice_booking::{BookingService, LocalWorker};
 use boxoffice_catalog::CatalogService;
 use boxoffice_notifications::WorkerWaker;
+use boxoffice_shared::clients::{Inventory, OutboxSource, UserDirectory};
+use boxoffice_shared::component::{Component, Peer, ReadyCheck, Wiring};
 use boxoffice_shared::db::Store;
 use boxoffice_shared::extract::MAX_BODY_BYTES;
+use boxoffice_shared::token::Authenticator;
 use boxoffice_shared::token::Role;
 use reqwest::Url;
 use secrecy::ExposeSecret;
@@ -23,11 +27,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::compose::{self, Component};
-use crate::ops::{self, ReadyCheck};
+use crate::ops;
 use crate::server::ConnectionLimits;
 
-pub use crate::compose::auth::open_auth;
 pub use crate::config::{AccountSpec, Config, Peers, Roles, Storage, instance_id, redact};
 
 /// The services this process runs, wired and ready to serve.
@@ -55,35 +57,97 @@ impl Services {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
-        let context = compose::Context::new(config, tasks, stop)?;
+        let roles = config.roles;
+        let peers = &config.peers;
+        let wiring = Wiring::new(
+            tasks,
+            stop,
+            !roles.is_all_in_one(),
+            config.service_credential.clone(),
+        )?;
         let mut parts = Component::default();
 
-        let auth = compose::auth::open(&context).await?;
-        parts.merge(auth.component);
+        let (auth, authenticator) = match roles.auth {
+            true => {
+                let opened = boxoffice_auth::open::open(&wiring, auth_setup(config)).await?;
+                parts.merge(opened.component);
+                (Some(opened.auth), opened.authenticator)
+            }
+            false => {
+                // Notifications alone serves no user and verifies no token.
+                let authenticator = boxoffice_auth::open::authenticator_elsewhere(
+                    &auth_keys(config),
+                    roles.booking || roles.catalog,
+                    config.clock.clone(),
+                    &roles.names().join(","),
+                )?;
+                (None, authenticator)
+            }
+        };
+
         let email_waker = WorkerWaker::new();
-        let (booking, component) =
-            compose::booking::open(&context, &auth.authenticator, &email_waker).await?;
-        parts.merge(component);
-        parts.merge(
-            compose::notifications::open(
-                &context,
-                booking.as_ref(),
-                auth.auth.as_ref(),
+        let booking = match roles.booking {
+            true => {
+                let setup = booking_setup(config, &email_waker)?;
+                let (booking, component) =
+                    boxoffice_booking::open::open(&wiring, setup, &authenticator).await?;
+                parts.merge(component);
+                Some(booking)
+            }
+            false => None,
+        };
+
+        if roles.notifications {
+            let outbox = booking
+                .clone()
+                .map(|booking| Arc::new(booking) as Arc<dyn OutboxSource>);
+            let users = auth
+                .clone()
+                .map(|auth| Arc::new(auth) as Arc<dyn UserDirectory>);
+            let component = boxoffice_notifications::open::open(
+                &wiring,
+                mail(config),
+                peer(outbox, &peers.booking),
+                peer(users, &peers.auth),
+                config.clock.clone(),
                 email_waker,
             )
-            .await?,
-        );
-        let (catalog, component) =
-            compose::catalog::open(&context, &auth.authenticator, booking.as_ref()).await?;
-        parts.merge(component);
-        parts.merge(compose::auth::follow_revocations(
-            &context,
-            &auth.authenticator,
-            &parts.stores,
-        )?);
+            .await?;
+            parts.merge(component);
+        }
+
+        let catalog = match roles.catalog {
+            true => {
+                let inventory = booking
+                    .clone()
+                    .map(|booking| Arc::new(booking) as Arc<dyn Inventory>);
+                let (catalog, component) = boxoffice_catalog::open::open(
+                    &wiring,
+                    &config.storage,
+                    peer(inventory, &peers.booking),
+                    &authenticator,
+                    config.clock.clone(),
+                )
+                .await?;
+                parts.merge(component);
+                Some(catalog)
+            }
+            false => None,
+        };
+
+        // A process that verifies tokens without running Auth follows Auth's revocations.
+        if !roles.auth && (roles.booking || roles.catalog) {
+            parts.merge(boxoffice_auth::open::follow_revocations(
+                &wiring,
+                &authenticator,
+                &parts.stores,
+                &peers.auth,
+                config.auth.access_ttl,
+            )?);
+        }
 
         Ok(Self {
-            auth: auth.auth,
+            auth,
             catalog,
             booking,
             checks: parts.checks,
@@ -105,6 +169,78 @@ impl Services {
     fn into_stores(self) -> Vec<Store> {
         self.stores
     }
+}
+
+/// A peer: the service itself where this process runs it, else its instances' URLs.
+fn peer<'a, T: ?Sized>(local: Option<Arc<T>>, urls: &'a [Url]) -> Peer<'a, Arc<T>> {
+    match local {
+        Some(service) => Peer::InProcess(service),
+        None => Peer::Remote(urls),
+    }
+}
+
+/// What Booking is opened with, as configured. Where Notifications runs in the same process,
+/// the booking writer wakes its worker through `email_waker` after each commit.
+fn booking_setup<'a>(
+    config: &'a Config,
+    email_waker: &WorkerWaker,
+) -> anyhow::Result<boxoffice_booking::open::Setup<'a>> {
+    let worker = match config.roles.notifications {
+        true => Some(LocalWorker {
+            waker: email_waker.notify(),
+            instance: instance_id(&config.data_dir)?,
+        }),
+        false => None,
+    };
+    let write_limiter = config
+        .write_limits
+        .map(|limits| boxoffice_auth::open::write_limiter(&config.auth, limits))
+        .transpose()?;
+    Ok(boxoffice_booking::open::Setup {
+        storage: &config.storage,
+        durability: config.durability,
+        clock: config.clock.clone(),
+        worker,
+        write_limiter,
+    })
+}
+
+/// Where emails go, as configured.
+fn mail(config: &Config) -> boxoffice_notifications::open::Mail<'_> {
+    boxoffice_notifications::open::Mail {
+        url: config.mail_url.as_deref(),
+        dir: config
+            .mail_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("mail")),
+        from: config.mail_from.as_deref(),
+    }
+}
+
+/// Where Auth's token key comes from, as configured.
+fn auth_keys(config: &Config) -> boxoffice_auth::open::Keys<'_> {
+    boxoffice_auth::open::Keys {
+        secret: config.jwt_secret.as_ref(),
+        key_file: config.jwt_key_file.as_deref(),
+        public_key_file: config.jwt_public_key_file.as_deref(),
+        data_dir: &config.data_dir,
+    }
+}
+
+/// What Auth is opened with, as configured.
+fn auth_setup(config: &Config) -> boxoffice_auth::open::Setup<'_> {
+    boxoffice_auth::open::Setup {
+        storage: &config.storage,
+        keys: auth_keys(config),
+        config: &config.auth,
+        clock: config.clock.clone(),
+    }
+}
+
+/// Opens the Auth store (running its migrations) and loads the keys: all that account
+/// management needs.
+pub async fn open_auth(config: &Config) -> anyhow::Result<(AuthService, Authenticator, Store)> {
+    boxoffice_auth::open::open_store_and_keys(auth_setup(config)).await
 }
 
 /// Creates the admin account, or makes the existing account with that email an admin with that

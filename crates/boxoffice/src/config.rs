@@ -9,73 +9,13 @@ use anyhow::Context;
 use boxoffice_auth::AuthConfig;
 use boxoffice_auth::write_limits::WriteLimitConfig;
 use boxoffice_shared::clock::SharedClock;
-use boxoffice_shared::db::{Durability, PgStore, SqliteStore, Store};
+use boxoffice_shared::db::Durability;
+pub use boxoffice_shared::db::{Storage, redact};
 use boxoffice_shared::remote::ServiceCredential;
 use reqwest::Url;
 use secrecy::SecretString;
 
 use crate::server::ConnectionLimits;
-
-/// Where the services keep their data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Storage {
-    /// Embedded SQLite: one file per service inside this directory.
-    Sqlite { dir: PathBuf },
-    /// A PostgreSQL database: one schema per service (`auth`, `catalog`, `booking`).
-    Postgres { url: String },
-}
-
-impl Storage {
-    /// Reads `--database-url`: none means SQLite inside the data directory; `sqlite://DIR` names
-    /// the directory for the SQLite files.
-    pub fn from_url(url: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Self> {
-        match url {
-            None => Ok(Storage::Sqlite {
-                dir: data_dir.to_owned(),
-            }),
-            Some(url) => {
-                if let Some(path) = url.strip_prefix("sqlite://") {
-                    let path = path.split('?').next().unwrap_or(path);
-                    anyhow::ensure!(
-                        !path.is_empty(),
-                        "--database-url sqlite://DIR needs a directory"
-                    );
-                    Ok(Storage::Sqlite {
-                        dir: PathBuf::from(path),
-                    })
-                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                    Ok(Storage::Postgres {
-                        url: url.to_owned(),
-                    })
-                } else {
-                    anyhow::bail!(
-                        "--database-url must start with sqlite:// or postgres:// (got {:?})",
-                        redact(url)
-                    )
-                }
-            }
-        }
-    }
-
-    /// Opens the store of `service` (`auth`, `catalog` or `booking`): the file `<dir>/<service>.db`,
-    /// or the schema `service` of the PostgreSQL database.
-    pub async fn open(
-        &self,
-        service: &'static str,
-        durability: Durability,
-        connections: u32,
-    ) -> anyhow::Result<Store> {
-        Ok(match self {
-            Storage::Sqlite { dir } => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                let path = dir.join(format!("{service}.db"));
-                SqliteStore::open_with(&path, 4, durability).await?.into()
-            }
-            Storage::Postgres { url } => PgStore::connect(url, service, connections).await?.into(),
-        })
-    }
-}
 
 /// This instance's id, kept in `<data_dir>/instance-id` so that it survives restarts: instances
 /// sharing a PostgreSQL database tell their outbox leases apart by it.
@@ -95,20 +35,6 @@ pub fn instance_id(data_dir: &std::path::Path) -> anyhow::Result<uuid::Uuid> {
             Ok(id)
         }
         Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-/// A database URL fit for an error message or a log line: without its password.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -4,11 +4,11 @@
 //! - [`cli`]: the command line (`serve`, `admin create`), the only place configuration is read.
 //! - [`config`]: [`config::Config`], what `serve` is told, and the checks that refuse
 //!   combinations of roles, peers and storage that cannot work.
-//! - [`compose`]: one module per service that opens it for this process's roles (in process, or
-//!   as one process of a split deployment) and returns its internal routes, readiness checks and
-//!   stores, having spawned its background tasks.
-//! - [`app`]: [`app::Application`], which sequences those openings, merges them into one router,
-//!   binds the listener (port 0 in tests) and runs until a shutdown signal.
+//! - [`app`]: [`app::Services`], which decides from the roles which services this process runs,
+//!   opens each through its crate's `open` module (which returns its internal routes, readiness
+//!   checks and stores, having spawned its background tasks) and wires each to its peers, in
+//!   process or over HTTP; and [`app::Application`], which merges them into one router, binds
+//!   the listener (port 0 in tests) and runs until a shutdown signal.
 //! - [`server`]: the connection loop: header, body and idle timeouts and a bound on
 //!   connections, so that slow or idle clients cannot exhaust the process.
 //! - [`ops`]: health, readiness, metrics, the OpenAPI document, `/docs`, and the 404/405/panic
@@ -22,7 +22,6 @@
 
 pub mod app;
 pub mod cli;
-pub mod compose;
 pub mod config;
 pub mod demo;
 pub mod ops;

@@ -21,7 +21,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use boxoffice_shared::db::Store;
+use boxoffice_shared::component::ReadyCheck;
 use boxoffice_shared::extract::MAX_BODY_BYTES;
 use boxoffice_shared::telemetry::{metrics_handle, track_http};
 use boxoffice_shared::{ErrorCode, FieldError, Problem};
@@ -44,54 +44,6 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/api/v1/openapi.json";
 
-/// Something `/readyz` asks.
-pub trait ReadyCheck: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
-}
-
-/// Readiness of one service's store.
-pub struct StoreCheck {
-    name: &'static str,
-    store: Store,
-}
-
-impl StoreCheck {
-    pub fn new(name: &'static str, store: Store) -> Self {
-        Self { name, store }
-    }
-}
-
-impl ReadyCheck for StoreCheck {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move { self.store.ping().await.map_err(|error| error.to_string()) })
-    }
-}
-
-/// Readiness of a service that verifies tokens without running Auth: it has read Auth's list of
-/// revoked sessions at least once.
-pub struct RevocationCheck(pub boxoffice_shared::revocation::Follower);
-
-impl ReadyCheck for RevocationCheck {
-    fn name(&self) -> &'static str {
-        "revoked_sessions"
-    }
-
-    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        let ready = self.0.is_ready();
-        Box::pin(async move {
-            match ready {
-                true => Ok(()),
-                false => Err("not yet read from auth".to_owned()),
-            }
-        })
-    }
-}
-
 /// Readiness of the gateway: every service has a healthy instance.
 pub struct GatewayCheck(pub boxoffice_gateway::Gateway);
 
@@ -103,19 +55,6 @@ impl ReadyCheck for GatewayCheck {
     fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
         let ready = self.0.ready();
         Box::pin(async move { ready })
-    }
-}
-
-/// Readiness of the Booking service: its store answers and its writer runs.
-pub struct BookingCheck(pub boxoffice_booking::BookingService);
-
-impl ReadyCheck for BookingCheck {
-    fn name(&self) -> &'static str {
-        "booking_store"
-    }
-
-    fn check(&self) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(self.0.ready())
     }
 }
 

@@ -23,10 +23,13 @@
 //!   `http/requests.rs`.
 //! - [`worker`]: the reconciler that pushes unsynced concerts to Booking.
 //! - [`error`]: this service's error enum and its mapping onto problem codes.
+//! - [`open`]: opening Catalog for one process: store, migrations, Booking's inventory (in
+//!   process or over HTTP) and the reconciler.
 
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod open;
 pub mod service;
 pub mod store;
 pub mod worker;

@@ -21,6 +21,8 @@
 //! - [`worker`]: the claim → render → send → acknowledge loop, its backoff, its metrics, the
 //!   [`WorkerWaker`] that lets Booking cut the poll short, and graceful shutdown.
 //! - [`error`]: this crate's error enum.
+//! - [`open`]: opening Notifications for one process: the transport and the worker, with
+//!   Booking's outbox and Auth's directory in process or over HTTP.
 //!
 //! # Wiring it up
 //! ```no_run
@@ -49,6 +51,7 @@
 pub mod calendar;
 pub mod config;
 pub mod error;
+pub mod open;
 pub mod render;
 pub mod transport;
 pub mod worker;

@@ -1,4 +1,5 @@
-//! Opening the embedded SQLite stores.
+//! Opening the stores: [`Storage`] says where the services keep their data (SQLite files in a
+//! directory, or schemas of one PostgreSQL database) and opens each service's [`Store`].
 //!
 //! Each service keeps its own SQLite file, so services cannot read each other's tables and do not
 //! share one write lock. A store is a pair of pools over the same file: a single-connection writer
@@ -6,7 +7,7 @@
 //! lock avoids `SQLITE_BUSY` on lock upgrades) and a few readers, which WAL mode lets run
 //! alongside the writer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -266,5 +267,80 @@ impl From<SqliteStore> for Store {
 impl From<PgStore> for Store {
     fn from(db: PgStore) -> Self {
         Store::Postgres(db)
+    }
+}
+
+/// Where the services keep their data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Embedded SQLite: one file per service inside this directory.
+    Sqlite { dir: PathBuf },
+    /// A PostgreSQL database: one schema per service (`auth`, `catalog`, `booking`).
+    Postgres { url: String },
+}
+
+impl Storage {
+    /// Reads `--database-url`: none means SQLite inside the data directory; `sqlite://DIR` names
+    /// the directory for the SQLite files.
+    pub fn from_url(url: Option<&str>, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        match url {
+            None => Ok(Storage::Sqlite {
+                dir: data_dir.to_owned(),
+            }),
+            Some(url) => {
+                if let Some(path) = url.strip_prefix("sqlite://") {
+                    let path = path.split('?').next().unwrap_or(path);
+                    anyhow::ensure!(
+                        !path.is_empty(),
+                        "--database-url sqlite://DIR needs a directory"
+                    );
+                    Ok(Storage::Sqlite {
+                        dir: PathBuf::from(path),
+                    })
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    Ok(Storage::Postgres {
+                        url: url.to_owned(),
+                    })
+                } else {
+                    anyhow::bail!(
+                        "--database-url must start with sqlite:// or postgres:// (got {:?})",
+                        redact(url)
+                    )
+                }
+            }
+        }
+    }
+
+    /// Opens the store of `service` (`auth`, `catalog` or `booking`): the file `<dir>/<service>.db`,
+    /// or the schema `service` of the PostgreSQL database.
+    pub async fn open(
+        &self,
+        service: &'static str,
+        durability: Durability,
+        connections: u32,
+    ) -> anyhow::Result<Store> {
+        Ok(match self {
+            Storage::Sqlite { dir } => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join(format!("{service}.db"));
+                SqliteStore::open_with(&path, 4, durability).await?.into()
+            }
+            Storage::Postgres { url } => PgStore::connect(url, service, connections).await?.into(),
+        })
+    }
+}
+
+/// A database URL fit for an error message or a log line: without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }

@@ -10,7 +10,9 @@
 //!   revoked sessions, and the [`token::AuthUser`] extractor that handlers use.
 //! - [`keys`]: loading or generating the token key material (HMAC secret or Ed25519 key pair).
 //! - [`db`]: opening the stores: embedded SQLite files with the pragmas boxoffice relies on, or
-//!   PostgreSQL schemas.
+//!   PostgreSQL schemas, chosen by [`db::Storage`].
+//! - [`component`]: what opening a service gives its process (internal routes, readiness checks,
+//!   stores) and what every opening shares (task tracker, stop signal, peer clients).
 //! - [`telemetry`]: tracing set-up, the Prometheus recorder and the per-request metrics layer.
 //! - [`shutdown`]: the signal that starts a graceful shutdown.
 //! - [`clients`]: the traits through which services call each other, and the data they exchange.
@@ -30,6 +32,7 @@
 
 pub mod clients;
 pub mod clock;
+pub mod component;
 pub mod db;
 pub mod extract;
 pub mod keys;
