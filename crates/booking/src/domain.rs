@@ -73,6 +73,12 @@ pub fn sale_state(now: OffsetDateTime, starts_at: OffsetDateTime, cancelled: boo
     }
 }
 
+/// Whether a concert's sales have opened at `now`: at `opens_at` exactly, or from the start when
+/// it has none.
+pub fn sales_opened(now: OffsetDateTime, opens_at: Option<OffsetDateTime>) -> bool {
+    opens_at.is_none_or(|at| now >= at)
+}
+
 /// A seat type holds 1 to 1 000 000 seats.
 pub fn check_capacity(capacity: i64) -> Result<(), BookingError> {
     if (1..=1_000_000).contains(&capacity) {

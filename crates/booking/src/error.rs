@@ -19,6 +19,8 @@ pub enum BookingError {
     AlreadyBooked,
     #[error("booking closed")]
     BookingClosed,
+    #[error("sales not open yet")]
+    SalesNotOpen,
     #[error("already cancelled")]
     AlreadyCancelled,
     #[error("idempotency key reused with a different request")]
@@ -63,6 +65,10 @@ impl From<BookingError> for Problem {
             BookingClosed => Problem::new(
                 ErrorCode::BookingClosed,
                 "sales for this concert are closed",
+            ),
+            SalesNotOpen => Problem::new(
+                ErrorCode::SalesNotOpen,
+                "sales for this concert have not opened yet",
             ),
             AlreadyCancelled => Problem::new(
                 ErrorCode::AlreadyCancelled,
@@ -139,6 +145,7 @@ mod tests {
             (SoldOut, ErrorCode::SoldOut),
             (AlreadyBooked, ErrorCode::AlreadyBooked),
             (BookingClosed, ErrorCode::BookingClosed),
+            (SalesNotOpen, ErrorCode::SalesNotOpen),
             (AlreadyCancelled, ErrorCode::AlreadyCancelled),
             (IdempotencyKeyReused, ErrorCode::IdempotencyKeyReused),
             (Forbidden, ErrorCode::Forbidden),

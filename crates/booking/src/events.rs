@@ -1,10 +1,10 @@
-//! Availability change notifications and the closing timer.
+//! Availability change notifications and the sales timer.
 //!
 //! The writer publishes [`AvailabilityEvent::Changed`] for every concert a committed batch
-//! touched. The closing timer sleeps until the next concert start and publishes
-//! [`AvailabilityEvent::Closed`] at that instant (sales are refused from then on by the
-//! transaction's own time check; the event only tells watchers). The SSE stream of
-//! [`crate::http`] turns these into server-sent events.
+//! touched. The sales timer sleeps until the next on-sale or concert start and publishes
+//! [`AvailabilityEvent::Opened`] or [`AvailabilityEvent::Closed`] at that instant (sales are
+//! accepted or refused from then on by the transaction's own time check; the event only tells
+//! watchers). The SSE stream of [`crate::http`] turns these into server-sent events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,13 +22,15 @@ use crate::view::SharedInventory;
 pub enum AvailabilityEvent {
     /// Counts or the sale window changed (a booking, a cancellation, provisioning…).
     Changed(Uuid),
+    /// Sales opened: the concert's `sales_open_at` passed.
+    Opened(Uuid),
     /// Sales closed: the concert started.
     Closed(Uuid),
 }
 
-/// Publishes `Closed` for each concert at its `starts_at`. Re-plans when `schedule` is poked
-/// (a concert was added or moved) and at least once a minute.
-pub async fn run_closing_timer(
+/// Publishes `Opened` for each concert at its `sales_open_at` and `Closed` at its `starts_at`.
+/// Re-plans when `schedule` is poked (a concert was added or moved) and at least once a minute.
+pub async fn run_sales_timer(
     view: SharedInventory,
     clock: SharedClock,
     events: broadcast::Sender<AvailabilityEvent>,
@@ -38,24 +40,34 @@ pub async fn run_closing_timer(
     let mut checked_until = clock.now();
     loop {
         let now = clock.now();
-        let due: Vec<Uuid> = {
+        let passed = |at: OffsetDateTime| at > checked_until && at <= now;
+        let due: Vec<AvailabilityEvent> = {
             let view = view.read();
-            view.concerts
+            let live = view
+                .concerts
                 .iter()
-                .filter(|(_, concert)| {
-                    !concert.cancelled
-                        && concert.starts_at > checked_until
-                        && concert.starts_at <= now
-                })
-                .map(|(id, _)| *id)
-                .collect()
+                .filter(|(_, concert)| !concert.cancelled);
+            let opened = live
+                .clone()
+                .filter(|(_, concert)| concert.opens_at.is_some_and(passed))
+                .map(|(id, _)| AvailabilityEvent::Opened(*id));
+            let closed = live
+                .filter(|(_, concert)| passed(concert.starts_at))
+                .map(|(id, _)| AvailabilityEvent::Closed(*id));
+            opened.chain(closed).collect()
         };
-        for concert in due {
-            tracing::info!(%concert, "sales closed: the concert has started");
-            let _ = events.send(AvailabilityEvent::Closed(concert));
+        for event in due {
+            match event {
+                AvailabilityEvent::Opened(concert) => tracing::info!(%concert, "sales opened"),
+                AvailabilityEvent::Closed(concert) => {
+                    tracing::info!(%concert, "sales closed: the concert has started")
+                }
+                AvailabilityEvent::Changed(_) => {}
+            }
+            let _ = events.send(event);
         }
         checked_until = now;
-        let next = view.read().next_close_after(now).map(|(at, _)| at);
+        let next = view.read().next_change_after(now);
         let wait = next
             .map(|at| duration_until(now, at))
             .unwrap_or(Duration::from_secs(60))
@@ -70,6 +82,6 @@ pub async fn run_closing_timer(
 
 fn duration_until(now: OffsetDateTime, at: OffsetDateTime) -> Duration {
     let gap = at - now;
-    // A millisecond late rather than early: the event must not precede the close.
+    // A millisecond late rather than early: the event must not precede the change.
     Duration::try_from(gap).unwrap_or(Duration::ZERO) + Duration::from_millis(1)
 }

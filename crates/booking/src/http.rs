@@ -74,13 +74,14 @@ pub struct ListBookingsQuery {
 
 /// One event of `GET /api/v1/concerts/{id}/availability/stream`, as a server-sent event's fields
 /// (OpenAPI 3.1 has the schema of an event stream describe each event): `availability` on connect
-/// and on every change, `closed` when sales close.
+/// and on every change, `opened` when sales open (at `sales_open_at`), `closed` when they close.
 #[derive(ToSchema)]
 #[allow(dead_code)] // Only described: `availability_stream` writes these.
 pub struct AvailabilityEvent {
     #[schema(inline)]
     event: AvailabilityEventKind,
-    /// JSON: an `AvailabilityResponse` for `availability`, `{"concert_id"}` for `closed`.
+    /// JSON: an `AvailabilityResponse` for `availability`, `{"concert_id"}` for `opened` and
+    /// `closed`.
     #[schema(content_media_type = "application/json")]
     data: String,
 }
@@ -90,6 +91,7 @@ pub struct AvailabilityEvent {
 #[allow(dead_code)]
 enum AvailabilityEventKind {
     Availability,
+    Opened,
     Closed,
 }
 
@@ -130,6 +132,7 @@ problem_responses!(
         SoldOut,
         AlreadyBooked,
         BookingClosed,
+        SalesNotOpen,
         IdempotencyKeyReused,
         BodyTooLarge,
         UnsupportedMediaType,
@@ -357,12 +360,12 @@ pub async fn get_availability(
 }
 
 /// Server-sent events: `availability` on connect and on every change (at most one per 100 ms),
-/// `closed` when sales close.
+/// `opened` when sales open, `closed` when they close.
 #[utoipa::path(
     get, path = "/api/v1/concerts/{id}/availability/stream", tag = "concerts",
     params(("id" = Uuid, Path, description = "Concert id; anything that is not a UUID is not found either")),
     responses(
-        (status = 200, description = "A `text/event-stream` of `availability` events (`data`: an `AvailabilityResponse`) and a `closed` event (`data`: `{\"concert_id\"}`); comments keep the connection alive",
+        (status = 200, description = "A `text/event-stream` of `availability` events (`data`: an `AvailabilityResponse`) and `opened` and `closed` events (`data`: `{\"concert_id\"}`); comments keep the connection alive",
             content_type = "text/event-stream", body = AvailabilityEvent),
         ConcertReadProblems,
     )

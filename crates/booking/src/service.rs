@@ -24,7 +24,7 @@ use crate::command::{
 };
 use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
 use crate::error::BookingError;
-use crate::events::{AvailabilityEvent, run_closing_timer};
+use crate::events::{AvailabilityEvent, run_sales_timer};
 use crate::store::BookingStore;
 use crate::view::{SharedInventory, bookable};
 
@@ -100,7 +100,7 @@ impl BookingService {
             stop: stop.clone(),
         };
         let (store, view) = BookingStore::start(store.into(), &wiring, tasks).await?;
-        tasks.spawn(run_closing_timer(
+        tasks.spawn(run_sales_timer(
             view.clone(),
             clock.clone(),
             events.clone(),
@@ -319,6 +319,7 @@ fn count_refusal(error: &BookingError) {
     let outcome = match error {
         BookingError::SoldOut => "sold_out",
         BookingError::BookingClosed => "booking_closed",
+        BookingError::SalesNotOpen => "sales_not_open",
         BookingError::AlreadyBooked => "already_booked",
         BookingError::ConcertNotFound | BookingError::SeatTypeNotFound => "not_found",
         BookingError::IdempotencyKeyReused => "idempotency_key_reused",

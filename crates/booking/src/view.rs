@@ -15,7 +15,7 @@ use boxoffice_shared::clients::{Availability, SeatAvailability};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{SaleState, sale_state};
+use crate::domain::{SaleState, sale_state, sales_opened};
 use crate::error::BookingError;
 
 /// A concert's sale window and what its emails say about it.
@@ -24,6 +24,8 @@ pub struct ConcertSale {
     pub name: String,
     pub venue: String,
     pub starts_at: OffsetDateTime,
+    /// When sales open; `None`: open since the concert was put on sale.
+    pub opens_at: Option<OffsetDateTime>,
     pub cancelled: bool,
     /// Its seat types, in the order they were added.
     pub seat_types: Vec<Uuid>,
@@ -56,6 +58,8 @@ pub fn bookable(
 ) -> Result<(), BookingError> {
     if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
         Err(BookingError::BookingClosed)
+    } else if !sales_opened(now, sale.opens_at) {
+        Err(BookingError::SalesNotOpen)
     } else if remaining <= 0 {
         Err(BookingError::SoldOut)
     } else {
@@ -88,7 +92,8 @@ impl Inventory {
             })
             .collect();
         let any_left = seat_types.iter().any(|seat| seat.remaining > 0);
-        let open = sale_state(now, concert.starts_at, concert.cancelled) == SaleState::Open;
+        let open = sale_state(now, concert.starts_at, concert.cancelled) == SaleState::Open
+            && sales_opened(now, concert.opens_at);
         Some(Availability {
             concert_id,
             booking_open: open && any_left,
@@ -97,12 +102,15 @@ impl Inventory {
         })
     }
 
-    /// The earliest start after `now` among concerts still on sale: when the closing timer fires.
-    pub fn next_close_after(&self, now: OffsetDateTime) -> Option<(OffsetDateTime, Uuid)> {
+    /// The earliest on-sale or start after `now` among concerts not cancelled: when the sales
+    /// timer fires next.
+    pub fn next_change_after(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         self.concerts
-            .iter()
-            .filter(|(_, concert)| !concert.cancelled && concert.starts_at > now)
-            .map(|(id, concert)| (concert.starts_at, *id))
+            .values()
+            .filter(|concert| !concert.cancelled)
+            .flat_map(|concert| [concert.opens_at, Some(concert.starts_at)])
+            .flatten()
+            .filter(|at| *at > now)
             .min()
     }
 }
@@ -159,6 +167,7 @@ mod tests {
                 name: "Show".into(),
                 venue: "Hall".into(),
                 starts_at: datetime!(2027-01-01 20:00 UTC),
+                opens_at: None,
                 cancelled: false,
                 seat_types: ids,
             },
@@ -179,6 +188,32 @@ mod tests {
                 .availability(concert, datetime!(2027-01-01 20:00 UTC))
                 .unwrap()
                 .booking_open
+        );
+    }
+
+    #[test]
+    fn booking_opens_at_the_on_sale_instant_exactly() {
+        let (mut inventory, concert) = inventory([3, 3]);
+        let opens = datetime!(2026-12-01 10:00 UTC);
+        inventory.concerts.get_mut(&concert).unwrap().opens_at = Some(opens);
+        let just_before = opens - time::Duration::milliseconds(1);
+        let sale = &inventory.concerts[&concert];
+        assert!(matches!(
+            bookable(just_before, sale, 3),
+            Err(BookingError::SalesNotOpen)
+        ));
+        assert!(bookable(opens, sale, 3).is_ok());
+        assert!(
+            !inventory
+                .availability(concert, just_before)
+                .unwrap()
+                .booking_open
+        );
+        assert!(inventory.availability(concert, opens).unwrap().booking_open);
+        assert_eq!(inventory.next_change_after(just_before), Some(opens));
+        assert_eq!(
+            inventory.next_change_after(opens),
+            Some(datetime!(2027-01-01 20:00 UTC))
         );
     }
 }

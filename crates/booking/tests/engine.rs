@@ -156,6 +156,16 @@ async fn concert(
     starts_at: OffsetDateTime,
     capacities: &[i64],
 ) -> (Uuid, Vec<Uuid>) {
+    concert_opening(engine, None, starts_at, capacities).await
+}
+
+/// [`concert`], with sales opening at `sales_open_at`.
+async fn concert_opening(
+    engine: &Engine,
+    sales_open_at: Option<OffsetDateTime>,
+    starts_at: OffsetDateTime,
+    capacities: &[i64],
+) -> (Uuid, Vec<Uuid>) {
     let concert_id = Uuid::now_v7();
     let seat_types: Vec<SeatInventory> = capacities
         .iter()
@@ -178,6 +188,7 @@ async fn concert(
             venue: "Hall".into(),
             time_zone: "Europe/Oslo".into(),
             starts_at,
+            sales_open_at,
             seat_types,
         })
         .await
@@ -659,9 +670,51 @@ on_every_backend! {
 }
 
 on_every_backend! {
+    async fn sales_open_at_the_on_sale_instant_inside_the_transaction(backend: Backend) {
+        let opens =
+            OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(1);
+        let clock = Arc::new(ManualClock::new(opens - time::Duration::minutes(5)));
+        let engine = engine_with_clock(&backend, clock.clone()).await;
+        let (concert_id, seats) =
+            concert_opening(&engine, Some(opens), opens + time::Duration::days(1), &[10]).await;
+        let early = engine
+            .service
+            .book(customer(), concert_id, seats[0], None)
+            .await;
+        assert!(matches!(early, Err(BookingError::SalesNotOpen)), "{early:?}");
+        clock.advance(time::Duration::minutes(5) - time::Duration::milliseconds(1));
+        let availability = engine.service.availability_of(concert_id).unwrap();
+        assert!(!availability.booking_open);
+        let almost = engine
+            .service
+            .book(customer(), concert_id, seats[0], None)
+            .await;
+        assert!(matches!(almost, Err(BookingError::SalesNotOpen)), "{almost:?}");
+
+        clock.advance(time::Duration::milliseconds(1));
+        assert_eq!(clock.now(), opens);
+        created(
+            engine
+                .service
+                .book(customer(), concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
+        assert!(
+            engine
+                .service
+                .availability_of(concert_id)
+                .unwrap()
+                .booking_open
+        );
+        assert_eq!(counts(&engine, seats[0]).await, (10, 9, 1));
+    }
+}
+
+on_every_backend! {
     /// Raw SQL on a connection of its own, past the engine: the schema alone refuses what the
     /// engine never attempts.
-    async fn the_database_itself_refuses_an_oversell_a_duplicate_and_a_late_booking(
+    async fn the_database_itself_refuses_an_oversell_a_duplicate_a_late_and_an_early_booking(
         backend: Backend
     ) {
         let engine = engine(&backend).await;
@@ -748,6 +801,22 @@ async fn refused_by_sqlite(engine: &Engine, concert_id: Uuid, seats: &[Uuid], us
         .await
         .unwrap_err();
     assert!(late.to_string().contains("booking_closed"), "{late}");
+    sqlx::query("UPDATE sales SET sales_open_at = ? WHERE concert_id = ?")
+        .bind(now + 60_000)
+        .bind(concert_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let early = sqlx::query(insert)
+        .bind(Uuid::now_v7())
+        .bind(Uuid::now_v7())
+        .bind(concert_id)
+        .bind(seats[1])
+        .bind(now)
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(early.to_string().contains("sales_not_open"), "{early}");
 }
 
 async fn refused_by_postgres(
@@ -800,6 +869,29 @@ async fn refused_by_postgres(
         .await
         .unwrap_err();
     assert!(late.to_string().contains("booking_closed"), "{late}");
+    let on_sale = "UPDATE sales SET sales_open_at = $1 WHERE concert_id = $2";
+    sqlx::query(on_sale)
+        .bind(now + time::Duration::minutes(1))
+        .bind(concert_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let early = sqlx::query(insert)
+        .bind(Uuid::now_v7())
+        .bind(Uuid::now_v7())
+        .bind(concert_id)
+        .bind(seats[1])
+        .bind(now)
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(early.to_string().contains("sales_not_open"), "{early}");
+    sqlx::query(on_sale)
+        .bind(None::<OffsetDateTime>)
+        .bind(concert_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
 
     // Bookings are cancelled, never deleted, and a cancellation is final.
     let other = customer();

@@ -1,6 +1,7 @@
 //! Demo data for `serve --demo`: accounts a newcomer can log in with straight away, and a few
 //! concerts when the catalog is empty — one on sale, one starting in a few minutes (to watch
-//! sales close by themselves), and one with a tiny seat type that is easy to sell out.
+//! sales close by themselves), one with a tiny seat type that is easy to sell out, and one whose
+//! sales open a few minutes after the start of the demo (to watch an on-sale open).
 //!
 //! The demo accounts have well-known passwords and exist only when `--demo` is given; never use
 //! `--demo` on a deployment that real people use.
@@ -72,6 +73,7 @@ pub async fn load(
             "Royal Albert Hall",
             "An evening of symphonic rock under a sky of lights.",
             today + Duration::days(30) + Duration::hours(19) + Duration::minutes(30),
+            None,
             vec![
                 ("VIP", 25_000, 50),
                 ("Regular", 9_500, 500),
@@ -84,6 +86,7 @@ pub async fn load(
             "Blue Note Club",
             "Starts a few minutes after the demo does: watch sales close by themselves.",
             now + Duration::minutes(5),
+            None,
             vec![("Table", 6_000, 20), ("Bar", 3_000, 60)],
         ),
         (
@@ -92,10 +95,20 @@ pub async fn load(
             "The Attic",
             "A front-row seat type with two seats: book them both and it is sold out.",
             today + Duration::days(10) + Duration::hours(20),
+            None,
             vec![("Front Row", 12_000, 2), ("General", 3_500, 40)],
         ),
+        (
+            "Dawn Chorus Live",
+            "The Early Risers",
+            "Kew Gardens Stage",
+            "Sales open three minutes after the demo starts: watch the on-sale open by itself.",
+            today + Duration::days(45) + Duration::hours(18),
+            Some(now + Duration::minutes(3)),
+            vec![("Lawn", 5_500, 300), ("Terrace", 11_000, 40)],
+        ),
     ];
-    for (name, artist, venue, description, starts_at, seats) in concerts {
+    for (name, artist, venue, description, starts_at, sales_open_at, seats) in concerts {
         let concert = NewConcert {
             name: Title::parse(name).map_err(anyhow::Error::msg)?,
             artist: Title::parse(artist).map_err(anyhow::Error::msg)?,
@@ -104,6 +117,7 @@ pub async fn load(
             category: Category::parse("concert").map_err(anyhow::Error::msg)?,
             starts_at: FutureStart::parse(starts_at, now).map_err(anyhow::Error::msg)?,
             time_zone: TimeZoneName::parse(DEMO_TIME_ZONE).map_err(anyhow::Error::msg)?,
+            sales_open_at,
             seat_types: seats
                 .into_iter()
                 .map(|(seat, price, capacity)| {

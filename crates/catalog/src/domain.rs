@@ -304,6 +304,8 @@ pub struct NewConcert {
     pub category: Category,
     pub starts_at: FutureStart,
     pub time_zone: TimeZoneName,
+    /// When sales open (before `starts_at`); `None`: at once.
+    pub sales_open_at: Option<OffsetDateTime>,
     /// 1 to [`NewConcert::MAX_SEAT_TYPES`], names unique regardless of case.
     pub seat_types: Vec<NewSeatType>,
 }
@@ -322,6 +324,8 @@ pub struct ConcertChange {
     pub category: Option<Category>,
     pub starts_at: Option<FutureStart>,
     pub time_zone: Option<TimeZoneName>,
+    /// `Some(None)` clears the on-sale time (sales open at once).
+    pub sales_open_at: Option<Option<OffsetDateTime>>,
 }
 
 impl ConcertChange {
@@ -333,6 +337,7 @@ impl ConcertChange {
             && self.category.is_none()
             && self.starts_at.is_none()
             && self.time_zone.is_none()
+            && self.sales_open_at.is_none()
     }
 }
 
@@ -340,17 +345,21 @@ impl ConcertChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConcertStatus {
+    /// Sales open later, at `sales_open_at`.
+    Scheduled,
     OnSale,
     SoldOut,
     Closed,
     Cancelled,
 }
 
-/// Derives a concert's status (API contract, "Concerts"): `cancelled` if it was called off, else
-/// `closed` once it has started, else `sold_out` when no seat type has a seat left, else
-/// `on_sale`. `booking_open` is exactly `status == on_sale`.
+/// Derives a concert's status (API contract, "Concerts" and "On-sale time"): `cancelled` if it
+/// was called off, else `closed` once it has started, else `scheduled` before its
+/// `sales_open_at`, else `sold_out` when no seat type has a seat left, else `on_sale`.
+/// `booking_open` is exactly `status == on_sale`.
 pub fn derive_status(
     cancelled: bool,
+    sales_open_at: Option<OffsetDateTime>,
     starts_at: OffsetDateTime,
     now: OffsetDateTime,
     remaining: impl IntoIterator<Item = i64>,
@@ -359,6 +368,8 @@ pub fn derive_status(
         ConcertStatus::Cancelled
     } else if starts_at <= now {
         ConcertStatus::Closed
+    } else if sales_open_at.is_some_and(|at| now < at) {
+        ConcertStatus::Scheduled
     } else if remaining.into_iter().all(|left| left <= 0) {
         ConcertStatus::SoldOut
     } else {
@@ -485,26 +496,50 @@ mod tests {
         let future = NOW + time::Duration::days(1);
         let past = NOW - time::Duration::minutes(1);
         assert_eq!(
-            derive_status(false, future, NOW, [0, 3]),
+            derive_status(false, None, future, NOW, [0, 3]),
             ConcertStatus::OnSale
         );
         assert_eq!(
-            derive_status(false, future, NOW, [0, 0]),
+            derive_status(false, None, future, NOW, [0, 0]),
             ConcertStatus::SoldOut
         );
-        assert_eq!(derive_status(false, past, NOW, [5]), ConcertStatus::Closed);
+        assert_eq!(
+            derive_status(false, None, past, NOW, [5]),
+            ConcertStatus::Closed
+        );
         // Starting exactly now is started.
-        assert_eq!(derive_status(false, NOW, NOW, [5]), ConcertStatus::Closed);
+        assert_eq!(
+            derive_status(false, None, NOW, NOW, [5]),
+            ConcertStatus::Closed
+        );
         // Cancelled wins over everything, closed wins over sold out.
         assert_eq!(
-            derive_status(true, past, NOW, [0]),
+            derive_status(true, None, past, NOW, [0]),
             ConcertStatus::Cancelled
         );
-        assert_eq!(derive_status(false, past, NOW, [0]), ConcertStatus::Closed);
+        assert_eq!(
+            derive_status(false, None, past, NOW, [0]),
+            ConcertStatus::Closed
+        );
         // No seat type at all: nothing can be booked.
         assert_eq!(
-            derive_status(false, future, NOW, []),
+            derive_status(false, None, future, NOW, []),
             ConcertStatus::SoldOut
+        );
+        // Before the on-sale: scheduled, even with every seat left; at the instant, on sale.
+        let opens = Some(NOW + time::Duration::hours(1));
+        assert_eq!(
+            derive_status(false, opens, future, NOW, [5]),
+            ConcertStatus::Scheduled
+        );
+        assert_eq!(
+            derive_status(false, opens, future, NOW + time::Duration::hours(1), [5]),
+            ConcertStatus::OnSale
+        );
+        // Cancelled and closed win over scheduled.
+        assert_eq!(
+            derive_status(true, opens, future, NOW, [5]),
+            ConcertStatus::Cancelled
         );
     }
 

@@ -84,8 +84,12 @@ pub struct Concert {
     /// confirmation emails give.
     #[schema(example = "Europe/London")]
     pub time_zone: String,
-    /// `cancelled` if called off, else `closed` once started, else `sold_out` when no seat type
-    /// has a seat left, else `on_sale`.
+    /// When sales open; `null`: on sale since the concert was created.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-01T10:00:00Z")]
+    pub sales_open_at: Option<OffsetDateTime>,
+    /// `cancelled` if called off, else `closed` once started, else `scheduled` before
+    /// `sales_open_at`, else `sold_out` when no seat type has a seat left, else `on_sale`.
     pub status: ConcertStatus,
     /// True exactly when `status` is `on_sale`.
     pub booking_open: bool,
@@ -105,6 +109,7 @@ impl From<ConcertView> for Concert {
             category: concert.category,
             starts_at: concert.starts_at,
             time_zone: concert.time_zone,
+            sales_open_at: concert.sales_open_at,
             status: view.status,
             booking_open,
             seat_types: view.seat_types.into_iter().map(SeatType::from).collect(),

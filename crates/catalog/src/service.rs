@@ -265,6 +265,7 @@ impl CatalogService {
             .collect::<Vec<_>>();
         let status = derive_status(
             false,
+            record.sales_open_at,
             record.starts_at,
             self.now(),
             seat_types.iter().map(|seat| seat.remaining),
@@ -416,6 +417,7 @@ impl CatalogService {
             venue: record.venue.clone(),
             time_zone: record.time_zone.clone(),
             starts_at: record.starts_at,
+            sales_open_at: record.sales_open_at,
             seat_types: record
                 .seat_types
                 .iter()
@@ -475,9 +477,10 @@ impl CatalogService {
 fn shown(status: ListStatus, derived: ConcertStatus) -> bool {
     match status {
         ListStatus::All => true,
-        ListStatus::Available => {
-            matches!(derived, ConcertStatus::OnSale | ConcertStatus::SoldOut)
-        }
+        ListStatus::Available => matches!(
+            derived,
+            ConcertStatus::Scheduled | ConcertStatus::OnSale | ConcertStatus::SoldOut
+        ),
         ListStatus::OnSale => derived == ConcertStatus::OnSale,
     }
 }
@@ -519,6 +522,7 @@ fn build_view(
     let cancelled = record.is_cancelled() || availability.is_some_and(|a| a.cancelled);
     let status = derive_status(
         cancelled,
+        record.sales_open_at,
         record.starts_at,
         now,
         seat_types.iter().map(|seat| seat.remaining),

@@ -282,6 +282,7 @@ pub fn new_concert(
         category: Category::default_category(),
         starts_at: FutureStart::parse(START + time::Duration::hours(hours), START).unwrap(),
         time_zone: TimeZoneName::default_zone(),
+        sales_open_at: None,
         seat_types: seats
             .iter()
             .map(|(name, capacity)| new_seat_type(name, *capacity))

@@ -68,6 +68,10 @@ pub struct ConcertInventory {
     pub time_zone: String,
     #[serde(with = "time::serde::rfc3339")]
     pub starts_at: OffsetDateTime,
+    /// When sales open; `None`: open as soon as provisioned (and from a Catalog of an earlier
+    /// release, which did not send it).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub sales_open_at: Option<OffsetDateTime>,
     pub seat_types: Vec<SeatInventory>,
 }
 
@@ -85,7 +89,7 @@ pub struct SeatInventory {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Availability {
     pub concert_id: Uuid,
-    /// Sales are open: not cancelled, not started, and at least one seat left.
+    /// Sales are open: on sale already, not cancelled, not started, and at least one seat left.
     pub booking_open: bool,
     /// The concert was called off.
     pub cancelled: bool,

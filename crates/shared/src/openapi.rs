@@ -181,6 +181,7 @@ pub fn meaning(code: ErrorCode) -> &'static str {
         SoldOut => "no seat of this type is left",
         AlreadyBooked => "the user already holds a confirmed booking for this concert",
         BookingClosed => "the concert has started or was cancelled",
+        SalesNotOpen => "the concert's sales open later (its sales_open_at)",
         AlreadyCancelled => "the booking is already cancelled",
         IdempotencyKeyReused => "the same Idempotency-Key was sent with a different body",
         BodyTooLarge => "the body is larger than 64 KiB",

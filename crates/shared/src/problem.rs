@@ -32,6 +32,7 @@ pub enum ErrorCode {
     SoldOut,
     AlreadyBooked,
     BookingClosed,
+    SalesNotOpen,
     AlreadyCancelled,
     IdempotencyKeyReused,
     BodyTooLarge,
@@ -54,7 +55,7 @@ impl ErrorCode {
                 StatusCode::NOT_FOUND
             }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed
+            EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed | SalesNotOpen
             | AlreadyCancelled | IdempotencyKeyReused => StatusCode::CONFLICT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -84,6 +85,7 @@ impl ErrorCode {
             SoldOut => "Sold out",
             AlreadyBooked => "Already booked",
             BookingClosed => "Booking closed",
+            SalesNotOpen => "Sales not open yet",
             AlreadyCancelled => "Already cancelled",
             IdempotencyKeyReused => "Idempotency key reused",
             BodyTooLarge => "Request body too large",
@@ -123,6 +125,7 @@ impl ErrorCode {
             SoldOut => "sold_out",
             AlreadyBooked => "already_booked",
             BookingClosed => "booking_closed",
+            SalesNotOpen => "sales_not_open",
             AlreadyCancelled => "already_cancelled",
             IdempotencyKeyReused => "idempotency_key_reused",
             BodyTooLarge => "body_too_large",
@@ -311,6 +314,7 @@ mod tests {
             (SoldOut, 409),
             (AlreadyBooked, 409),
             (BookingClosed, 409),
+            (SalesNotOpen, 409),
             (AlreadyCancelled, 409),
             (IdempotencyKeyReused, 409),
             (BodyTooLarge, 413),

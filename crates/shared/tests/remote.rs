@@ -343,6 +343,7 @@ fn concert(seats: &[(Uuid, i64)]) -> ConcertInventory {
         venue: "Funkhaus".into(),
         time_zone: "Europe/Berlin".into(),
         starts_at: OffsetDateTime::now_utc() + time::Duration::days(30),
+        sales_open_at: Some(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap()),
         seat_types: seats
             .iter()
             .map(|(id, capacity)| SeatInventory {

@@ -57,7 +57,7 @@ impl From<Availability> for AvailabilityResponse {
 }
 
 /// The SSE stream of one concert's availability: once on connect, then on change (coalesced),
-/// and `closed` when sales close. Ends when the server shuts down.
+/// `opened` when sales open and `closed` when they close. Ends when the server shuts down.
 pub fn availability_stream(
     concert_id: Uuid,
     view: SharedInventory,
@@ -85,10 +85,16 @@ pub fn availability_stream(
             tokio::select! {
                 received = events.recv() => match received {
                     Ok(events::AvailabilityEvent::Changed(id)) if id == concert_id => dirty = true,
-                    Ok(events::AvailabilityEvent::Closed(id)) if id == concert_id => {
+                    Ok(events::AvailabilityEvent::Opened(id) | events::AvailabilityEvent::Closed(id))
+                        if id == concert_id =>
+                    {
+                        let name = match received {
+                            Ok(events::AvailabilityEvent::Opened(_)) => "opened",
+                            _ => "closed",
+                        };
                         let mut batch = Vec::new();
                         batch.extend(snapshot());
-                        batch.push(Event::default().event("closed").data(format!("{{\"concert_id\":\"{concert_id}\"}}")));
+                        batch.push(Event::default().event(name).data(format!("{{\"concert_id\":\"{concert_id}\"}}")));
                         for event in batch {
                             if sender.send(Ok(event)).await.is_err() {
                                 return;

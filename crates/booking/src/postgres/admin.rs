@@ -35,11 +35,12 @@ pub async fn provision(
         }
     }
     sqlx::query(
-        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone, sales_open_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (concert_id) DO UPDATE SET
             name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at,
-            artist = excluded.artist, time_zone = excluded.time_zone",
+            artist = excluded.artist, time_zone = excluded.time_zone,
+            sales_open_at = excluded.sales_open_at",
     )
     .bind(concert.concert_id)
     .bind(&concert.name)
@@ -47,6 +48,7 @@ pub async fn provision(
     .bind(ms(concert.starts_at))
     .bind(&concert.artist)
     .bind(&concert.time_zone)
+    .bind(concert.sales_open_at.map(ms))
     .execute(&mut *tx)
     .await?;
     for seat in &concert.seat_types {

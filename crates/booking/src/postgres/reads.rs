@@ -66,7 +66,7 @@ pub async fn load_inventory(
     let mut inventory = Inventory::default();
     let mut versions = Versions::default();
     let concerts = sqlx::query(
-        "SELECT concert_id, name, venue, starts_at, cancelled_at, version FROM sales
+        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at, version FROM sales
          WHERE $1::uuid[] IS NULL OR concert_id = ANY($1)",
     )
     .bind(&only)
@@ -100,12 +100,14 @@ pub async fn load_inventory(
     })
 }
 
-/// A sale window from its `name, venue, starts_at, cancelled_at`, without its seat types.
+/// A sale window from its `name, venue, starts_at, sales_open_at, cancelled_at`, without its
+/// seat types.
 pub fn sale_from_row(row: &PgRow) -> Result<ConcertSale, sqlx::Error> {
     Ok(ConcertSale {
         name: row.try_get("name")?,
         venue: row.try_get("venue")?,
         starts_at: row.try_get("starts_at")?,
+        opens_at: row.try_get("sales_open_at")?,
         cancelled: row
             .try_get::<Option<OffsetDateTime>, _>("cancelled_at")?
             .is_some(),

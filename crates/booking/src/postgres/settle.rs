@@ -154,7 +154,7 @@ async fn lock_sales(
 ) -> Result<HashMap<Uuid, ConcertSale>, BookingError> {
     let concert_ids: Vec<Uuid> = books.iter().map(|request| request.concert_id).collect();
     Ok(sqlx::query(
-        "SELECT concert_id, name, venue, starts_at, cancelled_at FROM sales
+        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at FROM sales
          WHERE concert_id = ANY($1)
             OR concert_id IN (SELECT concert_id FROM bookings WHERE id = ANY($2))
          ORDER BY concert_id FOR SHARE",

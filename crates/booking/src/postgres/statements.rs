@@ -81,6 +81,9 @@ pub fn constraint_to_rule(error: sqlx::Error) -> BookingError {
         if db.message().contains("booking_closed") {
             return BookingError::BookingClosed;
         }
+        if db.message().contains("sales_not_open") {
+            return BookingError::SalesNotOpen;
+        }
     }
     BookingError::Store(error)
 }

@@ -65,7 +65,9 @@ impl PgView {
             }
             shown.concerts.insert(id, at);
             moved |= current.concerts.get(&id).is_none_or(|old| {
-                old.starts_at != concert.starts_at || old.cancelled != concert.cancelled
+                old.starts_at != concert.starts_at
+                    || old.opens_at != concert.opens_at
+                    || old.cancelled != concert.cancelled
             });
             current.concerts.insert(id, concert);
         }

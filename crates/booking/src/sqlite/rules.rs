@@ -380,6 +380,7 @@ fn provision(
             name: concert.name.clone(),
             venue: concert.venue.clone(),
             starts_at: concert.starts_at,
+            opens_at: concert.sales_open_at,
             cancelled: false,
             seat_types: Vec::new(),
         },

@@ -67,8 +67,9 @@ fn booking_from_row(row: &Row<'_>) -> rusqlite::Result<Booking> {
 /// Everything the in-memory view holds, read from the store.
 pub fn load_inventory(conn: &Connection) -> Result<Inventory, BookingError> {
     let mut inventory = Inventory::default();
-    let mut concerts =
-        conn.prepare("SELECT concert_id, name, venue, starts_at, cancelled_at FROM sales")?;
+    let mut concerts = conn.prepare(
+        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at FROM sales",
+    )?;
     let rows = concerts.query_map([], |row| {
         Ok((
             row.get::<_, Uuid>(0)?,
@@ -76,6 +77,7 @@ pub fn load_inventory(conn: &Connection) -> Result<Inventory, BookingError> {
                 name: row.get(1)?,
                 venue: row.get(2)?,
                 starts_at: from_millis(row.get(3)?),
+                opens_at: row.get::<_, Option<i64>>(5)?.map(from_millis),
                 cancelled: row.get::<_, Option<i64>>(4)?.is_some(),
                 seat_types: Vec::new(),
             },
@@ -273,11 +275,12 @@ pub fn provision(
     concert: &ConcertInventory,
 ) -> Result<Vec<SeatInventory>, BookingError> {
     conn.prepare_cached(
-        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone, sales_open_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (concert_id) DO UPDATE SET
             name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at,
-            artist = excluded.artist, time_zone = excluded.time_zone",
+            artist = excluded.artist, time_zone = excluded.time_zone,
+            sales_open_at = excluded.sales_open_at",
     )?
     .execute(params![
         concert.concert_id,
@@ -286,6 +289,7 @@ pub fn provision(
         to_millis(concert.starts_at),
         concert.artist,
         concert.time_zone,
+        concert.sales_open_at.map(to_millis),
     ])?;
     let mut added = Vec::new();
     let mut insert = conn.prepare_cached(
@@ -360,6 +364,9 @@ pub(super) fn constraint_to_rule(error: rusqlite::Error) -> BookingError {
         }
         if message.contains("booking_closed") {
             return BookingError::BookingClosed;
+        }
+        if message.contains("sales_not_open") {
+            return BookingError::SalesNotOpen;
         }
         if message.contains("already_cancelled") {
             return BookingError::AlreadyCancelled;

@@ -11,6 +11,7 @@
 //! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
 //! - `lifecycle`: restarts on the same data directory, the binary, signals and `--demo`.
 //! - `concerts`: the catalog, its admin routes, sales, availability and its event stream.
+//! - `on_sale`: on-sale times: scheduled concerts, `sales_not_open`, the `opened` event.
 //! - `bookings`: booking and cancelling, idempotency, closing, and races through HTTP.
 //! - `emails`: confirmation and cancellation emails in the mail directory.
 //! - `startup`: messages of a start that fails, and `--listen` with a host name.
@@ -32,6 +33,7 @@ mod errors;
 mod helpers;
 mod lifecycle;
 mod loadtest;
+mod on_sale;
 mod openapi;
 mod ops;
 mod rate_limits;

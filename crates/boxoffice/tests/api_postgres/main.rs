@@ -35,6 +35,8 @@ mod instances;
 mod lifecycle;
 #[path = "../api/loadtest.rs"]
 mod loadtest;
+#[path = "../api/on_sale.rs"]
+mod on_sale;
 #[path = "../api/ops.rs"]
 mod ops;
 mod split;

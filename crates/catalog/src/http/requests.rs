@@ -104,6 +104,10 @@ pub struct CreateConcertRequest {
     /// The venue's IANA time zone (default `UTC`).
     #[schema(example = "Europe/London", min_length = 1, max_length = 64)]
     pub time_zone: Option<String>,
+    /// When sales open, before `starts_at`; absent or `null`: at once.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-01T10:00:00Z")]
+    pub sales_open_at: Option<OffsetDateTime>,
     /// 1 to 20 seat types, names unique ignoring case.
     #[schema(min_items = 1, max_items = 20)]
     pub seat_types: Vec<SeatTypeRequest>,
@@ -133,6 +137,12 @@ impl CreateConcertRequest {
             .as_deref()
             .map_or_else(|| Ok(TimeZoneName::default_zone()), TimeZoneName::parse)
             .map_err(|m| errors.push(FieldError::new("time_zone", m)));
+        let sales_open_at = self
+            .sales_open_at
+            .map(|at| at.to_offset(time::UtcOffset::UTC));
+        if sales_open_at.is_some_and(|at| at >= self.starts_at) {
+            errors.push(FieldError::new("sales_open_at", "must be before starts_at"));
+        }
 
         let count = self.seat_types.len();
         if !(1..=NewConcert::MAX_SEAT_TYPES).contains(&count) {
@@ -186,6 +196,7 @@ impl CreateConcertRequest {
                 category,
                 starts_at,
                 time_zone,
+                sales_open_at,
                 seat_types,
             }),
             _ => Err(CatalogError::Validation(errors)),
@@ -231,6 +242,19 @@ pub struct UpdateConcertRequest {
     /// The venue's IANA time zone.
     #[schema(example = "Europe/London", min_length = 1, max_length = 64)]
     pub time_zone: Option<String>,
+    /// When sales open, before the start; `null` opens them at once.
+    #[serde(default, deserialize_with = "present_instant")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-01T10:00:00Z")]
+    pub sales_open_at: Option<Option<OffsetDateTime>>,
+}
+
+/// A field that may be given as `null`: `Some(None)` for `null`, `None` (by `#[serde(default)]`)
+/// when the field is absent.
+fn present_instant<'de, D>(deserializer: D) -> Result<Option<Option<OffsetDateTime>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    time::serde::rfc3339::option::deserialize(deserializer).map(Some)
 }
 
 impl UpdateConcertRequest {
@@ -283,6 +307,9 @@ impl UpdateConcertRequest {
                 category,
                 starts_at,
                 time_zone,
+                sales_open_at: self
+                    .sales_open_at
+                    .map(|at| at.map(|at| at.to_offset(time::UtcOffset::UTC))),
             })
         } else {
             Err(CatalogError::Validation(errors))

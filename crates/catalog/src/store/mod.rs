@@ -48,6 +48,8 @@ pub struct ConcertRecord {
     pub starts_at: OffsetDateTime,
     /// The venue's IANA time zone.
     pub time_zone: String,
+    /// When sales open; `None`: on sale since it was created.
+    pub sales_open_at: Option<OffsetDateTime>,
     pub cancelled_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -267,7 +269,9 @@ impl<E: Engine> Pools<'_, E> {
         now: OffsetDateTime,
     ) -> Result<ConcertRecord, CatalogError> {
         let mut tx = self.write.begin().await?;
-        E::insert_concert(&mut *tx, id, concert, now).await?;
+        E::insert_concert(&mut *tx, id, concert, now)
+            .await
+            .map_err(on_sale_after_start)?;
         for (index, (seat, seat_id)) in concert.seat_types.iter().zip(seat_type_ids).enumerate() {
             let position = i64::try_from(index).unwrap_or(i64::MAX);
             E::insert_seat_type(&mut *tx, *seat_id, id, position, seat, now)
@@ -295,7 +299,9 @@ impl<E: Engine> Pools<'_, E> {
         now: OffsetDateTime,
     ) -> Result<Guarded<ConcertRecord>, CatalogError> {
         let mut tx = self.write.begin().await?;
-        let updated = E::update_if_open(&mut *tx, id, change, now).await?;
+        let updated = E::update_if_open(&mut *tx, id, change, now)
+            .await
+            .map_err(on_sale_after_start)?;
         let outcome = guarded::<E>(&mut *tx, id, updated, now).await?;
         tx.commit().await?;
         Ok(outcome)
@@ -441,6 +447,19 @@ async fn guarded<E: Engine>(
     }
 }
 
+/// Maps the check that sales open before the start to a validation error on `sales_open_at`.
+fn on_sale_after_start(error: sqlx::Error) -> CatalogError {
+    match &error {
+        sqlx::Error::Database(db)
+            if db.message().contains("sales_open_before_start")
+                || db.constraint() == Some("sales_open_before_start") =>
+        {
+            CatalogError::invalid("sales_open_at", "must be before starts_at")
+        }
+        _ => CatalogError::Store(error),
+    }
+}
+
 /// Maps the seat-type name index's unique violation to a validation error on `field`.
 fn duplicate_name<E: Engine>(error: sqlx::Error, field: &str) -> CatalogError {
     if E::is_duplicate_name(&error) {
@@ -457,7 +476,7 @@ fn duplicate_name<E: Engine>(error: sqlx::Error, field: &str) -> CatalogError {
 macro_rules! concert_columns {
     () => {
         "c.id, c.name, c.artist, c.venue, c.description, c.category, c.starts_at, c.time_zone, \
-         c.cancelled_at, c.created_at, c.updated_at, c.version, c.synced_version"
+         c.sales_open_at, c.cancelled_at, c.created_at, c.updated_at, c.version, c.synced_version"
     };
 }
 use concert_columns;
@@ -599,9 +618,16 @@ where
         " FROM concerts c WHERE c.synced_version > 0"
     ));
     match filter.status {
-        ListStatus::Available | ListStatus::OnSale => {
+        ListStatus::Available => {
             query.push(" AND c.cancelled_at IS NULL AND c.starts_at > ");
             DB::push_millis(&mut query, to_millis(filter.now));
+        }
+        ListStatus::OnSale => {
+            query.push(" AND c.cancelled_at IS NULL AND c.starts_at > ");
+            DB::push_millis(&mut query, to_millis(filter.now));
+            query.push(" AND (c.sales_open_at IS NULL OR c.sales_open_at <= ");
+            DB::push_millis(&mut query, to_millis(filter.now));
+            query.push(")");
         }
         ListStatus::All => {}
     }
@@ -646,6 +672,7 @@ where
         category: row.try_get("category")?,
         starts_at: DB::instant(row, "starts_at")?,
         time_zone: row.try_get("time_zone")?,
+        sales_open_at: DB::optional_instant(row, "sales_open_at")?,
         cancelled_at: DB::optional_instant(row, "cancelled_at")?,
         created_at: DB::instant(row, "created_at")?,
         updated_at: DB::instant(row, "updated_at")?,

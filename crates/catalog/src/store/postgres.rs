@@ -70,8 +70,8 @@ impl Engine for Postgres {
         sqlx::query(
             "INSERT INTO concerts (id, name, artist, venue, description, category,
                                    starts_at, created_at, updated_at, time_zone,
-                                   version, synced_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, 1, 0)",
+                                   sales_open_at, version, synced_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, 1, 0)",
         )
         .bind(id)
         .bind(concert.name.as_str())
@@ -82,6 +82,7 @@ impl Engine for Postgres {
         .bind(pg_instant(concert.starts_at.get()))
         .bind(pg_instant(now))
         .bind(concert.time_zone.as_str())
+        .bind(concert.sales_open_at.map(pg_instant))
         .execute(conn)
         .await?;
         Ok(())
@@ -142,6 +143,7 @@ impl Engine for Postgres {
                 category = coalesce($5, category),
                 starts_at = coalesce($6, starts_at),
                 time_zone = coalesce($7, time_zone),
+                sales_open_at = CASE WHEN $12 THEN $13 ELSE sales_open_at END,
                 version = version + $8,
                 updated_at = CASE WHEN $9 THEN $10 ELSE updated_at END
              WHERE id = $11 AND cancelled_at IS NULL AND starts_at > $10",
@@ -157,6 +159,8 @@ impl Engine for Postgres {
         .bind(changed)
         .bind(pg_instant(now))
         .bind(id)
+        .bind(change.sales_open_at.is_some())
+        .bind(change.sales_open_at.flatten().map(pg_instant))
         .execute(conn)
         .await?
         .rows_affected())

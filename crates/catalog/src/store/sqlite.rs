@@ -71,8 +71,8 @@ impl Engine for Sqlite {
         sqlx::query(
             "INSERT INTO concerts (id, name, artist, venue, description, category,
                                    starts_at, created_at, updated_at, time_zone,
-                                   version, synced_version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
+                                   sales_open_at, version, synced_version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
         )
         .bind(id)
         .bind(concert.name.as_str())
@@ -84,6 +84,7 @@ impl Engine for Sqlite {
         .bind(to_millis(now))
         .bind(to_millis(now))
         .bind(concert.time_zone.as_str())
+        .bind(concert.sales_open_at.map(to_millis))
         .execute(conn)
         .await?;
         Ok(())
@@ -144,6 +145,7 @@ impl Engine for Sqlite {
                 category = coalesce(?, category),
                 starts_at = coalesce(?, starts_at),
                 time_zone = coalesce(?, time_zone),
+                sales_open_at = CASE WHEN ? THEN ? ELSE sales_open_at END,
                 version = version + ?,
                 updated_at = CASE WHEN ? THEN ? ELSE updated_at END
              WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
@@ -155,6 +157,8 @@ impl Engine for Sqlite {
         .bind(change.category.as_ref().map(|v| v.as_str()))
         .bind(change.starts_at.map(|v| to_millis(v.get())))
         .bind(change.time_zone.as_ref().map(|v| v.as_str()))
+        .bind(change.sales_open_at.is_some())
+        .bind(change.sales_open_at.flatten().map(to_millis))
         .bind(i64::from(changed))
         .bind(changed)
         .bind(to_millis(now))

@@ -164,6 +164,7 @@ contract!(
     inserts_and_reads_a_concert_with_its_seat_types,
     instants_are_kept_to_the_millisecond,
     updates_change_only_what_is_given_and_bump_the_version,
+    on_sale_times_are_set_cleared_and_kept_before_the_start,
     guarded_changes_refuse_started_cancelled_and_unknown_concerts,
     seat_type_names_are_unique_per_concert_ignoring_case,
     seat_types_are_added_in_order_up_to_the_limit,
@@ -251,6 +252,7 @@ async fn inserts_and_reads_a_concert_with_its_seat_types(store: &CatalogStore) {
     concert.description = Description::parse("Line one\nline two").unwrap();
     concert.category = Category::parse("Pop").unwrap();
     concert.time_zone = TimeZoneName::parse("Europe/London").unwrap();
+    concert.sales_open_at = Some(START + Duration::hours(1));
     let id = Uuid::now_v7();
     let seat_ids = [Uuid::now_v7(), Uuid::now_v7()];
     let record = store
@@ -274,6 +276,7 @@ async fn inserts_and_reads_a_concert_with_its_seat_types(store: &CatalogStore) {
         category: "Pop".to_owned(),
         starts_at: START + Duration::hours(3),
         time_zone: "Europe/London".to_owned(),
+        sales_open_at: Some(START + Duration::hours(1)),
         cancelled_at: None,
         created_at: START,
         updated_at: START,
@@ -288,6 +291,71 @@ async fn inserts_and_reads_a_concert_with_its_seat_types(store: &CatalogStore) {
     assert!(!record.is_synced());
     assert_eq!(store.concert(id).await.unwrap(), Some(expected));
     assert_eq!(store.concert(Uuid::now_v7()).await.unwrap(), None);
+}
+
+async fn on_sale_times_are_set_cleared_and_kept_before_the_start(store: &CatalogStore) {
+    let record = insert_synced(store, &new_concert("Show", "A", "V", 5, &[("GA", 5)])).await;
+    assert_eq!(record.sales_open_at, None);
+    let set = |at: Option<OffsetDateTime>| ConcertChange {
+        sales_open_at: Some(at),
+        ..ConcertChange::default()
+    };
+    let opens = START + Duration::hours(2);
+    let Guarded::Done(scheduled) = store
+        .update_concert(record.id, &set(Some(opens)), START)
+        .await
+        .unwrap()
+    else {
+        panic!("update refused");
+    };
+    assert_eq!(scheduled.sales_open_at, Some(opens));
+    assert_eq!(scheduled.version, record.version + 1);
+    // A change that does not name it keeps it.
+    let rename = ConcertChange {
+        name: Some(Title::parse("Renamed").unwrap()),
+        ..ConcertChange::default()
+    };
+    let Guarded::Done(renamed) = store
+        .update_concert(record.id, &rename, START)
+        .await
+        .unwrap()
+    else {
+        panic!("update refused");
+    };
+    assert_eq!(renamed.sales_open_at, Some(opens));
+    // Not at or after the start (5 hours after START), whether it moves or the start does.
+    let late = store
+        .update_concert(record.id, &set(Some(START + Duration::hours(5))), START)
+        .await
+        .unwrap_err();
+    assert_eq!(validation_field(late), "sales_open_at");
+    let early_start = ConcertChange {
+        starts_at: Some(FutureStart::parse(START + Duration::hours(1), START).unwrap()),
+        ..ConcertChange::default()
+    };
+    let moved = store
+        .update_concert(record.id, &early_start, START)
+        .await
+        .unwrap_err();
+    assert_eq!(validation_field(moved), "sales_open_at");
+    assert_eq!(
+        store
+            .concert(record.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sales_open_at,
+        Some(opens)
+    );
+    // `null` clears it.
+    let Guarded::Done(cleared) = store
+        .update_concert(record.id, &set(None), START)
+        .await
+        .unwrap()
+    else {
+        panic!("update refused");
+    };
+    assert_eq!(cleared.sales_open_at, None);
 }
 
 async fn instants_are_kept_to_the_millisecond(store: &CatalogStore) {
