@@ -19,6 +19,8 @@ pub enum AuthError {
     AccountGone,
     #[error("no such route")]
     NotFound,
+    #[error("no such user")]
+    UserNotFound,
     #[error("forbidden")]
     Forbidden,
     #[error("too many attempts")]
@@ -58,6 +60,7 @@ impl From<AuthError> for Problem {
             AuthError::NotFound => {
                 Problem::new(ErrorCode::NotFound, "there is nothing at this path")
             }
+            AuthError::UserNotFound => Problem::new(ErrorCode::NotFound, "no such user"),
             AuthError::Forbidden => {
                 Problem::new(ErrorCode::Forbidden, "this action needs the admin role")
             }

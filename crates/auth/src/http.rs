@@ -1,4 +1,5 @@
-//! The Auth routes (API contract, "Auth"): `/api/v1/auth/*` and `/api/v1/me`.
+//! The Auth routes (API contract, "Auth" and "Roles"): `/api/v1/auth/*`, `/api/v1/me`, and the
+//! admins' user management in `http/admin.rs`.
 //!
 //! Handlers turn request bodies into domain types, collecting every invalid field into one
 //! `validation_failed` problem, then call [`AuthService`]. Every route is described for OpenAPI
@@ -18,6 +19,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
+
+mod admin;
 
 use crate::domain::{Email, FullName, Password, Phone};
 use crate::error::AuthError;
@@ -39,6 +42,8 @@ pub fn router(service: AuthService) -> OpenApiRouter {
         .routes(routes!(logout))
         .routes(routes!(get_me, patch_me))
         .routes(routes!(create_load_test_accounts))
+        .routes(routes!(admin::list_users))
+        .routes(routes!(admin::set_role))
         .with_state(service)
 }
 

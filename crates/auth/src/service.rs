@@ -4,10 +4,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use boxoffice_shared::FieldError;
 use boxoffice_shared::clients::RevokedSession;
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::token::{
-    Authenticator, REVOCATION_MARGIN, RevokedSessions, Role, forget_revoked_after,
+    AuthUser, Authenticator, REVOCATION_MARGIN, RevokedSessions, Role, forget_revoked_after,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -17,7 +18,7 @@ use crate::domain::{Email, FullName, Login, Password, Phone};
 use crate::error::AuthError;
 use crate::limits::SharedCounters;
 use crate::password::Passwords;
-use crate::store::{AuthStore, NewUser, RefreshOutcome, UserRecord};
+use crate::store::{AuthStore, NewUser, RefreshOutcome, UserFilter, UserRecord};
 use crate::throttles::Throttles;
 use crate::tokens::{TokenIssuer, hash_refresh_token, new_refresh_token};
 
@@ -466,6 +467,56 @@ impl AuthService {
         )
     }
 
+    /// Users for the admins' list, newest first: a page of at most `limit` after `before`, and
+    /// whether more follow.
+    pub async fn list_users(
+        &self,
+        filter: &UserFilter,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<(Vec<UserRecord>, bool), AuthError> {
+        let mut users = self
+            .inner
+            .store
+            .list_users(filter, before, limit.saturating_add(1))
+            .await?;
+        let more = users.len() > limit as usize;
+        users.truncate(limit as usize);
+        Ok((users, more))
+    }
+
+    /// Gives `user_id` the role `role` (an admin's decision). A demotion (admin to staff or
+    /// customer, staff to customer) ends every session of the user in the same transaction, so
+    /// that no token keeps the rights they lost, here and — through the revocation list — in
+    /// every process; a promotion shows in their next access token. An admin cannot give up
+    /// their own admin role, so that a deployment never loses its last admin by accident.
+    pub async fn set_role(
+        &self,
+        caller: &AuthUser,
+        user_id: Uuid,
+        role: Role,
+    ) -> Result<UserRecord, AuthError> {
+        if caller.user_id == user_id && role != Role::Admin {
+            return Err(AuthError::Validation(vec![FieldError::new(
+                "role",
+                "an admin cannot remove their own admin role",
+            )]));
+        }
+        let now = self.clock().now();
+        let demoted = |old: Role| rank(old) > rank(role);
+        let (user, revoked) = self
+            .inner
+            .store
+            .set_role(user_id, role, demoted, now)
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
+        for session in revoked {
+            self.remember_revoked(session, now);
+        }
+        tracing::info!(user = %user_id, role = role.as_str(), by = %caller.user_id, "role changed");
+        Ok(user)
+    }
+
     fn remember_revoked(&self, session_id: Uuid, now: OffsetDateTime) {
         self.revoked().revoke_now(
             session_id,
@@ -504,5 +555,14 @@ impl boxoffice_shared::clients::RevocationSource for AuthService {
         self.recently_revoked()
             .await
             .map_err(|error| boxoffice_shared::clients::ClientError::Unavailable(error.to_string()))
+    }
+}
+
+/// How much a role may do: a change to a lower rank is a demotion.
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Customer => 0,
+        Role::Staff => 1,
+        Role::Admin => 2,
     }
 }

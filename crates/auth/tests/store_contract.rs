@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use boxoffice_auth::AuthError;
-use boxoffice_auth::store::{AuthStore, NewUser, RefreshOutcome};
+use boxoffice_auth::store::{AuthStore, NewUser, RefreshOutcome, UserFilter};
 use boxoffice_shared::db::{PgStore, SqliteStore, Store};
 use boxoffice_shared::pgtest::TestDatabase;
 use boxoffice_shared::token::Role;
@@ -69,6 +69,8 @@ contract!(
     logout_revokes_and_is_listed_since,
     load_test_accounts_are_inserted_with_sessions,
     emails_stored_before_the_current_normal_form_are_rewritten_in_it,
+    roles_change_and_a_demotion_revokes_every_live_session,
+    users_are_listed_newest_first_by_search_and_role,
 );
 
 /// Migrates a store on `db`, runs `test` on it, and closes it.
@@ -638,6 +640,200 @@ async fn load_test_accounts_are_inserted_with_sessions(store: &AuthStore) {
             .expect("by email")
             .is_none()
     );
+}
+
+async fn roles_change_and_a_demotion_revokes_every_live_session(store: &AuthStore) {
+    let (user, first, first_token) = user_with_session(store, "ada@example.com").await;
+    let second = Uuid::now_v7();
+    let second_token = token_hash();
+    store
+        .create_session(second, user, &second_token, T0, T0 + Duration::hours(1))
+        .await
+        .unwrap();
+    let (other, other_session, _) = user_with_session(store, "bob@example.com").await;
+    let t1 = T0 + Duration::minutes(1);
+
+    // A promotion revokes nothing when told not to.
+    let (promoted, revoked) = store
+        .set_role(user, Role::Staff, |old| old != Role::Customer, t1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(promoted.role, Role::Staff);
+    assert!(revoked.is_empty());
+    assert_eq!(
+        store.user_by_id(user).await.unwrap().unwrap().role,
+        Role::Staff
+    );
+    // The refresh token's exchange carries the new role.
+    let successor = token_hash();
+    let (outcome, _) = store
+        .rotate_refresh_token(&first_token, &successor, t1, t1 + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            RefreshOutcome::Rotated {
+                role: Role::Staff,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+
+    // A demotion revokes both live sessions of the user, and no one else's.
+    let t2 = T0 + Duration::minutes(2);
+    let (demoted, mut revoked) = store
+        .set_role(user, Role::Customer, |old| old == Role::Staff, t2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(demoted.role, Role::Customer);
+    revoked.sort();
+    let mut both = vec![first, second];
+    both.sort();
+    assert_eq!(revoked, both);
+    assert!(session_is_revoked(store, first).await);
+    assert!(session_is_revoked(store, second).await);
+    assert!(!session_is_revoked(store, other_session).await);
+    let (outcome, _) = store
+        .rotate_refresh_token(&second_token, &token_hash(), t2, t2 + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RefreshOutcome::Invalid), "{outcome:?}");
+    assert_eq!(
+        store.user_by_id(other).await.unwrap().unwrap().role,
+        Role::Customer
+    );
+
+    // An unknown user is not found, and nothing changes.
+    assert!(
+        store
+            .set_role(Uuid::now_v7(), Role::Admin, |_| true, t2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn users_are_listed_newest_first_by_search_and_role(store: &AuthStore) {
+    let mut ids = Vec::new();
+    for (email, name) in [
+        ("ada@example.com", "Ada Lovelace"),
+        ("grace@example.com", "Grace Hopper"),
+        ("100%@example.com", "Percent Person"),
+        ("alan@example.org", "Alan Turing"),
+    ] {
+        let mut user = new_user(email, None);
+        user.full_name = name;
+        ids.push(store.insert_user(&user, T0).await.unwrap().id);
+    }
+    store
+        .set_role(ids[1], Role::Staff, |_| false, T0)
+        .await
+        .unwrap();
+    let emails = async |filter: UserFilter, before: Option<Uuid>, limit: u32| -> Vec<String> {
+        store
+            .list_users(&filter, before, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|user| user.email)
+            .collect()
+    };
+    let all = UserFilter::default();
+    assert_eq!(
+        emails(all.clone(), None, 10).await,
+        [
+            "alan@example.org",
+            "100%@example.com",
+            "grace@example.com",
+            "ada@example.com"
+        ]
+    );
+    // Pages: after the second user of the first page.
+    assert_eq!(
+        emails(all.clone(), Some(ids[2]), 10).await,
+        ["grace@example.com", "ada@example.com"]
+    );
+    assert_eq!(emails(all.clone(), None, 1).await, ["alan@example.org"]);
+    // A part of the email or the name, lower-cased by the caller; wildcards are literal.
+    let search = |text: &str| UserFilter {
+        search: Some(text.to_owned()),
+        role: None,
+    };
+    assert_eq!(
+        emails(search("hopper"), None, 10).await,
+        ["grace@example.com"]
+    );
+    assert_eq!(
+        emails(search("example.org"), None, 10).await,
+        ["alan@example.org"]
+    );
+    assert_eq!(emails(search("%"), None, 10).await, ["100%@example.com"]);
+    assert_eq!(emails(search("a_a"), None, 10).await, Vec::<String>::new());
+    let staff = UserFilter {
+        search: None,
+        role: Some(Role::Staff),
+    };
+    assert_eq!(emails(staff, None, 10).await, ["grace@example.com"]);
+}
+
+/// SQLite only: a store of the first release (users, sessions and refresh tokens, before the
+/// `staff` role) keeps every row through the migration that rebuilds `users` and `sessions`,
+/// whose foreign keys would otherwise cascade the drop of `users` onto every session.
+#[tokio::test]
+async fn sqlite_sessions_survive_the_migration_that_adds_staff() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("auth.db");
+    let db = SqliteStore::open(&path, 2).await.unwrap();
+    let first = tempfile::tempdir().unwrap();
+    std::fs::write(
+        first.path().join("0001_auth.sql"),
+        include_str!("../migrations/sqlite/0001_auth.sql"),
+    )
+    .unwrap();
+    sqlx::migrate::Migrator::new(first.path())
+        .await
+        .unwrap()
+        .run(&db.write)
+        .await
+        .unwrap();
+    let store = AuthStore::new(db);
+    let (user, session, token) = user_with_session(&store, "ada@example.com").await;
+    store.close().await;
+
+    let db = SqliteStore::open(&path, 2).await.unwrap();
+    let store = AuthStore::new(db.clone());
+    store.migrate().await.unwrap();
+    assert_eq!(
+        store.user_by_id(user).await.unwrap().unwrap().email,
+        "ada@example.com"
+    );
+    let (outcome, from) = store
+        .rotate_refresh_token(&token, &token_hash(), T0, T0 + Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RefreshOutcome::Rotated { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(from, session);
+    let (staff, _) = store
+        .set_role(user, Role::Staff, |_| false, T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(staff.role, Role::Staff);
+    // Foreign keys are enforced again after the migration.
+    let orphan = sqlx::query("INSERT INTO sessions (id, user_id, created_at) VALUES (?, ?, 0)")
+        .bind(Uuid::now_v7())
+        .bind(Uuid::now_v7())
+        .execute(&db.write)
+        .await;
+    assert!(orphan.is_err(), "a session of no user is refused");
+    store.close().await;
 }
 
 /// PostgreSQL only: the tables and the migration history live in the `auth` schema, so that the

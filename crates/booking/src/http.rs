@@ -7,10 +7,9 @@ pub mod stream;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use boxoffice_shared::extract::{ClientAddress, Json, Query};
-use boxoffice_shared::problem_responses;
 use boxoffice_shared::token::{AuthUser, Authenticator};
+use boxoffice_shared::{paging, problem_responses};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -236,37 +235,16 @@ pub async fn list_bookings(
     caller: AuthUser,
     Query(query): Query<ListBookingsQuery>,
 ) -> Result<Json<BookingPage>, BookingError> {
-    // An empty `limit=` is no limit, as in the catalog's lists.
-    let limit = match query.limit.as_deref().map(str::trim) {
-        None | Some("") => 20,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| BookingError::invalid("limit", "must be between 1 and 100"))?,
-    };
-    // An empty `cursor=` is no cursor, as an empty `limit=` is no limit (the first page).
-    let before = query
-        .cursor
-        .as_deref()
-        .map(str::trim)
-        .filter(|cursor| !cursor.is_empty())
-        .map(|cursor| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(cursor)
-                .ok()
-                .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-                .ok_or_else(|| BookingError::invalid("cursor", "is not a cursor this API returned"))
-        })
-        .transpose()?;
+    let limit = paging::limit(query.limit.as_deref())
+        .map_err(|error| BookingError::Validation(vec![error]))?;
+    let before = paging::after_id(query.cursor.as_deref())
+        .map_err(|error| BookingError::Validation(vec![error]))?;
     let mut items = service
         .list(caller, query.status, before, limit + 1)
         .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items
-            .last()
-            .map(|last| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.id.as_bytes()))
+        items.last().map(|last| paging::id_cursor(last.id))
     } else {
         None
     };

@@ -6,6 +6,7 @@
 //! - [`openapi`]: the OpenAPI description of a route's problem answers, one example per code.
 //! - [`extract`]: drop-in replacements for axum's `Json` and `Query` extractors whose rejections are
 //!   problem documents too, so a client never sees a plain-text error.
+//! - [`paging`]: the `limit` and `cursor` parameters of list endpoints.
 //! - [`token`]: access-token claims, verification with a pinned algorithm, the in-memory list of
 //!   revoked sessions, and the [`token::AuthUser`] extractor that handlers use.
 //! - [`keys`]: loading or generating the token key material (HMAC secret or Ed25519 key pair).
@@ -37,6 +38,7 @@ pub mod db;
 pub mod extract;
 pub mod keys;
 pub mod openapi;
+pub mod paging;
 #[cfg(any(test, feature = "testing"))]
 pub mod pgtest;
 pub mod problem;

@@ -32,6 +32,8 @@ pub const AUDIENCE: &str = "boxoffice-api";
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Customer,
+    /// Door staff: checks tickets in and reads check-in counts, nothing else a customer may not.
+    Staff,
     Admin,
 }
 
@@ -39,6 +41,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Customer => "customer",
+            Role::Staff => "staff",
             Role::Admin => "admin",
         }
     }
@@ -46,6 +49,7 @@ impl Role {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "customer" => Some(Role::Customer),
+            "staff" => Some(Role::Staff),
             "admin" => Some(Role::Admin),
             _ => None,
         }
@@ -569,7 +573,7 @@ mod tests {
 
     #[test]
     fn roles_round_trip() {
-        for role in [Role::Customer, Role::Admin] {
+        for role in [Role::Customer, Role::Staff, Role::Admin] {
             assert_eq!(Role::parse(role.as_str()), Some(role));
         }
         assert_eq!(Role::parse("root"), None);

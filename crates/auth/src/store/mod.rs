@@ -60,6 +60,27 @@ impl NewUser<'_> {
     }
 }
 
+/// Which users a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// A substring of the email or the full name, lower-cased.
+    pub search: Option<String>,
+    pub role: Option<Role>,
+}
+
+impl UserFilter {
+    /// `search` as a `LIKE` pattern that takes `%`, `_` and `\` literally (escape `\`).
+    fn like_pattern(&self) -> Option<String> {
+        self.search.as_ref().map(|search| {
+            let escaped = search
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        })
+    }
+}
+
 /// What exchanging a refresh token found.
 #[derive(Debug)]
 pub enum RefreshOutcome {
@@ -315,6 +336,37 @@ impl AuthStore {
         match &self.db {
             Store::Sqlite(db) => sqlite::revoke_session(db, session_id, now).await,
             Store::Postgres(db) => postgres::revoke_session(&db.pool, session_id, now).await,
+        }
+    }
+
+    /// Users, newest first, after the user `before` (a page's last), at most `limit`, whose email
+    /// or name contains `search` (already lower-cased), of `role` if given.
+    pub async fn list_users(
+        &self,
+        filter: &UserFilter,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<UserRecord>, AuthError> {
+        match &self.db {
+            Store::Sqlite(db) => sqlite::list_users(db, filter, before, limit).await,
+            Store::Postgres(db) => postgres::list_users(&db.pool, filter, before, limit).await,
+        }
+    }
+
+    /// Gives a user `role`, in one transaction with revoking every live session of theirs when
+    /// `revoke` says so for the role they had (a demotion: no token with the old rights may
+    /// survive). Returns the user as changed and the sessions revoked; `None` for an unknown id.
+    pub async fn set_role(
+        &self,
+        user_id: Uuid,
+        role: Role,
+        revoke: impl FnOnce(Role) -> bool + Send,
+        now: OffsetDateTime,
+    ) -> Result<Option<(UserRecord, Vec<Uuid>)>, AuthError> {
+        let now = whole_millis(now);
+        match &self.db {
+            Store::Sqlite(db) => sqlite::set_role(db, user_id, role, revoke, now).await,
+            Store::Postgres(db) => postgres::set_role(&db.pool, user_id, role, revoke, now).await,
         }
     }
 

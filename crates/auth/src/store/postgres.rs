@@ -12,7 +12,7 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{NewUser, RefreshOutcome, UserRecord, conflict, parse_role, user_columns};
+use super::{NewUser, RefreshOutcome, UserFilter, UserRecord, conflict, parse_role, user_columns};
 use crate::error::AuthError;
 
 fn user_from_row(row: &sqlx::postgres::PgRow) -> Result<UserRecord, sqlx::Error> {
@@ -361,4 +361,75 @@ pub(super) async fn set_email(
         .await
         .map_err(conflict)?;
     Ok(())
+}
+
+pub(super) async fn list_users(
+    pool: &PgPool,
+    filter: &UserFilter,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<UserRecord>, AuthError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users
+         WHERE ($1::uuid IS NULL OR id < $1)
+           AND ($2::text IS NULL OR email LIKE $2 ESCAPE '\\' OR lower(full_name) LIKE $2 ESCAPE '\\')
+           AND ($3::text IS NULL OR role = $3)
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(before)
+    .bind(filter.like_pattern())
+    .bind(filter.role.map(Role::as_str))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(user_from_row)
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+pub(super) async fn set_role(
+    pool: &PgPool,
+    user_id: Uuid,
+    role: Role,
+    revoke: impl FnOnce(Role) -> bool + Send,
+    now: OffsetDateTime,
+) -> Result<Option<(UserRecord, Vec<Uuid>)>, AuthError> {
+    let mut tx = pool.begin().await?;
+    let Some(old) =
+        sqlx::query_scalar::<_, String>("SELECT role FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let row = sqlx::query(concat!(
+        "UPDATE users SET role = $1, updated_at = $2 WHERE id = $3 RETURNING ",
+        user_columns!()
+    ))
+    .bind(role.as_str())
+    .bind(now)
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let user = user_from_row(&row)?;
+    // Each revoked session is announced to every instance by the table's trigger at commit.
+    let revoked = match revoke(parse_role(&old)?) {
+        true => {
+            sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = $1, revoke_reason = 'role_changed'
+                 WHERE user_id = $2 AND revoked_at IS NULL RETURNING id",
+            )
+            .bind(now)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        false => Vec::new(),
+    };
+    tx.commit().await?;
+    Ok(Some((user, revoked)))
 }

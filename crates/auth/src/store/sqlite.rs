@@ -12,7 +12,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{NewUser, RefreshOutcome, UserRecord, conflict, parse_role, user_columns};
+use super::{NewUser, RefreshOutcome, UserFilter, UserRecord, conflict, parse_role, user_columns};
 use crate::error::AuthError;
 
 fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, sqlx::Error> {
@@ -357,4 +357,74 @@ pub(super) async fn set_email(
         .await
         .map_err(conflict)?;
     Ok(())
+}
+
+pub(super) async fn list_users(
+    db: &SqliteStore,
+    filter: &UserFilter,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<UserRecord>, AuthError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users
+         WHERE (?1 IS NULL OR id < ?1)
+           AND (?2 IS NULL OR email LIKE ?2 ESCAPE '\\' OR lower(full_name) LIKE ?2 ESCAPE '\\')
+           AND (?3 IS NULL OR role = ?3)
+         ORDER BY id DESC LIMIT ?4"
+    ))
+    .bind(before)
+    .bind(filter.like_pattern())
+    .bind(filter.role.map(Role::as_str))
+    .bind(i64::from(limit))
+    .fetch_all(&db.read)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(user_from_row)
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+pub(super) async fn set_role(
+    db: &SqliteStore,
+    user_id: Uuid,
+    role: Role,
+    revoke: impl FnOnce(Role) -> bool + Send,
+    now: OffsetDateTime,
+) -> Result<Option<(UserRecord, Vec<Uuid>)>, AuthError> {
+    // IMMEDIATE: the write lock up front, as every multi-statement change here takes it.
+    let mut tx = db.write.begin_with("BEGIN IMMEDIATE").await?;
+    let Some(old) = sqlx::query_scalar::<_, String>("SELECT role FROM users WHERE id = ?")
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let row = sqlx::query(concat!(
+        "UPDATE users SET role = ?, updated_at = ? WHERE id = ? RETURNING ",
+        user_columns!()
+    ))
+    .bind(role.as_str())
+    .bind(to_millis(now))
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let user = user_from_row(&row)?;
+    let revoked = match revoke(parse_role(&old)?) {
+        true => {
+            sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = ?, revoke_reason = 'role_changed'
+                 WHERE user_id = ? AND revoked_at IS NULL RETURNING id",
+            )
+            .bind(to_millis(now))
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        false => Vec::new(),
+    };
+    tx.commit().await?;
+    Ok(Some((user, revoked)))
 }

@@ -8,6 +8,7 @@
 //! - `errors`: the problem+json answers for bad bodies, paths and methods.
 //! - `ops`: health, readiness, metrics, the OpenAPI document and `/docs`.
 //! - `openapi`: the OpenAPI document is a true one: references resolve, problems are declared.
+//! - `roles`: the admins' user list and role changes (a demotion takes effect at once).
 //! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
 //! - `lifecycle`: restarts on the same data directory, the binary, signals and `--demo`.
 //! - `concerts`: the catalog, its admin routes, sales, availability and its event stream.
@@ -37,4 +38,5 @@ mod on_sale;
 mod openapi;
 mod ops;
 mod rate_limits;
+mod roles;
 mod startup;

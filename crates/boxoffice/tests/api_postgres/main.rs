@@ -39,4 +39,6 @@ mod loadtest;
 mod on_sale;
 #[path = "../api/ops.rs"]
 mod ops;
+#[path = "../api/roles.rs"]
+mod roles;
 mod split;
