@@ -21,9 +21,9 @@ pub struct ListUsersQuery {
     /// A part of the email or the full name, ignoring case.
     #[param(max_length = 254)]
     pub q: Option<String>,
-    /// Only users with this role.
-    #[param(inline)]
-    pub role: Option<Role>,
+    /// Only users with this role (an empty value is no filter).
+    #[param(value_type = Option<Role>, inline)]
+    pub role: Option<String>,
     /// 1 to 100, default 20.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
@@ -73,6 +73,13 @@ pub async fn list_users(
     let mut errors = Vec::new();
     let limit = paging::limit(query.limit.as_deref()).map_err(|error| errors.push(error));
     let after = paging::after_id(query.cursor.as_deref()).map_err(|error| errors.push(error));
+    let role = match query.role.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Role::parse(raw).or_else(|| {
+            errors.push(FieldError::new("role", "must be customer, staff or admin"));
+            None
+        }),
+    };
     let search = query
         .q
         .map(|q| q.trim().to_lowercase())
@@ -83,10 +90,7 @@ pub async fn list_users(
     let (Ok(limit), Ok(after), true) = (limit, after, errors.is_empty()) else {
         return Err(AuthError::Validation(errors));
     };
-    let filter = UserFilter {
-        search,
-        role: query.role,
-    };
+    let filter = UserFilter { search, role };
     let (users, more) = service.list_users(&filter, after, limit).await?;
     let next_cursor = match more {
         true => users.last().map(|last| paging::id_cursor(last.id)),

@@ -51,6 +51,8 @@ async fn admins_list_users_newest_first_with_search_role_and_pages() {
     assert_eq!(emails(&list("?q=GRACE").await), ["grace@example.com"]);
     assert_eq!(emails(&list("?role=admin").await), [ADMIN_EMAIL]);
     assert!(emails(&list("?role=staff").await).is_empty());
+    // An empty value is no filter, as for `limit=` and `cursor=`.
+    assert_eq!(emails(&list("?role=&limit=").await).len(), 4);
 
     for bad in ["?role=owner", "?limit=0", "?cursor=nonsense", "?sort=name"] {
         let response = app
