@@ -1189,32 +1189,42 @@ on_every_backend! {
 /// One step of the property test.
 #[derive(Debug, Clone)]
 enum Op {
-    Book { user: usize, seat: usize },
-    Cancel { user: usize },
-    Close,
+    Book {
+        user: usize,
+        seat: usize,
+    },
+    Cancel {
+        user: usize,
+    },
+    /// A minute passes: sales open after the first, the concert starts after the third.
+    Tick,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0..4usize, 0..2usize).prop_map(|(user, seat)| Op::Book { user, seat }),
         3 => (0..4usize).prop_map(|user| Op::Cancel { user }),
-        1 => Just(Op::Close),
+        1 => Just(Op::Tick),
     ]
 }
 
-/// Random sequences of book / cancel / close over four users and two small seat types behave
-/// exactly like the model: a seat is taken only if one is left and sales are open, a user holds
-/// at most one booking, a cancel returns exactly one seat.
+/// Random sequences of book / cancel / tick over four users and two small seat types behave
+/// exactly like the model: a seat is taken only if one is left and sales are open (from the
+/// on-sale instant to the start), a user holds at most one booking, a cancel returns exactly one
+/// seat.
 async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
-    let start = OffsetDateTime::now_utc() + time::Duration::hours(1);
-    let clock = Arc::new(ManualClock::new(start - time::Duration::minutes(1)));
+    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(1);
+    let opens = start - time::Duration::minutes(2);
+    let clock = Arc::new(ManualClock::new(opens - time::Duration::minutes(1)));
     let engine = engine_with_clock(&backend, clock.clone()).await;
-    let (concert_id, seats) = concert(&engine, start, &[2, 1]).await;
+    let (concert_id, seats) = concert_opening(&engine, Some(opens), start, &[2, 1]).await;
     let users: Vec<AuthUser> = (0..4).map(|_| customer()).collect();
     let mut remaining = [2i64, 1];
     let mut held: HashMap<usize, (Uuid, usize)> = HashMap::new();
-    let mut closed = false;
+    let mut minutes = 0;
     for op in ops {
+        let open = minutes >= 1;
+        let closed = minutes >= 3;
         match op {
             Op::Book { user, seat } => {
                 let outcome = engine
@@ -1223,6 +1233,8 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                     .await;
                 let expected = if closed {
                     "closed"
+                } else if !open {
+                    "not_open"
                 } else if remaining[seat] == 0 {
                     "sold_out"
                 } else if held.contains_key(&user) {
@@ -1236,6 +1248,7 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                         held.insert(user, (booking.id, seat));
                     }
                     ("closed", Err(BookingError::BookingClosed))
+                    | ("not_open", Err(BookingError::SalesNotOpen))
                     | ("sold_out", Err(BookingError::SoldOut))
                     | ("already_booked", Err(BookingError::AlreadyBooked)) => {}
                     (expected, actual) => panic!("book: expected {expected}, got {actual:?}"),
@@ -1257,9 +1270,9 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                     held.remove(&user);
                 }
             }
-            Op::Close => {
+            Op::Tick => {
                 clock.advance(time::Duration::minutes(1));
-                closed = true;
+                minutes += 1;
             }
         }
         for (index, seat) in seats.iter().enumerate() {
