@@ -6,6 +6,7 @@
 //! accepted or refused from then on by the transaction's own time check; the event only tells
 //! watchers). The SSE stream of [`crate::http`] turns these into server-sent events.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::domain::sales_opened;
 use crate::view::SharedInventory;
 
 /// Something happened to a concert's availability.
@@ -28,8 +30,10 @@ pub enum AvailabilityEvent {
     Closed(Uuid),
 }
 
-/// Publishes `Opened` for each concert at its `sales_open_at` and `Closed` at its `starts_at`.
-/// Re-plans when `schedule` is poked (a concert was added or moved) and at least once a minute.
+/// Publishes `Opened` for each concert when its sales open — at its `sales_open_at`, or at once
+/// when an organiser moves the on-sale into the past or clears it — and `Closed` at its
+/// `starts_at`. Re-plans when `schedule` is poked (a concert was added or changed) and at least
+/// once a minute.
 pub async fn run_sales_timer(
     view: SharedInventory,
     clock: SharedClock,
@@ -38,23 +42,26 @@ pub async fn run_sales_timer(
     stop: CancellationToken,
 ) {
     let mut checked_until = clock.now();
+    // Concerts whose on-sale is still to come, as last seen: when one is no longer, it opened.
+    let mut waiting: HashSet<Uuid> = HashSet::new();
     loop {
         let now = clock.now();
-        let passed = |at: OffsetDateTime| at > checked_until && at <= now;
         let due: Vec<AvailabilityEvent> = {
             let view = view.read();
-            let live = view
-                .concerts
-                .iter()
-                .filter(|(_, concert)| !concert.cancelled);
-            let opened = live
-                .clone()
-                .filter(|(_, concert)| concert.opens_at.is_some_and(passed))
-                .map(|(id, _)| AvailabilityEvent::Opened(*id));
-            let closed = live
-                .filter(|(_, concert)| passed(concert.starts_at))
-                .map(|(id, _)| AvailabilityEvent::Closed(*id));
-            opened.chain(closed).collect()
+            let mut due = Vec::new();
+            let mut still_waiting = HashSet::new();
+            for (id, concert) in view.concerts.iter().filter(|(_, c)| !c.cancelled) {
+                if !sales_opened(now, concert.opens_at) {
+                    still_waiting.insert(*id);
+                } else if waiting.contains(id) && now < concert.starts_at {
+                    due.push(AvailabilityEvent::Opened(*id));
+                }
+                if concert.starts_at > checked_until && concert.starts_at <= now {
+                    due.push(AvailabilityEvent::Closed(*id));
+                }
+            }
+            waiting = still_waiting;
+            due
         };
         for event in due {
             match event {

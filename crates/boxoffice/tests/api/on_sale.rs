@@ -136,12 +136,20 @@ async fn on_sale_times_are_validated_changed_and_cleared() {
         .await;
     let renamed: Value = renamed.json().await.unwrap();
     assert_eq!(renamed["sales_open_at"], opens);
+    // Clearing it opens sales at once, and the stream says so.
+    let mut stream = EventStream::open(&app.client, &app.base, &id).await;
+    assert_eq!(stream.next(5).await.0, "availability");
     let cleared = app
         .patch_json_with_token(&path, &admin, &json!({ "sales_open_at": null }))
         .await;
     let cleared: Value = cleared.json().await.unwrap();
     assert_eq!(cleared["status"], "on_sale", "{cleared}");
     assert_eq!(cleared["sales_open_at"], Value::Null);
+    let mut names = Vec::new();
+    while !names.contains(&"opened".to_owned()) {
+        names.push(stream.next(5).await.0);
+        assert!(names.len() < 10, "no `opened` event among {names:?}");
+    }
     app.book_ok(&fan.access_token, &id, &seat_type).await;
 }
 
