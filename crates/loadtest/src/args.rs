@@ -182,6 +182,12 @@ pub struct LoadtestArgs {
     /// when every user has tried].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// `onsale` only: the concert's sales open this long after it is created (`3s`, `500ms`),
+    /// so that the on-sale opens during the run. Users start at once and retry each 409
+    /// `sales_not_open` until their booking is decided; no booking may be made before the
+    /// instant.
+    #[arg(long, value_parser = parse_duration)]
+    pub opens_in: Option<Duration>,
     /// At most this many requests in the measured phase.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,

@@ -172,6 +172,7 @@ fn intern(code: &str) -> Arc<str> {
         "already_booked",
         "already_cancelled",
         "booking_closed",
+        "sales_not_open",
         "unauthenticated",
         "rate_limited",
         "unavailable",

@@ -27,6 +27,8 @@ pub(crate) struct Stage {
     pub(crate) seat_types: Vec<SeatTypeInfo>,
     /// Pre-serialized `POST /api/v1/bookings` calls, one per seat type (auth added per user).
     pub(crate) book: Vec<Call>,
+    /// When the concert's sales open, if the tool scheduled its on-sale (`--opens-in`).
+    pub(crate) opens_at: Option<time::OffsetDateTime>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +133,7 @@ pub(crate) fn stage_of(concert: Concert, wanted: Option<&[SeatTypeSpec]>) -> any
         concert_id: concert.id,
         seat_types,
         book,
+        opens_at: None,
     })
 }
 
@@ -154,7 +157,14 @@ pub(crate) async fn stage(
     let starts_at = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
         .replace_nanosecond(0)?
         .format(&time::format_description::well_known::Rfc3339)?;
-    let body = json!({
+    let opens_at = args
+        .opens_in
+        .map(|after| {
+            let at = time::OffsetDateTime::now_utc() + after;
+            at.replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        })
+        .transpose()?;
+    let mut body = json!({
         "name": format!("Load test {}", args.prefix),
         "artist": "boxoffice loadtest",
         "venue": "Loopback Arena",
@@ -164,6 +174,9 @@ pub(crate) async fn stage(
             "name": seat.name, "price_cents": 5000, "currency": "USD", "capacity": seat.capacity,
         })).collect::<Vec<_>>(),
     });
+    if let Some(at) = opens_at {
+        body["sales_open_at"] = json!(at.format(&time::format_description::well_known::Rfc3339)?);
+    }
     let concert: Concert = conn
         .json(
             &Call::post("/api/v1/concerts", Some(serde_json::to_vec(&body)?.into()))?
@@ -172,7 +185,9 @@ pub(crate) async fn stage(
         )
         .await
         .context("creating the concert")?;
-    stage_of(concert, Some(seat_types))
+    let mut stage = stage_of(concert, Some(seat_types))?;
+    stage.opens_at = opens_at;
+    Ok(stage)
 }
 
 /// `count` customer accounts with access tokens, from the load-test accounts endpoint in

@@ -116,6 +116,48 @@ async fn onsale_with_2000_users_and_100_seats_passes() {
 }
 
 #[tokio::test]
+async fn an_onsale_that_opens_during_the_run_books_nobody_before_the_instant() {
+    let app = spawn_loadtest_app().await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "onsale",
+            "--users",
+            "300",
+            "--concurrency",
+            "16",
+            "--seat-types",
+            "GA:100",
+            "--opens-in",
+            "2s",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    assert_eq!(report.phase.count(201, None), 100);
+    assert_eq!(report.phase.count(409, Some("sold_out")), 200);
+    // The users came before the on-sale and were told to wait, then all of them got an answer.
+    assert!(
+        report.phase.count(409, Some("sales_not_open")) > 0,
+        "{}",
+        report.to_text()
+    );
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|check| check.name == "no booking before the on-sale" && check.passed),
+        "{}",
+        report.to_text()
+    );
+    // Only for the concert `onsale` creates.
+    let refused = run(&app, &["--scenario", "soldout", "--opens-in", "2s"]).await;
+    assert!(refused.is_err());
+}
+
+#[tokio::test]
 async fn soldout_answers_only_sold_out_after_the_sell_out() {
     let app = spawn_loadtest_app().await;
     let report = run(

@@ -28,6 +28,11 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         concurrency: args.concurrency(),
         show_progress: !args.json,
     };
+    anyhow::ensure!(
+        args.opens_in.is_none() || (args.scenario == Scenario::Onsale && args.concert_id.is_none()),
+        "--opens-in schedules the on-sale of the concert `onsale` creates: it needs --scenario \
+         onsale and no --concert-id"
+    );
     let outcome = match args.scenario {
         Scenario::Onsale => onsale::run(&ctx, args).await?,
         Scenario::Churn => churn::run(&ctx, args).await?,

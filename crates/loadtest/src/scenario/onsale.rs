@@ -86,6 +86,61 @@ fn tally(results: Vec<Vec<(usize, Answer)>>, k: usize) -> Tally {
     }
 }
 
+/// An on-sale that opens during the run (`--opens-in`): users retry `sales_not_open` until
+/// their booking is decided, and no booking may be answered before the on-sale instant.
+struct Opening {
+    at: time::OffsetDateTime,
+    /// 409 `sales_not_open` answers, retried.
+    early: AtomicUsize,
+    /// 201s received before the on-sale instant (on this machine's clock, which the server
+    /// shares): bookings the server should have refused.
+    before_the_instant: AtomicUsize,
+}
+
+impl Opening {
+    /// How long after the on-sale instant a `sales_not_open` is still retried: past it, the
+    /// answer is kept (and judged unexpected) rather than retried for ever.
+    const GRACE: time::Duration = time::Duration::seconds(30);
+
+    fn new(at: time::OffsetDateTime) -> Self {
+        Self {
+            at,
+            early: AtomicUsize::new(0),
+            before_the_instant: AtomicUsize::new(0),
+        }
+    }
+
+    /// One user's booking: sent again while sales have not opened.
+    async fn book(&self, worker: &mut crate::phase::Worker, call: &crate::client::Call) -> Answer {
+        loop {
+            let answer = worker.call(call, true).await;
+            let now = time::OffsetDateTime::now_utc();
+            if answer.is(StatusCode::CONFLICT, "sales_not_open") && now < self.at + Self::GRACE {
+                self.early.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if answer.status() == Some(StatusCode::CREATED) && now < self.at {
+                self.before_the_instant.fetch_add(1, Ordering::Relaxed);
+            }
+            return answer;
+        }
+    }
+
+    fn check(&self) -> Check {
+        let before = self.before_the_instant.load(Ordering::Relaxed);
+        Check::new(
+            "no booking before the on-sale",
+            before == 0,
+            format!(
+                "{} answers 409 sales_not_open before {} and retried; {before} bookings \
+                 answered before it",
+                self.early.load(Ordering::Relaxed),
+                self.at
+            ),
+        )
+    }
+}
+
 /// Every prepared user books once, all at the same moment.
 pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcome> {
     let specs = args.seat_types_or(&SeatTypeSpec::onsale_default());
@@ -94,6 +149,7 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
     let next = Arc::new(AtomicUsize::new(0));
     let budget = Arc::new(Budget::new(args.duration, args.requests));
     let book = Arc::new(stage.book.clone());
+    let opening = stage.opens_at.map(|at| Arc::new(Opening::new(at)));
     let (phase, results) = ctx
         .phase(
             "onsale",
@@ -104,9 +160,15 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
             vec![Vec::new(); ctx.concurrency],
             {
                 let users = users.clone();
+                let opening = opening.clone();
                 move |mut worker, mut answers: Vec<(usize, Answer)>| {
-                    let (users, next, budget, book) =
-                        (users.clone(), next.clone(), budget.clone(), book.clone());
+                    let (users, next, budget, book, opening) = (
+                        users.clone(),
+                        next.clone(),
+                        budget.clone(),
+                        book.clone(),
+                        opening.clone(),
+                    );
                     async move {
                         while budget.take() {
                             let user = next.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +176,10 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
                             let call = book[user % book.len()]
                                 .clone()
                                 .with_auth(found.auth.clone());
-                            let answer = worker.call(&call, true).await;
+                            let answer = match &opening {
+                                Some(opening) => opening.book(&mut worker, &call).await,
+                                None => worker.call(&call, true).await,
+                            };
                             answers.push((user, answer));
                         }
                         (worker, answers)
@@ -150,6 +215,9 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
             },
         ),
     );
+    if let Some(opening) = &opening {
+        checks.push(opening.check());
+    }
     if attempted < users.len() {
         checks.push(Check::new(
             "every user tried",
