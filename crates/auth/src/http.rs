@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRef, State};
 use axum::http::StatusCode;
-use boxoffice_shared::FieldError;
+use boxoffice_shared::FieldErrors;
 use boxoffice_shared::extract::Json;
 use boxoffice_shared::problem_responses;
 use boxoffice_shared::token::{AuthUser, Authenticator, Role};
@@ -127,27 +127,21 @@ pub struct RegisterRequest {
 
 impl RegisterRequest {
     fn parse(self) -> Result<Registration, AuthError> {
-        let mut errors = Vec::new();
-        let email = Email::parse(&self.email).map_err(|m| errors.push(FieldError::new("email", m)));
-        let password = Password::parse(&self.password)
-            .map_err(|m| errors.push(FieldError::new("password", m)));
-        let full_name = FullName::parse(&self.full_name)
-            .map_err(|m| errors.push(FieldError::new("full_name", m)));
-        let phone = self
-            .phone
-            .as_deref()
-            .map(Phone::parse)
-            .transpose()
-            .map_err(|m| errors.push(FieldError::new("phone", m)));
-        match (email, password, full_name, phone) {
-            (Ok(email), Ok(password), Ok(full_name), Ok(phone)) => Ok(Registration {
-                email,
-                password,
-                full_name,
-                phone,
-            }),
-            _ => Err(AuthError::Validation(errors)),
-        }
+        let mut errors = FieldErrors::default();
+        let email = errors.check("email", Email::parse(&self.email));
+        let password = errors.check("password", Password::parse(&self.password));
+        let full_name = errors.check("full_name", FullName::parse(&self.full_name));
+        let phone = errors.check("phone", self.phone.as_deref().map(Phone::parse).transpose());
+        errors
+            .finish(|| {
+                Some(Registration {
+                    email: email?,
+                    password: password?,
+                    full_name: full_name?,
+                    phone: phone?,
+                })
+            })
+            .map_err(AuthError::Validation)
     }
 }
 
@@ -190,24 +184,25 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 impl UpdateMeRequest {
     fn parse(self) -> Result<ProfileChange, AuthError> {
-        let mut errors = Vec::new();
-        let full_name = self
-            .full_name
-            .as_deref()
-            .map(FullName::parse)
-            .transpose()
-            .map_err(|m| errors.push(FieldError::new("full_name", m)));
-        let phone = match self.phone {
-            None => Ok(None),
-            Some(None) => Ok(Some(None)),
-            Some(Some(raw)) => Phone::parse(&raw)
-                .map(|phone| Some(Some(phone)))
-                .map_err(|m| errors.push(FieldError::new("phone", m))),
-        };
-        match (full_name, phone) {
-            (Ok(full_name), Ok(phone)) => Ok(ProfileChange { full_name, phone }),
-            _ => Err(AuthError::Validation(errors)),
-        }
+        let mut errors = FieldErrors::default();
+        let full_name = errors.check(
+            "full_name",
+            self.full_name.as_deref().map(FullName::parse).transpose(),
+        );
+        let phone = errors.check(
+            "phone",
+            self.phone
+                .map(|phone| phone.as_deref().map(Phone::parse).transpose())
+                .transpose(),
+        );
+        errors
+            .finish(|| {
+                Some(ProfileChange {
+                    full_name: full_name?,
+                    phone: phone?,
+                })
+            })
+            .map_err(AuthError::Validation)
     }
 }
 
@@ -435,9 +430,9 @@ pub async fn create_load_test_accounts(
     if caller.role != Role::Admin {
         return Err(AuthError::Forbidden);
     }
-    let mut errors = Vec::new();
+    let mut errors = FieldErrors::default();
     if !(1..=10_000).contains(&request.count) {
-        errors.push(FieldError::new("count", "must be between 1 and 10000"));
+        errors.push("count", "must be between 1 and 10000");
     }
     let prefix_ok = (1..=40).contains(&request.prefix.len())
         && request
@@ -445,14 +440,12 @@ pub async fn create_load_test_accounts(
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !prefix_ok {
-        errors.push(FieldError::new(
+        errors.push(
             "prefix",
             "must be 1 to 40 lower-case letters, digits or dashes",
-        ));
+        );
     }
-    if !errors.is_empty() {
-        return Err(AuthError::Validation(errors));
-    }
+    errors.finish(|| Some(())).map_err(AuthError::Validation)?;
     let accounts = service
         .create_load_test_accounts(&request.prefix, request.count)
         .await?

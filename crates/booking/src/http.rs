@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use boxoffice_shared::extract::{ClientAddress, Json, Query};
 use boxoffice_shared::token::{AuthUser, Authenticator};
-use boxoffice_shared::{paging, problem_responses};
+use boxoffice_shared::{FieldErrors, paging, problem_responses};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -235,10 +235,12 @@ pub async fn list_bookings(
     caller: AuthUser,
     Query(query): Query<ListBookingsQuery>,
 ) -> Result<Json<BookingPage>, BookingError> {
-    let limit = paging::limit(query.limit.as_deref())
-        .map_err(|error| BookingError::Validation(vec![error]))?;
-    let before = paging::after_id(query.cursor.as_deref())
-        .map_err(|error| BookingError::Validation(vec![error]))?;
+    let mut errors = FieldErrors::default();
+    let limit = errors.check("limit", paging::limit(query.limit.as_deref()));
+    let before = errors.check("cursor", paging::after_id(query.cursor.as_deref()));
+    let (limit, before) = errors
+        .finish(|| Some((limit?, before?)))
+        .map_err(BookingError::Validation)?;
     let mut items = service
         .list(caller, query.status, before, limit + 1)
         .await?;

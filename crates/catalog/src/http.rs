@@ -11,7 +11,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use boxoffice_shared::extract::{Json, Query};
 use boxoffice_shared::token::{AuthUser, Authenticator};
-use boxoffice_shared::{FieldError, Problem, problem_responses};
+use boxoffice_shared::{FieldErrors, Problem, problem_responses};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -192,72 +192,60 @@ pub struct ListParams {
 
 impl ListParams {
     fn parse(self) -> Result<ListQuery, CatalogError> {
-        let mut errors = Vec::new();
-        let status = match self.status.as_deref().map(str::trim) {
-            None | Some("") | Some("available") => ListStatus::Available,
-            Some("on_sale") => ListStatus::OnSale,
-            Some("all") => ListStatus::All,
-            Some(_) => {
-                errors.push(FieldError::new(
-                    "status",
-                    "must be one of available, on_sale, all",
-                ));
-                ListStatus::Available
-            }
-        };
-        let search = SearchText::parse(self.q.as_deref().unwrap_or(""))
-            .map_err(|m| errors.push(FieldError::new("q", m)))
-            .ok()
-            .flatten();
+        let mut errors = FieldErrors::default();
+        let status = errors.check(
+            "status",
+            match self.status.as_deref().map(str::trim) {
+                None | Some("") | Some("available") => Ok(ListStatus::Available),
+                Some("on_sale") => Ok(ListStatus::OnSale),
+                Some("all") => Ok(ListStatus::All),
+                Some(_) => Err("must be one of available, on_sale, all"),
+            },
+        );
+        let search = errors.check("q", SearchText::parse(self.q.as_deref().unwrap_or("")));
         let category = self
             .category
             .map(|c| c.trim().to_owned())
             .filter(|c| !c.is_empty());
-        let from = parse_instant(self.from.as_deref())
-            .map_err(|m| errors.push(FieldError::new("from", m)))
-            .ok()
-            .flatten();
-        let to = parse_instant(self.to.as_deref())
-            .map_err(|m| errors.push(FieldError::new("to", m)))
-            .ok()
-            .flatten();
-        if let (Some(from), Some(to)) = (from, to)
+        let from = errors.check("from", parse_instant(self.from.as_deref()));
+        let to = errors.check("to", parse_instant(self.to.as_deref()));
+        if let (Some(Some(from)), Some(Some(to))) = (from, to)
             && from > to
         {
-            errors.push(FieldError::new("to", "must not be before from"));
+            errors.push("to", "must not be before from");
         }
-        let limit = match self.limit.as_deref().map(str::trim) {
-            None | Some("") => Ok(PageLimit::DEFAULT),
-            Some(raw) => raw
-                .parse::<i64>()
-                .map_err(|_| "must be a whole number between 1 and 100".to_owned())
-                .and_then(|n| PageLimit::parse(Some(n))),
-        }
-        .map_err(|m| errors.push(FieldError::new("limit", m)))
-        .unwrap_or(PageLimit::DEFAULT);
-        let cursor = match self.cursor.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(raw) => Cursor::decode(raw).or_else(|| {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor returned by this endpoint",
-                ));
-                None
-            }),
-        };
-        if errors.is_empty() {
-            Ok(ListQuery {
-                status,
-                search,
-                category,
-                from,
-                to,
-                limit,
-                cursor,
+        let limit = errors.check(
+            "limit",
+            match self.limit.as_deref().map(str::trim) {
+                None | Some("") => Ok(PageLimit::DEFAULT),
+                Some(raw) => raw
+                    .parse::<i64>()
+                    .map_err(|_| "must be a whole number between 1 and 100".to_owned())
+                    .and_then(|n| PageLimit::parse(Some(n))),
+            },
+        );
+        let cursor = errors.check(
+            "cursor",
+            match self.cursor.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(raw) => Cursor::decode(raw)
+                    .map(Some)
+                    .ok_or("is not a cursor returned by this endpoint"),
+            },
+        );
+        errors
+            .finish(|| {
+                Some(ListQuery {
+                    status: status?,
+                    search: search?,
+                    category,
+                    from: from?,
+                    to: to?,
+                    limit: limit?,
+                    cursor: cursor?,
+                })
             })
-        } else {
-            Err(CatalogError::Validation(errors))
-        }
+            .map_err(CatalogError::Validation)
     }
 }
 
@@ -469,10 +457,9 @@ pub async fn add_seat_type(
     Json(request): Json<SeatTypeRequest>,
 ) -> Result<(StatusCode, Json<SeatType>), CatalogError> {
     let id = concert_id(&id)?;
-    let mut errors = Vec::new();
-    let seat = request
-        .parse("", &mut errors)
-        .ok_or(CatalogError::Validation(errors))?;
+    let mut errors = FieldErrors::default();
+    let seat = request.parse("", &mut errors);
+    let seat = errors.finish(|| seat).map_err(CatalogError::Validation)?;
     let view = service.add_seat_type(id, seat).await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }

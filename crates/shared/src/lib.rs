@@ -51,4 +51,4 @@ pub mod telemetry;
 pub mod token;
 pub mod zone;
 
-pub use problem::{ErrorCode, FieldError, Problem};
+pub use problem::{ErrorCode, FieldError, FieldErrors, Problem};

@@ -6,23 +6,22 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use uuid::Uuid;
 
-use crate::FieldError;
-
-/// The page size a list is asked for: 1 to 100, 20 when absent or empty (`limit=`).
-pub fn limit(raw: Option<&str>) -> Result<u32, FieldError> {
+/// The page size a list is asked for: 1 to 100, 20 when absent or empty (`limit=`); the error
+/// is the message for the `limit` field.
+pub fn limit(raw: Option<&str>) -> Result<u32, &'static str> {
     match raw.map(str::trim) {
         None | Some("") => Ok(20),
         Some(raw) => raw
             .parse::<u32>()
             .ok()
             .filter(|limit| (1..=100).contains(limit))
-            .ok_or_else(|| FieldError::new("limit", "must be between 1 and 100")),
+            .ok_or("must be between 1 and 100"),
     }
 }
 
 /// The id a page starts after, from the `cursor` parameter; `None` (the first page) when absent
-/// or empty (`cursor=`).
-pub fn after_id(raw: Option<&str>) -> Result<Option<Uuid>, FieldError> {
+/// or empty (`cursor=`); the error is the message for the `cursor` field.
+pub fn after_id(raw: Option<&str>) -> Result<Option<Uuid>, &'static str> {
     raw.map(str::trim)
         .filter(|cursor| !cursor.is_empty())
         .map(|cursor| {
@@ -30,7 +29,7 @@ pub fn after_id(raw: Option<&str>) -> Result<Option<Uuid>, FieldError> {
                 .decode(cursor)
                 .ok()
                 .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-                .ok_or_else(|| FieldError::new("cursor", "is not a cursor this API returned"))
+                .ok_or("is not a cursor this API returned")
         })
         .transpose()
 }

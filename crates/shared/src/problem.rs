@@ -156,6 +156,51 @@ impl FieldError {
     }
 }
 
+/// The invalid fields of one request, collected while each field is parsed, so that a client
+/// hears of every bad field at once:
+///
+/// ```
+/// # use boxoffice_shared::problem::{FieldError, FieldErrors};
+/// let mut errors = FieldErrors::default();
+/// let count = errors.check("count", "12".parse::<u32>().map_err(|_| "not a number"));
+/// let name = errors.check("name", Err::<String, _>("must not be empty"));
+/// let parsed = errors.finish(|| Some((count?, name?)));
+/// assert_eq!(parsed.unwrap_err(), [FieldError::new("name", "must not be empty")]);
+/// ```
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// The value `parsed` holds, or `None` with its error recorded against `field`.
+    pub fn check<T, M: Into<String>>(
+        &mut self,
+        field: impl Into<String>,
+        parsed: Result<T, M>,
+    ) -> Option<T> {
+        parsed
+            .map_err(|message| self.0.push(FieldError::new(field, message)))
+            .ok()
+    }
+
+    /// Records that `field` is invalid.
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What `build` makes of the parsed fields when none was invalid, else every invalid field.
+    /// `build` returns `None` only when a field it needs is missing, which an error explains.
+    pub fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, Vec<FieldError>> {
+        match (self.0.is_empty(), build()) {
+            (true, Some(value)) => Ok(value),
+            _ => Err(self.0),
+        }
+    }
+}
+
 /// An RFC 9457 problem document, ready to be sent.
 ///
 /// The schema carries no example of its own: each response shows examples of the codes it can

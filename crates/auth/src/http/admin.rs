@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use boxoffice_shared::extract::{Json, Query};
 use boxoffice_shared::token::{AuthUser, Role};
-use boxoffice_shared::{FieldError, paging, problem_responses};
+use boxoffice_shared::{FieldErrors, paging, problem_responses};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -70,26 +70,28 @@ pub async fn list_users(
     Query(query): Query<ListUsersQuery>,
 ) -> Result<Json<UserPage>, AuthError> {
     caller.require_admin().map_err(|_| AuthError::Forbidden)?;
-    let mut errors = Vec::new();
-    let limit = paging::limit(query.limit.as_deref()).map_err(|error| errors.push(error));
-    let after = paging::after_id(query.cursor.as_deref()).map_err(|error| errors.push(error));
-    let role = match query.role.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(raw) => Role::parse(raw).or_else(|| {
-            errors.push(FieldError::new("role", "must be customer, staff or admin"));
-            None
-        }),
-    };
+    let mut errors = FieldErrors::default();
+    let limit = errors.check("limit", paging::limit(query.limit.as_deref()));
+    let after = errors.check("cursor", paging::after_id(query.cursor.as_deref()));
+    let role = errors.check(
+        "role",
+        match query.role.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(raw) => Role::parse(raw)
+                .map(Some)
+                .ok_or("must be customer, staff or admin"),
+        },
+    );
     let search = query
         .q
         .map(|q| q.trim().to_lowercase())
         .filter(|q| !q.is_empty());
     if search.as_ref().is_some_and(|q| q.chars().count() > 254) {
-        errors.push(FieldError::new("q", "must be at most 254 characters"));
+        errors.push("q", "must be at most 254 characters");
     }
-    let (Ok(limit), Ok(after), true) = (limit, after, errors.is_empty()) else {
-        return Err(AuthError::Validation(errors));
-    };
+    let (limit, after, role) = errors
+        .finish(|| Some((limit?, after?, role?)))
+        .map_err(AuthError::Validation)?;
     let filter = UserFilter { search, role };
     let (users, more) = service.list_users(&filter, after, limit).await?;
     let next_cursor = match more {

@@ -1,7 +1,7 @@
 //! The request bodies of the concert routes, and how each becomes a validated domain value: every
 //! field is checked and every refusal named, so one 422 lists all that is wrong.
 
-use boxoffice_shared::FieldError;
+use boxoffice_shared::FieldErrors;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -37,28 +37,23 @@ pub struct SeatTypeRequest {
 
 impl SeatTypeRequest {
     /// Parses into a seat type, reporting invalid fields under `prefix` (e.g. `seat_types[1].`).
-    pub(super) fn parse(self, prefix: &str, errors: &mut Vec<FieldError>) -> Option<NewSeatType> {
+    pub(super) fn parse(self, prefix: &str, errors: &mut FieldErrors) -> Option<NewSeatType> {
         let field = |name: &str| format!("{prefix}{name}");
-        let name = SeatTypeName::parse(&self.name)
-            .map_err(|m| errors.push(FieldError::new(field("name"), m)));
-        let price_cents = PriceCents::parse(self.price_cents)
-            .map_err(|m| errors.push(FieldError::new(field("price_cents"), m)));
-        let currency = self
-            .currency
-            .as_deref()
-            .map_or_else(|| Ok(Currency::default_currency()), Currency::parse)
-            .map_err(|m| errors.push(FieldError::new(field("currency"), m)));
-        let capacity = Capacity::parse(self.capacity)
-            .map_err(|m| errors.push(FieldError::new(field("capacity"), m)));
-        match (name, price_cents, currency, capacity) {
-            (Ok(name), Ok(price_cents), Ok(currency), Ok(capacity)) => Some(NewSeatType {
-                name,
-                price_cents,
-                currency,
-                capacity,
-            }),
-            _ => None,
-        }
+        let name = errors.check(field("name"), SeatTypeName::parse(&self.name));
+        let price_cents = errors.check(field("price_cents"), PriceCents::parse(self.price_cents));
+        let currency = errors.check(
+            field("currency"),
+            self.currency
+                .as_deref()
+                .map_or_else(|| Ok(Currency::default_currency()), Currency::parse),
+        );
+        let capacity = errors.check(field("capacity"), Capacity::parse(self.capacity));
+        Some(NewSeatType {
+            name: name?,
+            price_cents: price_cents?,
+            currency: currency?,
+            capacity: capacity?,
+        })
     }
 }
 
@@ -115,44 +110,45 @@ pub struct CreateConcertRequest {
 
 impl CreateConcertRequest {
     pub(super) fn parse(self, now: OffsetDateTime) -> Result<NewConcert, CatalogError> {
-        let mut errors = Vec::new();
-        let name = Title::parse(&self.name).map_err(|m| errors.push(FieldError::new("name", m)));
-        let artist =
-            Title::parse(&self.artist).map_err(|m| errors.push(FieldError::new("artist", m)));
-        let venue = Title::parse(&self.venue).map_err(|m| errors.push(FieldError::new("venue", m)));
-        let description = self
-            .description
-            .as_deref()
-            .map_or_else(|| Ok(Description::default()), Description::parse)
-            .map_err(|m| errors.push(FieldError::new("description", m)));
-        let category = self
-            .category
-            .as_deref()
-            .map_or_else(|| Ok(Category::default_category()), Category::parse)
-            .map_err(|m| errors.push(FieldError::new("category", m)));
-        let starts_at = FutureStart::parse(self.starts_at, now)
-            .map_err(|m| errors.push(FieldError::new("starts_at", m)));
-        let time_zone = self
-            .time_zone
-            .as_deref()
-            .map_or_else(|| Ok(TimeZoneName::default_zone()), TimeZoneName::parse)
-            .map_err(|m| errors.push(FieldError::new("time_zone", m)));
+        let mut errors = FieldErrors::default();
+        let name = errors.check("name", Title::parse(&self.name));
+        let artist = errors.check("artist", Title::parse(&self.artist));
+        let venue = errors.check("venue", Title::parse(&self.venue));
+        let description = errors.check(
+            "description",
+            self.description
+                .as_deref()
+                .map_or_else(|| Ok(Description::default()), Description::parse),
+        );
+        let category = errors.check(
+            "category",
+            self.category
+                .as_deref()
+                .map_or_else(|| Ok(Category::default_category()), Category::parse),
+        );
+        let starts_at = errors.check("starts_at", FutureStart::parse(self.starts_at, now));
+        let time_zone = errors.check(
+            "time_zone",
+            self.time_zone
+                .as_deref()
+                .map_or_else(|| Ok(TimeZoneName::default_zone()), TimeZoneName::parse),
+        );
         let sales_open_at = self
             .sales_open_at
             .map(|at| at.to_offset(time::UtcOffset::UTC));
         if sales_open_at.is_some_and(|at| at >= self.starts_at) {
-            errors.push(FieldError::new("sales_open_at", "must be before starts_at"));
+            errors.push("sales_open_at", "must be before starts_at");
         }
 
         let count = self.seat_types.len();
         if !(1..=NewConcert::MAX_SEAT_TYPES).contains(&count) {
-            errors.push(FieldError::new(
+            errors.push(
                 "seat_types",
                 format!(
                     "must list 1 to {} seat types (got {count})",
                     NewConcert::MAX_SEAT_TYPES
                 ),
-            ));
+            );
         }
         let mut seat_types = Vec::with_capacity(count);
         let mut seen: Vec<String> = Vec::with_capacity(count);
@@ -160,47 +156,31 @@ impl CreateConcertRequest {
             let prefix = format!("seat_types[{index}].");
             let folded = seat.name.trim().to_lowercase();
             if let Some(first) = seen.iter().position(|name| *name == folded) {
-                errors.push(FieldError::new(
+                errors.push(
                     format!("{prefix}name"),
                     format!("duplicates the name of seat_types[{first}] (names ignore case)"),
-                ));
+                );
             }
             seen.push(folded);
             if let Some(seat) = seat.parse(&prefix, &mut errors) {
                 seat_types.push(seat);
             }
         }
-
-        match (
-            name,
-            artist,
-            venue,
-            description,
-            category,
-            starts_at,
-            time_zone,
-        ) {
-            (
-                Ok(name),
-                Ok(artist),
-                Ok(venue),
-                Ok(description),
-                Ok(category),
-                Ok(starts_at),
-                Ok(time_zone),
-            ) if errors.is_empty() => Ok(NewConcert {
-                name,
-                artist,
-                venue,
-                description,
-                category,
-                starts_at,
-                time_zone,
-                sales_open_at,
-                seat_types,
-            }),
-            _ => Err(CatalogError::Validation(errors)),
-        }
+        errors
+            .finish(|| {
+                Some(NewConcert {
+                    name: name?,
+                    artist: artist?,
+                    venue: venue?,
+                    description: description?,
+                    category: category?,
+                    starts_at: starts_at?,
+                    time_zone: time_zone?,
+                    sales_open_at,
+                    seat_types,
+                })
+            })
+            .map_err(CatalogError::Validation)
     }
 }
 
@@ -259,61 +239,53 @@ where
 
 impl UpdateConcertRequest {
     pub(super) fn parse(self, now: OffsetDateTime) -> Result<ConcertChange, CatalogError> {
-        let mut errors = Vec::new();
+        let mut errors = FieldErrors::default();
         let mut title = |raw: Option<String>, field: &str| {
-            raw.map(|raw| Title::parse(&raw))
-                .transpose()
-                .map_err(|m| errors.push(FieldError::new(field, m)))
-                .ok()
+            errors
+                .check(field, raw.map(|raw| Title::parse(&raw)).transpose())
                 .flatten()
         };
         let name = title(self.name, "name");
         let artist = title(self.artist, "artist");
         let venue = title(self.venue, "venue");
-        let description = self
-            .description
-            .map(|raw| Description::parse(&raw))
-            .transpose()
-            .map_err(|m| errors.push(FieldError::new("description", m)))
-            .ok()
-            .flatten();
-        let category = self
-            .category
-            .map(|raw| Category::parse(&raw))
-            .transpose()
-            .map_err(|m| errors.push(FieldError::new("category", m)))
-            .ok()
-            .flatten();
-        let starts_at = self
-            .starts_at
-            .map(|at| FutureStart::parse(at, now))
-            .transpose()
-            .map_err(|m| errors.push(FieldError::new("starts_at", m)))
-            .ok()
-            .flatten();
-        let time_zone = self
-            .time_zone
-            .map(|raw| TimeZoneName::parse(&raw))
-            .transpose()
-            .map_err(|m| errors.push(FieldError::new("time_zone", m)))
-            .ok()
-            .flatten();
-        if errors.is_empty() {
-            Ok(ConcertChange {
-                name,
-                artist,
-                venue,
-                description,
-                category,
-                starts_at,
-                time_zone,
-                sales_open_at: self
-                    .sales_open_at
-                    .map(|at| at.map(|at| at.to_offset(time::UtcOffset::UTC))),
+        let description = errors.check(
+            "description",
+            self.description
+                .map(|raw| Description::parse(&raw))
+                .transpose(),
+        );
+        let category = errors.check(
+            "category",
+            self.category.map(|raw| Category::parse(&raw)).transpose(),
+        );
+        let starts_at = errors.check(
+            "starts_at",
+            self.starts_at
+                .map(|at| FutureStart::parse(at, now))
+                .transpose(),
+        );
+        let time_zone = errors.check(
+            "time_zone",
+            self.time_zone
+                .map(|raw| TimeZoneName::parse(&raw))
+                .transpose(),
+        );
+        errors
+            .finish(|| {
+                Some(ConcertChange {
+                    name,
+                    artist,
+                    venue,
+                    description: description?,
+                    category: category?,
+                    starts_at: starts_at?,
+                    time_zone: time_zone?,
+                    sales_open_at: self
+                        .sales_open_at
+                        .map(|at| at.map(|at| at.to_offset(time::UtcOffset::UTC))),
+                })
             })
-        } else {
-            Err(CatalogError::Validation(errors))
-        }
+            .map_err(CatalogError::Validation)
     }
 }
 
