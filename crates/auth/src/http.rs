@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRef, State};
 use axum::http::StatusCode;
 use boxoffice_shared::FieldErrors;
-use boxoffice_shared::extract::Json;
+use boxoffice_shared::extract::{Json, present};
 use boxoffice_shared::problem_responses;
 use boxoffice_shared::token::{AuthUser, Authenticator, Role};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -173,13 +173,6 @@ pub struct UpdateMeRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, pattern = r"^\s*[ .()-]*\+(?:[ .()-]*[0-9]){8,15}[ .()-]*\s*$")]
     pub phone: Option<Option<String>>,
-}
-
-/// Tells `"phone": null` (remove) apart from no `phone` at all (keep).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl UpdateMeRequest {

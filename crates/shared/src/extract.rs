@@ -5,6 +5,10 @@
 //! JSON of the wrong shape (missing, unknown or mistyped fields) is 422 `validation_failed` with the
 //! field named, a body over the limit is 413 `body_too_large`, and a body that is not JSON is 415
 //! `unsupported_media_type`.
+//!
+//! For bodies that change a resource (PATCH), [`present`] and [`present_rfc3339`] tell a field
+//! sent as `null` (`Some(None)`: clear it) apart from a field left out (`None`, with
+//! `#[serde(default)]`: keep it).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -236,6 +240,26 @@ where
                 Problem::validation(vec![FieldError::new(field, message)])
             })
     }
+}
+
+/// `deserialize_with` for a nullable field of a change: `Some(None)` for `null`, `Some(Some(v))`
+/// for a value; with `#[serde(default)]`, `None` when the field is absent.
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+/// [`present`] for an RFC 3339 instant.
+pub fn present_rfc3339<'de, D>(
+    deserializer: D,
+) -> Result<Option<Option<time::OffsetDateTime>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    time::serde::rfc3339::option::deserialize(deserializer).map(Some)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! field is checked and every refusal named, so one 422 lists all that is wrong.
 
 use boxoffice_shared::FieldErrors;
+use boxoffice_shared::extract::present_rfc3339;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -223,18 +224,9 @@ pub struct UpdateConcertRequest {
     #[schema(example = "Europe/London", min_length = 1, max_length = 64)]
     pub time_zone: Option<String>,
     /// When sales open, before the start; `null` opens them at once.
-    #[serde(default, deserialize_with = "present_instant")]
+    #[serde(default, deserialize_with = "present_rfc3339")]
     #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-01T10:00:00Z")]
     pub sales_open_at: Option<Option<OffsetDateTime>>,
-}
-
-/// A field that may be given as `null`: `Some(None)` for `null`, `None` (by `#[serde(default)]`)
-/// when the field is absent.
-fn present_instant<'de, D>(deserializer: D) -> Result<Option<Option<OffsetDateTime>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    time::serde::rfc3339::option::deserialize(deserializer).map(Some)
 }
 
 impl UpdateConcertRequest {
