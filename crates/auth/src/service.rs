@@ -467,22 +467,14 @@ impl AuthService {
         )
     }
 
-    /// Users for the admins' list, newest first: a page of at most `limit` after `before`, and
-    /// whether more follow.
+    /// Users for the admins' list, newest first: at most `limit` after `before`.
     pub async fn list_users(
         &self,
         filter: &UserFilter,
         before: Option<Uuid>,
         limit: u32,
-    ) -> Result<(Vec<UserRecord>, bool), AuthError> {
-        let mut users = self
-            .inner
-            .store
-            .list_users(filter, before, limit.saturating_add(1))
-            .await?;
-        let more = users.len() > limit as usize;
-        users.truncate(limit as usize);
-        Ok((users, more))
+    ) -> Result<Vec<UserRecord>, AuthError> {
+        self.inner.store.list_users(filter, before, limit).await
     }
 
     /// Gives `user_id` the role `role` (an admin's decision). A demotion (admin to staff or

@@ -241,15 +241,10 @@ pub async fn list_bookings(
     let (limit, before) = errors
         .finish(|| Some((limit?, before?)))
         .map_err(BookingError::Validation)?;
-    let mut items = service
+    let items = service
         .list(caller, query.status, before, limit + 1)
         .await?;
-    let next_cursor = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|last| paging::id_cursor(last.id))
-    } else {
-        None
-    };
+    let (items, next_cursor) = paging::page(items, limit, |booking| booking.id);
     Ok(Json(BookingPage { items, next_cursor }))
 }
 

@@ -39,6 +39,19 @@ pub fn id_cursor(last: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(last.as_bytes())
 }
 
+/// A page of at most `limit` items from `items`, read with one more than `limit` so that a
+/// further page shows, and the cursor of that page (`None` on the last one); `id` is an item's
+/// id, as the list is ordered.
+pub fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> Uuid) -> (Vec<T>, Option<String>) {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next = match more {
+        true => items.last().map(|last| id_cursor(id(last))),
+        false => None,
+    };
+    (items, next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +64,17 @@ mod tests {
         assert!(limit(Some("0")).is_err());
         assert!(limit(Some("101")).is_err());
         assert!(limit(Some("ten")).is_err());
+    }
+
+    #[test]
+    fn a_page_has_a_cursor_only_when_more_follow() {
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let (items, next) = page(ids.clone(), 2, |id| *id);
+        assert_eq!(items, ids[..2]);
+        assert_eq!(next, Some(id_cursor(ids[1])));
+        let (items, next) = page(ids[..2].to_vec(), 2, |id| *id);
+        assert_eq!(items, ids[..2]);
+        assert_eq!(next, None);
     }
 
     #[test]

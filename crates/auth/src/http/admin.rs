@@ -93,11 +93,8 @@ pub async fn list_users(
         .finish(|| Some((limit?, after?, role?)))
         .map_err(AuthError::Validation)?;
     let filter = UserFilter { search, role };
-    let (users, more) = service.list_users(&filter, after, limit).await?;
-    let next_cursor = match more {
-        true => users.last().map(|last| paging::id_cursor(last.id)),
-        false => None,
-    };
+    let users = service.list_users(&filter, after, limit + 1).await?;
+    let (users, next_cursor) = paging::page(users, limit, |user| user.id);
     Ok(Json(UserPage {
         items: users.into_iter().map(User::from).collect(),
         next_cursor,
