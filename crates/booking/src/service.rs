@@ -225,16 +225,22 @@ impl BookingService {
         Ok(outcome)
     }
 
-    /// The checks the view answers exactly, without the writer.
+    /// The checks the view answers exactly, without the writer. A concert or seat type the view
+    /// does not know is refused here only when the view cannot lag the store; otherwise (another
+    /// instance may have just provisioned it) the writer decides from the store.
     fn precheck(&self, concert_id: Uuid, seat_type_id: Uuid) -> Result<(), BookingError> {
         let now = self.inner.clock.now();
         let view = self.inner.view.read();
-        let concert = view
+        let known = view
             .concerts
             .get(&concert_id)
-            .ok_or(BookingError::ConcertNotFound)?;
-        let seat = view.seat_of(concert_id, seat_type_id)?;
-        bookable(now, concert, seat.remaining)
+            .ok_or(BookingError::ConcertNotFound)
+            .and_then(|concert| Ok((concert, view.seat_of(concert_id, seat_type_id)?)));
+        match known {
+            Ok((concert, seat)) => bookable(now, concert, seat.remaining),
+            Err(_) if self.inner.store.view_may_lag() => Ok(()),
+            Err(unknown) => Err(unknown),
+        }
     }
 
     /// Cancels a booking; the seat returns in the same transaction.

@@ -65,9 +65,8 @@ impl BookingStore {
         })
     }
 
-    /// Queues a command for the writer; its answer comes through the command's reply. Waits
-    /// while the queue is full (back-pressure).
-    /// Queues `command` for the writer if its queue has room now.
+    /// Queues `command` for the writer if its queue has room now; its answer comes through the
+    /// command's reply.
     pub fn try_submit(&self, command: Command) -> Result<(), NotQueued> {
         dispatch!(self, engine => engine.try_submit(command))
     }
@@ -80,6 +79,12 @@ impl BookingStore {
     /// Whether the writer still takes commands.
     pub fn writer_running(&self) -> bool {
         dispatch!(self, engine => engine.writer_running())
+    }
+
+    /// Whether the view may not know yet a concert or seat type the store holds (provisioned
+    /// through another instance): then an unknown one is for the writer to refuse, not the view.
+    pub fn view_may_lag(&self) -> bool {
+        dispatch!(self, engine => engine.view_may_lag())
     }
 
     /// Whether the database answers.

@@ -1589,6 +1589,40 @@ async fn a_change_through_one_instance_shows_in_the_other_instances_view() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concert_provisioned_through_one_instance_sells_through_the_other_at_once() {
+    let Some((a, b)) = two_instances(
+        "engine::a_concert_provisioned_through_one_instance_sells_through_the_other_at_once",
+    )
+    .await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[10]).await;
+    // No waiting for the second instance's view: the writer decides from the store what the
+    // view does not know yet.
+    let booked = b.service.book(customer(), concert_id, seats[0], None).await;
+    assert!(matches!(booked, Ok(BookOutcome::Created(_))), "{booked:?}");
+    let unknown = b
+        .service
+        .book(customer(), Uuid::new_v4(), seats[0], None)
+        .await;
+    assert!(
+        matches!(unknown, Err(BookingError::ConcertNotFound)),
+        "{unknown:?}"
+    );
+    let other_seat = b
+        .service
+        .book(customer(), concert_id, Uuid::new_v4(), None)
+        .await;
+    assert!(
+        matches!(other_seat, Err(BookingError::SeatTypeNotFound)),
+        "{other_seat:?}"
+    );
+    assert_eq!(counts(&a, seats[0]).await, (10, 9, 1));
+    views_agree([&a, &b], concert_id, seats[0], 9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_with_one_key_through_two_instances_make_one_booking() {
     let Some((a, b)) =
         two_instances("engine::retries_with_one_key_through_two_instances_make_one_booking").await

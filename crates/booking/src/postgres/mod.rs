@@ -150,6 +150,12 @@ impl PgBooking {
         !self.writer.is_closed()
     }
 
+    /// A concert or seat type provisioned through another instance reaches this view through
+    /// the listener, a moment after its commit.
+    pub fn view_may_lag(&self) -> bool {
+        true
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         self.db.ping().await
     }

@@ -45,6 +45,8 @@ struct Locked {
 /// The rows the batch holds locked: the bookings to cancel and every seat type involved.
 struct Held {
     targets: HashMap<Uuid, Booking>,
+    /// The concerts whose sales are locked: those of the batch that exist.
+    concerts: HashSet<Uuid>,
     seats: HashMap<Uuid, Locked>,
 }
 
@@ -138,7 +140,11 @@ async fn lock(
         .collect::<Result<_, _>>()?
     };
     let seats = lock_seat_types(tx, books, &targets, &sales).await?;
-    Ok(Held { targets, seats })
+    Ok(Held {
+        targets,
+        concerts: sales.into_keys().collect(),
+        seats,
+    })
 }
 
 /// The sales involved, share-locked in id order. Every administrative change (moving or
@@ -364,6 +370,9 @@ fn decide_book(
     known: &mut Known,
     now: OffsetDateTime,
 ) -> Result<Booking, BookingError> {
+    if !held.concerts.contains(&request.concert_id) {
+        return Err(BookingError::ConcertNotFound);
+    }
     let locked = held
         .seats
         .get_mut(&request.seat_type_id)

@@ -109,6 +109,11 @@ impl SqliteBooking {
         !self.writer.is_closed()
     }
 
+    /// The one writer updates the view with every commit: it never lags the store.
+    pub fn view_may_lag(&self) -> bool {
+        false
+    }
+
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         self.db.ping().await
     }
