@@ -41,6 +41,7 @@ async fn start(dir: &std::path::Path) -> BookingService {
         authenticator,
         boxoffice_shared::clock::system(),
         None,
+        boxoffice_booking::payments::Checkout::default(),
         CancellationToken::new(),
         &TaskTracker::new(),
     )

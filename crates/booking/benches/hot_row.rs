@@ -178,6 +178,7 @@ fn main() {
             authenticator,
             boxoffice_shared::clock::system(),
             None,
+            boxoffice_booking::payments::Checkout::default(),
             stop.clone(),
             &TaskTracker::new(),
         )

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::domain::{Booking, BookingStatus, IdempotencyKey};
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
+use crate::hold::{Hold, HoldRequest, Paid};
 use crate::view::Seat;
 
 /// The most commands committed in one transaction.
@@ -34,16 +35,22 @@ pub struct BookRequest {
     pub key: Option<IdempotencyKey>,
 }
 
-/// What a booking request came to.
+/// What a request that creates something (a booking, a hold) came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BookOutcome {
-    Created(Booking),
+pub enum Made<T> {
+    Created(T),
     /// The same Idempotency-Key and body were seen before: the saved answer.
     Replayed {
         status: u16,
         body: String,
     },
 }
+
+/// What a booking request came to.
+pub type BookOutcome = Made<Booking>;
+
+/// What a hold request came to.
+pub type HoldOutcome = Made<Hold>;
 
 /// Who asks to cancel a booking.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +67,13 @@ pub type Reply<T> = oneshot::Sender<Result<T, BookingError>>;
 pub enum Command {
     Book(BookRequest, Reply<BookOutcome>),
     Cancel(Uuid, Canceller, Reply<Booking>),
+    Hold(HoldRequest, Reply<HoldOutcome>),
+    /// Releases the hold (first) of the user (second).
+    Release(Uuid, Uuid, Reply<Hold>),
+    /// Records a payment the provider took: the hold becomes a booking.
+    Pay(Paid, Reply<Hold>),
+    /// Expires every hold whose `expires_at` has passed; answers how many.
+    ExpireHolds(Reply<usize>),
     /// A change of the inventory itself, made by Catalog.
     Administer(Admin),
 }
@@ -82,9 +96,9 @@ pub struct SavedResponse {
 
 /// What a saved answer means for a request with the fingerprint `fingerprint`: the same
 /// request again (replay the answer), or another request reusing the key (refused).
-pub fn replay(saved: SavedResponse, fingerprint: &[u8; 32]) -> Result<BookOutcome, BookingError> {
+pub fn replay<T>(saved: SavedResponse, fingerprint: &[u8; 32]) -> Result<Made<T>, BookingError> {
     if saved.request_hash.as_slice() == fingerprint.as_slice() {
-        Ok(BookOutcome::Replayed {
+        Ok(Made::Replayed {
             status: saved.status,
             body: saved.body,
         })
@@ -110,7 +124,12 @@ pub fn confirmed_booking(request: &BookRequest, seat: &Seat, now: OffsetDateTime
 
 /// The body saved for a created booking's Idempotency-Key, and replayed on a retry.
 pub fn booking_json(booking: &Booking) -> Result<String, BookingError> {
-    serde_json::to_string(booking).map_err(|error| BookingError::Corrupt(error.to_string()))
+    saved_json(booking)
+}
+
+/// The body saved for what a request with an Idempotency-Key created (a booking, a hold).
+pub fn saved_json(made: &impl serde::Serialize) -> Result<String, BookingError> {
+    serde_json::to_string(made).map_err(|error| BookingError::Corrupt(error.to_string()))
 }
 
 /// Why the writer's queue did not take a command at once.
@@ -135,10 +154,20 @@ pub fn fill_batch<T>(first: T, queue: &mut mpsc::Receiver<T>, batch: &mut Vec<T>
     }
 }
 
-/// Per seat type: `(id, name, capacity, remaining, price_cents, currency)`, and booking counts
-/// by status, for the sales report.
+/// One seat type's row of the sales report, as stored: `held` counts the holds stored active.
+pub struct SeatSalesRow {
+    pub id: Uuid,
+    pub name: String,
+    pub capacity: i64,
+    pub remaining: i64,
+    pub held: i64,
+    pub price_cents: i64,
+    pub currency: String,
+}
+
+/// Per seat type its [`SeatSalesRow`], and booking counts by status, for the sales report.
 pub struct SalesRows {
-    pub seat_types: Vec<(Uuid, String, i64, i64, i64, String)>,
+    pub seat_types: Vec<SeatSalesRow>,
     pub confirmed: i64,
     pub cancelled: i64,
 }

@@ -79,6 +79,11 @@ pub fn sales_opened(now: OffsetDateTime, opens_at: Option<OffsetDateTime>) -> bo
     opens_at.is_none_or(|at| now >= at)
 }
 
+/// Whether a hold expiring at `expires_at` has expired at `now`: at the instant exactly.
+pub fn is_due(expires_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    now >= expires_at
+}
+
 /// A seat type holds 1 to 1 000 000 seats.
 pub fn check_capacity(capacity: i64) -> Result<(), BookingError> {
     if (1..=1_000_000).contains(&capacity) {

@@ -25,6 +25,16 @@ pub enum BookingError {
     AlreadyCancelled,
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
+    #[error("hold not found")]
+    HoldNotFound,
+    #[error("hold not active")]
+    HoldNotActive,
+    #[error("hold expired")]
+    HoldExpired,
+    #[error("payment declined")]
+    PaymentDeclined(String),
+    #[error("payment provider unavailable: {0}")]
+    PaymentUnavailable(String),
     #[error("forbidden")]
     Forbidden,
     /// Too many writes by this user or client address; retry after this many seconds.
@@ -78,13 +88,28 @@ impl From<BookingError> for Problem {
                 ErrorCode::IdempotencyKeyReused,
                 "this Idempotency-Key was used with a different request",
             ),
+            HoldNotFound => Problem::new(ErrorCode::HoldNotFound, "no such hold"),
+            HoldNotActive => Problem::new(
+                ErrorCode::HoldNotActive,
+                "this hold is no longer active (released, expired or completed)",
+            ),
+            HoldExpired => Problem::new(
+                ErrorCode::HoldExpired,
+                "this hold expired before it was paid; its seat is free again",
+            ),
+            PaymentDeclined(reason) => Problem::new(
+                ErrorCode::PaymentDeclined,
+                format!(
+                    "the payment was declined ({reason}); the hold stays active until it expires"
+                ),
+            ),
             Forbidden => Problem::new(ErrorCode::Forbidden, "this action needs the admin role"),
             RateLimited(seconds) => Problem::new(
                 ErrorCode::RateLimited,
                 "too many bookings and cancels in a short time; try again later",
             )
             .with_retry_after(seconds),
-            WriterStopped => Problem::unavailable(&error),
+            WriterStopped | PaymentUnavailable(_) => Problem::unavailable(&error),
             Store(ref cause) if is_unavailable(cause) => Problem::unavailable(&error),
             Writer(rusqlite::Error::SqliteFailure(failure, _))
                 if matches!(
@@ -148,6 +173,13 @@ mod tests {
             (SalesNotOpen, ErrorCode::SalesNotOpen),
             (AlreadyCancelled, ErrorCode::AlreadyCancelled),
             (IdempotencyKeyReused, ErrorCode::IdempotencyKeyReused),
+            (HoldNotFound, ErrorCode::HoldNotFound),
+            (HoldNotActive, ErrorCode::HoldNotActive),
+            (HoldExpired, ErrorCode::HoldExpired),
+            (
+                PaymentDeclined("card_declined".into()),
+                ErrorCode::PaymentDeclined,
+            ),
             (Forbidden, ErrorCode::Forbidden),
             (WriterStopped, ErrorCode::Unavailable),
             (Store(sqlx::Error::PoolTimedOut), ErrorCode::Unavailable),

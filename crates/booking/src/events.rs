@@ -16,7 +16,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::sales_opened;
+use crate::domain::{is_due, sales_opened};
 use crate::view::SharedInventory;
 
 /// Something happened to a concert's availability.
@@ -32,16 +32,21 @@ pub enum AvailabilityEvent {
 
 /// Publishes `Opened` for each concert when its sales open — at its `sales_open_at`, or at once
 /// when an organiser moves the on-sale into the past or clears it — and `Closed` at its
-/// `starts_at`. Re-plans when `schedule` is poked (a concert was added or changed) and at least
-/// once a minute.
+/// `starts_at`; asks the writer to expire holds (`expire_holds`) at the next hold's
+/// `expires_at`. Re-plans when `schedule` is poked (a concert or a hold was added or changed)
+/// and at least once a minute.
 pub async fn run_sales_timer(
     view: SharedInventory,
     clock: SharedClock,
     events: broadcast::Sender<AvailabilityEvent>,
     schedule: Arc<Notify>,
+    expire_holds: impl Fn() + Send + 'static,
     stop: CancellationToken,
 ) {
     let mut checked_until = clock.now();
+    // The expiry instant the writer was last asked to expire holds for: asked once per instant,
+    // then again only if the view still shows it a second later.
+    let mut asked: Option<(OffsetDateTime, OffsetDateTime)> = None;
     // Concerts whose on-sale is still to come, as last seen: when one is no longer, it opened.
     let mut waiting: HashSet<Uuid> = HashSet::new();
     loop {
@@ -74,11 +79,26 @@ pub async fn run_sales_timer(
             let _ = events.send(event);
         }
         checked_until = now;
-        let next = view.read().next_change_after(now);
-        let wait = next
+        let (next, holds_due) = {
+            let view = view.read();
+            (
+                view.next_change_after(now),
+                view.next_hold_expiry.filter(|at| is_due(*at, now)),
+            )
+        };
+        let mut wait = next
             .map(|at| duration_until(now, at))
             .unwrap_or(Duration::from_secs(60))
             .min(Duration::from_secs(60));
+        if let Some(due) = holds_due {
+            let retry = asked
+                .is_none_or(|(instant, at)| instant != due || now - at >= time::Duration::SECOND);
+            if retry {
+                expire_holds();
+                asked = Some((due, now));
+            }
+            wait = wait.min(Duration::from_secs(1));
+        }
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = schedule.notified() => {}

@@ -2,6 +2,7 @@
 //! "Concerts", which come from this service's store). The availability stream (server-sent
 //! events) is in [`stream`].
 
+pub mod holds;
 pub mod stream;
 
 use axum::extract::{FromRef, Path, State};
@@ -16,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::command::BookOutcome;
+use crate::command::Made;
 use crate::domain::{Booking, BookingStatus, IdempotencyKey};
 use crate::error::BookingError;
 use crate::service::BookingService;
@@ -40,6 +41,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .routes(routes!(get_availability))
         .routes(routes!(stream_availability))
         .routes(routes!(get_sales))
+        .merge(holds::router())
         .with_state(service)
 }
 
@@ -100,6 +102,8 @@ pub struct SeatTypeSales {
     pub name: String,
     pub capacity: i64,
     pub sold: i64,
+    /// Seats kept by active holds: `sold + held + remaining == capacity`.
+    pub held: i64,
     pub remaining: i64,
     pub revenue_cents: i64,
     pub currency: String,
@@ -113,13 +117,8 @@ pub struct SalesResponse {
     pub bookings_cancelled: i64,
 }
 
-fn parse_id(raw: &str, not_found: BookingError) -> Result<Uuid, BookingError> {
+pub fn parse_id(raw: &str, not_found: BookingError) -> Result<Uuid, BookingError> {
     Uuid::parse_str(raw).map_err(|_| not_found)
-}
-
-fn location(booking_id: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("/api/v1/bookings/{booking_id}"))
-        .unwrap_or_else(|_| HeaderValue::from_static("/api/v1/bookings"))
 }
 
 problem_responses!(
@@ -162,44 +161,62 @@ pub async fn create_booking(
     Json(request): Json<CreateBookingRequest>,
 ) -> Result<Response, BookingError> {
     service.take_write(&caller, client.0).await?;
-    let key = match headers.get(&IDEMPOTENCY_KEY) {
-        None => None,
-        Some(value) => {
-            let raw = value.to_str().map_err(|_| {
-                BookingError::invalid("Idempotency-Key", "must be visible ASCII characters")
-            })?;
-            Some(
-                IdempotencyKey::parse(raw)
-                    .map_err(|message| BookingError::invalid("Idempotency-Key", message))?,
-            )
-        }
-    };
-    match service
+    let key = idempotency_key(&headers)?;
+    let outcome = service
         .book(caller, request.concert_id, request.seat_type_id, key)
-        .await?
-    {
-        BookOutcome::Created(booking) => {
-            let location = location(&booking.id.to_string());
-            Ok((
+        .await?;
+    Ok(made_response(outcome, "/api/v1/bookings", |booking| {
+        booking.id
+    }))
+}
+
+/// The request's `Idempotency-Key`, if it sent one.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, BookingError> {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let raw = value.to_str().map_err(|_| {
+        BookingError::invalid("Idempotency-Key", "must be visible ASCII characters")
+    })?;
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(|message| BookingError::invalid("Idempotency-Key", message))
+}
+
+/// The answer to a request that created something at `{collection}/{id}`: 201 with it and its
+/// `Location`, or the saved answer of an earlier request with the same Idempotency-Key, marked
+/// `Idempotent-Replayed`.
+pub fn made_response<T>(made: Made<T>, collection: &str, id: impl Fn(&T) -> Uuid) -> Response
+where
+    T: Serialize + for<'de> Deserialize<'de>,
+{
+    let location = |id: &str| {
+        HeaderValue::from_str(&format!("{collection}/{id}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("/"))
+    };
+    match made {
+        Made::Created(made) => {
+            let location = location(&id(&made).to_string());
+            (
                 StatusCode::CREATED,
                 [(header::LOCATION, location)],
-                Json(booking),
+                Json(made),
             )
-                .into_response())
+                .into_response()
         }
-        BookOutcome::Replayed { status, body } => {
+        Made::Replayed { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
-            let id = serde_json::from_str::<Booking>(&body)
-                .map(|booking| booking.id.to_string())
+            let saved = serde_json::from_str::<T>(&body)
+                .map(|made| id(&made).to_string())
                 .unwrap_or_default();
-            Ok((
+            (
                 status,
                 [
                     (
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("application/json"),
                     ),
-                    (header::LOCATION, location(&id)),
+                    (header::LOCATION, location(&saved)),
                     (
                         HeaderName::from_static("idempotent-replayed"),
                         HeaderValue::from_static("true"),
@@ -207,7 +224,7 @@ pub async fn create_booking(
                 ],
                 body,
             )
-                .into_response())
+                .into_response()
         }
     }
 }
@@ -404,6 +421,7 @@ pub async fn get_sales(
                 name: seat.name,
                 capacity: seat.capacity,
                 sold: seat.sold,
+                held: seat.held,
                 remaining: seat.remaining,
                 revenue_cents: seat.revenue_cents,
                 currency: seat.currency,

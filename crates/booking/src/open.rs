@@ -13,6 +13,7 @@ use boxoffice_shared::db::{Durability, Storage};
 use boxoffice_shared::remote::{inventory_routes, outbox_routes};
 use boxoffice_shared::token::Authenticator;
 
+use crate::payments::Checkout;
 use crate::service::{BookingService, LocalWorker};
 
 /// What Booking is opened with.
@@ -26,6 +27,8 @@ pub struct Setup<'a> {
     pub worker: Option<LocalWorker>,
     /// The limits on bookings and cancels; `None` when rate limits are off.
     pub write_limiter: Option<Arc<dyn WriteLimiter>>,
+    /// How long holds last and who takes the money.
+    pub checkout: Checkout,
 }
 
 /// Opens the Booking store and starts its writer; in a split deployment, serves the inventory
@@ -46,6 +49,7 @@ pub async fn open(
         authenticator.clone(),
         setup.clock,
         setup.worker,
+        setup.checkout,
         wiring.stop.clone(),
         wiring.tasks,
     )

@@ -13,9 +13,10 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::command::{SalesRows, SavedResponse};
+use crate::command::{SalesRows, SavedResponse, SeatSalesRow};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
+use crate::hold::{Hold, HoldPayment, HoldStatus, PaymentStatus, Provider};
 
 /// A row of either store, with its engine's way of keeping instants and small integers.
 pub trait StoredRow: Row {
@@ -79,6 +80,53 @@ where
     })
 }
 
+/// The columns [`hold_from_row`] reads.
+macro_rules! hold_columns {
+    () => {
+        "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, \
+         expires_at, booking_id, provider, payment_status, client_secret"
+    };
+}
+pub(crate) use hold_columns;
+
+/// A hold from the columns of [`hold_columns!`], as stored (not yet [`Hold::as_of`] a time).
+pub fn hold_from_row<R>(row: &R) -> Result<Hold, BookingError>
+where
+    R: StoredRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let text = |column: &str| -> Result<String, BookingError> { Ok(row.try_get(column)?) };
+    let corrupt = |what: &str, value: &str| BookingError::Corrupt(format!("hold {what} {value}"));
+    let status = text("status")?;
+    let provider = text("provider")?;
+    let payment_status = text("payment_status")?;
+    let instant = |column: &str| -> Result<OffsetDateTime, BookingError> {
+        row.instant(column)?
+            .ok_or_else(|| BookingError::Corrupt(format!("hold without {column}")))
+    };
+    Ok(Hold {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        concert_id: row.try_get("concert_id")?,
+        seat_type_id: row.try_get("seat_type_id")?,
+        status: HoldStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        price_cents: row.try_get("price_cents")?,
+        currency: text("currency")?,
+        created_at: instant("created_at")?,
+        expires_at: instant("expires_at")?,
+        booking_id: row.try_get("booking_id")?,
+        payment: HoldPayment {
+            provider: Provider::parse(&provider).ok_or_else(|| corrupt("provider", &provider))?,
+            status: PaymentStatus::parse(&payment_status)
+                .ok_or_else(|| corrupt("payment status", &payment_status))?,
+            client_secret: row.try_get("client_secret")?,
+        },
+    })
+}
+
 /// A saved answer from the columns `request_hash, response_status, response_body`.
 pub fn saved_from_row<R>(row: &R) -> Result<SavedResponse, BookingError>
 where
@@ -113,14 +161,15 @@ where
         seat_types: seats
             .iter()
             .map(|row| {
-                Ok((
-                    row.try_get("id")?,
-                    row.try_get("name")?,
-                    row.try_get("capacity")?,
-                    row.try_get("remaining")?,
-                    row.try_get("price_cents")?,
-                    row.try_get("currency")?,
-                ))
+                Ok(SeatSalesRow {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    capacity: row.try_get("capacity")?,
+                    remaining: row.try_get("remaining")?,
+                    held: row.try_get("held")?,
+                    price_cents: row.try_get("price_cents")?,
+                    currency: row.try_get("currency")?,
+                })
             })
             .collect::<Result<_, sqlx::Error>>()?,
         confirmed: counts.get("confirmed").copied().unwrap_or(0),
@@ -181,6 +230,30 @@ where
     .fetch_optional(executor)
     .await?;
     row.as_ref().map(booking_from_row).transpose()
+}
+
+/// One hold, whoever holds it, as stored.
+pub async fn hold_by_id<'c, DB, E>(executor: E, id: Uuid) -> Result<Option<Hold>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let row = sqlx::query::<DB>(concat!(
+        "SELECT ",
+        hold_columns!(),
+        " FROM holds WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(hold_from_row).transpose()
 }
 
 /// How many messages wait in the outbox.

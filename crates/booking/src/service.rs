@@ -20,11 +20,14 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::command::{
-    Admin, BookOutcome, BookRequest, Canceller, Command, NotQueued, Reply, Wiring, replay,
+    Admin, BookOutcome, BookRequest, Canceller, Command, HoldOutcome, Made, NotQueued, Reply,
+    Wiring, replay,
 };
 use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
 use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_sales_timer};
+use crate::hold::{Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint};
+use crate::payments::{Charge, Checkout};
 use crate::store::BookingStore;
 use crate::view::{SharedInventory, bookable};
 
@@ -42,6 +45,8 @@ pub struct SeatSales {
     pub name: String,
     pub capacity: i64,
     pub sold: i64,
+    /// Seats kept by active holds: neither sold nor remaining.
+    pub held: i64,
     pub remaining: i64,
     pub revenue_cents: i64,
     pub currency: String,
@@ -66,6 +71,8 @@ struct Inner {
     stop: CancellationToken,
     /// The limits on writes, when the deployment sets them ([`BookingService::limit_writes`]).
     write_limiter: std::sync::OnceLock<Arc<dyn WriteLimiter>>,
+    /// How long holds last and who takes the money.
+    checkout: Checkout,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -86,6 +93,7 @@ impl BookingService {
         authenticator: Authenticator,
         clock: SharedClock,
         worker: Option<LocalWorker>,
+        checkout: Checkout,
         stop: CancellationToken,
         tasks: &TaskTracker,
     ) -> anyhow::Result<Self> {
@@ -100,24 +108,36 @@ impl BookingService {
             stop: stop.clone(),
         };
         let (store, view) = BookingStore::start(store.into(), &wiring, tasks).await?;
-        tasks.spawn(run_sales_timer(
-            view.clone(),
-            clock.clone(),
-            events.clone(),
-            wiring.schedule,
-            stop.clone(),
-        ));
-        Ok(Self {
+        let service = Self {
             inner: Arc::new(Inner {
                 store,
-                view,
-                clock,
+                view: view.clone(),
+                clock: clock.clone(),
                 authenticator,
-                events,
-                stop,
+                events: events.clone(),
+                stop: stop.clone(),
                 write_limiter: std::sync::OnceLock::new(),
+                checkout,
             }),
-        })
+        };
+        // The timer asks the writer to expire holds that fell due; it must not keep the service
+        // (and so the writer) alive once every caller has dropped it.
+        let writer = Arc::downgrade(&service.inner);
+        let expire_holds = move || {
+            if let Some(inner) = writer.upgrade() {
+                let (reply, _) = oneshot::channel();
+                let _ = inner.store.try_submit(Command::ExpireHolds(reply));
+            }
+        };
+        tasks.spawn(run_sales_timer(
+            view,
+            clock,
+            events,
+            wiring.schedule,
+            expire_holds,
+            stop,
+        ));
+        Ok(service)
     }
 
     /// Limits the writes of signed-in users (bookings and cancels) with `limiter` from now on.
@@ -237,10 +257,132 @@ impl BookingService {
             .ok_or(BookingError::ConcertNotFound)
             .and_then(|concert| Ok((concert, view.seat_of(concert_id, seat_type_id)?)));
         match known {
-            Ok((concert, seat)) => bookable(now, concert, seat.remaining),
+            Ok((concert, seat)) => bookable(now, concert, view.may_have_seat(seat, now)),
             Err(_) if self.inner.store.view_may_lag() => Ok(()),
             Err(unknown) => Err(unknown),
         }
+    }
+
+    /// Holds a seat for the deployment's hold time. Refused like a booking (unknown, closed, not
+    /// open yet, sold out) from the view when it can; the rest is decided by the writer.
+    pub async fn hold(
+        &self,
+        caller: AuthUser,
+        concert_id: Uuid,
+        seat_type_id: Uuid,
+        key: Option<IdempotencyKey>,
+    ) -> Result<HoldOutcome, BookingError> {
+        if let Some(key) = &key {
+            let saved = Box::pin(
+                self.inner
+                    .store
+                    .saved_response(caller.user_id, key.as_str()),
+            )
+            .await?;
+            if let Some(saved) = saved {
+                return replay(saved, &hold_fingerprint(concert_id, seat_type_id));
+            }
+        }
+        self.precheck(concert_id, seat_type_id)?;
+        let checkout = &self.inner.checkout;
+        let request = HoldRequest {
+            user_id: caller.user_id,
+            concert_id,
+            seat_type_id,
+            key,
+            ttl: time::Duration::try_from(checkout.hold_ttl)
+                .map_err(|error| BookingError::Corrupt(error.to_string()))?,
+            provider: checkout.payments.kind(),
+        };
+        let outcome = self.send(|reply| Command::Hold(request, reply)).await?;
+        if matches!(outcome, Made::Created(_)) {
+            metrics::counter!("holds_total", "outcome" => "created").increment(1);
+        }
+        Ok(outcome)
+    }
+
+    /// One hold as it stands now, if the caller may see it (its holder, or an admin).
+    pub async fn get_hold(&self, caller: AuthUser, hold_id: Uuid) -> Result<Hold, BookingError> {
+        let hold = self.inner.store.hold_by_id(hold_id).await?;
+        hold.filter(|hold| caller.is_admin() || hold.user_id == caller.user_id)
+            .map(|hold| hold.as_of(self.inner.clock.now()))
+            .ok_or(BookingError::HoldNotFound)
+    }
+
+    /// The caller's holds as they stand now, newest first.
+    pub async fn list_holds(
+        &self,
+        caller: AuthUser,
+        status: Option<HoldStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Hold>, BookingError> {
+        let now = self.inner.clock.now();
+        self.inner
+            .store
+            .list_holds(caller.user_id, status, before, limit, now)
+            .await
+    }
+
+    /// Lets the caller's hold go; its seat returns at once.
+    pub async fn release(&self, caller: AuthUser, hold_id: Uuid) -> Result<Hold, BookingError> {
+        self.send(|reply| Command::Release(hold_id, caller.user_id, reply))
+            .await
+    }
+
+    /// Pays the caller's hold: the provider charges (once per hold, however often this is
+    /// called), then the writer makes the hold a confirmed booking. Paying a completed hold again
+    /// answers it as it is and charges nothing.
+    pub async fn pay(
+        &self,
+        caller: AuthUser,
+        hold_id: Uuid,
+        method: Option<String>,
+    ) -> Result<Hold, BookingError> {
+        let hold = self
+            .inner
+            .store
+            .hold_by_id(hold_id)
+            .await?
+            .filter(|hold| hold.user_id == caller.user_id)
+            .ok_or(BookingError::HoldNotFound)?
+            .as_of(self.inner.clock.now());
+        match hold.status {
+            HoldStatus::Completed => return Ok(hold),
+            HoldStatus::Released => return Err(BookingError::HoldNotActive),
+            HoldStatus::Expired => return Err(BookingError::HoldExpired),
+            HoldStatus::Active => {}
+        }
+        let reference = if hold.price_cents == 0 {
+            None
+        } else {
+            let method = method.ok_or_else(|| {
+                BookingError::invalid("payment_method", "is required for a seat with a price")
+            })?;
+            let charge = Charge {
+                hold_id,
+                amount_cents: hold.price_cents,
+                currency: hold.currency.clone(),
+                method,
+            };
+            Some(self.inner.checkout.payments.charge(&charge).await?)
+        };
+        self.record_payment(Paid {
+            hold_id,
+            user_id: caller.user_id,
+            reference,
+        })
+        .await
+    }
+
+    /// Records a payment the provider took for a hold, whenever it arrives: the hold becomes a
+    /// confirmed booking — after its expiry too, if a seat of its type is free — or, when it
+    /// cannot (released, no seat left, the sale closed, the user booked otherwise), the payment
+    /// is queued for a refund in the same transaction and the refusal is the answer.
+    pub async fn record_payment(&self, paid: Paid) -> Result<Hold, BookingError> {
+        let completed = self.send(|reply| Command::Pay(paid, reply)).await?;
+        metrics::counter!("holds_total", "outcome" => "completed").increment(1);
+        Ok(completed)
     }
 
     /// Cancels a booking; the seat returns in the same transaction.
@@ -302,16 +444,17 @@ impl BookingService {
             seat_types: rows
                 .seat_types
                 .into_iter()
-                .map(|(id, name, capacity, remaining, price_cents, currency)| {
-                    let sold = capacity - remaining;
+                .map(|row| {
+                    let sold = row.capacity - row.remaining - row.held;
                     SeatSales {
-                        id,
-                        name,
-                        capacity,
+                        id: row.id,
+                        name: row.name,
+                        capacity: row.capacity,
                         sold,
-                        remaining,
-                        revenue_cents: sold.saturating_mul(price_cents),
-                        currency,
+                        held: row.held,
+                        remaining: row.remaining,
+                        revenue_cents: sold.saturating_mul(row.price_cents),
+                        currency: row.currency,
                     }
                 })
                 .collect(),

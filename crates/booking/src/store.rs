@@ -23,6 +23,7 @@ use uuid::Uuid;
 use crate::command::{Command, NotQueued, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
+use crate::hold::{Hold, HoldStatus};
 use crate::postgres::PgBooking;
 use crate::rows;
 use crate::sqlite::SqliteBooking;
@@ -114,6 +115,24 @@ impl BookingStore {
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
         dispatch!(self, engine => engine.list_bookings(user_id, status, before, limit).await)
+    }
+
+    /// One hold, whoever holds it, as stored.
+    pub async fn hold_by_id(&self, id: Uuid) -> Result<Option<Hold>, BookingError> {
+        dispatch!(self, engine => rows::hold_by_id(engine.read_pool(), id).await)
+    }
+
+    /// One page of a user's holds as they stand at `now`, newest first, strictly older than
+    /// `before` when given; `status` as of `now` (an active hold past its expiry is expired).
+    pub async fn list_holds(
+        &self,
+        user_id: Uuid,
+        status: Option<HoldStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Hold>, BookingError> {
+        dispatch!(self, engine => engine.list_holds(user_id, status, before, limit, now).await)
     }
 
     /// The sales report's rows of one concert; `None` when Booking does not sell it.

@@ -15,7 +15,7 @@ use boxoffice_shared::clients::{Availability, SeatAvailability};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{SaleState, sale_state, sales_opened};
+use crate::domain::{SaleState, is_due, sale_state, sales_opened};
 use crate::error::BookingError;
 
 /// A concert's sale window and what its emails say about it.
@@ -47,20 +47,23 @@ pub struct Seat {
 pub struct Inventory {
     pub concerts: HashMap<Uuid, ConcertSale>,
     pub seats: HashMap<Uuid, Seat>,
+    /// When the next active hold expires, as last read. Its seat counts in `remaining` until the
+    /// writer expires it, which it does before deciding anything once that instant has passed.
+    pub next_hold_expiry: Option<OffsetDateTime>,
 }
 
-/// Whether one more seat may be sold at `now`: sales open, and a seat left. The fast path and the
-/// writer ask the same question, each with its own idea of `remaining`.
+/// Whether one more seat may be sold (or held) at `now`: sales open, and a seat left. The fast
+/// path and the writer ask the same question, each with its own idea of whether a seat is left.
 pub fn bookable(
     now: OffsetDateTime,
     sale: &ConcertSale,
-    remaining: i64,
+    seat_left: bool,
 ) -> Result<(), BookingError> {
     if sale_state(now, sale.starts_at, sale.cancelled) != SaleState::Open {
         Err(BookingError::BookingClosed)
     } else if !sales_opened(now, sale.opens_at) {
         Err(BookingError::SalesNotOpen)
-    } else if remaining <= 0 {
+    } else if !seat_left {
         Err(BookingError::SoldOut)
     } else {
         Ok(())
@@ -75,6 +78,12 @@ impl Inventory {
             .get(&seat_type_id)
             .filter(|seat| seat.concert_id == concert_id)
             .ok_or(BookingError::SeatTypeNotFound)
+    }
+
+    /// Whether a seat of `seat` may be free at `now`: one is left, or a hold has fallen due that
+    /// the writer has not expired yet (it will, before deciding).
+    pub fn may_have_seat(&self, seat: &Seat, now: OffsetDateTime) -> bool {
+        seat.remaining > 0 || self.next_hold_expiry.is_some_and(|at| is_due(at, now))
     }
 
     /// Exact availability of one concert at `now`.
@@ -102,14 +111,15 @@ impl Inventory {
         })
     }
 
-    /// The earliest on-sale or start after `now` among concerts not cancelled: when the sales
-    /// timer fires next.
+    /// The earliest on-sale or start after `now` among concerts not cancelled, or the next hold
+    /// expiry: when the sales timer fires next.
     pub fn next_change_after(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         self.concerts
             .values()
             .filter(|concert| !concert.cancelled)
             .flat_map(|concert| [concert.opens_at, Some(concert.starts_at)])
             .flatten()
+            .chain(self.next_hold_expiry)
             .filter(|at| *at > now)
             .min()
     }
@@ -199,10 +209,10 @@ mod tests {
         let just_before = opens - time::Duration::milliseconds(1);
         let sale = &inventory.concerts[&concert];
         assert!(matches!(
-            bookable(just_before, sale, 3),
+            bookable(just_before, sale, true),
             Err(BookingError::SalesNotOpen)
         ));
-        assert!(bookable(opens, sale, 3).is_ok());
+        assert!(bookable(opens, sale, true).is_ok());
         assert!(
             !inventory
                 .availability(concert, just_before)

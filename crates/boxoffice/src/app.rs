@@ -202,6 +202,7 @@ fn booking_setup<'a>(
         clock: config.clock.clone(),
         worker,
         write_limiter,
+        checkout: config.checkout.clone(),
     })
 }
 

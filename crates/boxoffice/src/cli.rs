@@ -161,6 +161,9 @@ pub struct ServeArgs {
     /// Bookings and cancels from one client address within 10 seconds, whatever the users.
     #[arg(long, env = "BOXOFFICE_WRITES_PER_ADDRESS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub writes_per_address: u32,
+    /// Seconds a hold keeps its seat while the fan pays; at `expires_at` the seat returns.
+    #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(30..=3600))]
+    pub hold_ttl: u64,
     /// Seconds a client has to send a request's headers; also how long an idle keep-alive
     /// connection is kept open.
     #[arg(long, env = "BOXOFFICE_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -323,6 +326,7 @@ impl ServeArgs {
             }),
             _ => None,
         };
+        config.checkout.hold_ttl = std::time::Duration::from_secs(self.hold_ttl);
         config.connections.header_read = std::time::Duration::from_secs(self.header_timeout);
         config.connections.body_read = std::time::Duration::from_secs(self.body_timeout);
         if let Some(max) = self.max_connections {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use boxoffice_auth::AuthConfig;
 use boxoffice_auth::write_limits::WriteLimitConfig;
+use boxoffice_booking::payments::Checkout;
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::db::Durability;
 pub use boxoffice_shared::db::{Storage, redact};
@@ -146,6 +147,8 @@ pub struct Config {
     /// Limits on bookings and cancels per user and per client address; `None` when rate limits
     /// are off. Shared through `auth.shared_throttles` (Redis) when that is set.
     pub write_limits: Option<WriteLimitConfig>,
+    /// How long holds last and who takes the money (the simulated provider by default).
+    pub checkout: Checkout,
 }
 
 impl Config {
@@ -174,6 +177,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             connections: ConnectionLimits::default(),
             write_limits: Some(WriteLimitConfig::default()),
+            checkout: Checkout::default(),
         }
     }
 

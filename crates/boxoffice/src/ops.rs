@@ -78,6 +78,7 @@ struct OpsState {
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "concerts", description = "Concerts, seat types and their exact availability"),
         (name = "bookings", description = "Booking and cancelling tickets"),
+        (name = "checkout", description = "Holding a seat while paying for it"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

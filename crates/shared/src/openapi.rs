@@ -179,11 +179,17 @@ pub fn meaning(code: ErrorCode) -> &'static str {
         EmailTaken => "the email is already registered",
         PhoneTaken => "the phone number is already registered",
         SoldOut => "no seat of this type is left",
-        AlreadyBooked => "the user already holds a confirmed booking for this concert",
+        AlreadyBooked => {
+            "the user already holds a confirmed booking or an active hold for this concert"
+        }
         BookingClosed => "the concert has started or was cancelled",
         SalesNotOpen => "the concert's sales open later (its sales_open_at)",
         AlreadyCancelled => "the booking is already cancelled",
         IdempotencyKeyReused => "the same Idempotency-Key was sent with a different body",
+        HoldNotFound => "no such hold, or not the caller's",
+        HoldNotActive => "the hold is released, expired or completed",
+        HoldExpired => "the hold reached its expires_at before it was paid",
+        PaymentDeclined => "the payment method was refused; the hold stays active until it expires",
         BodyTooLarge => "the body is larger than 64 KiB",
         UnsupportedMediaType => "the body is not sent as application/json",
         ValidationFailed => {

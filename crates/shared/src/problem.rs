@@ -35,6 +35,10 @@ pub enum ErrorCode {
     SalesNotOpen,
     AlreadyCancelled,
     IdempotencyKeyReused,
+    HoldNotFound,
+    HoldNotActive,
+    HoldExpired,
+    PaymentDeclined,
     BodyTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -51,12 +55,15 @@ impl ErrorCode {
             MalformedBody => StatusCode::BAD_REQUEST,
             Unauthenticated | InvalidCredentials | InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
-            ConcertNotFound | SeatTypeNotFound | BookingNotFound | NotFound => {
+            ConcertNotFound | SeatTypeNotFound | BookingNotFound | HoldNotFound | NotFound => {
                 StatusCode::NOT_FOUND
             }
+            PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed | SalesNotOpen
-            | AlreadyCancelled | IdempotencyKeyReused => StatusCode::CONFLICT,
+            | AlreadyCancelled | IdempotencyKeyReused | HoldNotActive | HoldExpired => {
+                StatusCode::CONFLICT
+            }
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -88,6 +95,10 @@ impl ErrorCode {
             SalesNotOpen => "Sales not open yet",
             AlreadyCancelled => "Already cancelled",
             IdempotencyKeyReused => "Idempotency key reused",
+            HoldNotFound => "Hold not found",
+            HoldNotActive => "Hold not active",
+            HoldExpired => "Hold expired",
+            PaymentDeclined => "Payment declined",
             BodyTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             ValidationFailed => "Validation failed",
@@ -128,6 +139,10 @@ impl ErrorCode {
             SalesNotOpen => "sales_not_open",
             AlreadyCancelled => "already_cancelled",
             IdempotencyKeyReused => "idempotency_key_reused",
+            HoldNotFound => "hold_not_found",
+            HoldNotActive => "hold_not_active",
+            HoldExpired => "hold_expired",
+            PaymentDeclined => "payment_declined",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -362,6 +377,10 @@ mod tests {
             (SalesNotOpen, 409),
             (AlreadyCancelled, 409),
             (IdempotencyKeyReused, 409),
+            (HoldNotFound, 404),
+            (HoldNotActive, 409),
+            (HoldExpired, 409),
+            (PaymentDeclined, 402),
             (BodyTooLarge, 413),
             (UnsupportedMediaType, 415),
             (ValidationFailed, 422),

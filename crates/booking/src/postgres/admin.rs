@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::holds::end_for_concert;
 use super::statements::{enqueue_emails, ms, notify};
 use crate::domain::{SaleState, check_capacity, check_start, sale_state};
 use crate::error::BookingError;
@@ -123,6 +124,7 @@ pub async fn cancel_concert(
         .bind(concert_id)
         .execute(&mut *tx)
         .await?;
+    end_for_concert(&mut tx, concert_id, now).await?;
     let cancelled = sqlx::query(concat!(
         "UPDATE bookings SET status = 'cancelled', cancelled_at = $1
          WHERE concert_id = $2 AND status = 'confirmed' RETURNING ",

@@ -55,6 +55,7 @@
 //! grant one the store would refuse, since the writer decides on locked rows.
 
 mod admin;
+mod holds;
 pub mod listener;
 pub mod outbox;
 pub mod reads;
@@ -79,6 +80,7 @@ use self::writer::PgWriter;
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
+use crate::hold::{Hold, HoldStatus};
 use crate::rows;
 use crate::view::SharedInventory;
 
@@ -168,6 +170,17 @@ impl PgBooking {
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
         reads::list_bookings(&self.db.pool, user_id, status, before, limit).await
+    }
+
+    pub async fn list_holds(
+        &self,
+        user_id: Uuid,
+        status: Option<HoldStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Hold>, BookingError> {
+        reads::list_holds(&self.db.pool, user_id, status, before, limit, now).await
     }
 
     /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run

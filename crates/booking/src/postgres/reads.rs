@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
-use crate::rows::{booking_columns, booking_from_row};
+use crate::hold::{Hold, HoldStatus};
+use crate::rows::{booking_columns, booking_from_row, hold_columns, hold_from_row};
 use crate::view::{ConcertSale, Inventory, Seat};
 
 pub async fn list_bookings(
@@ -39,10 +40,44 @@ pub async fn list_bookings(
     rows.iter().map(booking_from_row).collect()
 }
 
+/// One page of a user's holds, newest first, strictly older than `before` when given, with
+/// `status` as it stands at `now`: an active hold at or past its expiry counts as expired.
+pub async fn list_holds(
+    pool: &PgPool,
+    user_id: Uuid,
+    status: Option<HoldStatus>,
+    before: Option<Uuid>,
+    limit: u32,
+    now: OffsetDateTime,
+) -> Result<Vec<Hold>, BookingError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        hold_columns!(),
+        " FROM holds
+         WHERE user_id = $1
+           AND ($2::text IS NULL
+                OR (CASE WHEN status = 'active' AND expires_at <= $5 THEN 'expired'
+                         ELSE status END) = $2)
+           AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(user_id)
+    .bind(status.map(HoldStatus::as_str))
+    .bind(before)
+    .bind(i64::from(limit))
+    .bind(now)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| hold_from_row(row).map(|hold| hold.as_of(now)))
+        .collect()
+}
+
 /// The sales report's seat types of concert `$1`, in the order they were added.
-pub const SALES_SEATS: &str =
-    "SELECT id, name, capacity, remaining, price_cents, currency FROM seat_types
-     WHERE concert_id = $1 ORDER BY position";
+pub const SALES_SEATS: &str = "SELECT id, name, capacity, remaining, price_cents, currency,
+            (SELECT count(*) FROM holds h
+             WHERE h.seat_type_id = seat_types.id AND h.status = 'active') AS held
+     FROM seat_types WHERE concert_id = $1 ORDER BY position";
 
 /// Concerts and seat types as read from the store, with the version of each row.
 pub struct Snapshot {
@@ -94,6 +129,10 @@ pub async fn load_inventory(
         versions.seats.insert(id, row.try_get("version")?);
         inventory.seats.insert(id, seat);
     }
+    inventory.next_hold_expiry =
+        sqlx::query_scalar("SELECT min(expires_at) FROM holds WHERE status = 'active'")
+            .fetch_one(pool)
+            .await?;
     Ok(Snapshot {
         inventory,
         versions,

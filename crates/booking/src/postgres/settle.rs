@@ -7,13 +7,12 @@
 use std::collections::{HashMap, HashSet};
 
 use boxoffice_shared::clients::EmailKind;
-use sha2::{Digest, Sha256};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::reads::{sale_from_row, seat_from_row};
-use super::statements::{constraint_to_rule, enqueue_emails, notify};
+use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use crate::command::{
     BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking, replay,
 };
@@ -91,7 +90,8 @@ pub async fn settle(
 ) -> Result<Settled, BookingError> {
     let mut tx = pool.begin().await?;
     let mut held = lock(&mut tx, books, cancels).await?;
-    let mut known = read(&mut tx, books).await?;
+    expire_due_holds(&mut tx, &mut held, now).await?;
+    let mut known = read(&mut tx, books, now).await?;
     let mut decided = decide(books, cancels, &mut held, &mut known, now)?;
     write(&mut tx, books, &mut held, &mut known, &mut decided, now).await?;
     let concerts = notify_and_commit(tx, &held, &decided).await?;
@@ -118,7 +118,14 @@ async fn lock(
 ) -> Result<Held, BookingError> {
     // The batch's Idempotency-Keys: a retry that another instance is settling at this moment
     // has either committed its answer (read in step 2) or waits for this batch.
-    lock_keys(tx, books).await?;
+    lock_keys(
+        tx,
+        books.iter().filter_map(|request| {
+            let key = request.key.as_ref()?;
+            Some((request.user_id, key.as_str()))
+        }),
+    )
+    .await?;
     let mut cancel_ids: Vec<Uuid> = cancels.iter().map(|(id, _)| *id).collect();
     cancel_ids.sort_unstable();
     cancel_ids.dedup();
@@ -214,10 +221,38 @@ async fn lock_seat_types(
     .collect()
 }
 
-/// Step 2: who already holds a booking for these concerts, and saved Idempotency-Key answers.
+/// Between steps 1 and 2: the holds of the locked seat types that are due at the batch's time
+/// expire first, so that the batch sees their seats free; the schema's trigger returns each
+/// seat once (a hold another instance expired first is no longer `active` here).
+async fn expire_due_holds(
+    tx: &mut Transaction<'_, Postgres>,
+    held: &mut Held,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    let seat_ids: Vec<Uuid> = held.seats.keys().copied().collect();
+    let returned: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE holds SET status = 'expired', ended_at = $2
+         WHERE seat_type_id = ANY($1) AND status = 'active' AND expires_at <= $2
+         RETURNING seat_type_id",
+    )
+    .bind(&seat_ids)
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?;
+    for seat_type_id in returned {
+        if let Some(locked) = held.seats.get_mut(&seat_type_id) {
+            locked.seat.remaining += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Step 2: who already holds a booking or an active hold for these concerts, and saved
+/// Idempotency-Key answers.
 async fn read(
     tx: &mut Transaction<'_, Postgres>,
     books: &[&BookRequest],
+    now: OffsetDateTime,
 ) -> Result<Known, BookingError> {
     let (users, concerts): (Vec<Uuid>, Vec<Uuid>) = books
         .iter()
@@ -227,10 +262,16 @@ async fn read(
         "SELECT b.user_id, b.concert_id FROM bookings b
          JOIN UNNEST($1::uuid[], $2::uuid[]) AS r(user_id, concert_id)
            ON b.user_id = r.user_id AND b.concert_id = r.concert_id
-         WHERE b.status = 'confirmed'",
+         WHERE b.status = 'confirmed'
+         UNION ALL
+         SELECT h.user_id, h.concert_id FROM holds h
+         JOIN UNNEST($1::uuid[], $2::uuid[]) AS r(user_id, concert_id)
+           ON h.user_id = r.user_id AND h.concert_id = r.concert_id
+         WHERE h.status = 'active' AND h.expires_at > $3",
     )
     .bind(&users)
     .bind(&concerts)
+    .bind(now)
     .fetch_all(&mut **tx)
     .await?
     .iter()
@@ -378,7 +419,7 @@ fn decide_book(
         .get_mut(&request.seat_type_id)
         .filter(|locked| locked.seat.concert_id == request.concert_id)
         .ok_or(BookingError::SeatTypeNotFound)?;
-    bookable(now, &locked.sale, locked.seat.remaining)?;
+    bookable(now, &locked.sale, locked.seat.remaining > 0)?;
     if !known.holders.insert((request.user_id, request.concert_id)) {
         return Err(BookingError::AlreadyBooked);
     }
@@ -539,42 +580,6 @@ async fn notify_and_commit(
     notify(&mut tx, &concerts).await?;
     tx.commit().await?;
     Ok(concerts)
-}
-
-/// Takes a transaction-scoped advisory lock on each (user, Idempotency-Key) of the batch, in
-/// one order in every instance. A hash collision only makes two unrelated keys wait for each
-/// other.
-async fn lock_keys(
-    tx: &mut Transaction<'_, Postgres>,
-    books: &[&BookRequest],
-) -> Result<(), BookingError> {
-    let mut locks: Vec<i64> = books
-        .iter()
-        .filter_map(|request| {
-            let key = request.key.as_ref()?;
-            let digest = Sha256::new()
-                .chain_update(b"booking idempotency key\0")
-                .chain_update(request.user_id.as_bytes())
-                .chain_update(key.as_str().as_bytes())
-                .finalize();
-            let mut first = [0u8; 8];
-            first.copy_from_slice(&digest[..8]);
-            Some(i64::from_be_bytes(first))
-        })
-        .collect();
-    if locks.is_empty() {
-        return Ok(());
-    }
-    locks.sort_unstable();
-    locks.dedup();
-    sqlx::query(
-        "SELECT pg_advisory_xact_lock(k) FROM UNNEST($1::int8[]) WITH ORDINALITY AS t(k, n)
-         ORDER BY n",
-    )
-    .bind(&locks)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Inserts confirmed bookings in one statement; returns the ids that were skipped because the

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use boxoffice_shared::clients::EmailKind;
 use boxoffice_shared::clock::{from_millis, to_millis};
+use sha2::{Digest, Sha256};
 use sqlx::{Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -84,6 +85,55 @@ pub fn constraint_to_rule(error: sqlx::Error) -> BookingError {
         if db.message().contains("sales_not_open") {
             return BookingError::SalesNotOpen;
         }
+        if db.message().contains("hold_not_active") {
+            return BookingError::HoldNotActive;
+        }
+        if db.message().contains("already_booked")
+            || matches!(
+                db.constraint(),
+                Some(
+                    "one_active_hold_per_user_and_concert"
+                        | "one_confirmed_booking_per_user_and_concert"
+                )
+            )
+        {
+            return BookingError::AlreadyBooked;
+        }
     }
     BookingError::Store(error)
+}
+
+/// Takes a transaction-scoped advisory lock on each `(user, Idempotency-Key)`, in one order in
+/// every instance: a retry that another instance is settling at this moment has either committed
+/// its answer or waits for this transaction. A hash collision only makes two unrelated keys wait
+/// for each other.
+pub async fn lock_keys<'k>(
+    tx: &mut Transaction<'_, Postgres>,
+    keys: impl Iterator<Item = (Uuid, &'k str)>,
+) -> Result<(), BookingError> {
+    let mut locks: Vec<i64> = keys
+        .map(|(user_id, key)| {
+            let digest = Sha256::new()
+                .chain_update(b"booking idempotency key\0")
+                .chain_update(user_id.as_bytes())
+                .chain_update(key.as_bytes())
+                .finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&digest[..8]);
+            i64::from_be_bytes(first)
+        })
+        .collect();
+    if locks.is_empty() {
+        return Ok(());
+    }
+    locks.sort_unstable();
+    locks.dedup();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM UNNEST($1::int8[]) WITH ORDINALITY AS t(k, n)
+         ORDER BY n",
+    )
+    .bind(&locks)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

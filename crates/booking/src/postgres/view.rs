@@ -55,6 +55,9 @@ impl PgView {
         } = snapshot;
         let mut current = self.inventory.write();
         let mut shown = self.shown.lock().unwrap_or_else(PoisonError::into_inner);
+        // When the next hold expires, as last read: a reload that raced an older one may show a
+        // later instant than the store has; the timer and the writers expire by the store.
+        current.next_hold_expiry = fresh.next_hold_expiry;
         let mut read = Vec::with_capacity(fresh.concerts.len());
         let mut moved = false;
         for (id, concert) in fresh.concerts {

@@ -9,11 +9,11 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, broadcast, mpsc};
 use uuid::Uuid;
 
-use super::admin;
 use super::listener::refresh;
 use super::settle::{Settled, settle};
 use super::statements::{ms, retryable};
 use super::view::PgView;
+use super::{admin, holds};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, MAX_BATCH, Reply, Wiring, fill_batch,
 };
@@ -67,6 +67,24 @@ impl PgWriter {
                         batch.cancels.push((id, canceller, reply));
                     }
                     Command::Administer(admin) => self.administer(admin).await,
+                    // Hold commands, each in a transaction of its own.
+                    Command::Hold(request, reply) => {
+                        let changed = holds::hold(&self.pool, &request, self.now()).await;
+                        self.after_hold(changed, reply).await;
+                    }
+                    Command::Release(hold_id, user_id, reply) => {
+                        let changed =
+                            holds::release(&self.pool, hold_id, user_id, self.now()).await;
+                        self.after_hold(changed, reply).await;
+                    }
+                    Command::Pay(paid, reply) => {
+                        let changed = holds::pay(&self.pool, &paid, self.now()).await;
+                        self.after_hold(changed, reply).await;
+                    }
+                    Command::ExpireHolds(reply) => {
+                        let changed = holds::expire_all(&self.pool, self.now()).await;
+                        self.after_hold(changed, reply).await;
+                    }
                 }
             }
             if !batch.books.is_empty() || !batch.cancels.is_empty() {
@@ -178,6 +196,33 @@ impl PgWriter {
                 self.after(concert_id, reply, result.map(|_| ())).await;
             }
         }
+    }
+
+    /// The writer's time, at the stores' millisecond precision.
+    fn now(&self) -> time::OffsetDateTime {
+        ms(self.clock.now())
+    }
+
+    /// Answers a hold command once the view has reloaded the concerts whose counts it moved.
+    async fn after_hold<T>(&self, changed: holds::Changed<T>, reply: Reply<T>) {
+        self.wake_email(changed.emails);
+        if !changed.concerts.is_empty() {
+            let concerts: Vec<Uuid> = changed.concerts.into_iter().collect();
+            if let Err(error) = refresh(
+                &self.pool,
+                &self.view,
+                &self.events,
+                &self.on_schedule,
+                Some(&concerts),
+            )
+            .await
+            {
+                tracing::warn!(%error, "cannot reload the concerts after a hold changed");
+            }
+            // When the next hold expires may have moved: the sales timer plans again.
+            self.on_schedule.notify_one();
+        }
+        let _ = reply.send(changed.result);
     }
 
     /// Answers an administrative command after bringing the view up to date with the store.

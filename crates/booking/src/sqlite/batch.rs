@@ -38,6 +38,10 @@ pub struct Effects {
     pub new_seats: Vec<(Uuid, Seat)>,
     pub touched: HashSet<Uuid>,
     pub emails: usize,
+    /// Some hold started or ended: when the next one expires is read again before the commit.
+    pub holds_changed: bool,
+    /// When the next active hold expires, read before the commit of a batch that changed holds.
+    pub next_hold_expiry: Option<Option<OffsetDateTime>>,
     /// A savepoint could not be released or rolled back: the batch must not commit.
     pub poisoned: bool,
 }
@@ -54,6 +58,7 @@ pub struct Staged {
     pub new_seats: Vec<(Uuid, Seat)>,
     pub touched: Vec<Uuid>,
     pub emails: usize,
+    pub holds_changed: bool,
 }
 
 impl Effects {
@@ -68,6 +73,7 @@ impl Effects {
         self.new_seats.extend(staged.new_seats);
         self.touched.extend(staged.touched);
         self.emails += staged.emails;
+        self.holds_changed |= staged.holds_changed;
     }
 
     /// `remaining` of a seat type as this batch has left it so far.

@@ -13,6 +13,7 @@
 
 mod batch;
 pub mod checkpoint;
+mod holds;
 mod outbox;
 pub mod reads;
 mod rules;
@@ -34,6 +35,7 @@ use self::writer::Writer;
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Reply, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
+use crate::hold::{Hold, HoldStatus};
 use crate::rows;
 use crate::view::SharedInventory;
 
@@ -126,6 +128,17 @@ impl SqliteBooking {
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
         reads::list_bookings(&self.db.read, user_id, status, before, limit).await
+    }
+
+    pub async fn list_holds(
+        &self,
+        user_id: Uuid,
+        status: Option<HoldStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Hold>, BookingError> {
+        reads::list_holds(&self.db.read, user_id, status, before, limit, now).await
     }
 
     /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run

@@ -2,12 +2,15 @@
 //! in [`crate::rows`]. Everything that changes the store is done by the single writer
 //! ([`super::writer`]).
 
+use boxoffice_shared::clock::to_millis;
 use sqlx::SqliteExecutor;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
-use crate::rows::{booking_columns, booking_from_row};
+use crate::hold::{Hold, HoldStatus};
+use crate::rows::{booking_columns, booking_from_row, hold_columns, hold_from_row};
 
 /// One page of a user's bookings, newest first, strictly older than `before` when given.
 pub async fn list_bookings<'c>(
@@ -36,6 +39,40 @@ pub async fn list_bookings<'c>(
 }
 
 /// The sales report's seat types of concert `$1`, in the order they were added.
-pub const SALES_SEATS: &str =
-    "SELECT id, name, capacity, remaining, price_cents, currency FROM seat_types
-     WHERE concert_id = $1 ORDER BY rowid";
+pub const SALES_SEATS: &str = "SELECT id, name, capacity, remaining, price_cents, currency,
+            (SELECT count(*) FROM holds h
+             WHERE h.seat_type_id = seat_types.id AND h.status = 'active') AS held
+     FROM seat_types WHERE concert_id = $1 ORDER BY rowid";
+
+/// One page of a user's holds, newest first, strictly older than `before` when given, with
+/// `status` as it stands at `now`: an active hold at or past its expiry counts as expired.
+pub async fn list_holds<'c>(
+    executor: impl SqliteExecutor<'c>,
+    user_id: Uuid,
+    status: Option<HoldStatus>,
+    before: Option<Uuid>,
+    limit: u32,
+    now: OffsetDateTime,
+) -> Result<Vec<Hold>, BookingError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        hold_columns!(),
+        " FROM holds
+         WHERE user_id = ?1
+           AND (?2 IS NULL
+                OR (CASE WHEN status = 'active' AND expires_at <= ?5 THEN 'expired'
+                         ELSE status END) = ?2)
+           AND (?3 IS NULL OR id < ?3)
+         ORDER BY id DESC LIMIT ?4"
+    ))
+    .bind(user_id)
+    .bind(status.map(HoldStatus::as_str))
+    .bind(before)
+    .bind(i64::from(limit))
+    .bind(to_millis(now))
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|row| hold_from_row(row).map(|hold| hold.as_of(now)))
+        .collect()
+}

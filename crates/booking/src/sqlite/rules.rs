@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::batch::{Answer, Effects, Job, OutboxJob, Staged, answer};
-use super::{outbox, statements as store};
+use super::{holds, outbox, statements as store};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Reply, booking_json, confirmed_booking,
     replay,
@@ -19,6 +19,7 @@ use crate::domain::{
     Booking, BookingStatus, SaleState, check_capacity, check_start, request_fingerprint, sale_state,
 };
 use crate::error::BookingError;
+use crate::hold::{Hold, Paid};
 use crate::view::{ConcertSale, Seat, SharedInventory, bookable};
 
 /// Runs `$step` (an expression using `$conn`) inside a savepoint: released on success, rolled
@@ -77,8 +78,84 @@ pub(super) fn apply(
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
+        Job::Command(Command::Hold(request, reply)) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| holds::hold(
+                conn,
+                view,
+                effects,
+                &mut staged,
+                &request,
+                now
+            ));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
+        Job::Command(Command::Release(hold_id, user_id, reply)) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| holds::release(
+                conn,
+                &mut staged,
+                hold_id,
+                user_id,
+                now
+            ));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
+        Job::Command(Command::Pay(paid, reply)) => answer(reply, pay(tx, &paid, now, effects)),
+        Job::Command(Command::ExpireHolds(reply)) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| holds::expire_due(
+                conn,
+                now,
+                &mut staged
+            ));
+            effects.absorb(staged, result.is_ok());
+            answer(reply, result)
+        }
         Job::Command(Command::Administer(admin)) => administer(tx, view, admin, now, effects),
         Job::Outbox(job) => change_outbox(tx, job, now),
+    }
+}
+
+/// Records a payment: the hold becomes a booking, or — when the hold ended with no seat to give
+/// (released, or expired and sold out since), the sale closed or the user booked otherwise — the
+/// payment is queued for a refund and the refusal is the answer. Each step under its own
+/// savepoint, so a refused completion leaves nothing behind but the refund.
+fn pay(
+    tx: &mut rusqlite::Transaction<'_>,
+    paid: &Paid,
+    now: OffsetDateTime,
+    effects: &mut Effects,
+) -> Result<Hold, BookingError> {
+    let mut staged = Staged::default();
+    let completed = guarded!(tx, effects, |conn| holds::complete(
+        conn,
+        &mut staged,
+        paid,
+        now
+    ));
+    match completed {
+        Err(refused) if holds::refunds_payment(&refused) => {
+            let mut staged = Staged::default();
+            let queued = guarded!(tx, effects, |conn| holds::refund_unbookable(
+                conn,
+                &mut staged,
+                paid,
+                now
+            ));
+            effects.absorb(staged, queued.is_ok());
+            queued?;
+            Err(match refused {
+                BookingError::SoldOut => BookingError::HoldExpired,
+                other => other,
+            })
+        }
+        result => {
+            effects.absorb(staged, result.is_ok());
+            result
+        }
     }
 }
 
@@ -173,7 +250,7 @@ fn book(
     let remaining = effects
         .remaining(view, request.seat_type_id)
         .unwrap_or(seat.remaining);
-    bookable(now, &sale, remaining)?;
+    bookable(now, &sale, remaining > 0)?;
     // A second confirmed booking of the same user and concert is refused by the INSERT itself
     // (the partial unique index), which SQLite undoes on its own: no separate lookup first.
     let booking = confirmed_booking(request, &seat, now);
@@ -236,7 +313,7 @@ pub(super) fn book_run(
                     .seat_of(request.concert_id, request.seat_type_id)?
                     .clone();
                 // Open for sale: the seat count is settled below, for the run as a whole.
-                bookable(now, &sale, 1)?;
+                bookable(now, &sale, true)?;
                 Ok(seat)
             });
         match checked {
@@ -464,6 +541,8 @@ fn cancel_concert(
         let remaining = effects.remaining(view, seat_type_id).unwrap_or(0);
         staged.remaining.push((seat_type_id, remaining + count));
     }
+    // After the counts above: reads back every seat type's count, the holds' seats included.
+    holds::end_for_concert(conn, concert_id, now, staged)?;
     let ids: Vec<Uuid> = cancelled.iter().map(|booking| booking.id).collect();
     store::enqueue_emails(conn, EmailKind::BookingCancelled, &ids, now)?;
     staged.emails += cancelled.len();

@@ -110,7 +110,16 @@ pub fn load_inventory(conn: &Connection) -> Result<Inventory, BookingError> {
         }
         inventory.seats.insert(id, seat);
     }
+    inventory.next_hold_expiry = next_hold_expiry(conn)?;
     Ok(inventory)
+}
+
+/// When the next active hold expires, if any.
+pub fn next_hold_expiry(conn: &Connection) -> Result<Option<OffsetDateTime>, BookingError> {
+    let at: Option<i64> = conn
+        .prepare_cached("SELECT min(expires_at) FROM holds WHERE status = 'active'")?
+        .query_row([], |row| row.get(0))?;
+    Ok(at.map(from_millis))
 }
 
 pub fn saved_response(
@@ -356,7 +365,7 @@ pub fn cancel_sale(
 }
 
 /// Maps the schema's refusals onto booking rules: the CHECK on `remaining` is "sold out", the
-/// partial unique index is "already booked", and the triggers name their rule.
+/// partial unique indexes are "already booked", and the triggers name their rule.
 pub(super) fn constraint_to_rule(error: rusqlite::Error) -> BookingError {
     if let rusqlite::Error::SqliteFailure(failure, Some(message)) = &error {
         if message.contains("remaining_within_capacity") {
@@ -371,8 +380,12 @@ pub(super) fn constraint_to_rule(error: rusqlite::Error) -> BookingError {
         if message.contains("already_cancelled") {
             return BookingError::AlreadyCancelled;
         }
-        if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-            && message.contains("bookings.user_id")
+        if message.contains("hold_not_active") {
+            return BookingError::HoldNotActive;
+        }
+        if message.contains("already_booked")
+            || (failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && (message.contains("bookings.user_id") || message.contains("holds.user_id")))
         {
             return BookingError::AlreadyBooked;
         }

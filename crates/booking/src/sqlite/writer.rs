@@ -18,11 +18,12 @@ use boxoffice_shared::clock::{SharedClock, from_millis, to_millis};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{Notify, broadcast, mpsc};
 
-use super::batch::{Answer, Effects, Job};
+use super::batch::{Answer, Effects, Job, Staged};
 use super::checkpoint::{self, Checkpointer};
 use super::rules::{apply, book_run};
-use super::statements;
+use super::{holds, statements};
 use crate::command::{BookOutcome, BookRequest, Command, Reply, Wiring, fill_batch};
+use crate::domain::is_due;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::view::{ConcertSale, SharedInventory};
@@ -100,6 +101,18 @@ impl Writer {
             let mut tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Holds due at the batch's time end first: every command of the batch sees their
+            // seats free, as the contract's "at `expires_at`" asks.
+            if self
+                .view
+                .read()
+                .next_hold_expiry
+                .is_some_and(|at| is_due(at, now))
+            {
+                let mut staged = Staged::default();
+                holds::expire_due(&tx, now, &mut staged)?;
+                effects.absorb(staged, true);
+            }
             // Bookings without an Idempotency-Key that arrive one after another go in together
             // (`book_run`); every other command, and a booking with a key, on its own, in order.
             let mut run: Vec<(BookRequest, Reply<BookOutcome>)> = Vec::new();
@@ -125,6 +138,9 @@ impl Writer {
             }
             if !run.is_empty() {
                 book_run(&tx, &self.view, run, now, &mut effects, &mut answers);
+            }
+            if effects.holds_changed {
+                effects.next_hold_expiry = Some(statements::next_hold_expiry(&tx)?);
             }
             if effects.poisoned {
                 tx.rollback()?;
@@ -155,9 +171,12 @@ impl Writer {
     }
 
     fn publish(&self, effects: Effects) {
-        let schedule_changed = !effects.concerts.is_empty();
+        let schedule_changed = !effects.concerts.is_empty() || effects.next_hold_expiry.is_some();
         {
             let mut view = self.view.write();
+            if let Some(next) = effects.next_hold_expiry {
+                view.next_hold_expiry = next;
+            }
             for (id, concert) in effects.concerts {
                 let seat_types = view
                     .concerts

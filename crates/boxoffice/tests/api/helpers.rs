@@ -425,11 +425,17 @@ pub const ADMIN_PASSWORD: &str = "bootstrap admin password";
 
 /// A server with an admin account bootstrapped from configuration, and that admin's access token.
 pub async fn spawn_admin_app() -> (TestApp, String) {
+    spawn_admin_app_with(|_| {}).await
+}
+
+/// [`spawn_admin_app`], with the configuration changed by `tweak` first.
+pub async fn spawn_admin_app_with(tweak: impl FnOnce(&mut Config)) -> (TestApp, String) {
     let app = spawn_app_with(|config| {
         config.admin = Some(boxoffice::app::AccountSpec {
             email: ADMIN_EMAIL.to_owned(),
             password: SecretString::from(ADMIN_PASSWORD.to_owned()),
         });
+        tweak(config);
     })
     .await;
     let admin = app.admin_token().await;

@@ -32,6 +32,7 @@ mod crash;
 mod emails;
 mod errors;
 mod helpers;
+mod holds;
 mod lifecycle;
 mod loadtest;
 mod on_sale;

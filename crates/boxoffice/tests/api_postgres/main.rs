@@ -30,6 +30,8 @@ mod emails;
 mod errors;
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[path = "../api/holds.rs"]
+mod holds;
 mod instances;
 #[path = "../api/lifecycle.rs"]
 mod lifecycle;

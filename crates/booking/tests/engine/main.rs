@@ -18,6 +18,7 @@ use boxoffice_booking::BookingError;
 use boxoffice_booking::BookingService;
 use boxoffice_booking::command::BookOutcome;
 use boxoffice_booking::domain::{Booking, BookingStatus, IdempotencyKey};
+use boxoffice_booking::payments::Checkout;
 use boxoffice_shared::clients::{
     BookingEmail, ConcertInventory, EmailKind, Inventory, OutboxSource, SeatInventory,
 };
@@ -89,6 +90,11 @@ impl Drop for Engine {
 }
 
 async fn engine_with_clock(backend: &Backend, clock: SharedClock) -> Engine {
+    engine_with(backend, clock, Checkout::default()).await
+}
+
+/// An engine on `backend` with `clock` and `checkout` (how long holds last, who takes money).
+async fn engine_with(backend: &Backend, clock: SharedClock, checkout: Checkout) -> Engine {
     let (store, dir, database): (Store, _, _) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
@@ -102,13 +108,14 @@ async fn engine_with_clock(backend: &Backend, clock: SharedClock) -> Engine {
             (store.into(), None, Some(database.clone()))
         }
     };
-    start_engine(store, clock, dir, database).await
+    start_engine(store, clock, checkout, dir, database).await
 }
 
 /// Starts a Booking service on `store` (running its migrations).
 async fn start_engine(
     store: Store,
     clock: SharedClock,
+    checkout: Checkout,
     dir: Option<tempfile::TempDir>,
     database: Option<Arc<TestDatabase>>,
 ) -> Engine {
@@ -124,6 +131,7 @@ async fn start_engine(
         authenticator,
         clock,
         None,
+        checkout,
         stop.clone(),
         &TaskTracker::new(),
     )
@@ -419,21 +427,21 @@ on_every_backend! {
             Backend::Sqlite => [
                 (
                     "0001_booking.sql",
-                    include_str!("../migrations/sqlite/0001_booking.sql"),
+                    include_str!("../../migrations/sqlite/0001_booking.sql"),
                 ),
                 (
                     "0002_outbox_leases.sql",
-                    include_str!("../migrations/sqlite/0002_outbox_leases.sql"),
+                    include_str!("../../migrations/sqlite/0002_outbox_leases.sql"),
                 ),
             ],
             Backend::Postgres(_) => [
                 (
                     "0001_booking.sql",
-                    include_str!("../migrations/postgres/0001_booking.sql"),
+                    include_str!("../../migrations/postgres/0001_booking.sql"),
                 ),
                 (
                     "0002_lease_owner.sql",
-                    include_str!("../migrations/postgres/0002_lease_owner.sql"),
+                    include_str!("../../migrations/postgres/0002_lease_owner.sql"),
                 ),
             ],
         };
@@ -494,7 +502,13 @@ on_every_backend! {
         };
 
         // This release opens it: the outbox is migrated, the old message claimed as it was queued.
-        let engine = start_engine(store, boxoffice_shared::clock::system(), dir, database).await;
+        let engine = start_engine(
+            store,
+            boxoffice_shared::clock::system(),
+            Checkout::default(),
+            dir,
+            database,
+        ).await;
         let claimed = engine
             .service
             .claim(10, Duration::from_secs(30))
@@ -1186,144 +1200,6 @@ on_every_backend! {
     }
 }
 
-/// One step of the property test.
-#[derive(Debug, Clone)]
-enum Op {
-    Book {
-        user: usize,
-        seat: usize,
-    },
-    Cancel {
-        user: usize,
-    },
-    /// A minute passes: sales open after the first, the concert starts after the third.
-    Tick,
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => (0..4usize, 0..2usize).prop_map(|(user, seat)| Op::Book { user, seat }),
-        3 => (0..4usize).prop_map(|user| Op::Cancel { user }),
-        1 => Just(Op::Tick),
-    ]
-}
-
-/// Random sequences of book / cancel / tick over four users and two small seat types behave
-/// exactly like the model: a seat is taken only if one is left and sales are open (from the
-/// on-sale instant to the start), a user holds at most one booking, a cancel returns exactly one
-/// seat.
-async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
-    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(1);
-    let opens = start - time::Duration::minutes(2);
-    let clock = Arc::new(ManualClock::new(opens - time::Duration::minutes(1)));
-    let engine = engine_with_clock(&backend, clock.clone()).await;
-    let (concert_id, seats) = concert_opening(&engine, Some(opens), start, &[2, 1]).await;
-    let users: Vec<AuthUser> = (0..4).map(|_| customer()).collect();
-    let mut remaining = [2i64, 1];
-    let mut held: HashMap<usize, (Uuid, usize)> = HashMap::new();
-    let mut minutes = 0;
-    for op in ops {
-        let open = minutes >= 1;
-        let closed = minutes >= 3;
-        match op {
-            Op::Book { user, seat } => {
-                let outcome = engine
-                    .service
-                    .book(users[user], concert_id, seats[seat], None)
-                    .await;
-                let expected = if closed {
-                    "closed"
-                } else if !open {
-                    "not_open"
-                } else if remaining[seat] == 0 {
-                    "sold_out"
-                } else if held.contains_key(&user) {
-                    "already_booked"
-                } else {
-                    "created"
-                };
-                match (expected, outcome) {
-                    ("created", Ok(BookOutcome::Created(booking))) => {
-                        remaining[seat] -= 1;
-                        held.insert(user, (booking.id, seat));
-                    }
-                    ("closed", Err(BookingError::BookingClosed))
-                    | ("not_open", Err(BookingError::SalesNotOpen))
-                    | ("sold_out", Err(BookingError::SoldOut))
-                    | ("already_booked", Err(BookingError::AlreadyBooked)) => {}
-                    (expected, actual) => panic!("book: expected {expected}, got {actual:?}"),
-                }
-            }
-            Op::Cancel { user } => {
-                let Some((booking_id, seat)) = held.get(&user).copied() else {
-                    continue;
-                };
-                let outcome = engine.service.cancel(users[user], booking_id).await;
-                if closed {
-                    assert!(
-                        matches!(outcome, Err(BookingError::BookingClosed)),
-                        "{outcome:?}"
-                    );
-                } else {
-                    assert_eq!(outcome.unwrap().status, BookingStatus::Cancelled);
-                    remaining[seat] += 1;
-                    held.remove(&user);
-                }
-            }
-            Op::Tick => {
-                clock.advance(time::Duration::minutes(1));
-                minutes += 1;
-            }
-        }
-        for (index, seat) in seats.iter().enumerate() {
-            let (capacity, stored, confirmed) = counts(&engine, *seat).await;
-            assert_eq!(stored, remaining[index]);
-            assert_eq!(stored, capacity - confirmed);
-        }
-    }
-}
-
-fn current_thread() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
-
-    #[test]
-    fn booking_rules_match_the_model_on_sqlite(ops in proptest::collection::vec(op(), 1..40)) {
-        current_thread().block_on(booking_rules_match_the_model(Backend::Sqlite, ops));
-    }
-}
-
-/// The same property on PostgreSQL. Every case starts an engine of its own (its own clock) on one
-/// database created for the whole run: a database per case would cost more than the cases
-/// themselves, and a case only looks at its own concert, seat types and users.
-#[test]
-fn booking_rules_match_the_model_on_postgres() {
-    let runtime = current_thread();
-    let Some(database) = runtime.block_on(TestDatabase::create(
-        "engine::booking_rules_match_the_model_on_postgres",
-    )) else {
-        return;
-    };
-    let backend = Backend::Postgres(Arc::new(database));
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 24,
-        ..ProptestConfig::default()
-    });
-    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
-        runtime.block_on(booking_rules_match_the_model(backend.clone(), ops));
-        Ok(())
-    });
-    if let Err(failure) = result {
-        panic!("{failure}\n{runner}");
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Scale-out: two Booking instances (two pools, two writers, two views) on one PostgreSQL
 // database, selling the same seats.
@@ -1741,3 +1617,6 @@ async fn a_concert_cancelled_through_one_instance_during_a_storm_on_the_other_fr
         views_agree([&a, &b], concert_id, *seat, 30).await;
     }
 }
+
+mod holds;
+mod model;

@@ -1,0 +1,216 @@
+//! Holds under concurrency, against a real store: a storm of holds expiring at one instant
+//! returns every seat exactly once; a payment that arrives after its hold ended books a free
+//! seat or is queued for a refund, never both and never neither; concurrent pays of one hold
+//! make one booking; two instances share one hold's expiry.
+
+use boxoffice_booking::command::Made;
+use boxoffice_booking::hold::{Hold, HoldStatus, Paid};
+
+use crate::*;
+
+/// A checkout whose holds last `seconds`.
+fn holds_for(seconds: u64) -> Checkout {
+    Checkout {
+        hold_ttl: Duration::from_secs(seconds),
+        ..Checkout::default()
+    }
+}
+
+async fn hold(engine: &Engine, user: AuthUser, concert_id: Uuid, seat: Uuid) -> Hold {
+    match engine.service.hold(user, concert_id, seat, None).await {
+        Ok(Made::Created(hold)) => hold,
+        other => panic!("expected a hold, got {other:?}"),
+    }
+}
+
+/// How many holds of the seat type are stored with `status`.
+async fn holds_with(engine: &Engine, seat_type_id: Uuid, status: &str) -> i64 {
+    let query = "SELECT count(*) FROM holds WHERE seat_type_id = $1 AND status = $2";
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(query)
+            .bind(seat_type_id)
+            .bind(status)
+            .fetch_one(&db.read)
+            .await
+            .unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(query)
+            .bind(seat_type_id)
+            .bind(status)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap(),
+    }
+}
+
+/// How many refunds are queued for the hold.
+async fn refunds_of(engine: &Engine, hold_id: Uuid) -> i64 {
+    let query = "SELECT count(*) FROM refunds WHERE hold_id = $1";
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(query)
+            .bind(hold_id)
+            .fetch_one(&db.read)
+            .await
+            .unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(query)
+            .bind(hold_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap(),
+    }
+}
+
+fn paid(hold: &Hold, user: AuthUser) -> Paid {
+    Paid {
+        hold_id: hold.id,
+        user_id: user.user_id,
+        reference: Some(format!("ch_test_{}", hold.id.simple())),
+    }
+}
+
+on_every_backend! {
+    async fn a_storm_of_holds_expiring_at_one_instant_returns_every_seat_once(backend: Backend) {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let clock = Arc::new(ManualClock::new(now));
+        let engine = engine_with(&backend, clock.clone(), holds_for(60)).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[300]).await;
+        let seat = seats[0];
+        let mut racers = Vec::new();
+        for _ in 0..300 {
+            let service = engine.service.clone();
+            racers.push(tokio::spawn(async move {
+                service.hold(customer(), concert_id, seat, None).await
+            }));
+        }
+        for racer in racers {
+            assert!(matches!(racer.await.unwrap(), Ok(Made::Created(_))));
+        }
+        assert_eq!(counts(&engine, seats[0]).await, (300, 0, 0));
+        let refused = engine.service.book(customer(), concert_id, seats[0], None).await;
+        assert!(matches!(refused, Err(BookingError::SoldOut)), "{refused:?}");
+
+        // At `expires_at` exactly, every held seat is free to the next requests.
+        clock.advance(time::Duration::seconds(60));
+        let mut racers = Vec::new();
+        for _ in 0..300 {
+            let service = engine.service.clone();
+            racers.push(tokio::spawn(async move {
+                service.book(customer(), concert_id, seat, None).await
+            }));
+        }
+        for racer in racers {
+            let outcome = racer.await.unwrap();
+            assert!(matches!(outcome, Ok(BookOutcome::Created(_))), "{outcome:?}");
+        }
+        let over = engine.service.book(customer(), concert_id, seats[0], None).await;
+        assert!(matches!(over, Err(BookingError::SoldOut)), "{over:?}");
+        assert_eq!(counts(&engine, seats[0]).await, (300, 0, 300));
+        assert_eq!(holds_with(&engine, seats[0], "expired").await, 300);
+        assert_eq!(holds_with(&engine, seats[0], "active").await, 0);
+        assert_eq!(duplicates(&engine).await, 0);
+    }
+}
+
+on_every_backend! {
+    async fn a_payment_after_its_hold_ended_books_a_free_seat_or_is_refunded(backend: Backend) {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let clock = Arc::new(ManualClock::new(now));
+        let engine = engine_with(&backend, clock.clone(), holds_for(60)).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[2]).await;
+
+        // Late, with a seat free: the payment books it.
+        let late = customer();
+        let late_hold = hold(&engine, late, concert_id, seats[0]).await;
+        clock.advance(time::Duration::seconds(61));
+        let completed = engine.service.record_payment(paid(&late_hold, late)).await.unwrap();
+        assert_eq!(completed.status, HoldStatus::Completed);
+        let booking = engine
+            .service
+            .get(late, completed.booking_id.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(booking.status, BookingStatus::Confirmed);
+        assert_eq!(counts(&engine, seats[0]).await, (2, 1, 1));
+        assert_eq!(refunds_of(&engine, late_hold.id).await, 0);
+
+        // Late, and the seat went to someone else meanwhile: refunded.
+        let slow = customer();
+        let slow_hold = hold(&engine, slow, concert_id, seats[0]).await;
+        clock.advance(time::Duration::seconds(61));
+        created(engine.service.book(customer(), concert_id, seats[0], None).await.unwrap());
+        let refused = engine.service.record_payment(paid(&slow_hold, slow)).await;
+        assert!(matches!(refused, Err(BookingError::HoldExpired)), "{refused:?}");
+        assert_eq!(refunds_of(&engine, slow_hold.id).await, 1);
+        assert_eq!(
+            engine.service.get_hold(slow, slow_hold.id).await.unwrap().status,
+            HoldStatus::Expired
+        );
+        assert_eq!(counts(&engine, seats[0]).await, (2, 0, 2));
+
+        // Released, then paid (the payment raced the release): refunded, once however often.
+        let (other_concert, other_seats) = concert(&engine, in_a_day(), &[1]).await;
+        let fickle = customer();
+        let fickle_hold = hold(&engine, fickle, other_concert, other_seats[0]).await;
+        engine.service.release(fickle, fickle_hold.id).await.unwrap();
+        for _ in 0..2 {
+            let refused = engine.service.record_payment(paid(&fickle_hold, fickle)).await;
+            assert!(matches!(refused, Err(BookingError::HoldNotActive)), "{refused:?}");
+        }
+        assert_eq!(refunds_of(&engine, fickle_hold.id).await, 1);
+        assert_eq!(counts(&engine, other_seats[0]).await, (1, 1, 0));
+    }
+}
+
+on_every_backend! {
+    async fn concurrent_pays_of_one_hold_make_one_booking(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[3]).await;
+        let user = customer();
+        let held = hold(&engine, user, concert_id, seats[0]).await;
+        let mut payers = Vec::new();
+        for _ in 0..20 {
+            let service = engine.service.clone();
+            payers.push(tokio::spawn(async move {
+                service.pay(user, held.id, Some("pm_card_visa".into())).await
+            }));
+        }
+        let mut bookings = HashSet::new();
+        for payer in payers {
+            let hold = payer.await.unwrap().unwrap();
+            assert_eq!(hold.status, HoldStatus::Completed);
+            bookings.insert(hold.booking_id.unwrap());
+        }
+        assert_eq!(bookings.len(), 1);
+        assert_eq!(counts(&engine, seats[0]).await, (3, 2, 1));
+        assert_eq!(refunds_of(&engine, held.id).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_taken_through_one_instance_expire_for_the_other() {
+    let Some(database) =
+        TestDatabase::create("engine::holds_taken_through_one_instance_expire_for_the_other").await
+    else {
+        return;
+    };
+    let backend = Backend::Postgres(Arc::new(database));
+    let clock = boxoffice_shared::clock::system();
+    let a = engine_with(&backend, clock.clone(), holds_for(1)).await;
+    let b = engine_with(&backend, clock, holds_for(1)).await;
+    let (concert_id, seats) = concert(&a, in_a_day(), &[5]).await;
+    for _ in 0..5 {
+        hold(&a, customer(), concert_id, seats[0]).await;
+    }
+    views_agree([&a, &b], concert_id, seats[0], 0).await;
+    // Nobody pays: the seats come back in both views, by the timers, without any request.
+    views_agree([&a, &b], concert_id, seats[0], 5).await;
+    for _ in 0..5 {
+        created(
+            b.service
+                .book(customer(), concert_id, seats[0], None)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(counts(&a, seats[0]).await, (5, 0, 5));
+    assert_eq!(holds_with(&a, seats[0], "expired").await, 5);
+}

@@ -1,0 +1,337 @@
+//! The property test: random sequences of bookings, holds, payments, releases, cancellations and
+//! the passing of time behave exactly like a model of the booking rules, on both stores.
+
+use boxoffice_booking::command::Made;
+use boxoffice_booking::hold::HoldStatus;
+
+use crate::*;
+
+/// How long a hold lasts in the model: a minute and a half, so that a hold taken just before a
+/// tick is still active after it and expired after the next.
+const HOLD_SECONDS: i64 = 90;
+
+/// One step of the property test.
+#[derive(Debug, Clone)]
+enum Op {
+    Book {
+        user: usize,
+        seat: usize,
+    },
+    Hold {
+        user: usize,
+        seat: usize,
+    },
+    Pay {
+        user: usize,
+    },
+    Release {
+        user: usize,
+    },
+    Cancel {
+        user: usize,
+    },
+    /// A minute passes: sales open after the first, the concert starts after the fourth.
+    Tick,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (0..4usize, 0..2usize).prop_map(|(user, seat)| Op::Book { user, seat }),
+        4 => (0..4usize, 0..2usize).prop_map(|(user, seat)| Op::Hold { user, seat }),
+        3 => (0..4usize).prop_map(|user| Op::Pay { user }),
+        2 => (0..4usize).prop_map(|user| Op::Release { user }),
+        3 => (0..4usize).prop_map(|user| Op::Cancel { user }),
+        2 => Just(Op::Tick),
+    ]
+}
+
+/// What a user has, in the model.
+#[derive(Debug, Clone, Copy)]
+enum Has {
+    Booking {
+        id: Uuid,
+        seat: usize,
+    },
+    /// Active until `expires` (seconds since the test began), expired from then on.
+    Hold {
+        id: Uuid,
+        seat: usize,
+        expires: i64,
+    },
+}
+
+/// The model: what each user has, and the seats.
+struct Model {
+    capacity: [i64; 2],
+    has: HashMap<usize, Has>,
+}
+
+impl Model {
+    fn active_hold(&self, user: usize, now: i64) -> bool {
+        matches!(self.has.get(&user), Some(Has::Hold { expires, .. }) if now < *expires)
+    }
+
+    fn taken(&self, seat: usize, now: i64) -> (i64, i64) {
+        let mut booked = 0;
+        let mut held = 0;
+        for has in self.has.values() {
+            match *has {
+                Has::Booking { seat: s, .. } if s == seat => booked += 1,
+                Has::Hold {
+                    seat: s, expires, ..
+                } if s == seat && now < expires => held += 1,
+                _ => {}
+            }
+        }
+        (booked, held)
+    }
+
+    fn remaining(&self, seat: usize, now: i64) -> i64 {
+        let (booked, held) = self.taken(seat, now);
+        self.capacity[seat] - booked - held
+    }
+
+    /// What a booking or a hold request must come to at `now`.
+    fn expect_seat(&self, user: usize, seat: usize, now: i64, minutes: i64) -> &'static str {
+        let claims =
+            matches!(self.has.get(&user), Some(Has::Booking { .. })) || self.active_hold(user, now);
+        if minutes >= 4 {
+            "closed"
+        } else if minutes < 1 {
+            "not_open"
+        } else if self.remaining(seat, now) == 0 {
+            "sold_out"
+        } else if claims {
+            "already_booked"
+        } else {
+            "created"
+        }
+    }
+}
+
+fn refusal(expected: &str, error: &BookingError) -> bool {
+    matches!(
+        (expected, error),
+        ("closed", BookingError::BookingClosed)
+            | ("not_open", BookingError::SalesNotOpen)
+            | ("sold_out", BookingError::SoldOut)
+            | ("already_booked", BookingError::AlreadyBooked)
+    )
+}
+
+/// Holds of the seat type still active at `now` (stored `active` and not yet past expiry).
+async fn live_holds(engine: &Engine, seat_type_id: Uuid, now: OffsetDateTime) -> i64 {
+    let query = "SELECT count(*) FROM holds
+                 WHERE seat_type_id = $1 AND status = 'active' AND expires_at > $2";
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(query)
+            .bind(seat_type_id)
+            .bind(boxoffice_shared::clock::to_millis(now))
+            .fetch_one(&db.read)
+            .await
+            .unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(query)
+            .bind(seat_type_id)
+            .bind(now)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap(),
+    }
+}
+
+/// Holds of the seat type stored `active`, due or not: their seats are out of `remaining`.
+async fn stored_active_holds(engine: &Engine, seat_type_id: Uuid) -> i64 {
+    let query = "SELECT count(*) FROM holds WHERE seat_type_id = $1 AND status = 'active'";
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(query)
+            .bind(seat_type_id)
+            .fetch_one(&db.read)
+            .await
+            .unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(query)
+            .bind(seat_type_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap(),
+    }
+}
+
+/// Random sequences over four users and two small seat types behave exactly like the model: a
+/// seat is taken (booked or held) only if one is left and sales are open (from the on-sale
+/// instant to the start); a user has at most one booking or active hold; a hold is active until
+/// its expiry and its seat is free from then; a paid active hold becomes the user's booking
+/// without taking a second seat; a release or a cancel returns exactly one seat. After every
+/// step the store agrees: `remaining == capacity − confirmed − holds stored active`, and the
+/// model's counts are the store's with due holds counted free.
+async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
+    let start = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(1);
+    let opens = start - time::Duration::minutes(3);
+    let began = opens - time::Duration::minutes(1);
+    let clock = Arc::new(ManualClock::new(began));
+    let checkout = Checkout {
+        hold_ttl: Duration::from_secs(HOLD_SECONDS as u64),
+        ..Checkout::default()
+    };
+    let engine = engine_with(&backend, clock.clone(), checkout).await;
+    let (concert_id, seats) = concert_opening(&engine, Some(opens), start, &[2, 1]).await;
+    let users: Vec<AuthUser> = (0..4).map(|_| customer()).collect();
+    let mut model = Model {
+        capacity: [2, 1],
+        has: HashMap::new(),
+    };
+    let mut minutes = 0;
+    for op in ops {
+        let now = minutes * 60;
+        match op {
+            Op::Book { user, seat } => {
+                let expected = model.expect_seat(user, seat, now, minutes);
+                let outcome = engine
+                    .service
+                    .book(users[user], concert_id, seats[seat], None)
+                    .await;
+                match outcome {
+                    Ok(BookOutcome::Created(booking)) if expected == "created" => {
+                        model.has.insert(
+                            user,
+                            Has::Booking {
+                                id: booking.id,
+                                seat,
+                            },
+                        );
+                    }
+                    Err(error) if refusal(expected, &error) => {}
+                    other => panic!("book: expected {expected}, got {other:?}"),
+                }
+            }
+            Op::Hold { user, seat } => {
+                let expected = model.expect_seat(user, seat, now, minutes);
+                let outcome = engine
+                    .service
+                    .hold(users[user], concert_id, seats[seat], None)
+                    .await;
+                match outcome {
+                    Ok(Made::Created(hold)) if expected == "created" => {
+                        let expires = now + HOLD_SECONDS;
+                        model.has.insert(
+                            user,
+                            Has::Hold {
+                                id: hold.id,
+                                seat,
+                                expires,
+                            },
+                        );
+                    }
+                    Err(error) if refusal(expected, &error) => {}
+                    other => panic!("hold: expected {expected}, got {other:?}"),
+                }
+            }
+            Op::Pay { user } => {
+                let Some(Has::Hold { id, seat, expires }) = model.has.get(&user).copied() else {
+                    continue;
+                };
+                let outcome = engine
+                    .service
+                    .pay(users[user], id, Some("pm_card_visa".into()))
+                    .await;
+                match outcome {
+                    Ok(hold) if now < expires && minutes < 4 => {
+                        assert_eq!(hold.status, HoldStatus::Completed);
+                        let booking = hold.booking_id.unwrap();
+                        model.has.insert(user, Has::Booking { id: booking, seat });
+                    }
+                    Err(BookingError::BookingClosed) if now < expires && minutes >= 4 => {}
+                    Err(BookingError::HoldExpired) if now >= expires => {}
+                    other => panic!("pay at {now} s of a hold until {expires} s: {other:?}"),
+                }
+            }
+            Op::Release { user } => {
+                let Some(Has::Hold { id, expires, .. }) = model.has.get(&user).copied() else {
+                    continue;
+                };
+                let outcome = engine.service.release(users[user], id).await;
+                match outcome {
+                    Ok(hold) if now < expires => {
+                        assert_eq!(hold.status, HoldStatus::Released);
+                    }
+                    Err(BookingError::HoldNotActive) if now >= expires => {}
+                    other => panic!("release at {now} s of a hold until {expires} s: {other:?}"),
+                }
+                model.has.remove(&user);
+            }
+            Op::Cancel { user } => {
+                let Some(Has::Booking { id, .. }) = model.has.get(&user).copied() else {
+                    continue;
+                };
+                let outcome = engine.service.cancel(users[user], id).await;
+                if minutes >= 4 {
+                    assert!(
+                        matches!(outcome, Err(BookingError::BookingClosed)),
+                        "{outcome:?}"
+                    );
+                } else {
+                    assert_eq!(outcome.unwrap().status, BookingStatus::Cancelled);
+                    model.has.remove(&user);
+                }
+            }
+            Op::Tick => {
+                clock.advance(time::Duration::minutes(1));
+                minutes += 1;
+            }
+        }
+        let now = minutes * 60;
+        let at = began + time::Duration::seconds(now);
+        for (index, seat) in seats.iter().enumerate() {
+            let (capacity, stored, confirmed) = counts(&engine, *seat).await;
+            let (booked, held) = model.taken(index, now);
+            assert_eq!(confirmed, booked, "confirmed bookings of seat type {index}");
+            assert_eq!(live_holds(&engine, *seat, at).await, held, "live holds");
+            assert_eq!(
+                stored,
+                capacity - confirmed - stored_active_holds(&engine, *seat).await,
+                "the stored count of seat type {index}"
+            );
+        }
+    }
+    assert_eq!(duplicates(&engine).await, 0);
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn booking_rules_match_the_model_on_sqlite(ops in proptest::collection::vec(op(), 1..40)) {
+        current_thread().block_on(booking_rules_match_the_model(Backend::Sqlite, ops));
+    }
+}
+
+/// The same property on PostgreSQL. Every case starts an engine of its own (its own clock) on one
+/// database created for the whole run: a database per case would cost more than the cases
+/// themselves, and a case only looks at its own concert, seat types and users.
+#[test]
+fn booking_rules_match_the_model_on_postgres() {
+    let runtime = current_thread();
+    let Some(database) = runtime.block_on(TestDatabase::create(
+        "engine::booking_rules_match_the_model_on_postgres",
+    )) else {
+        return;
+    };
+    let backend = Backend::Postgres(Arc::new(database));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+        runtime.block_on(booking_rules_match_the_model(backend.clone(), ops));
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}\n{runner}");
+    }
+}
