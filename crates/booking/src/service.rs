@@ -357,7 +357,10 @@ impl BookingService {
             None
         } else {
             let method = method.ok_or_else(|| {
-                BookingError::invalid("payment_method", "is required for a seat with a price")
+                BookingError::invalid(
+                    "payment_method",
+                    "a seat with a price needs a payment method",
+                )
             })?;
             let charge = Charge {
                 hold_id,
