@@ -86,6 +86,18 @@ pub enum Admin {
     CancelConcert(Uuid, Reply<()>),
 }
 
+/// A refund claimed from the queue, to hand to the payment provider.
+#[derive(Debug, Clone)]
+pub struct Refund {
+    pub id: Uuid,
+    pub hold_id: Uuid,
+    /// The provider's name for the payment to give back.
+    pub payment_ref: String,
+    pub amount_cents: i64,
+    /// How often it has been claimed, this time included.
+    pub attempts: u32,
+}
+
 /// A saved answer to an idempotent request.
 #[derive(Debug, Clone)]
 pub struct SavedResponse {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -73,6 +73,8 @@ struct Inner {
     write_limiter: std::sync::OnceLock<Arc<dyn WriteLimiter>>,
     /// How long holds last and who takes the money.
     checkout: Checkout,
+    /// Poked when a refund may have been queued, so the refund worker looks at once.
+    refund_waker: Arc<Notify>,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -118,8 +120,14 @@ impl BookingService {
                 stop: stop.clone(),
                 write_limiter: std::sync::OnceLock::new(),
                 checkout,
+                refund_waker: Arc::new(Notify::new()),
             }),
         };
+        tasks.spawn(run_refunds(
+            Arc::downgrade(&service.inner),
+            service.inner.refund_waker.clone(),
+            stop.clone(),
+        ));
         // The timer asks the writer to expire holds that fell due; it must not keep the service
         // (and so the writer) alive once every caller has dropped it.
         let writer = Arc::downgrade(&service.inner);
@@ -383,7 +391,11 @@ impl BookingService {
     /// cannot (released, no seat left, the sale closed, the user booked otherwise), the payment
     /// is queued for a refund in the same transaction and the refusal is the answer.
     pub async fn record_payment(&self, paid: Paid) -> Result<Hold, BookingError> {
-        let completed = self.send(|reply| Command::Pay(paid, reply)).await?;
+        let completed = self
+            .send(|reply| Command::Pay(paid, reply))
+            .await
+            // A refusal may have queued the payment's refund.
+            .inspect_err(|_| self.inner.refund_waker.notify_one())?;
         metrics::counter!("holds_total", "outcome" => "completed").increment(1);
         Ok(completed)
     }
@@ -465,6 +477,75 @@ impl BookingService {
             bookings_cancelled: rows.cancelled,
         })
     }
+}
+
+/// How many refunds the worker claims at once.
+const REFUND_BATCH: u32 = 32;
+
+/// How long the refund worker waits for a poke before it looks at the queue anyway (refunds
+/// queued by another instance, retries falling due).
+const REFUND_POLL: Duration = Duration::from_secs(5);
+
+/// Hands queued refunds to the payment provider until it confirms each: a batch at a time,
+/// leased for a minute (a refund whose worker died is claimed again after it), off the writer
+/// and outside any transaction, and retried after a pause that doubles with every attempt (at
+/// most an hour). Stops with `stop` or once the service is gone.
+async fn run_refunds(inner: Weak<Inner>, waker: Arc<Notify>, stop: CancellationToken) {
+    loop {
+        let Some(service) = inner.upgrade() else {
+            return;
+        };
+        let handled = hand_over_refunds(&service).await;
+        drop(service);
+        if handled == REFUND_BATCH as usize {
+            continue;
+        }
+        tokio::select! {
+            () = waker.notified() => {}
+            () = tokio::time::sleep(REFUND_POLL) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// One batch of the refund worker; returns how many refunds it claimed.
+async fn hand_over_refunds(inner: &Inner) -> usize {
+    let claimed = match inner
+        .store
+        .claim_refunds(REFUND_BATCH, Duration::from_secs(60))
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            tracing::warn!(%error, "cannot claim refunds");
+            return 0;
+        }
+    };
+    for refund in &claimed {
+        let given = inner
+            .checkout
+            .payments
+            .refund(&refund.payment_ref, refund.amount_cents)
+            .await;
+        let recorded = match &given {
+            Ok(()) => inner.store.refunded(refund.id).await,
+            Err(error) => {
+                let pause = 2u64.saturating_pow(refund.attempts.min(12)).min(3600);
+                let retry_at = inner.clock.now() + time::Duration::seconds(pause as i64);
+                tracing::warn!(refund = %refund.id, %error, pause, "refund not taken; retrying");
+                inner
+                    .store
+                    .retry_refund(refund.id, retry_at, error.to_string())
+                    .await
+            }
+        };
+        if let Err(error) = recorded {
+            tracing::error!(refund = %refund.id, %error, "cannot record a refund's outcome");
+        }
+        let outcome = if given.is_ok() { "refunded" } else { "retry" };
+        metrics::counter!("refunds_total", "outcome" => outcome).increment(1);
+    }
+    claimed.len()
 }
 
 fn count_refusal(error: &BookingError) {

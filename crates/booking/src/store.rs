@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::command::{Command, NotQueued, SalesRows, SavedResponse, Wiring};
+use crate::command::{Command, NotQueued, Refund, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
@@ -157,6 +157,30 @@ impl BookingStore {
     /// Marks messages sent.
     pub async fn acknowledge_outbox(&self, message_ids: &[Uuid]) -> Result<(), BookingError> {
         dispatch!(self, engine => engine.acknowledge_outbox(message_ids).await)
+    }
+
+    /// Leases up to `limit` due refunds for `lease`.
+    pub async fn claim_refunds(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Refund>, BookingError> {
+        dispatch!(self, engine => engine.claim_refunds(limit, lease).await)
+    }
+
+    /// Marks a refund given back, and its hold's payment refunded.
+    pub async fn refunded(&self, id: Uuid) -> Result<(), BookingError> {
+        dispatch!(self, engine => engine.refunded(id).await)
+    }
+
+    /// Makes a refund due again at `retry_at`, noting why the provider did not take it.
+    pub async fn retry_refund(
+        &self,
+        id: Uuid,
+        retry_at: OffsetDateTime,
+        error: String,
+    ) -> Result<(), BookingError> {
+        dispatch!(self, engine => engine.retry_refund(id, retry_at, error).await)
     }
 
     /// Makes a message due again at `retry_at`, noting why it failed.

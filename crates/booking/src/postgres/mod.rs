@@ -59,6 +59,7 @@ mod holds;
 pub mod listener;
 pub mod outbox;
 pub mod reads;
+mod refunds;
 mod settle;
 pub mod statements;
 pub mod view;
@@ -77,7 +78,7 @@ use uuid::Uuid;
 
 use self::view::PgView;
 use self::writer::PgWriter;
-use crate::command::{Command, NotQueued, QUEUE_CAPACITY, SalesRows, Wiring};
+use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
@@ -205,6 +206,29 @@ impl PgBooking {
 
     pub async fn acknowledge_outbox(&self, message_ids: &[Uuid]) -> Result<(), BookingError> {
         outbox::acknowledge_outbox(&self.db.pool, message_ids, self.clock.now()).await
+    }
+
+    pub async fn claim_refunds(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Refund>, BookingError> {
+        let now = self.clock.now();
+        let until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
+        refunds::claim(&self.db.pool, now, until, limit).await
+    }
+
+    pub async fn refunded(&self, id: Uuid) -> Result<(), BookingError> {
+        refunds::done(&self.db.pool, id, self.clock.now()).await
+    }
+
+    pub async fn retry_refund(
+        &self,
+        id: Uuid,
+        retry_at: OffsetDateTime,
+        error: String,
+    ) -> Result<(), BookingError> {
+        refunds::retry(&self.db.pool, id, retry_at, &error).await
     }
 
     pub async fn retry_outbox(

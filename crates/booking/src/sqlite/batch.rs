@@ -9,7 +9,7 @@ use boxoffice_shared::clients::OutboxMessage;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::command::{Command, Reply};
+use crate::command::{Command, Refund, Reply};
 use crate::error::BookingError;
 use crate::view::{ConcertSale, Seat, SharedInventory};
 
@@ -19,6 +19,15 @@ use crate::view::{ConcertSale, Seat, SharedInventory};
 pub enum Job {
     Command(Command),
     Outbox(OutboxJob),
+    Refunds(RefundJob),
+}
+
+/// A change to the refund queue, asked by the refund worker.
+#[derive(Debug)]
+pub enum RefundJob {
+    Claim(u32, Duration, Reply<Vec<Refund>>),
+    Done(Uuid, Reply<()>),
+    Retry(Uuid, OffsetDateTime, String, Reply<()>),
 }
 
 /// A change to the outbox, asked by the notifications worker.

@@ -16,6 +16,7 @@ pub mod checkpoint;
 mod holds;
 mod outbox;
 pub mod reads;
+mod refunds;
 mod rules;
 pub mod statements;
 pub mod writer;
@@ -30,9 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use self::batch::{Job, OutboxJob};
+use self::batch::{Job, OutboxJob, RefundJob};
 use self::writer::Writer;
-use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Reply, SalesRows, Wiring};
+use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, Reply, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
@@ -177,10 +178,39 @@ impl SqliteBooking {
             .await
     }
 
+    pub async fn claim_refunds(
+        &self,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Refund>, BookingError> {
+        self.job(|reply| Job::Refunds(RefundJob::Claim(limit, lease, reply)))
+            .await
+    }
+
+    pub async fn refunded(&self, id: Uuid) -> Result<(), BookingError> {
+        self.job(|reply| Job::Refunds(RefundJob::Done(id, reply)))
+            .await
+    }
+
+    pub async fn retry_refund(
+        &self,
+        id: Uuid,
+        retry_at: OffsetDateTime,
+        error: String,
+    ) -> Result<(), BookingError> {
+        self.job(|reply| Job::Refunds(RefundJob::Retry(id, retry_at, error, reply)))
+            .await
+    }
+
     async fn outbox<T>(&self, make: impl FnOnce(Reply<T>) -> OutboxJob) -> Result<T, BookingError> {
+        self.job(|reply| Job::Outbox(make(reply))).await
+    }
+
+    /// Hands a job to the writer and waits for its answer, given after the commit.
+    async fn job<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<T, BookingError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(Job::Outbox(make(reply)))
+            .send(make(reply))
             .await
             .map_err(|_| BookingError::WriterStopped)?;
         answer.await.map_err(|_| BookingError::WriterStopped)?

@@ -9,8 +9,8 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::batch::{Answer, Effects, Job, OutboxJob, Staged, answer};
-use super::{holds, outbox, statements as store};
+use super::batch::{Answer, Effects, Job, OutboxJob, RefundJob, Staged, answer};
+use super::{holds, outbox, refunds, statements as store};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Reply, booking_json, confirmed_booking,
     replay,
@@ -116,6 +116,7 @@ pub(super) fn apply(
         }
         Job::Command(Command::Administer(admin)) => administer(tx, view, admin, now, effects),
         Job::Outbox(job) => change_outbox(tx, job, now),
+        Job::Refunds(job) => change_refunds(tx, job, now),
     }
 }
 
@@ -206,6 +207,19 @@ fn administer(
             effects.absorb(staged, result.is_ok());
             answer(reply, result)
         }
+    }
+}
+
+/// Claims, completes or retries refunds, within the batch's transaction.
+fn change_refunds(tx: &rusqlite::Transaction<'_>, job: RefundJob, now: OffsetDateTime) -> Answer {
+    match job {
+        RefundJob::Claim(limit, lease, reply) => {
+            let lease_until =
+                now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
+            answer(reply, refunds::claim(tx, now, lease_until, limit))
+        }
+        RefundJob::Done(id, reply) => answer(reply, refunds::done(tx, id, now)),
+        RefundJob::Retry(id, at, error, reply) => answer(reply, refunds::retry(tx, id, at, &error)),
     }
 }
 

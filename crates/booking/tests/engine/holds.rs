@@ -1,10 +1,14 @@
 //! Holds under concurrency, against a real store: a storm of holds expiring at one instant
 //! returns every seat exactly once; a payment that arrives after its hold ended books a free
-//! seat or is queued for a refund, never both and never neither; concurrent pays of one hold
-//! make one booking; two instances share one hold's expiry.
+//! seat or is queued for a refund, never both and never neither, and the refund is handed to
+//! the provider until it takes it; concurrent pays of one hold make one booking; two instances
+//! share one hold's expiry.
 
 use boxoffice_booking::command::Made;
-use boxoffice_booking::hold::{Hold, HoldStatus, Paid};
+use boxoffice_booking::hold::{Hold, HoldStatus, Paid, PaymentStatus};
+
+use boxoffice_booking::hold::Provider;
+use boxoffice_booking::payments::{Charge, PaymentError, PaymentProvider, Simulated};
 
 use crate::*;
 
@@ -42,6 +46,40 @@ async fn holds_with(engine: &Engine, seat_type_id: Uuid, status: &str) -> i64 {
     }
 }
 
+/// How many refunds of the hold the provider has confirmed.
+async fn refunded(engine: &Engine, hold_id: Uuid) -> i64 {
+    let query = "SELECT count(*) FROM refunds WHERE hold_id = $1 AND refunded_at IS NOT NULL";
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(query)
+            .bind(hold_id)
+            .fetch_one(&db.read)
+            .await
+            .unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(query)
+            .bind(hold_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap(),
+    }
+}
+
+/// Waits until the refund worker has handed the hold's refund over and the hold says so.
+async fn until_refunded(engine: &Engine, user: AuthUser, hold_id: Uuid) {
+    for _ in 0..400 {
+        let hold = engine.service.get_hold(user, hold_id).await.unwrap();
+        if refunded(engine, hold_id).await == 1 && hold.payment.status == PaymentStatus::Refunded {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let hold = engine.service.get_hold(user, hold_id).await.unwrap();
+    panic!(
+        "the refund of hold {hold_id} was not handed over: {} refunded, payment {:?}",
+        refunded(engine, hold_id).await,
+        hold.payment.status
+    );
+}
+
 /// How many refunds are queued for the hold.
 async fn refunds_of(engine: &Engine, hold_id: Uuid) -> i64 {
     let query = "SELECT count(*) FROM refunds WHERE hold_id = $1";
@@ -63,7 +101,8 @@ fn paid(hold: &Hold, user: AuthUser) -> Paid {
     Paid {
         hold_id: hold.id,
         user_id: user.user_id,
-        reference: Some(format!("ch_test_{}", hold.id.simple())),
+        // The simulated provider's name for the hold's charge, as `pay` would have been told.
+        reference: Some(format!("sim_ch_{}", hold.id.simple())),
     }
 }
 
@@ -140,6 +179,7 @@ on_every_backend! {
         let refused = engine.service.record_payment(paid(&slow_hold, slow)).await;
         assert!(matches!(refused, Err(BookingError::HoldExpired)), "{refused:?}");
         assert_eq!(refunds_of(&engine, slow_hold.id).await, 1);
+        until_refunded(&engine, slow, slow_hold.id).await;
         assert_eq!(
             engine.service.get_hold(slow, slow_hold.id).await.unwrap().status,
             HoldStatus::Expired
@@ -156,6 +196,7 @@ on_every_backend! {
             assert!(matches!(refused, Err(BookingError::HoldNotActive)), "{refused:?}");
         }
         assert_eq!(refunds_of(&engine, fickle_hold.id).await, 1);
+        until_refunded(&engine, fickle, fickle_hold.id).await;
         assert_eq!(counts(&engine, other_seats[0]).await, (1, 1, 0));
     }
 }
@@ -213,4 +254,72 @@ async fn holds_taken_through_one_instance_expire_for_the_other() {
     }
     assert_eq!(counts(&a, seats[0]).await, (5, 0, 5));
     assert_eq!(holds_with(&a, seats[0], "expired").await, 5);
+}
+
+/// A provider that turns the first `failures` refunds away, then takes them.
+struct Unreliable {
+    failures: std::sync::atomic::AtomicU32,
+    refunds: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for Unreliable {
+    fn kind(&self) -> Provider {
+        Provider::Simulated
+    }
+
+    async fn charge(&self, charge: &Charge) -> Result<String, PaymentError> {
+        Simulated.charge(charge).await
+    }
+
+    async fn refund(&self, reference: &str, amount_cents: i64) -> Result<(), PaymentError> {
+        use std::sync::atomic::Ordering;
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(PaymentError::Unavailable("try again".into()));
+        }
+        self.refunds.fetch_add(1, Ordering::SeqCst);
+        Simulated.refund(reference, amount_cents).await
+    }
+}
+
+on_every_backend! {
+    async fn a_refund_the_provider_turns_away_is_retried_until_it_is_taken(backend: Backend) {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let clock = Arc::new(ManualClock::new(now));
+        let provider = Arc::new(Unreliable {
+            failures: 1.into(),
+            refunds: 0.into(),
+        });
+        let checkout = Checkout {
+            hold_ttl: Duration::from_secs(60),
+            payments: provider.clone(),
+        };
+        let engine = engine_with(&backend, clock.clone(), checkout).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[1]).await;
+        let user = customer();
+        let held = hold(&engine, user, concert_id, seats[0]).await;
+        engine.service.release(user, held.id).await.unwrap();
+        let refused = engine.service.record_payment(paid(&held, user)).await;
+        assert!(matches!(refused, Err(BookingError::HoldNotActive)), "{refused:?}");
+        // Turned away once: due again two seconds later by the store's clock.
+        for _ in 0..400 {
+            if provider.failures.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(refunded(&engine, held.id).await, 0);
+        // Time passes by the store's clock until the retry is due and the worker looks again.
+        for _ in 0..40 {
+            if refunded(&engine, held.id).await == 1 {
+                break;
+            }
+            clock.advance(time::Duration::seconds(3));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        until_refunded(&engine, user, held.id).await;
+        assert_eq!(provider.refunds.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }
