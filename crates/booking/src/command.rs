@@ -14,7 +14,9 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::domain::{Booking, BookingStatus, IdempotencyKey};
+use crate::domain::{
+    Booking, BookingPayment, BookingPaymentStatus, BookingStatus, IdempotencyKey, Provider,
+};
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::hold::{Hold, HoldRequest, Paid};
@@ -33,6 +35,9 @@ pub struct BookRequest {
     pub concert_id: Uuid,
     pub seat_type_id: Uuid,
     pub key: Option<IdempotencyKey>,
+    /// Who takes the money for a seat with a price: one-step bookings are paid in the booking's
+    /// transaction (only the simulated provider can).
+    pub provider: Provider,
 }
 
 /// What a request that creates something (a booking, a hold) came to.
@@ -90,7 +95,6 @@ pub enum Admin {
 #[derive(Debug, Clone)]
 pub struct Refund {
     pub id: Uuid,
-    pub hold_id: Uuid,
     /// The provider's name for the payment to give back.
     pub payment_ref: String,
     pub amount_cents: i64,
@@ -121,8 +125,9 @@ pub fn replay<T>(saved: SavedResponse, fingerprint: &[u8; 32]) -> Result<Made<T>
 
 /// The booking a request makes, at the seat type's price.
 pub fn confirmed_booking(request: &BookRequest, seat: &Seat, now: OffsetDateTime) -> Booking {
+    let id = Uuid::now_v7();
     Booking {
-        id: Uuid::now_v7(),
+        id,
         user_id: request.user_id,
         concert_id: request.concert_id,
         seat_type_id: request.seat_type_id,
@@ -131,6 +136,11 @@ pub fn confirmed_booking(request: &BookRequest, seat: &Seat, now: OffsetDateTime
         currency: seat.currency.clone(),
         created_at: now,
         cancelled_at: None,
+        payment: (seat.price_cents > 0).then_some(BookingPayment {
+            provider: request.provider,
+            amount_cents: seat.price_cents,
+            status: BookingPaymentStatus::Succeeded,
+        }),
     }
 }
 
@@ -173,6 +183,8 @@ pub struct SeatSalesRow {
     pub capacity: i64,
     pub remaining: i64,
     pub held: i64,
+    /// Money given back (refunds the provider confirmed).
+    pub refunded_cents: i64,
     pub price_cents: i64,
     pub currency: String,
 }

@@ -34,6 +34,91 @@ impl BookingStatus {
     }
 }
 
+/// Who takes the money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Stripe's test payment-method names decide the outcome; nothing leaves the process.
+    Simulated,
+    Stripe,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Simulated => "simulated",
+            Provider::Stripe => "stripe",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "simulated" => Some(Provider::Simulated),
+            "stripe" => Some(Provider::Stripe),
+            _ => None,
+        }
+    }
+}
+
+/// Where a booking's payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingPaymentStatus {
+    Succeeded,
+    /// Given back: the booking was cancelled.
+    Refunded,
+}
+
+impl BookingPaymentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BookingPaymentStatus::Succeeded => "succeeded",
+            BookingPaymentStatus::Refunded => "refunded",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "succeeded" => Some(BookingPaymentStatus::Succeeded),
+            "refunded" => Some(BookingPaymentStatus::Refunded),
+            _ => None,
+        }
+    }
+}
+
+/// What was paid for a booking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BookingPayment {
+    pub provider: Provider,
+    pub amount_cents: i64,
+    pub status: BookingPaymentStatus,
+}
+
+impl BookingPayment {
+    /// A payment from its stored columns (`payment_provider, amount_cents, payment_status`): all
+    /// NULL for a booking without one. (The provider's name for the charge, `payment_ref`, is
+    /// kept to refund it and never shown.)
+    pub fn from_columns(
+        provider: Option<String>,
+        amount_cents: Option<i64>,
+        status: Option<String>,
+    ) -> Result<Option<Self>, BookingError> {
+        match (provider, amount_cents, status) {
+            (None, None, None) => Ok(None),
+            (Some(provider), Some(amount_cents), Some(status)) => Ok(Some(Self {
+                provider: Provider::parse(&provider)
+                    .ok_or_else(|| BookingError::Corrupt(format!("payment provider {provider}")))?,
+                amount_cents,
+                status: BookingPaymentStatus::parse(&status)
+                    .ok_or_else(|| BookingError::Corrupt(format!("payment status {status}")))?,
+            })),
+            _ => Err(BookingError::Corrupt(
+                "a booking's payment is half stored".into(),
+            )),
+        }
+    }
+}
+
 /// A booking as the API shows it (API contract, "Bookings").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Booking {
@@ -51,6 +136,9 @@ pub struct Booking {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub cancelled_at: Option<OffsetDateTime>,
+    /// What was paid, for a seat with a price; `null` for a free one.
+    #[serde(default)]
+    pub payment: Option<BookingPayment>,
 }
 
 /// Why sales of a concert are not open, if they are not.

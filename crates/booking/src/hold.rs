@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::IdempotencyKey;
-pub use crate::domain::is_due;
+pub use crate::domain::{Provider, is_due};
 use crate::view::Seat;
 
 /// Where a hold is in its life: `active` until it is paid (`completed`), let go (`released`) or
@@ -39,32 +39,6 @@ impl HoldStatus {
             "completed" => Some(HoldStatus::Completed),
             "expired" => Some(HoldStatus::Expired),
             "released" => Some(HoldStatus::Released),
-            _ => None,
-        }
-    }
-}
-
-/// Who takes the money.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    /// Stripe's test payment-method names decide the outcome; nothing leaves the process.
-    Simulated,
-    Stripe,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Simulated => "simulated",
-            Provider::Stripe => "stripe",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "simulated" => Some(Provider::Simulated),
-            "stripe" => Some(Provider::Stripe),
             _ => None,
         }
     }

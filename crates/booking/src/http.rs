@@ -105,7 +105,11 @@ pub struct SeatTypeSales {
     /// Seats kept by active holds: `sold + held + remaining == capacity`.
     pub held: i64,
     pub remaining: i64,
+    /// What the sold seats brought in: `sold × price`.
     pub revenue_cents: i64,
+    /// Money given back for this seat type: cancelled paid bookings and payments that found no
+    /// seat, once the payment provider confirmed each refund.
+    pub refunded_cents: i64,
     pub currency: String,
 }
 
@@ -424,6 +428,7 @@ pub async fn get_sales(
                 held: seat.held,
                 remaining: seat.remaining,
                 revenue_cents: seat.revenue_cents,
+                refunded_cents: seat.refunded_cents,
                 currency: seat.currency,
             })
             .collect(),

@@ -111,6 +111,12 @@ pub const SIMULATED_METHODS: &[(&str, Option<&str>)] = &[
     ("pm_card_chargeDeclinedFraudulent", Some("fraudulent")),
 ];
 
+/// The simulated provider's name for the charge of `paid_for` (a hold, or a booking paid in one
+/// step).
+pub fn simulated_charge(paid_for: Uuid) -> String {
+    format!("sim_ch_{}", paid_for.simple())
+}
+
 #[async_trait]
 impl PaymentProvider for Simulated {
     fn kind(&self) -> Provider {
@@ -122,7 +128,7 @@ impl PaymentProvider for Simulated {
             .iter()
             .find(|(name, _)| *name == charge.method)
         {
-            Some((_, None)) => Ok(format!("sim_ch_{}", charge.hold_id.simple())),
+            Some((_, None)) => Ok(simulated_charge(charge.hold_id)),
             Some((_, Some(reason))) => Err(PaymentError::Declined((*reason).to_owned())),
             None => Err(PaymentError::UnknownMethod),
         }

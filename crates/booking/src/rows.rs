@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::command::{SalesRows, SavedResponse, SeatSalesRow};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingPayment, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldPayment, HoldStatus, PaymentStatus, Provider};
 
@@ -49,7 +49,8 @@ impl StoredRow for PgRow {
 /// The columns [`booking_from_row`] reads, as a literal so that queries stay `&'static str`.
 macro_rules! booking_columns {
     () => {
-        "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at"
+        "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at, \
+         payment_provider, amount_cents, payment_status"
     };
 }
 pub(crate) use booking_columns;
@@ -77,6 +78,11 @@ where
             .instant("created_at")?
             .ok_or_else(|| BookingError::Corrupt("booking without created_at".into()))?,
         cancelled_at: row.instant("cancelled_at")?,
+        payment: BookingPayment::from_columns(
+            row.try_get("payment_provider")?,
+            row.try_get("amount_cents")?,
+            row.try_get("payment_status")?,
+        )?,
     })
 }
 
@@ -167,6 +173,7 @@ where
                     capacity: row.try_get("capacity")?,
                     remaining: row.try_get("remaining")?,
                     held: row.try_get("held")?,
+                    refunded_cents: row.try_get("refunded_cents")?,
                     price_cents: row.try_get("price_cents")?,
                     currency: row.try_get("currency")?,
                 })

@@ -49,6 +49,7 @@ pub struct SeatSales {
     pub held: i64,
     pub remaining: i64,
     pub revenue_cents: i64,
+    pub refunded_cents: i64,
     pub currency: String,
 }
 
@@ -238,6 +239,7 @@ impl BookingService {
         self.precheck(concert_id, seat_type_id)
             .inspect_err(count_refusal)?;
         let request = BookRequest {
+            provider: self.inner.checkout.payments.kind(),
             user_id: caller.user_id,
             concert_id,
             seat_type_id,
@@ -414,6 +416,10 @@ impl BookingService {
             .send(|reply| Command::Cancel(booking_id, canceller, reply))
             .await?;
         metrics::counter!("bookings_cancelled_total").increment(1);
+        if booking.payment.is_some() {
+            // Its refund was queued with the cancellation.
+            self.inner.refund_waker.notify_one();
+        }
         Ok(booking)
     }
 
@@ -469,6 +475,7 @@ impl BookingService {
                         held: row.held,
                         remaining: row.remaining,
                         revenue_cents: sold.saturating_mul(row.price_cents),
+                        refunded_cents: row.refunded_cents,
                         currency: row.currency,
                     }
                 })
@@ -577,9 +584,11 @@ impl Inventory for BookingService {
     }
 
     async fn cancel_concert(&self, concert_id: Uuid) -> Result<(), ClientError> {
-        Ok(self
-            .send(|reply| Command::Administer(Admin::CancelConcert(concert_id, reply)))
-            .await?)
+        self.send(|reply| Command::Administer(Admin::CancelConcert(concert_id, reply)))
+            .await?;
+        // The refunds of its paid bookings were queued with the cancellation.
+        self.inner.refund_waker.notify_one();
+        Ok(())
     }
 
     async fn availability(

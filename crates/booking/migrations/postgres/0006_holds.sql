@@ -147,11 +147,11 @@ BEGIN
 END $$;
 
 -- Money to give back, queued in the transaction that decides it (a payment that arrived for a
--- hold that had ended, a paid booking cancelled) and handed to the payment provider by a worker
--- until the provider confirms it. A payment is refunded at most once (its reference is unique).
+-- hold that had ended; a paid booking cancelled, by its holder or with its concert) and handed to
+-- the payment provider by a worker until the provider confirms it. A payment is refunded at most once (its reference is unique).
 CREATE TABLE refunds (
     id           uuid PRIMARY KEY,
-    hold_id      uuid NOT NULL REFERENCES holds (id),
+    hold_id      uuid REFERENCES holds (id),
     booking_id   uuid REFERENCES bookings (id),
     provider     text NOT NULL CHECK (provider IN ('simulated', 'stripe')),
     payment_ref  text NOT NULL UNIQUE,
@@ -161,7 +161,21 @@ CREATE TABLE refunds (
     attempts     integer NOT NULL DEFAULT 0,
     available_at timestamptz NOT NULL,
     refunded_at  timestamptz,
-    last_error   text
+    last_error   text,
+    CHECK (hold_id IS NOT NULL OR booking_id IS NOT NULL)
 );
 
 CREATE INDEX refunds_due ON refunds (available_at) WHERE refunded_at IS NULL;
+
+-- A booking's payment, when it was paid: through which provider, the provider's name for the
+-- charge, the amount, and whether it was refunded since. NULL for a free seat and for bookings
+-- made before payments existed.
+ALTER TABLE bookings
+    ADD COLUMN payment_provider text CHECK (payment_provider IN ('simulated', 'stripe')),
+    ADD COLUMN payment_ref text,
+    ADD COLUMN amount_cents bigint CHECK (amount_cents > 0),
+    ADD COLUMN payment_status text CHECK (payment_status IN ('succeeded', 'refunded')),
+    ADD CONSTRAINT payment_whole CHECK (
+        (payment_provider IS NULL) = (payment_ref IS NULL)
+        AND (payment_provider IS NULL) = (amount_cents IS NULL)
+        AND (payment_provider IS NULL) = (payment_status IS NULL));

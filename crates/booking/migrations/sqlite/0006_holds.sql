@@ -124,11 +124,11 @@ BEGIN
 END;
 
 -- Money to give back, queued in the transaction that decides it (a payment that arrived for a
--- hold that had ended, a paid booking cancelled) and handed to the payment provider by a worker
--- until the provider confirms it. A payment is refunded at most once (its reference is unique).
+-- hold that had ended; a paid booking cancelled, by its holder or with its concert) and handed to
+-- the payment provider by a worker until the provider confirms it. A payment is refunded at most once (its reference is unique).
 CREATE TABLE refunds (
     id           BLOB PRIMARY KEY NOT NULL CHECK (length(id) = 16),
-    hold_id      BLOB NOT NULL REFERENCES holds (id),
+    hold_id      BLOB REFERENCES holds (id),
     booking_id   BLOB REFERENCES bookings (id),
     provider     TEXT NOT NULL CHECK (provider IN ('simulated', 'stripe')),
     payment_ref  TEXT NOT NULL UNIQUE,
@@ -138,7 +138,16 @@ CREATE TABLE refunds (
     attempts     INTEGER NOT NULL DEFAULT 0,
     available_at INTEGER NOT NULL,
     refunded_at  INTEGER,
-    last_error   TEXT
+    last_error   TEXT,
+    CHECK (hold_id IS NOT NULL OR booking_id IS NOT NULL)
 ) STRICT;
 
 CREATE INDEX refunds_due ON refunds (available_at) WHERE refunded_at IS NULL;
+
+-- A booking's payment, when it was paid: through which provider, the provider's name for the
+-- charge, the amount, and whether it was refunded since. NULL for a free seat and for bookings
+-- made before payments existed.
+ALTER TABLE bookings ADD COLUMN payment_provider TEXT CHECK (payment_provider IN ('simulated', 'stripe'));
+ALTER TABLE bookings ADD COLUMN payment_ref TEXT;
+ALTER TABLE bookings ADD COLUMN amount_cents INTEGER CHECK (amount_cents > 0);
+ALTER TABLE bookings ADD COLUMN payment_status TEXT CHECK (payment_status IN ('succeeded', 'refunded'));

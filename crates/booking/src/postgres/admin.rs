@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::holds::end_for_concert;
+use super::refunds::queue_for_bookings;
 use super::statements::{enqueue_emails, ms, notify};
 use crate::domain::{SaleState, check_capacity, check_start, sale_state};
 use crate::error::BookingError;
@@ -134,12 +135,16 @@ pub async fn cancel_concert(
     .bind(concert_id)
     .fetch_all(&mut *tx)
     .await?;
-    let mut emails = Vec::with_capacity(cancelled.len());
-    for row in &cancelled {
-        let booking = booking_from_row(row)?;
-        emails.push((EmailKind::BookingCancelled, booking.id));
-    }
+    let cancelled = cancelled
+        .iter()
+        .map(booking_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let emails: Vec<(EmailKind, Uuid)> = cancelled
+        .iter()
+        .map(|booking| (EmailKind::BookingCancelled, booking.id))
+        .collect();
     enqueue_emails(&mut tx, &emails, now).await?;
+    queue_for_bookings(&mut tx, cancelled.iter(), now).await?;
     notify(&mut tx, &HashSet::from([concert_id])).await?;
     tx.commit().await?;
     Ok(emails.len())

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::reads::{sale_from_row, seat_from_row};
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use crate::command::{HoldOutcome, Made, replay, saved_json};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingPayment, BookingPaymentStatus, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint, new_hold};
 use crate::rows::{hold_columns, hold_from_row, saved_response};
@@ -290,6 +290,11 @@ async fn complete(
         currency: hold.currency.clone(),
         created_at: now,
         cancelled_at: None,
+        payment: paid.reference.as_ref().map(|_| BookingPayment {
+            provider: hold.payment.provider,
+            amount_cents: hold.price_cents,
+            status: BookingPaymentStatus::Succeeded,
+        }),
     };
     sqlx::query("SELECT 1 FROM seat_types WHERE id = $1 FOR UPDATE")
         .bind(hold.seat_type_id)
@@ -308,10 +313,13 @@ async fn complete(
     .fetch_one(&mut **tx)
     .await
     .map_err(constraint_to_rule)?;
+    let payment = booking.payment.as_ref();
     sqlx::query(
         "INSERT INTO bookings
-            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at)
-         VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7)",
+            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at,
+             payment_provider, payment_ref, amount_cents, payment_status)
+         VALUES ($1, $2, $3, $4, 'confirmed', $5, $6, $7, $8, $9, $10,
+                 CASE WHEN $8::text IS NULL THEN NULL ELSE 'succeeded' END)",
     )
     .bind(booking.id)
     .bind(booking.user_id)
@@ -320,6 +328,9 @@ async fn complete(
     .bind(booking.price_cents)
     .bind(&booking.currency)
     .bind(now)
+    .bind(payment.map(|payment| payment.provider.as_str()))
+    .bind(&paid.reference)
+    .bind(payment.map(|payment| payment.amount_cents))
     .execute(&mut **tx)
     .await
     .map_err(constraint_to_rule)?;

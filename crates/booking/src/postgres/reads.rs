@@ -76,7 +76,12 @@ pub async fn list_holds(
 /// The sales report's seat types of concert `$1`, in the order they were added.
 pub const SALES_SEATS: &str = "SELECT id, name, capacity, remaining, price_cents, currency,
             (SELECT count(*) FROM holds h
-             WHERE h.seat_type_id = seat_types.id AND h.status = 'active') AS held
+             WHERE h.seat_type_id = seat_types.id AND h.status = 'active') AS held,
+            (SELECT coalesce(sum(r.amount_cents), 0)::int8 FROM refunds r
+             LEFT JOIN bookings b ON b.id = r.booking_id
+             LEFT JOIN holds h ON h.id = r.hold_id
+             WHERE coalesce(b.seat_type_id, h.seat_type_id) = seat_types.id
+               AND r.refunded_at IS NOT NULL) AS refunded_cents
      FROM seat_types WHERE concert_id = $1 ORDER BY position";
 
 /// Concerts and seat types as read from the store, with the version of each row.

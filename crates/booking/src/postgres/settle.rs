@@ -12,12 +12,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::reads::{sale_from_row, seat_from_row};
+use super::refunds::queue_for_bookings;
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use crate::command::{
     BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking, replay,
 };
 use crate::domain::{Booking, BookingStatus, SaleState, request_fingerprint, sale_state};
 use crate::error::BookingError;
+use crate::payments::simulated_charge;
 use crate::rows::{booking_columns, booking_from_row, saved_from_row};
 use crate::view::{ConcertSale, Seat, bookable};
 
@@ -453,6 +455,11 @@ async fn write(
                 "a locked booking changed under the writer".into(),
             ));
         }
+        let cancelled = decided
+            .cancelling
+            .iter()
+            .filter_map(|id| held.targets.get(id));
+        queue_for_bookings(tx, cancelled, now).await?;
     }
     write_bookings(tx, books, held, known, decided, now).await?;
     // Confirmation emails and idempotency records of what was created.
@@ -594,6 +601,9 @@ async fn insert_bookings<'a>(
     let mut seats = Vec::new();
     let mut prices = Vec::new();
     let mut currencies = Vec::new();
+    let mut providers: Vec<Option<&str>> = Vec::new();
+    let mut references: Vec<Option<String>> = Vec::new();
+    let mut amounts: Vec<Option<i64>> = Vec::new();
     let mut created = None;
     for booking in bookings {
         ids.push(booking.id);
@@ -602,6 +612,11 @@ async fn insert_bookings<'a>(
         seats.push(booking.seat_type_id);
         prices.push(booking.price_cents);
         currencies.push(booking.currency.clone());
+        let payment = booking.payment.as_ref();
+        providers.push(payment.map(|payment| payment.provider.as_str()));
+        // Paid in the booking's own transaction: the charge is named after the booking.
+        references.push(payment.map(|_| simulated_charge(booking.id)));
+        amounts.push(payment.map(|payment| payment.amount_cents));
         created = Some(booking.created_at);
     }
     let Some(created_at) = created else {
@@ -609,10 +624,13 @@ async fn insert_bookings<'a>(
     };
     let inserted: HashSet<Uuid> = sqlx::query_scalar(
         "INSERT INTO bookings
-            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at)
-         SELECT id, u, c, s, 'confirmed', p, cur, $7
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::text[])
-              AS r(id, u, c, s, p, cur)
+            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at,
+             payment_provider, payment_ref, amount_cents, payment_status)
+         SELECT id, u, c, s, 'confirmed', p, cur, $7, pp, pr, pa,
+                CASE WHEN pp IS NULL THEN NULL ELSE 'succeeded' END
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int8[], $6::text[],
+                     $8::text[], $9::text[], $10::int8[])
+              AS r(id, u, c, s, p, cur, pp, pr, pa)
          ON CONFLICT (user_id, concert_id) WHERE status = 'confirmed' DO NOTHING
          RETURNING id",
     )
@@ -623,6 +641,9 @@ async fn insert_bookings<'a>(
     .bind(&prices)
     .bind(&currencies)
     .bind(created_at)
+    .bind(&providers)
+    .bind(&references)
+    .bind(&amounts)
     .fetch_all(&mut **tx)
     .await
     .map_err(constraint_to_rule)?

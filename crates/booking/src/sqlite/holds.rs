@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::batch::{Effects, Staged};
 use super::statements::{self as store, constraint_to_rule};
 use crate::command::{HoldOutcome, Made, replay, saved_json};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingPayment, BookingPaymentStatus, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{
     Hold, HoldPayment, HoldRequest, HoldStatus, Paid, PaymentStatus, Provider, hold_fingerprint,
@@ -246,6 +246,11 @@ pub(super) fn complete(
         currency: hold.currency.clone(),
         created_at: now,
         cancelled_at: None,
+        payment: paid.reference.as_ref().map(|_| BookingPayment {
+            provider: hold.payment.provider,
+            amount_cents: hold.price_cents,
+            status: BookingPaymentStatus::Succeeded,
+        }),
     };
     let completed = conn
         .prepare_cached(&format!(
@@ -259,6 +264,11 @@ pub(super) fn complete(
         )
         .map_err(constraint_to_rule)?;
     store::insert_booking(conn, &booking)?;
+    if let Some(reference) = &paid.reference {
+        // The charge is the hold's, not one made in the booking's own transaction.
+        conn.prepare_cached("UPDATE bookings SET payment_ref = ?1 WHERE id = ?2")?
+            .execute(params![reference, booking.id])?;
+    }
     store::enqueue_emails(conn, EmailKind::BookingConfirmed, &[booking.id], now)?;
     stage_remaining(conn, staged, [(hold.seat_type_id, hold.concert_id)])?;
     staged.emails += 1;

@@ -41,7 +41,12 @@ pub async fn list_bookings<'c>(
 /// The sales report's seat types of concert `$1`, in the order they were added.
 pub const SALES_SEATS: &str = "SELECT id, name, capacity, remaining, price_cents, currency,
             (SELECT count(*) FROM holds h
-             WHERE h.seat_type_id = seat_types.id AND h.status = 'active') AS held
+             WHERE h.seat_type_id = seat_types.id AND h.status = 'active') AS held,
+            (SELECT coalesce(sum(r.amount_cents), 0) FROM refunds r
+             LEFT JOIN bookings b ON b.id = r.booking_id
+             LEFT JOIN holds h ON h.id = r.hold_id
+             WHERE coalesce(b.seat_type_id, h.seat_type_id) = seat_types.id
+               AND r.refunded_at IS NOT NULL) AS refunded_cents
      FROM seat_types WHERE concert_id = $1 ORDER BY rowid";
 
 /// One page of a user's holds, newest first, strictly older than `before` when given, with

@@ -437,6 +437,7 @@ fn cancel(
         store::cancel_booking(conn, booking_id, now)?.ok_or(BookingError::AlreadyCancelled)?;
     if let Err(error) =
         store::enqueue_emails(conn, EmailKind::BookingCancelled, &[cancelled.id], now)
+            .and_then(|()| refunds::queue_for_bookings(conn, std::slice::from_ref(&cancelled), now))
     {
         staged.poisoned = true;
         return Err(error);
@@ -559,6 +560,7 @@ fn cancel_concert(
     holds::end_for_concert(conn, concert_id, now, staged)?;
     let ids: Vec<Uuid> = cancelled.iter().map(|booking| booking.id).collect();
     store::enqueue_emails(conn, EmailKind::BookingCancelled, &ids, now)?;
+    refunds::queue_for_bookings(conn, &cancelled, now)?;
     staged.emails += cancelled.len();
     staged.concerts.push((
         concert_id,

@@ -14,8 +14,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::command::SavedResponse;
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingPayment, BookingStatus};
 use crate::error::BookingError;
+use crate::payments::simulated_charge;
 use crate::view::{ConcertSale, Inventory, Seat};
 
 /// Opens the writer's connection with the pragmas the store relies on.
@@ -41,7 +42,7 @@ pub fn open(path: &std::path::Path, durability: Durability) -> Result<Connection
     Ok(conn)
 }
 
-const BOOKING_COLUMNS: &str = "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at";
+const BOOKING_COLUMNS: &str = "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at, payment_provider, amount_cents, payment_status";
 
 fn booking_from_row(row: &Row<'_>) -> rusqlite::Result<Booking> {
     let status: String = row.get(4)?;
@@ -61,6 +62,15 @@ fn booking_from_row(row: &Row<'_>) -> rusqlite::Result<Booking> {
         currency: row.get(6)?,
         created_at: from_millis(row.get(7)?),
         cancelled_at: row.get::<_, Option<i64>>(8)?.map(from_millis),
+        payment: BookingPayment::from_columns(row.get(9)?, row.get(10)?, row.get(11)?).map_err(
+            |error| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    9,
+                    rusqlite::types::Type::Text,
+                    error.to_string().into(),
+                )
+            },
+        )?,
     })
 }
 
@@ -186,23 +196,31 @@ pub fn chunk_sizes(count: usize) -> impl Iterator<Item = usize> {
     })
 }
 
-/// The most bookings one multi-row `INSERT` carries (9 parameters each, far below SQLite's limit).
+/// The most bookings one multi-row `INSERT` carries (13 parameters each, far below SQLite's limit).
 pub const MAX_ROWS_PER_INSERT: usize = 256;
 
 /// Inserts confirmed bookings with one statement; the schema's trigger takes a seat for each. If
-/// any row is refused, SQLite undoes the whole statement and none is inserted.
+/// any row is refused, SQLite undoes the whole statement and none is inserted. A booking with a
+/// payment was paid in one step, in its own transaction (the simulated provider's way).
 pub fn insert_bookings(conn: &Connection, bookings: &[&Booking]) -> Result<(), BookingError> {
-    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; bookings.len()].join(", ");
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; bookings.len()].join(", ");
     let mut statement = conn.prepare_cached(&format!(
         "INSERT INTO bookings
-            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, cancelled_at)
+            (id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at,
+             cancelled_at, payment_provider, payment_ref, amount_cents, payment_status)
          VALUES {values}"
     ))?;
     let mut index = 0;
     for booking in bookings {
         let created_at = to_millis(booking.created_at);
         let cancelled_at = booking.cancelled_at.map(to_millis);
-        let row: [&dyn rusqlite::ToSql; 9] = [
+        let payment = booking.payment.as_ref();
+        let provider = payment.map(|payment| payment.provider.as_str());
+        // Paid in the booking's own transaction: the charge is named after the booking.
+        let reference = payment.map(|_| simulated_charge(booking.id));
+        let amount = payment.map(|payment| payment.amount_cents);
+        let paid = payment.map(|payment| payment.status.as_str());
+        let row: [&dyn rusqlite::ToSql; 13] = [
             &booking.id,
             &booking.user_id,
             &booking.concert_id,
@@ -212,6 +230,10 @@ pub fn insert_bookings(conn: &Connection, bookings: &[&Booking]) -> Result<(), B
             &booking.currency,
             &created_at,
             &cancelled_at,
+            &provider,
+            &reference,
+            &amount,
+            &paid,
         ];
         for value in row {
             index += 1;

@@ -469,3 +469,99 @@ async fn cancelling_a_concert_ends_its_holds() {
     assert_problem(pay, StatusCode::CONFLICT, "hold_not_active").await;
     assert_eq!(app.remaining(&concert, &seat_type).await, 2);
 }
+
+/// `GET /api/v1/bookings/{id}` as `token`.
+async fn booking_of(app: &TestApp, token: &str, booking_id: &str) -> Value {
+    let response = app
+        .get_with_token(&format!("/api/v1/bookings/{booking_id}"), token)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_paid_booking_cancelled_is_refunded_in_full() {
+    let (app, admin) = spawn_admin_app().await;
+    let (concert, seat_type) = on_sale(&app, &admin, "Refunds", 5).await;
+
+    // Paid in one step (the simulated provider), then cancelled by its holder.
+    let fan = app.register_user("one-step@example.com").await;
+    let booking = app.book_ok(&fan.access_token, &concert, &seat_type).await;
+    assert_eq!(
+        booking["payment"],
+        json!({"provider": "simulated", "amount_cents": 25000, "status": "succeeded"})
+    );
+    let booking_id = id_of(&booking);
+    let cancelled = app.cancel_booking(&fan.access_token, &booking_id).await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    poll_until(15, "the one-step booking's refund", || async {
+        let booking = booking_of(&app, &fan.access_token, &booking_id).await;
+        (booking["payment"]["status"] == "refunded").then_some(())
+    })
+    .await;
+
+    // Paid through a hold, then cancelled: the booking and the hold both say refunded.
+    let payer = app.register_user("two-step@example.com").await;
+    let hold_id = id_of(&app.hold_ok(&payer.access_token, &concert, &seat_type).await);
+    let paid = app.pay(&payer.access_token, &hold_id, "pm_card_visa").await;
+    let paid: Value = paid.json().await.unwrap();
+    let booking_id = paid["booking_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        booking_of(&app, &payer.access_token, &booking_id).await["payment"],
+        json!({"provider": "simulated", "amount_cents": 25000, "status": "succeeded"})
+    );
+    let cancelled = app.cancel_booking(&payer.access_token, &booking_id).await;
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    poll_until(15, "the paid hold's refund", || async {
+        let booking = booking_of(&app, &payer.access_token, &booking_id).await;
+        let hold = app.hold_of(&payer.access_token, &hold_id).await;
+        (booking["payment"]["status"] == "refunded" && hold["payment"]["status"] == "refunded")
+            .then_some(())
+    })
+    .await;
+
+    // A concert called off refunds every paid booking.
+    let last = app.register_user("called-off@example.com").await;
+    let booking_id = id_of(&app.book_ok(&last.access_token, &concert, &seat_type).await);
+    let called_off = app
+        .post_with_token(&format!("/api/v1/concerts/{concert}/cancel"), &admin)
+        .await;
+    assert_eq!(called_off.status(), StatusCode::OK);
+    poll_until(15, "the called-off concert's refund", || async {
+        let booking = booking_of(&app, &last.access_token, &booking_id).await;
+        (booking["payment"]["status"] == "refunded").then_some(())
+    })
+    .await;
+    let sales = app.sales(&admin, &concert).await;
+    assert_eq!(sales["seat_types"][0]["refunded_cents"], 75000, "{sales}");
+    assert_eq!(sales["seat_types"][0]["revenue_cents"], 0, "{sales}");
+}
+
+#[tokio::test]
+async fn a_free_seat_has_no_payment() {
+    let (app, admin) = spawn_admin_app().await;
+    let mut body = concert_body("Free", 3600, 5);
+    body["seat_types"][0]["price_cents"] = json!(0);
+    let concert = app.create_concert(&admin, &body).await;
+    let (concert, seat_type) = (id_of(&concert), id_of(&concert["seat_types"][0]));
+    let fan = app.register_user("free@example.com").await;
+    let booking = app.book_ok(&fan.access_token, &concert, &seat_type).await;
+    assert_eq!(booking["payment"], Value::Null);
+    let other = app.register_user("free-hold@example.com").await;
+    let hold_id = id_of(&app.hold_ok(&other.access_token, &concert, &seat_type).await);
+    let paid = app
+        .post_json_with_token(
+            &format!("/api/v1/holds/{hold_id}/pay"),
+            &other.access_token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(paid.status(), StatusCode::OK);
+    let paid: Value = paid.json().await.unwrap();
+    assert_eq!(paid["status"], "completed");
+    let booking_id = paid["booking_id"].as_str().unwrap();
+    assert_eq!(
+        booking_of(&app, &other.access_token, booking_id).await["payment"],
+        Value::Null
+    );
+}
