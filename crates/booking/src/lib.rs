@@ -1,9 +1,11 @@
-//! The Booking service: seat inventory, bookings, and the email outbox.
+//! The Booking service: seat inventory, bookings, holds and their payments, refunds, and the
+//! email outbox.
 //!
 //! Booking owns every seat. A booking is one database transaction that checks the concert has not
 //! started, takes a seat only if one is left, inserts the booking, queues the confirmation email
 //! and saves the idempotency record — and the schema enforces the same rules again (see
-//! `migrations/sqlite/0001_booking.sql`), so a bug in this code could not oversell either.
+//! `migrations/sqlite/0001_booking.sql`, and `0006_holds.sql` for holds, which take seats the same
+//! way), so a bug in this code could not oversell either.
 //!
 //! # Layout
 //! The booking rules are written once; the storage they need sits behind one interface,
@@ -12,6 +14,10 @@
 //! - [`domain`]: booking status, the idempotency key, and the pure rules of when sales are open.
 //! - [`command`]: what the service asks of a store's writer ([`command::Command`]) and what it
 //!   is answered; the one place a booking is made and a writer's batch is filled.
+//! - [`hold`]: holds (a seat kept while the fan pays) and their payments, as the API shows them,
+//!   and the rules of their expiry; [`payments`]: the payment providers behind
+//!   [`payments::PaymentProvider`] (the simulated one: Stripe's test names) and the checkout
+//!   settings.
 //! - [`view`]: the in-memory view of inventory that answers sold-out and closed requests without
 //!   touching the database; exact within this process because only the writer changes it.
 //! - [`store`]: [`store::BookingStore`], the store the service calls — the writer's queue, the
@@ -31,9 +37,10 @@
 //!   [`boxoffice_shared::clients::Inventory`] and [`boxoffice_shared::clients::OutboxSource`]
 //!   contracts for the in-process deployment. A caller is answered only after the commit is
 //!   durable.
-//! - [`events`]: availability change notifications and the closing timer.
-//! - [`http`]: the routes: `/api/v1/bookings…`, the concert availability and sales reads, and
-//!   the availability stream (`http/stream.rs`).
+//! - [`events`]: availability change notifications and the sales timer (on-sales, starts, and
+//!   the next hold expiry).
+//! - [`http`]: the routes: `/api/v1/bookings…`, the concert availability and sales reads, the
+//!   availability stream (`http/stream.rs`) and checkout, `/api/v1/holds…` (`http/holds.rs`).
 //! - [`error`]: [`BookingError`] and its problem codes.
 //! - [`open`]: opening Booking for one process: store, writer, limits on writes, and the routes
 //!   its peers call in a split deployment.
