@@ -144,6 +144,48 @@ pub fn confirmed_booking(request: &BookRequest, seat: &Seat, now: OffsetDateTime
     }
 }
 
+/// The booking a paid hold becomes, at the hold's price, with the payment when there was one
+/// (a seat of price 0 is not charged).
+pub fn paid_booking(hold: &Hold, paid: &Paid, now: OffsetDateTime) -> Booking {
+    Booking {
+        id: Uuid::now_v7(),
+        user_id: hold.user_id,
+        concert_id: hold.concert_id,
+        seat_type_id: hold.seat_type_id,
+        status: BookingStatus::Confirmed,
+        price_cents: hold.price_cents,
+        currency: hold.currency.clone(),
+        created_at: now,
+        cancelled_at: None,
+        payment: paid.reference.as_ref().map(|_| BookingPayment {
+            provider: hold.payment.provider,
+            amount_cents: hold.price_cents,
+            status: BookingPaymentStatus::Succeeded,
+        }),
+    }
+}
+
+/// Whether a store's refusal to complete a paid hold means its payment goes back: the hold was
+/// released, no seat was left after it expired, the sale closed, or the user booked otherwise.
+pub fn refunds_payment(error: &BookingError) -> bool {
+    matches!(
+        error,
+        BookingError::HoldNotActive
+            | BookingError::SoldOut
+            | BookingError::BookingClosed
+            | BookingError::AlreadyBooked
+    )
+}
+
+/// What the payer of a hold that could not be completed is answered: "sold out" means their
+/// hold expired and its seat went to someone else.
+pub fn unbookable_answer(refused: BookingError) -> BookingError {
+    match refused {
+        BookingError::SoldOut => BookingError::HoldExpired,
+        other => other,
+    }
+}
+
 /// The body saved for a created booking's Idempotency-Key, and replayed on a retry.
 pub fn booking_json(booking: &Booking) -> Result<String, BookingError> {
     saved_json(booking)

@@ -174,6 +174,19 @@ pub async fn create_booking(
     }))
 }
 
+/// A list's `limit` and `cursor` (the id to continue after), each refused with its field.
+pub fn page_request(
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<(u32, Option<Uuid>), BookingError> {
+    let mut errors = FieldErrors::default();
+    let limit = errors.check("limit", paging::limit(limit));
+    let before = errors.check("cursor", paging::after_id(cursor));
+    errors
+        .finish(|| Some((limit?, before?)))
+        .map_err(BookingError::Validation)
+}
+
 /// The request's `Idempotency-Key`, if it sent one.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, BookingError> {
     let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
@@ -256,12 +269,7 @@ pub async fn list_bookings(
     caller: AuthUser,
     Query(query): Query<ListBookingsQuery>,
 ) -> Result<Json<BookingPage>, BookingError> {
-    let mut errors = FieldErrors::default();
-    let limit = errors.check("limit", paging::limit(query.limit.as_deref()));
-    let before = errors.check("cursor", paging::after_id(query.cursor.as_deref()));
-    let (limit, before) = errors
-        .finish(|| Some((limit?, before?)))
-        .map_err(BookingError::Validation)?;
+    let (limit, before) = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
     let items = service
         .list(caller, query.status, before, limit + 1)
         .await?;

@@ -6,14 +6,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use boxoffice_shared::extract::{ClientAddress, Json, Query};
 use boxoffice_shared::token::AuthUser;
-use boxoffice_shared::{FieldErrors, paging, problem_responses};
+use boxoffice_shared::{paging, problem_responses};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{idempotency_key, made_response, parse_id};
+use super::{idempotency_key, made_response, page_request, parse_id};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
 use crate::service::BookingService;
@@ -141,12 +141,7 @@ pub async fn list_holds(
     caller: AuthUser,
     Query(query): Query<ListHoldsQuery>,
 ) -> Result<Json<HoldPage>, BookingError> {
-    let mut errors = FieldErrors::default();
-    let limit = errors.check("limit", paging::limit(query.limit.as_deref()));
-    let before = errors.check("cursor", paging::after_id(query.cursor.as_deref()));
-    let (limit, before) = errors
-        .finish(|| Some((limit?, before?)))
-        .map_err(BookingError::Validation)?;
+    let (limit, before) = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
     let items = service
         .list_holds(caller, query.status, before, limit + 1)
         .await?;

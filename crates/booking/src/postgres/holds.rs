@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use super::reads::{sale_from_row, seat_from_row};
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
-use crate::command::{HoldOutcome, Made, replay, saved_json};
-use crate::domain::{Booking, BookingPayment, BookingPaymentStatus, BookingStatus};
+use crate::command::{
+    HoldOutcome, Made, paid_booking, refunds_payment, replay, saved_json, unbookable_answer,
+};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint, new_hold};
 use crate::rows::{hold_columns, hold_from_row, saved_response};
@@ -233,10 +234,7 @@ pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hol
                 if let Some(reference) = &paid.reference {
                     enqueue_refund(&mut tx, &hold, reference, now).await?;
                 }
-                Err(match refused {
-                    BookingError::SoldOut => BookingError::HoldExpired,
-                    other => other,
-                })
+                Err(unbookable_answer(refused))
             }
             Err(error) => return Err(error),
         };
@@ -250,17 +248,6 @@ pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hol
         Ok((answer, concert_id, emails)) => Changed::of(answer, concert_id, emails),
         Err(error) => Changed::of(Err(error), None, 0),
     }
-}
-
-/// Whether a refusal to complete a paid hold means its payment goes back.
-fn refunds_payment(error: &BookingError) -> bool {
-    matches!(
-        error,
-        BookingError::HoldNotActive
-            | BookingError::SoldOut
-            | BookingError::BookingClosed
-            | BookingError::AlreadyBooked
-    )
 }
 
 async fn complete(
@@ -280,22 +267,7 @@ async fn complete(
             .execute(&mut **tx)
             .await?;
     }
-    let booking = Booking {
-        id: Uuid::now_v7(),
-        user_id: hold.user_id,
-        concert_id: hold.concert_id,
-        seat_type_id: hold.seat_type_id,
-        status: BookingStatus::Confirmed,
-        price_cents: hold.price_cents,
-        currency: hold.currency.clone(),
-        created_at: now,
-        cancelled_at: None,
-        payment: paid.reference.as_ref().map(|_| BookingPayment {
-            provider: hold.payment.provider,
-            amount_cents: hold.price_cents,
-            status: BookingPaymentStatus::Succeeded,
-        }),
-    };
+    let booking = paid_booking(hold, paid, now);
     sqlx::query("SELECT 1 FROM seat_types WHERE id = $1 FOR UPDATE")
         .bind(hold.seat_type_id)
         .execute(&mut **tx)

@@ -14,8 +14,7 @@ use uuid::Uuid;
 
 use super::batch::{Effects, Staged};
 use super::statements::{self as store, constraint_to_rule};
-use crate::command::{HoldOutcome, Made, replay, saved_json};
-use crate::domain::{Booking, BookingPayment, BookingPaymentStatus, BookingStatus};
+use crate::command::{HoldOutcome, Made, paid_booking, replay, saved_json};
 use crate::error::BookingError;
 use crate::hold::{
     Hold, HoldPayment, HoldRequest, HoldStatus, Paid, PaymentStatus, Provider, hold_fingerprint,
@@ -236,22 +235,7 @@ pub(super) fn complete(
         HoldStatus::Released => return Err(BookingError::HoldNotActive),
         HoldStatus::Active | HoldStatus::Expired => {}
     }
-    let booking = Booking {
-        id: Uuid::now_v7(),
-        user_id: hold.user_id,
-        concert_id: hold.concert_id,
-        seat_type_id: hold.seat_type_id,
-        status: BookingStatus::Confirmed,
-        price_cents: hold.price_cents,
-        currency: hold.currency.clone(),
-        created_at: now,
-        cancelled_at: None,
-        payment: paid.reference.as_ref().map(|_| BookingPayment {
-            provider: hold.payment.provider,
-            amount_cents: hold.price_cents,
-            status: BookingPaymentStatus::Succeeded,
-        }),
-    };
+    let booking = paid_booking(&hold, paid, now);
     let completed = conn
         .prepare_cached(&format!(
             "UPDATE holds SET status = 'completed', ended_at = coalesce(ended_at, ?1),
@@ -273,17 +257,6 @@ pub(super) fn complete(
     stage_remaining(conn, staged, [(hold.seat_type_id, hold.concert_id)])?;
     staged.emails += 1;
     Ok(completed)
-}
-
-/// Whether a refusal to complete a paid hold means its payment goes back.
-pub(super) fn refunds_payment(error: &BookingError) -> bool {
-    matches!(
-        error,
-        BookingError::HoldNotActive
-            | BookingError::SoldOut
-            | BookingError::BookingClosed
-            | BookingError::AlreadyBooked
-    )
 }
 
 /// Queues the refund of a payment taken for a hold that could not be completed, and marks an

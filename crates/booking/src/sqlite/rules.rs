@@ -13,7 +13,7 @@ use super::batch::{Answer, Effects, Job, OutboxJob, RefundJob, Staged, answer};
 use super::{holds, outbox, refunds, statements as store};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Reply, booking_json, confirmed_booking,
-    replay,
+    refunds_payment, replay, unbookable_answer,
 };
 use crate::domain::{
     Booking, BookingStatus, SaleState, check_capacity, check_start, request_fingerprint, sale_state,
@@ -138,7 +138,7 @@ fn pay(
         now
     ));
     match completed {
-        Err(refused) if holds::refunds_payment(&refused) => {
+        Err(refused) if refunds_payment(&refused) => {
             let mut staged = Staged::default();
             let queued = guarded!(tx, effects, |conn| holds::refund_unbookable(
                 conn,
@@ -148,10 +148,7 @@ fn pay(
             ));
             effects.absorb(staged, queued.is_ok());
             queued?;
-            Err(match refused {
-                BookingError::SoldOut => BookingError::HoldExpired,
-                other => other,
-            })
+            Err(unbookable_answer(refused))
         }
         result => {
             effects.absorb(staged, result.is_ok());
