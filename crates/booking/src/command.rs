@@ -19,7 +19,7 @@ use crate::domain::{
 };
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
-use crate::hold::{Hold, HoldRequest, Paid};
+use crate::hold::{Failed, Hold, HoldRequest, Paid};
 use crate::view::Seat;
 
 /// The most commands committed in one transaction.
@@ -77,6 +77,8 @@ pub enum Command {
     Release(Uuid, Uuid, Reply<Hold>),
     /// Records a payment the provider took: the hold becomes a booking.
     Pay(Paid, Reply<Hold>),
+    /// Records a payment attempt the provider refused: the hold's payment is `failed`.
+    PaymentFailed(Failed, Reply<Hold>),
     /// Expires every hold whose `expires_at` has passed; answers how many.
     ExpireHolds(Reply<usize>),
     /// A change of the inventory itself, made by Catalog.
@@ -142,6 +144,15 @@ pub fn confirmed_booking(request: &BookRequest, seat: &Seat, now: OffsetDateTime
             status: BookingPaymentStatus::Succeeded,
         }),
     }
+}
+
+/// Refuses a one-step booking of a priced seat when the provider cannot charge in one step
+/// (the client must confirm the payment: a hold, then the provider).
+pub fn payable_in_one_step(request: &BookRequest, seat: &Seat) -> Result<(), BookingError> {
+    if seat.price_cents > 0 && !request.provider.charges_in_one_step() {
+        return Err(BookingError::PaymentRequired);
+    }
+    Ok(())
 }
 
 /// The booking a paid hold becomes, at the hold's price, with the payment when there was one

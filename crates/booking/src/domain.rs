@@ -51,6 +51,12 @@ impl Provider {
         }
     }
 
+    /// Whether a priced seat may be booked and charged in one request, without the client
+    /// confirming the payment with the provider.
+    pub fn charges_in_one_step(self) -> bool {
+        self == Provider::Simulated
+    }
+
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "simulated" => Some(Provider::Simulated),

@@ -35,6 +35,12 @@ pub enum BookingError {
     PaymentDeclined(String),
     #[error("payment provider unavailable: {0}")]
     PaymentUnavailable(String),
+    /// A priced seat booked in one step while the provider needs the client to confirm.
+    #[error("payment required")]
+    PaymentRequired,
+    /// A payment provider's event whose signature does not verify.
+    #[error("invalid signature: {0}")]
+    InvalidSignature(String),
     #[error("forbidden")]
     Forbidden,
     /// Too many writes by this user or client address; retry after this many seconds.
@@ -103,6 +109,12 @@ impl From<BookingError> for Problem {
                     "the payment was declined ({reason}); the hold stays active until it expires"
                 ),
             ),
+            PaymentRequired => Problem::new(
+                ErrorCode::PaymentRequired,
+                "this seat has a price and this box office takes payment through a hold: \
+                 POST /api/v1/holds, then pay it",
+            ),
+            InvalidSignature(why) => Problem::new(ErrorCode::InvalidSignature, why),
             Forbidden => Problem::new(ErrorCode::Forbidden, "this action needs the admin role"),
             RateLimited(seconds) => Problem::new(
                 ErrorCode::RateLimited,
@@ -179,6 +191,11 @@ mod tests {
             (
                 PaymentDeclined("card_declined".into()),
                 ErrorCode::PaymentDeclined,
+            ),
+            (PaymentRequired, ErrorCode::PaymentRequired),
+            (
+                InvalidSignature("no v1 signature matches".into()),
+                ErrorCode::InvalidSignature,
             ),
             (Forbidden, ErrorCode::Forbidden),
             (WriterStopped, ErrorCode::Unavailable),

@@ -82,6 +82,10 @@ pub struct HoldPayment {
     pub status: PaymentStatus,
     /// What a client confirms the payment with, for providers that confirm in the client.
     pub client_secret: Option<String>,
+    /// The provider's name for the payment (a Stripe PaymentIntent id), once there is one;
+    /// internal, never shown.
+    #[serde(skip)]
+    pub reference: Option<String>,
 }
 
 /// A hold as the API shows it.
@@ -120,6 +124,9 @@ impl Hold {
 /// A request for a hold that passed the view's checks.
 #[derive(Debug, Clone)]
 pub struct HoldRequest {
+    /// The hold's id, chosen before the writer sees the request: a provider that prepares the
+    /// payment first (Stripe) keys it by the hold.
+    pub id: Uuid,
     pub user_id: Uuid,
     pub concert_id: Uuid,
     pub seat_type_id: Uuid,
@@ -127,12 +134,14 @@ pub struct HoldRequest {
     /// How long the hold lasts.
     pub ttl: time::Duration,
     pub provider: Provider,
+    /// What the provider prepared for the client to pay with, if it prepares anything.
+    pub intent: Option<Intent>,
 }
 
 /// The hold a request makes, at the seat type's price, from `now` for the request's hold time.
 pub fn new_hold(request: &HoldRequest, seat: &Seat, now: OffsetDateTime) -> Hold {
     Hold {
-        id: Uuid::now_v7(),
+        id: request.id,
         user_id: request.user_id,
         concert_id: request.concert_id,
         seat_type_id: request.seat_type_id,
@@ -145,7 +154,14 @@ pub fn new_hold(request: &HoldRequest, seat: &Seat, now: OffsetDateTime) -> Hold
         payment: HoldPayment {
             provider: request.provider,
             status: PaymentStatus::RequiresPayment,
-            client_secret: None,
+            client_secret: request
+                .intent
+                .as_ref()
+                .and_then(|intent| intent.client_secret.clone()),
+            reference: request
+                .intent
+                .as_ref()
+                .map(|intent| intent.reference.clone()),
         },
     }
 }
@@ -160,13 +176,44 @@ pub fn hold_fingerprint(concert_id: Uuid, seat_type_id: Uuid) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// What a provider prepares when a hold is made, for the client to pay with (Stripe: a
+/// PaymentIntent and its client secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    /// The provider's name for the payment.
+    pub reference: String,
+    pub client_secret: Option<String>,
+}
+
 /// A payment the provider took for a hold, to be recorded by the writer.
 #[derive(Debug, Clone)]
 pub struct Paid {
     pub hold_id: Uuid,
-    pub user_id: Uuid,
+    /// The payer, when the payment came through the API: only their own hold is theirs to pay.
+    /// `None` for a provider's event, which names the hold itself.
+    pub user_id: Option<Uuid>,
     /// The provider's name for the charge; `None` for a seat of price 0.
     pub reference: Option<String>,
+    /// The provider's event that reported the payment, applied at most once.
+    pub event: Option<String>,
+}
+
+/// A payment attempt the provider refused: the hold stays active, its payment `failed`, until
+/// it is paid after all or ends.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub hold_id: Uuid,
+    /// As for [`Paid::user_id`].
+    pub user_id: Option<Uuid>,
+    /// The provider's event that reported it, applied at most once.
+    pub event: Option<String>,
+}
+
+impl Hold {
+    /// Whether `user_id` (when given) may pay this hold: only its holder.
+    pub fn payable_by(&self, user_id: Option<Uuid>) -> bool {
+        user_id.is_none_or(|user_id| user_id == self.user_id)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! events) is in [`stream`].
 
 pub mod holds;
+pub mod payments;
 pub mod stream;
 
 use axum::extract::{FromRef, Path, State};
@@ -42,6 +43,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .routes(routes!(stream_availability))
         .routes(routes!(get_sales))
         .merge(holds::router())
+        .merge(payments::router())
         .with_state(service)
 }
 
@@ -135,6 +137,7 @@ problem_responses!(
         AlreadyBooked,
         BookingClosed,
         SalesNotOpen,
+        PaymentRequired,
         IdempotencyKeyReused,
         BodyTooLarge,
         UnsupportedMediaType,

@@ -6,14 +6,27 @@
 //! A charge carries the hold's id as its idempotency key, so however often a hold is paid — two
 //! tabs, a retry — the provider charges it once and names the charge the same way each time.
 
+pub mod stripe;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::command::Refund;
 use crate::error::BookingError;
-use crate::hold::Provider;
+use crate::hold::{Intent, Provider};
+
+/// The payment a new hold asks for, before the hold exists.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// The hold to be paid for: the payment's idempotency key and metadata.
+    pub hold_id: Uuid,
+    pub amount_cents: i64,
+    pub currency: String,
+}
 
 /// One charge to make.
 #[derive(Debug, Clone)]
@@ -24,6 +37,37 @@ pub struct Charge {
     pub currency: String,
     /// What the client pays with (for Stripe and the simulated provider, a PaymentMethod id).
     pub method: String,
+    /// What the provider prepared with the hold ([`PaymentProvider::prepare`]), if anything.
+    pub intent: Option<String>,
+}
+
+/// What a provider's event says about a hold's payment ([`PaymentProvider::verify_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderEvent {
+    /// The payment `reference` for the hold succeeded.
+    Succeeded {
+        id: String,
+        hold_id: Uuid,
+        reference: String,
+    },
+    /// An attempt to pay the hold failed.
+    Failed { id: String, hold_id: Uuid },
+    /// Anything else: acknowledged and left alone.
+    Ignored { id: String, kind: String },
+}
+
+/// Why a provider's event was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The signature is missing, forged, or too old.
+    #[error("invalid signature: {0}")]
+    Signature(&'static str),
+    /// Signed, but not an event this provider sends.
+    #[error("malformed event: {0}")]
+    Malformed(String),
+    /// This deployment's provider takes no events.
+    #[error("this deployment takes no events from this provider")]
+    NotTaken,
 }
 
 /// Why a provider did not take or give back the money.
@@ -46,12 +90,34 @@ pub trait PaymentProvider: Send + Sync {
     /// Which provider this is, as holds and bookings record it.
     fn kind(&self) -> Provider;
 
+    /// Prepares the payment of a hold about to be made, for the client to confirm (Stripe: a
+    /// PaymentIntent keyed by the hold). `None` when the provider needs nothing up front.
+    async fn prepare(&self, _order: &Order) -> Result<Option<Intent>, PaymentError> {
+        Ok(None)
+    }
+
+    /// Lets go of what [`Self::prepare`] made for a hold that was then refused. Best effort:
+    /// an abandoned intent nobody confirms takes no money.
+    async fn abandon(&self, _intent: &Intent) {}
+
     /// Charges once per hold; returns the provider's name for the charge, the same for every
     /// call with the same hold.
     async fn charge(&self, charge: &Charge) -> Result<String, PaymentError>;
 
-    /// Gives back `amount_cents` of the charge `reference`; safe to call again for the same one.
-    async fn refund(&self, reference: &str, amount_cents: i64) -> Result<(), PaymentError>;
+    /// Gives a refund (`amount_cents` of the charge `payment_ref`); safe to call again with the
+    /// same one, whose id is its idempotency key.
+    async fn refund(&self, refund: &Refund) -> Result<(), PaymentError>;
+
+    /// Checks an event the provider delivered (its signature against `now`) and says what it
+    /// means for a hold.
+    fn verify_event(
+        &self,
+        _signature: Option<&str>,
+        _payload: &[u8],
+        _now: OffsetDateTime,
+    ) -> Result<ProviderEvent, EventError> {
+        Err(EventError::NotTaken)
+    }
 }
 
 impl From<PaymentError> for BookingError {
@@ -134,12 +200,13 @@ impl PaymentProvider for Simulated {
         }
     }
 
-    async fn refund(&self, reference: &str, _amount_cents: i64) -> Result<(), PaymentError> {
-        if reference.starts_with("sim_ch_") {
+    async fn refund(&self, refund: &Refund) -> Result<(), PaymentError> {
+        if refund.payment_ref.starts_with("sim_ch_") {
             Ok(())
         } else {
             Err(PaymentError::Declined(format!(
-                "{reference} is not a simulated charge"
+                "{} is not a simulated charge",
+                refund.payment_ref
             )))
         }
     }
@@ -155,6 +222,7 @@ mod tests {
             amount_cents: 2500,
             currency: "EUR".into(),
             method: method.into(),
+            intent: None,
         }
     }
 
@@ -173,6 +241,12 @@ mod tests {
             Simulated.charge(&charge("pm_nope")).await,
             Err(PaymentError::UnknownMethod)
         );
-        assert!(Simulated.refund(&reference, 2500).await.is_ok());
+        let refund = Refund {
+            id: Uuid::now_v7(),
+            payment_ref: reference,
+            amount_cents: 2500,
+            attempts: 1,
+        };
+        assert!(Simulated.refund(&refund).await.is_ok());
     }
 }

@@ -90,7 +90,7 @@ where
 macro_rules! hold_columns {
     () => {
         "id, user_id, concert_id, seat_type_id, status, price_cents, currency, created_at, \
-         expires_at, booking_id, provider, payment_status, client_secret"
+         expires_at, booking_id, provider, payment_status, client_secret, payment_ref"
     };
 }
 pub(crate) use hold_columns;
@@ -129,6 +129,7 @@ where
             status: PaymentStatus::parse(&payment_status)
                 .ok_or_else(|| corrupt("payment status", &payment_status))?,
             client_secret: row.try_get("client_secret")?,
+            reference: row.try_get("payment_ref")?,
         },
     })
 }

@@ -1,8 +1,11 @@
-//! [`BookingService`]: what the handlers and the other services call.
+//! [`BookingService`]: what the handlers and the other services call. Bookings, cancels and
+//! reads here; holds, payments and refunds in [`checkout`].
+
+mod checkout;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,14 +23,12 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::command::{
-    Admin, BookOutcome, BookRequest, Canceller, Command, HoldOutcome, Made, NotQueued, Reply,
-    Wiring, replay,
+    Admin, BookOutcome, BookRequest, Canceller, Command, NotQueued, Reply, Wiring, replay,
 };
 use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
 use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_sales_timer};
-use crate::hold::{Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint};
-use crate::payments::{Charge, Checkout};
+use crate::payments::Checkout;
 use crate::store::BookingStore;
 use crate::view::{SharedInventory, bookable};
 
@@ -124,7 +125,7 @@ impl BookingService {
                 refund_waker: Arc::new(Notify::new()),
             }),
         };
-        tasks.spawn(run_refunds(
+        tasks.spawn(checkout::run_refunds(
             Arc::downgrade(&service.inner),
             service.inner.refund_waker.clone(),
             stop.clone(),
@@ -273,135 +274,6 @@ impl BookingService {
         }
     }
 
-    /// Holds a seat for the deployment's hold time. Refused like a booking (unknown, closed, not
-    /// open yet, sold out) from the view when it can; the rest is decided by the writer.
-    pub async fn hold(
-        &self,
-        caller: AuthUser,
-        concert_id: Uuid,
-        seat_type_id: Uuid,
-        key: Option<IdempotencyKey>,
-    ) -> Result<HoldOutcome, BookingError> {
-        if let Some(key) = &key {
-            let saved = Box::pin(
-                self.inner
-                    .store
-                    .saved_response(caller.user_id, key.as_str()),
-            )
-            .await?;
-            if let Some(saved) = saved {
-                return replay(saved, &hold_fingerprint(concert_id, seat_type_id));
-            }
-        }
-        self.precheck(concert_id, seat_type_id)?;
-        let checkout = &self.inner.checkout;
-        let request = HoldRequest {
-            user_id: caller.user_id,
-            concert_id,
-            seat_type_id,
-            key,
-            ttl: time::Duration::try_from(checkout.hold_ttl)
-                .map_err(|error| BookingError::Corrupt(error.to_string()))?,
-            provider: checkout.payments.kind(),
-        };
-        let outcome = self.send(|reply| Command::Hold(request, reply)).await?;
-        if matches!(outcome, Made::Created(_)) {
-            metrics::counter!("holds_total", "outcome" => "created").increment(1);
-        }
-        Ok(outcome)
-    }
-
-    /// One hold as it stands now, if the caller may see it (its holder, or an admin).
-    pub async fn get_hold(&self, caller: AuthUser, hold_id: Uuid) -> Result<Hold, BookingError> {
-        let hold = self.inner.store.hold_by_id(hold_id).await?;
-        hold.filter(|hold| caller.is_admin() || hold.user_id == caller.user_id)
-            .map(|hold| hold.as_of(self.inner.clock.now()))
-            .ok_or(BookingError::HoldNotFound)
-    }
-
-    /// The caller's holds as they stand now, newest first.
-    pub async fn list_holds(
-        &self,
-        caller: AuthUser,
-        status: Option<HoldStatus>,
-        before: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<Hold>, BookingError> {
-        let now = self.inner.clock.now();
-        self.inner
-            .store
-            .list_holds(caller.user_id, status, before, limit, now)
-            .await
-    }
-
-    /// Lets the caller's hold go; its seat returns at once.
-    pub async fn release(&self, caller: AuthUser, hold_id: Uuid) -> Result<Hold, BookingError> {
-        self.send(|reply| Command::Release(hold_id, caller.user_id, reply))
-            .await
-    }
-
-    /// Pays the caller's hold: the provider charges (once per hold, however often this is
-    /// called), then the writer makes the hold a confirmed booking. Paying a completed hold again
-    /// answers it as it is and charges nothing.
-    pub async fn pay(
-        &self,
-        caller: AuthUser,
-        hold_id: Uuid,
-        method: Option<String>,
-    ) -> Result<Hold, BookingError> {
-        let hold = self
-            .inner
-            .store
-            .hold_by_id(hold_id)
-            .await?
-            .filter(|hold| hold.user_id == caller.user_id)
-            .ok_or(BookingError::HoldNotFound)?
-            .as_of(self.inner.clock.now());
-        match hold.status {
-            HoldStatus::Completed => return Ok(hold),
-            HoldStatus::Released => return Err(BookingError::HoldNotActive),
-            HoldStatus::Expired => return Err(BookingError::HoldExpired),
-            HoldStatus::Active => {}
-        }
-        let reference = if hold.price_cents == 0 {
-            None
-        } else {
-            let method = method.ok_or_else(|| {
-                BookingError::invalid(
-                    "payment_method",
-                    "a seat with a price needs a payment method",
-                )
-            })?;
-            let charge = Charge {
-                hold_id,
-                amount_cents: hold.price_cents,
-                currency: hold.currency.clone(),
-                method,
-            };
-            Some(self.inner.checkout.payments.charge(&charge).await?)
-        };
-        self.record_payment(Paid {
-            hold_id,
-            user_id: caller.user_id,
-            reference,
-        })
-        .await
-    }
-
-    /// Records a payment the provider took for a hold, whenever it arrives: the hold becomes a
-    /// confirmed booking — after its expiry too, if a seat of its type is free — or, when it
-    /// cannot (released, no seat left, the sale closed, the user booked otherwise), the payment
-    /// is queued for a refund in the same transaction and the refusal is the answer.
-    pub async fn record_payment(&self, paid: Paid) -> Result<Hold, BookingError> {
-        let completed = self
-            .send(|reply| Command::Pay(paid, reply))
-            .await
-            // A refusal may have queued the payment's refund.
-            .inspect_err(|_| self.inner.refund_waker.notify_one())?;
-        metrics::counter!("holds_total", "outcome" => "completed").increment(1);
-        Ok(completed)
-    }
-
     /// Cancels a booking; the seat returns in the same transaction.
     pub async fn cancel(
         &self,
@@ -484,75 +356,6 @@ impl BookingService {
             bookings_cancelled: rows.cancelled,
         })
     }
-}
-
-/// How many refunds the worker claims at once.
-const REFUND_BATCH: u32 = 32;
-
-/// How long the refund worker waits for a poke before it looks at the queue anyway (refunds
-/// queued by another instance, retries falling due).
-const REFUND_POLL: Duration = Duration::from_secs(5);
-
-/// Hands queued refunds to the payment provider until it confirms each: a batch at a time,
-/// leased for a minute (a refund whose worker died is claimed again after it), off the writer
-/// and outside any transaction, and retried after a pause that doubles with every attempt (at
-/// most an hour). Stops with `stop` or once the service is gone.
-async fn run_refunds(inner: Weak<Inner>, waker: Arc<Notify>, stop: CancellationToken) {
-    loop {
-        let Some(service) = inner.upgrade() else {
-            return;
-        };
-        let handled = hand_over_refunds(&service).await;
-        drop(service);
-        if handled == REFUND_BATCH as usize {
-            continue;
-        }
-        tokio::select! {
-            () = waker.notified() => {}
-            () = tokio::time::sleep(REFUND_POLL) => {}
-            () = stop.cancelled() => return,
-        }
-    }
-}
-
-/// One batch of the refund worker; returns how many refunds it claimed.
-async fn hand_over_refunds(inner: &Inner) -> usize {
-    let claimed = match inner
-        .store
-        .claim_refunds(REFUND_BATCH, Duration::from_secs(60))
-        .await
-    {
-        Ok(claimed) => claimed,
-        Err(error) => {
-            tracing::warn!(%error, "cannot claim refunds");
-            return 0;
-        }
-    };
-    for refund in &claimed {
-        let given = inner
-            .checkout
-            .payments
-            .refund(&refund.payment_ref, refund.amount_cents)
-            .await;
-        let recorded = match &given {
-            Ok(()) => inner.store.refunded(refund.id).await,
-            Err(error) => {
-                let pause = 2u64.saturating_pow(refund.attempts.min(12)).min(3600);
-                let retry_at = inner.clock.now() + time::Duration::seconds(pause as i64);
-                tracing::warn!(refund = %refund.id, %error, pause, "refund not taken; retrying");
-                inner
-                    .store
-                    .retry_refund(refund.id, retry_at, error.to_string())
-                    .await
-            }
-        };
-        if let Err(error) = recorded {
-            tracing::error!(refund = %refund.id, %error, "cannot record a refund's outcome");
-        }
-        let outcome = if given.is_ok() { "refunded" } else { "retry" };
-        metrics::counter!("refunds_total", "outcome" => outcome).increment(1);
-    }
-    claimed.len()
 }
 
 fn count_refusal(error: &BookingError) {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use boxoffice_auth::AuthConfig;
 use boxoffice_auth::config::{PasswordParams, RateLimitConfig, SharedThrottles};
+use boxoffice_booking::payments::stripe::{Stripe, StripeConfig};
 use boxoffice_shared::remote::ServiceCredential;
 use boxoffice_shared::telemetry::LogFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -67,6 +68,15 @@ impl From<LogFormatArg> for LogFormat {
 pub enum DurabilityArg {
     Full,
     Normal,
+}
+
+/// Who takes the money for priced seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaymentsArg {
+    /// Stripe's test payment-method names decide the outcome; nothing leaves the process.
+    Simulated,
+    /// Stripe, through its API (`--stripe-api-url`) with the keys from the environment.
+    Stripe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -164,6 +174,29 @@ pub struct ServeArgs {
     /// Seconds a hold keeps its seat while the fan pays; at `expires_at` the seat returns.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(30..=3600))]
     pub hold_ttl: u64,
+    /// Who takes the money for priced seats: `simulated`, or `stripe` (needs
+    /// BOXOFFICE_STRIPE_SECRET_KEY and BOXOFFICE_STRIPE_WEBHOOK_SECRET).
+    #[arg(long, env = "BOXOFFICE_PAYMENTS", value_enum, default_value_t = PaymentsArg::Simulated)]
+    pub payments: PaymentsArg,
+    /// Stripe's API address; a local Stripe-compatible server for tests.
+    #[arg(long, env = "BOXOFFICE_STRIPE_API_URL", default_value = boxoffice_booking::payments::stripe::STRIPE_API_URL)]
+    pub stripe_api_url: String,
+    /// Stripe's secret API key (environment only).
+    #[arg(
+        long,
+        env = "BOXOFFICE_STRIPE_SECRET_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub stripe_secret_key: Option<String>,
+    /// The signing secret of Stripe's webhook endpoint (environment only).
+    #[arg(
+        long,
+        env = "BOXOFFICE_STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub stripe_webhook_secret: Option<String>,
     /// Seconds a client has to send a request's headers; also how long an idle keep-alive
     /// connection is kept open.
     #[arg(long, env = "BOXOFFICE_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -327,6 +360,22 @@ impl ServeArgs {
             _ => None,
         };
         config.checkout.hold_ttl = std::time::Duration::from_secs(self.hold_ttl);
+        if self.payments == PaymentsArg::Stripe {
+            let (Some(secret_key), Some(webhook_secret)) =
+                (self.stripe_secret_key, self.stripe_webhook_secret)
+            else {
+                anyhow::bail!(
+                    "--payments stripe needs BOXOFFICE_STRIPE_SECRET_KEY and \
+                     BOXOFFICE_STRIPE_WEBHOOK_SECRET"
+                );
+            };
+            let stripe = Stripe::new(StripeConfig {
+                secret_key: SecretString::from(secret_key),
+                webhook_secret: SecretString::from(webhook_secret),
+                api_url: self.stripe_api_url,
+            })?;
+            config.checkout.payments = std::sync::Arc::new(stripe);
+        }
         config.connections.header_read = std::time::Duration::from_secs(self.header_timeout);
         config.connections.body_read = std::time::Duration::from_secs(self.body_timeout);
         if let Some(max) = self.max_connections {

@@ -49,13 +49,16 @@ impl fmt::Display for Service {
 
 /// The route patterns the gateway's router registers. Every path they match is resolved by
 /// [`service_for`]; a test checks the two agree.
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 11] = [
     "/api/v1/auth/{*rest}",
     "/api/v1/me",
     "/api/v1/me/{*rest}",
     "/api/v1/admin/{*rest}",
     "/api/v1/bookings",
     "/api/v1/bookings/{*rest}",
+    "/api/v1/holds",
+    "/api/v1/holds/{*rest}",
+    "/api/v1/payments/{*rest}",
     "/api/v1/concerts",
     "/api/v1/concerts/{*rest}",
 ];
@@ -78,7 +81,8 @@ pub fn service_for(path: &str) -> Option<Service> {
     match (family, tail) {
         ("auth" | "admin", Some(tail)) if !tail.is_empty() => Some(Service::Auth),
         ("me", _) => Some(Service::Auth),
-        ("bookings", _) => Some(Service::Booking),
+        ("bookings" | "holds", _) => Some(Service::Booking),
+        ("payments", Some(tail)) if !tail.is_empty() => Some(Service::Booking),
         ("concerts", None) => Some(Service::Catalog),
         ("concerts", Some(tail)) => Some(concert_owner(tail)),
         _ => None,
@@ -123,6 +127,9 @@ mod tests {
             ("/api/v1/bookings", Some(Service::Booking)),
             ("/api/v1/bookings/0190-abc", Some(Service::Booking)),
             ("/api/v1/bookings/0190-abc/cancel", Some(Service::Booking)),
+            ("/api/v1/holds", Some(Service::Booking)),
+            ("/api/v1/holds/0190-abc/pay", Some(Service::Booking)),
+            ("/api/v1/payments/stripe/webhook", Some(Service::Booking)),
             ("/api/v1/concerts", Some(Service::Catalog)),
             ("/api/v1/concerts/c1", Some(Service::Catalog)),
             ("/api/v1/concerts/c1/seat-types", Some(Service::Catalog)),
@@ -162,6 +169,9 @@ mod tests {
             "/api/v1/admin",
             "/api/v1/meh",
             "/api/v1/bookingsx",
+            "/api/v1/payments",
+            "/api/v1/payments/",
+            "/api/v1/holdsx",
             "/api/v1/concertsx/1",
             "/api/v2/bookings",
             "/API/v1/bookings",

@@ -190,6 +190,10 @@ pub fn meaning(code: ErrorCode) -> &'static str {
         HoldNotActive => "the hold is released, expired or completed",
         HoldExpired => "the hold reached its expires_at before it was paid",
         PaymentDeclined => "the payment method was refused; the hold stays active until it expires",
+        PaymentRequired => {
+            "a priced seat needs a hold paid through the payment provider (POST /holds)"
+        }
+        InvalidSignature => "a payment provider's webhook whose signature does not verify",
         BodyTooLarge => "the body is larger than 64 KiB",
         UnsupportedMediaType => "the body is not sent as application/json",
         ValidationFailed => {

@@ -39,6 +39,8 @@ pub enum ErrorCode {
     HoldNotActive,
     HoldExpired,
     PaymentDeclined,
+    PaymentRequired,
+    InvalidSignature,
     BodyTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -52,7 +54,7 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            MalformedBody => StatusCode::BAD_REQUEST,
+            MalformedBody | InvalidSignature => StatusCode::BAD_REQUEST,
             Unauthenticated | InvalidCredentials | InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
             ConcertNotFound | SeatTypeNotFound | BookingNotFound | HoldNotFound | NotFound => {
@@ -61,9 +63,8 @@ impl ErrorCode {
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed | SalesNotOpen
-            | AlreadyCancelled | IdempotencyKeyReused | HoldNotActive | HoldExpired => {
-                StatusCode::CONFLICT
-            }
+            | AlreadyCancelled | IdempotencyKeyReused | HoldNotActive | HoldExpired
+            | PaymentRequired => StatusCode::CONFLICT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -99,6 +100,8 @@ impl ErrorCode {
             HoldNotActive => "Hold not active",
             HoldExpired => "Hold expired",
             PaymentDeclined => "Payment declined",
+            PaymentRequired => "Payment required",
+            InvalidSignature => "Invalid signature",
             BodyTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             ValidationFailed => "Validation failed",
@@ -143,6 +146,8 @@ impl ErrorCode {
             HoldNotActive => "hold_not_active",
             HoldExpired => "hold_expired",
             PaymentDeclined => "payment_declined",
+            PaymentRequired => "payment_required",
+            InvalidSignature => "invalid_signature",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -381,6 +386,8 @@ mod tests {
             (HoldNotActive, 409),
             (HoldExpired, 409),
             (PaymentDeclined, 402),
+            (PaymentRequired, 409),
+            (InvalidSignature, 400),
             (BodyTooLarge, 413),
             (UnsupportedMediaType, 415),
             (ValidationFailed, 422),

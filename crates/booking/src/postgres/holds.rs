@@ -18,7 +18,7 @@ use crate::command::{
     HoldOutcome, Made, paid_booking, refunds_payment, replay, saved_json, unbookable_answer,
 };
 use crate::error::BookingError;
-use crate::hold::{Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint, new_hold};
+use crate::hold::{Failed, Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint, new_hold};
 use crate::rows::{hold_columns, hold_from_row, saved_response};
 use crate::view::{ConcertSale, bookable};
 
@@ -72,18 +72,20 @@ async fn expire_due(
     .rows_affected())
 }
 
-/// The caller's own hold, locked; anyone else's is not found. Locks its sale first.
+/// The caller's own hold (any hold for a provider's event, which names no caller), locked;
+/// anyone else's is not found. Locks its sale first.
 async fn lock_own_hold(
     tx: &mut Transaction<'_, Postgres>,
     hold_id: Uuid,
-    user_id: Uuid,
+    user_id: Option<Uuid>,
 ) -> Result<Hold, BookingError> {
-    let concert_id: Option<Uuid> =
-        sqlx::query_scalar("SELECT concert_id FROM holds WHERE id = $1 AND user_id = $2")
-            .bind(hold_id)
-            .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let concert_id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT concert_id FROM holds WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2)",
+    )
+    .bind(hold_id)
+    .bind(user_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     let concert_id = concert_id.ok_or(BookingError::HoldNotFound)?;
     lock_sale(tx, concert_id).await?;
     let row = sqlx::query(concat!(
@@ -95,6 +97,33 @@ async fn lock_own_hold(
     .fetch_one(&mut **tx)
     .await?;
     hold_from_row(&row)
+}
+
+/// Records a provider's event about `hold`; `false` if it was recorded before (and must not be
+/// applied again). Concurrent deliveries of one event wait for each other on its key.
+async fn first_delivery(
+    tx: &mut Transaction<'_, Postgres>,
+    event: Option<&str>,
+    kind: &str,
+    hold: &Hold,
+    now: OffsetDateTime,
+) -> Result<bool, BookingError> {
+    let Some(event) = event else {
+        return Ok(true);
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO payment_events (id, provider, kind, hold_id, received_at)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(event)
+    .bind(hold.payment.provider.as_str())
+    .bind(kind)
+    .bind(hold.id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// Takes a seat for a while: a new active hold, or the saved answer of the request's key.
@@ -139,8 +168,9 @@ async fn take(
     let hold = new_hold(request, &seat, now);
     sqlx::query(
         "INSERT INTO holds (id, user_id, concert_id, seat_type_id, status, price_cents, currency,
-                            created_at, expires_at, provider, payment_status)
-         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, 'requires_payment')",
+                            created_at, expires_at, provider, payment_status, payment_ref,
+                            client_secret)
+         VALUES ($1, $2, $3, $4, 'active', $5, $6, $7, $8, $9, 'requires_payment', $10, $11)",
     )
     .bind(hold.id)
     .bind(hold.user_id)
@@ -151,6 +181,8 @@ async fn take(
     .bind(hold.created_at)
     .bind(hold.expires_at)
     .bind(hold.payment.provider.as_str())
+    .bind(&hold.payment.reference)
+    .bind(&hold.payment.client_secret)
     .execute(&mut *tx)
     .await
     .map_err(constraint_to_rule)?;
@@ -182,7 +214,7 @@ pub async fn release(
 ) -> Changed<Hold> {
     let result = async {
         let mut tx = pool.begin().await?;
-        let hold = lock_own_hold(&mut tx, hold_id, user_id).await?;
+        let hold = lock_own_hold(&mut tx, hold_id, Some(user_id)).await?;
         if hold.clone().as_of(now).status != HoldStatus::Active {
             return Err(BookingError::HoldNotActive);
         }
@@ -215,7 +247,9 @@ pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hol
     let result = async {
         let mut tx = pool.begin().await?;
         let hold = lock_own_hold(&mut tx, paid.hold_id, paid.user_id).await?;
-        if hold.status == HoldStatus::Completed {
+        let first = first_delivery(&mut tx, paid.event.as_deref(), "succeeded", &hold, now).await?;
+        if !first || hold.status == HoldStatus::Completed {
+            tx.commit().await?;
             return Ok((Ok(hold), None, 0));
         }
         let concert_id = hold.concert_id;
@@ -308,6 +342,37 @@ async fn complete(
     .map_err(constraint_to_rule)?;
     enqueue_emails(tx, &[(EmailKind::BookingConfirmed, booking.id)], now).await?;
     hold_from_row(&row)
+}
+
+/// Marks the payment of an active hold `failed` (the provider refused an attempt); the hold
+/// stays active until it is paid after all or ends. Any other hold is answered as it is.
+pub async fn fail(pool: &PgPool, failed: &Failed, now: OffsetDateTime) -> Changed<Hold> {
+    let result = async {
+        let mut tx = pool.begin().await?;
+        let hold = lock_own_hold(&mut tx, failed.hold_id, failed.user_id).await?;
+        if !first_delivery(&mut tx, failed.event.as_deref(), "failed", &hold, now).await? {
+            tx.commit().await?;
+            return Ok(hold);
+        }
+        let marked = sqlx::query(concat!(
+            "UPDATE holds SET payment_status = 'failed'
+             WHERE id = $1 AND status = 'active' AND expires_at > $2
+               AND payment_status = 'requires_payment'
+             RETURNING ",
+            hold_columns!()
+        ))
+        .bind(hold.id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        match marked {
+            Some(row) => hold_from_row(&row),
+            None => Ok(hold),
+        }
+    }
+    .await;
+    Changed::of(result.map(|hold| hold.as_of(now)), None, 0)
 }
 
 /// Queues a refund of `reference` (the whole price of `hold`), unless one is queued already.

@@ -15,7 +15,8 @@ use super::reads::{sale_from_row, seat_from_row};
 use super::refunds::queue_for_bookings;
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use crate::command::{
-    BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking, replay,
+    BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking,
+    payable_in_one_step, replay,
 };
 use crate::domain::{Booking, BookingStatus, SaleState, request_fingerprint, sale_state};
 use crate::error::BookingError;
@@ -421,6 +422,7 @@ fn decide_book(
         .get_mut(&request.seat_type_id)
         .filter(|locked| locked.seat.concert_id == request.concert_id)
         .ok_or(BookingError::SeatTypeNotFound)?;
+    payable_in_one_step(request, &locked.seat)?;
     bookable(now, &locked.sale, locked.seat.remaining > 0)?;
     if !known.holders.insert((request.user_id, request.concert_id)) {
         return Err(BookingError::AlreadyBooked);

@@ -81,6 +81,10 @@ impl PgWriter {
                         let changed = holds::pay(&self.pool, &paid, self.now()).await;
                         self.after_hold(changed, reply).await;
                     }
+                    Command::PaymentFailed(failed, reply) => {
+                        let changed = holds::fail(&self.pool, &failed, self.now()).await;
+                        self.after_hold(changed, reply).await;
+                    }
                     Command::ExpireHolds(reply) => {
                         let changed = holds::expire_all(&self.pool, self.now()).await;
                         self.after_hold(changed, reply).await;

@@ -17,13 +17,13 @@ use super::statements::{self as store, constraint_to_rule};
 use crate::command::{HoldOutcome, Made, paid_booking, replay, saved_json};
 use crate::error::BookingError;
 use crate::hold::{
-    Hold, HoldPayment, HoldRequest, HoldStatus, Paid, PaymentStatus, Provider, hold_fingerprint,
-    new_hold,
+    Failed, Hold, HoldPayment, HoldRequest, HoldStatus, Paid, PaymentStatus, Provider,
+    hold_fingerprint, new_hold,
 };
 use crate::view::{SharedInventory, bookable};
 
 const HOLD_COLUMNS: &str = "id, user_id, concert_id, seat_type_id, status, price_cents, currency, \
-     created_at, expires_at, booking_id, provider, payment_status, client_secret";
+     created_at, expires_at, booking_id, provider, payment_status, client_secret, payment_ref";
 
 fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<Hold> {
     fn parsed<T>(row: &Row<'_>, index: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
@@ -51,6 +51,7 @@ fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<Hold> {
             provider: parsed(row, 10, Provider::parse)?,
             status: parsed(row, 11, PaymentStatus::parse)?,
             client_secret: row.get(12)?,
+            reference: row.get(13)?,
         },
     })
 }
@@ -62,11 +63,39 @@ fn hold_by_id(conn: &Connection, id: Uuid) -> Result<Option<Hold>, BookingError>
         .optional()?)
 }
 
-/// The caller's own hold; anyone else's is not found.
-fn own_hold(conn: &Connection, id: Uuid, user_id: Uuid) -> Result<Hold, BookingError> {
+/// The caller's own hold (any hold for a provider's event, which names no caller); anyone
+/// else's is not found.
+fn own_hold(conn: &Connection, id: Uuid, user_id: Option<Uuid>) -> Result<Hold, BookingError> {
     hold_by_id(conn, id)?
-        .filter(|hold| hold.user_id == user_id)
+        .filter(|hold| hold.payable_by(user_id))
         .ok_or(BookingError::HoldNotFound)
+}
+
+/// Records a provider's event about `hold`; `false` if it was recorded before (and must not be
+/// applied again).
+fn first_delivery(
+    conn: &Connection,
+    event: Option<&str>,
+    kind: &str,
+    hold: &Hold,
+    now: OffsetDateTime,
+) -> Result<bool, BookingError> {
+    let Some(event) = event else {
+        return Ok(true);
+    };
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO payment_events (id, provider, kind, hold_id, received_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![
+            event,
+            hold.payment.provider.as_str(),
+            kind,
+            hold.id,
+            to_millis(now)
+        ])?;
+    Ok(inserted == 1)
 }
 
 /// `remaining` of each seat type as the store now has it, staged for the view.
@@ -160,8 +189,9 @@ pub(super) fn hold(
     let hold = new_hold(request, &seat, now);
     conn.prepare_cached(
         "INSERT INTO holds (id, user_id, concert_id, seat_type_id, status, price_cents, currency,
-                            created_at, expires_at, provider, payment_status)
-         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, 'requires_payment')",
+                            created_at, expires_at, provider, payment_status, payment_ref,
+                            client_secret)
+         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, 'requires_payment', ?10, ?11)",
     )?
     .execute(params![
         hold.id,
@@ -173,6 +203,8 @@ pub(super) fn hold(
         to_millis(hold.created_at),
         to_millis(hold.expires_at),
         hold.payment.provider.as_str(),
+        hold.payment.reference,
+        hold.payment.client_secret,
     ])
     .map_err(constraint_to_rule)?;
     if let Some(key) = &request.key {
@@ -200,7 +232,7 @@ pub(super) fn release(
     user_id: Uuid,
     now: OffsetDateTime,
 ) -> Result<Hold, BookingError> {
-    let hold = own_hold(conn, hold_id, user_id)?;
+    let hold = own_hold(conn, hold_id, Some(user_id))?;
     if hold.clone().as_of(now).status != HoldStatus::Active {
         return Err(BookingError::HoldNotActive);
     }
@@ -229,6 +261,9 @@ pub(super) fn complete(
     now: OffsetDateTime,
 ) -> Result<Hold, BookingError> {
     let hold = own_hold(conn, paid.hold_id, paid.user_id)?;
+    if !first_delivery(conn, paid.event.as_deref(), "succeeded", &hold, now)? {
+        return Ok(hold);
+    }
     match hold.status {
         // Paid before: the same charge (its key is the hold), nothing more to do.
         HoldStatus::Completed => return Ok(hold),
@@ -268,6 +303,7 @@ pub(super) fn refund_unbookable(
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
     let hold = own_hold(conn, paid.hold_id, paid.user_id)?;
+    first_delivery(conn, paid.event.as_deref(), "succeeded", &hold, now)?;
     if hold.status == HoldStatus::Active && hold.clone().as_of(now).status == HoldStatus::Expired {
         conn.prepare_cached(
             "UPDATE holds SET status = 'expired', ended_at = ?1 WHERE id = ?2 AND status = 'active'",
@@ -279,6 +315,29 @@ pub(super) fn refund_unbookable(
         return Ok(());
     };
     enqueue_refund(conn, &hold, None, reference, now)
+}
+
+/// Marks the payment of an active hold `failed` (the provider refused an attempt); the hold
+/// stays active until it is paid after all or ends. Any other hold is answered as it is.
+pub(super) fn fail(
+    conn: &Connection,
+    failed: &Failed,
+    now: OffsetDateTime,
+) -> Result<Hold, BookingError> {
+    let hold = own_hold(conn, failed.hold_id, failed.user_id)?;
+    if !first_delivery(conn, failed.event.as_deref(), "failed", &hold, now)? {
+        return Ok(hold);
+    }
+    let marked = conn
+        .prepare_cached(&format!(
+            "UPDATE holds SET payment_status = 'failed'
+             WHERE id = ?1 AND status = 'active' AND expires_at > ?2
+               AND payment_status = 'requires_payment'
+             RETURNING {HOLD_COLUMNS}"
+        ))?
+        .query_row(params![hold.id, to_millis(now)], hold_from_row)
+        .optional()?;
+    Ok(marked.unwrap_or(hold).as_of(now))
 }
 
 /// Queues a refund of `reference` (the whole price of `hold`), unless one is queued already.

@@ -13,7 +13,7 @@ use super::batch::{Answer, Effects, Job, OutboxJob, RefundJob, Staged, answer};
 use super::{holds, outbox, refunds, statements as store};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Reply, booking_json, confirmed_booking,
-    refunds_payment, replay, unbookable_answer,
+    payable_in_one_step, refunds_payment, replay, unbookable_answer,
 };
 use crate::domain::{
     Booking, BookingStatus, SaleState, check_capacity, check_start, request_fingerprint, sale_state,
@@ -104,6 +104,10 @@ pub(super) fn apply(
             answer(reply, result)
         }
         Job::Command(Command::Pay(paid, reply)) => answer(reply, pay(tx, &paid, now, effects)),
+        Job::Command(Command::PaymentFailed(failed, reply)) => {
+            let result = guarded!(tx, effects, |conn| holds::fail(conn, &failed, now));
+            answer(reply, result)
+        }
         Job::Command(Command::ExpireHolds(reply)) => {
             let mut staged = Staged::default();
             let result = guarded!(tx, effects, |conn| holds::expire_due(
@@ -261,6 +265,7 @@ fn book(
     let remaining = effects
         .remaining(view, request.seat_type_id)
         .unwrap_or(seat.remaining);
+    payable_in_one_step(request, &seat)?;
     bookable(now, &sale, remaining > 0)?;
     // A second confirmed booking of the same user and concert is refused by the INSERT itself
     // (the partial unique index), which SQLite undoes on its own: no separate lookup first.

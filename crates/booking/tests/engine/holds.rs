@@ -8,7 +8,9 @@ use boxoffice_booking::command::Made;
 use boxoffice_booking::hold::{Hold, HoldStatus, Paid, PaymentStatus};
 
 use boxoffice_booking::hold::Provider;
-use boxoffice_booking::payments::{Charge, PaymentError, PaymentProvider, Simulated};
+use boxoffice_booking::payments::{
+    Charge, PaymentError, PaymentProvider, ProviderEvent, Refund, Simulated,
+};
 
 use crate::*;
 
@@ -100,9 +102,10 @@ async fn refunds_of(engine: &Engine, hold_id: Uuid) -> i64 {
 fn paid(hold: &Hold, user: AuthUser) -> Paid {
     Paid {
         hold_id: hold.id,
-        user_id: user.user_id,
+        user_id: Some(user.user_id),
         // The simulated provider's name for the hold's charge, as `pay` would have been told.
         reference: Some(format!("sim_ch_{}", hold.id.simple())),
+        event: None,
     }
 }
 
@@ -272,7 +275,7 @@ impl PaymentProvider for Unreliable {
         Simulated.charge(charge).await
     }
 
-    async fn refund(&self, reference: &str, amount_cents: i64) -> Result<(), PaymentError> {
+    async fn refund(&self, refund: &Refund) -> Result<(), PaymentError> {
         use std::sync::atomic::Ordering;
         let left = self.failures.load(Ordering::SeqCst);
         if left > 0 {
@@ -280,7 +283,7 @@ impl PaymentProvider for Unreliable {
             return Err(PaymentError::Unavailable("try again".into()));
         }
         self.refunds.fetch_add(1, Ordering::SeqCst);
-        Simulated.refund(reference, amount_cents).await
+        Simulated.refund(refund).await
     }
 }
 
@@ -321,5 +324,96 @@ on_every_backend! {
         }
         until_refunded(&engine, user, held.id).await;
         assert_eq!(provider.refunds.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
+
+/// How many of a provider's events about the hold are recorded.
+async fn events_of(engine: &Engine, hold_id: Uuid) -> i64 {
+    let query = "SELECT count(*) FROM payment_events WHERE hold_id = $1";
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(query)
+            .bind(hold_id)
+            .fetch_one(&db.read)
+            .await
+            .unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(query)
+            .bind(hold_id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap(),
+    }
+}
+
+fn succeeded(event: &str, hold: &Hold) -> ProviderEvent {
+    ProviderEvent::Succeeded {
+        id: event.to_owned(),
+        hold_id: hold.id,
+        reference: format!("sim_ch_{}", hold.id.simple()),
+    }
+}
+
+on_every_backend! {
+    async fn a_provider_event_delivered_many_times_at_once_is_applied_once(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[3]).await;
+        let user = customer();
+        let held = hold(&engine, user, concert_id, seats[0]).await;
+
+        // A declined attempt first: the hold stays active, its payment failed.
+        let failed = ProviderEvent::Failed { id: "evt_failed".into(), hold_id: held.id };
+        for _ in 0..2 {
+            engine.service.apply_payment_event(failed.clone()).await.unwrap();
+        }
+        let after_failure = engine.service.get_hold(user, held.id).await.unwrap();
+        assert_eq!(after_failure.status, HoldStatus::Active);
+        assert_eq!(after_failure.payment.status, PaymentStatus::Failed);
+
+        // Then the same success, delivered by twenty deliveries at once.
+        let mut deliveries = Vec::new();
+        for _ in 0..20 {
+            let service = engine.service.clone();
+            let event = succeeded("evt_paid", &held);
+            deliveries.push(tokio::spawn(async move { service.apply_payment_event(event).await }));
+        }
+        for delivery in deliveries {
+            delivery.await.unwrap().unwrap();
+        }
+        let completed = engine.service.get_hold(user, held.id).await.unwrap();
+        assert_eq!(completed.status, HoldStatus::Completed);
+        assert_eq!(completed.payment.status, PaymentStatus::Succeeded);
+        assert_eq!(counts(&engine, seats[0]).await, (3, 2, 1));
+        assert_eq!(events_of(&engine, held.id).await, 2, "one row per event id");
+        assert_eq!(refunds_of(&engine, held.id).await, 0);
+
+        // A late failure report leaves the completed hold alone; an event about a hold this
+        // deployment does not have is settled without effect.
+        let late = ProviderEvent::Failed { id: "evt_late".into(), hold_id: held.id };
+        engine.service.apply_payment_event(late).await.unwrap();
+        let still = engine.service.get_hold(user, held.id).await.unwrap();
+        assert_eq!(still.payment.status, PaymentStatus::Succeeded);
+        let stranger = ProviderEvent::Succeeded {
+            id: "evt_stranger".into(),
+            hold_id: Uuid::now_v7(),
+            reference: "pi_elsewhere".into(),
+        };
+        engine.service.apply_payment_event(stranger).await.unwrap();
+        assert_eq!(counts(&engine, seats[0]).await, (3, 2, 1));
+    }
+}
+
+on_every_backend! {
+    async fn a_provider_event_for_a_released_hold_is_refunded_once(backend: Backend) {
+        let engine = engine(&backend).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[1]).await;
+        let user = customer();
+        let held = hold(&engine, user, concert_id, seats[0]).await;
+        engine.service.release(user, held.id).await.unwrap();
+        for _ in 0..3 {
+            engine.service.apply_payment_event(succeeded("evt_after_release", &held)).await.unwrap();
+        }
+        assert_eq!(refunds_of(&engine, held.id).await, 1);
+        assert_eq!(events_of(&engine, held.id).await, 1);
+        until_refunded(&engine, user, held.id).await;
+        assert_eq!(counts(&engine, seats[0]).await, (1, 1, 0));
     }
 }
