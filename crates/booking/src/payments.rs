@@ -169,6 +169,7 @@ pub const SIMULATED_METHODS: &[(&str, Option<&str>)] = &[
     ("pm_card_visa_debit", None),
     ("pm_card_visa_chargeDeclined", Some("generic_decline")),
     ("pm_card_chargeDeclined", Some("generic_decline")),
+    ("pm_card_chargeCustomerFail", Some("generic_decline")),
     (
         "pm_card_chargeDeclinedInsufficientFunds",
         Some("insufficient_funds"),

@@ -7,7 +7,7 @@
 //! outbox and Auth's user directory are in-memory stand-ins: the SMTP server is the peer under test.
 //!
 //! Without python3 and aiosmtpd these tests print a notice and pass, except under
-//! `BOXOFFICE_CI=1`, where they fail: `.ci/smtp-peer.sh` installs aiosmtpd.
+//! `BOXOFFICE_CI=1`, where they fail: `.ci/peers.sh` installs aiosmtpd.
 
 #![allow(clippy::unwrap_used)]
 
@@ -63,12 +63,12 @@ fn peer_available(test: &str) -> bool {
     if !imported {
         assert!(
             std::env::var("BOXOFFICE_CI").as_deref() != Ok("1"),
-            "{test}: python3 with aiosmtpd is required under BOXOFFICE_CI=1; run .ci/smtp-peer.sh"
+            "{test}: python3 with aiosmtpd is required under BOXOFFICE_CI=1; run .ci/peers.sh"
         );
         // Straight to stderr: libtest would swallow `eprintln!` of a passing test.
         let _ = writeln!(
             std::io::stderr(),
-            "{test}: skipped: python3 with aiosmtpd is not installed (.ci/smtp-peer.sh)"
+            "{test}: skipped: python3 with aiosmtpd is not installed (.ci/peers.sh)"
         );
     }
     imported

@@ -12,7 +12,7 @@ With --refuse-data N it answers the first N DATA commands with a transient 451, 
 is overloaded or greylisting does, and accepts from then on.
 
 It exits when its stdin closes, so a test that dies (even by SIGKILL) leaves no server behind.
-Exit status 3 means aiosmtpd is not installed (.ci/smtp-peer.sh installs it).
+Exit status 3 means aiosmtpd is not installed (.ci/peers.sh installs it).
 """
 
 import argparse
@@ -28,7 +28,7 @@ import time
 try:
     from aiosmtpd.smtp import SMTP
 except ImportError:
-    print("smtp_peer: aiosmtpd is not installed; run .ci/smtp-peer.sh", file=sys.stderr)
+    print("smtp_peer: aiosmtpd is not installed; run .ci/peers.sh", file=sys.stderr)
     sys.exit(3)
 
 

@@ -35,6 +35,23 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// A JSON request body as it was sent, unparsed (for a signature over its exact bytes), with
+/// the rejections of [`Json`]: not sent as JSON, or too large.
+#[derive(Debug, Clone, Default)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S> FromRequest<S> for JsonBytes
+where
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json_content_type(req.headers()) {
             return Err(Problem::new(
                 ErrorCode::UnsupportedMediaType,
@@ -51,7 +68,7 @@ where
                 Problem::new(ErrorCode::MalformedBody, rejection.body_text())
             }
         })?;
-        parse_json(&bytes).map(Json)
+        Ok(JsonBytes(bytes))
     }
 }
 

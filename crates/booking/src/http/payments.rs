@@ -2,10 +2,9 @@
 //! boxoffice here that a hold's PaymentIntent succeeded or failed. No bearer: the
 //! `Stripe-Signature` header, checked against the webhook secret, is the authentication.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use boxoffice_shared::extract::Json;
+use boxoffice_shared::extract::{Json, JsonBytes};
 use boxoffice_shared::problem::{ErrorCode, Problem};
 use boxoffice_shared::problem_responses;
 use serde::Serialize;
@@ -33,6 +32,7 @@ problem_responses!(
         InvalidSignature: "no `Stripe-Signature`, none that matches the webhook secret, or one older than 5 minutes",
         NotFound: "this deployment does not take payments through Stripe",
         BodyTooLarge,
+        UnsupportedMediaType,
         ValidationFailed: "signed, but not an event Stripe sends",
         Unavailable: "not recorded; Stripe delivers it again",
     }
@@ -56,7 +56,7 @@ problem_responses!(
 pub async fn stripe_webhook(
     State(service): State<BookingService>,
     headers: HeaderMap,
-    body: Bytes,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Json<EventReceived>, Problem> {
     let signature = headers
         .get("stripe-signature")

@@ -41,3 +41,4 @@ mod ops;
 mod rate_limits;
 mod roles;
 mod startup;
+mod stripe;

@@ -44,3 +44,5 @@ mod ops;
 #[path = "../api/roles.rs"]
 mod roles;
 mod split;
+#[path = "../api/stripe.rs"]
+mod stripe;
