@@ -1,6 +1,6 @@
 //! Booking rules that need no I/O.
 
-use boxoffice_shared::clients::{BookingEmail, EmailKind};
+use boxoffice_shared::clients::{BookingEmail, EmailKind, EmailPayment};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -269,6 +269,14 @@ pub fn email_date(
             ))
         }),
     }
+}
+
+/// A booking's payment as its emails tell it, from its stored columns (NULL for a free seat).
+pub fn email_payment(provider: Option<String>, amount_cents: Option<i64>) -> Option<EmailPayment> {
+    Some(EmailPayment {
+        provider: provider?,
+        amount_cents: amount_cents?,
+    })
 }
 
 /// An outbox row names a booking the store does not hold (its foreign key forbids it).

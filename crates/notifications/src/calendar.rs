@@ -182,6 +182,7 @@ pub(crate) mod tests {
                 price_cents: 25000,
                 currency: "USD".into(),
                 at: datetime!(2027-01-02 03:04:05 UTC),
+                payment: None,
             },
         }
     }

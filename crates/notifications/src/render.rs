@@ -152,12 +152,34 @@ impl<'a> View<'a> {
             Some(("Starts at", self.starts_at.clone())),
             Some(("Seat type", booking.seat_type_name.clone())),
             Some(("Price", self.price.clone())),
+            self.payment(),
             Some(("Booking reference", booking.booking_id.to_string())),
             Some((at_label, self.at.clone())),
         ]
         .into_iter()
         .flatten()
         .collect()
+    }
+
+    /// What was paid, or for a cancellation what is given back, and through whom.
+    fn payment(&self) -> Option<(&'static str, String)> {
+        let booking = &self.message.booking;
+        let payment = booking.payment.as_ref()?;
+        let amount = format_price(payment.amount_cents, &booking.currency);
+        let through = match payment.provider.as_str() {
+            "stripe" => "by card through Stripe".to_owned(),
+            "simulated" => {
+                "through the simulated payment provider (a test: no money moved)".to_owned()
+            }
+            other => format!("through {other}"),
+        };
+        Some(match self.message.kind {
+            EmailKind::BookingConfirmed => ("Paid", format!("{amount}, {through}")),
+            EmailKind::BookingCancelled => (
+                "Refund",
+                format!("{amount}, in full, to the way it was paid ({through})"),
+            ),
+        })
     }
 
     fn plain(&self, name: &str) -> String {
@@ -333,7 +355,7 @@ fn header_text(text: &str) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use boxoffice_shared::clients::BookingEmail;
+    use boxoffice_shared::clients::{BookingEmail, EmailPayment};
     use time::macros::datetime;
 
     use super::*;
@@ -357,6 +379,7 @@ mod tests {
                 price_cents: 25000,
                 currency: "USD".into(),
                 at: datetime!(2027-01-02 03:04:05 UTC),
+                payment: None,
             },
         }
     }
@@ -392,6 +415,30 @@ mod tests {
         assert_eq!(format_price(1500, "KWD"), "1.500 KWD");
         assert_eq!(format_price(-1999, "USD"), "-19.99 USD");
         assert_eq!(format_price(i64::MIN, "USD"), "-92233720368547758.08 USD");
+    }
+
+    #[test]
+    fn a_paid_booking_says_what_was_paid_and_its_cancellation_what_is_refunded() {
+        let payment = |kind| {
+            let mut message = sample(kind);
+            message.booking.payment = Some(EmailPayment {
+                provider: "stripe".into(),
+                amount_cents: 25000,
+            });
+            View::new(&message).payment()
+        };
+        assert_eq!(
+            payment(EmailKind::BookingConfirmed),
+            Some(("Paid", "250.00 USD, by card through Stripe".to_owned()))
+        );
+        let (label, refund) = payment(EmailKind::BookingCancelled).unwrap();
+        assert_eq!(label, "Refund");
+        assert!(refund.starts_with("250.00 USD, in full"), "{refund}");
+        let plain = View::new(&sample(EmailKind::BookingConfirmed)).plain("Ada");
+        assert!(
+            !plain.contains("Paid:"),
+            "a free or unpaid booking has no payment row"
+        );
     }
 
     #[test]

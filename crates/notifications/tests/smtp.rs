@@ -333,6 +333,7 @@ impl Mailer {
             price_cents: 25000,
             currency: "USD".into(),
             at: datetime!(2027-01-02 03:04:05 UTC),
+            payment: None,
         };
         Mailer {
             outbox,

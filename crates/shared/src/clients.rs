@@ -177,6 +177,18 @@ pub struct BookingEmail {
     /// When the booking was made (confirmations) or cancelled (cancellations).
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// What was paid and through whom; `None` for a free seat (and for emails queued before
+    /// bookings were paid).
+    #[serde(default)]
+    pub payment: Option<EmailPayment>,
+}
+
+/// A booking's payment as its emails tell it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailPayment {
+    /// The payment provider (`simulated`, `stripe`).
+    pub provider: String,
+    pub amount_cents: i64,
 }
 
 /// One queued email, leased to a worker.

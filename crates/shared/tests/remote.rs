@@ -205,6 +205,7 @@ impl MemoryOutbox {
                 price_cents: 4_900,
                 currency: "EUR".into(),
                 at: self.clock.now(),
+                payment: None,
             },
         };
         self.rows.lock().unwrap().push(Row {

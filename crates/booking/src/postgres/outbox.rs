@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::statements::ms;
-use crate::domain::{email_date, missing_booking, outbox_kind, queued_email};
+use crate::domain::{email_date, email_payment, missing_booking, outbox_kind, queued_email};
 use crate::error::BookingError;
 
 /// Leases up to `limit` due messages until `lease_until`, with what each email says: read from
@@ -33,7 +33,8 @@ pub async fn claim_outbox(
          SELECT c.message_id, c.kind, c.booking_id, c.payload, c.attempts,
                 b.user_id, b.concert_id, s.name AS concert_name, s.artist, s.venue, s.time_zone,
                 s.starts_at,
-                t.name AS seat_type_name, b.price_cents, b.currency, b.created_at, b.cancelled_at
+                t.name AS seat_type_name, b.price_cents, b.currency, b.created_at, b.cancelled_at,
+                b.payment_provider, b.amount_cents
          FROM claimed AS c
          LEFT JOIN bookings AS b ON b.id = c.booking_id
          LEFT JOIN sales AS s ON s.concert_id = b.concert_id
@@ -92,6 +93,10 @@ fn claimed_email(
         price_cents: joined(row, "price_cents", booking_id)?,
         currency: joined(row, "currency", booking_id)?,
         at,
+        payment: email_payment(
+            row.try_get("payment_provider")?,
+            row.try_get("amount_cents")?,
+        ),
     })
 }
 

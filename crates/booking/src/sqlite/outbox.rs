@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{email_date, missing_booking, outbox_kind, queued_email};
+use crate::domain::{email_date, email_payment, missing_booking, outbox_kind, queued_email};
 use crate::error::BookingError;
 
 /// Leases up to `limit` due messages until `lease_until`, with what each email says: read from
@@ -67,7 +67,8 @@ fn booking_email(
     let (email, created_at, cancelled_at) = conn
         .prepare_cached(
             "SELECT b.user_id, b.concert_id, s.name, s.venue, s.starts_at, t.name, b.price_cents,
-                    b.currency, b.created_at, b.cancelled_at, s.artist, s.time_zone
+                    b.currency, b.created_at, b.cancelled_at, s.artist, s.time_zone,
+                    b.payment_provider, b.amount_cents
              FROM bookings AS b
              JOIN sales AS s ON s.concert_id = b.concert_id
              JOIN seat_types AS t ON t.id = b.seat_type_id
@@ -89,6 +90,7 @@ fn booking_email(
                     price_cents: row.get(6)?,
                     currency: row.get(7)?,
                     at: created_at,
+                    payment: email_payment(row.get(12)?, row.get(13)?),
                 },
                 created_at,
                 row.get::<_, Option<i64>>(9)?.map(from_millis),

@@ -468,6 +468,7 @@ on_every_backend! {
             price_cents: 12_000,
             currency: "EUR".into(),
             at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+            payment: None,
         };
         let message_id = Uuid::now_v7();
         let payload = serde_json::to_string(&queued).unwrap();
@@ -1092,6 +1093,7 @@ on_every_backend! {
             price_cents: 5_000,
             currency: "USD".into(),
             at,
+            payment: None,
         };
         let of_kind = |kind| {
             claimed

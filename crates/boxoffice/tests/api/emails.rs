@@ -104,6 +104,17 @@ async fn a_booking_and_its_cancellation_each_send_one_email() {
         assert_eq!(mail.file, format!("{id}.eml"), "named by Message-ID");
     }
     assert_ne!(confirmed_now[0].message_id, cancelled[0].message_id);
+    // The seat was paid (the simulated provider), and its cancellation refunds it.
+    assert!(
+        confirmed_now[0].text.contains("Paid:") && confirmed_now[0].text.contains("simulated"),
+        "{}",
+        confirmed_now[0].text
+    );
+    assert!(
+        cancelled[0].text.contains("Refund:"),
+        "{}",
+        cancelled[0].text
+    );
 }
 
 #[tokio::test]

@@ -78,6 +78,7 @@ impl MemoryOutbox {
                 price_cents: 25000,
                 currency: "USD".into(),
                 at: now,
+                payment: None,
             },
         };
         let row = Row {
