@@ -16,16 +16,16 @@ use crate::admin::boxoffice_command;
 use crate::emails::{mails, mails_of};
 use crate::helpers::{PASSWORD, concert_body, free_port, id_of, poll_until};
 
-const JWT_SECRET: &str = "crash-test-secret-0123456789-abcdefghijk";
-const ADMIN_EMAIL: &str = "crash.admin@example.com";
-const ADMIN_PASSWORD: &str = "crash admin password";
+pub const JWT_SECRET: &str = "crash-test-secret-0123456789-abcdefghijk";
+pub const ADMIN_EMAIL: &str = "crash.admin@example.com";
+pub const ADMIN_PASSWORD: &str = "crash admin password";
 const CAPACITY: u64 = 150;
 const USERS: usize = 200;
 /// How many 201s to wait for before pulling the plug.
 const KILL_AFTER: usize = 30;
 
 /// Kills the child when dropped, so a failing test leaves no server behind.
-struct ChildGuard(Child);
+pub struct ChildGuard(pub Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
@@ -34,12 +34,13 @@ impl Drop for ChildGuard {
 }
 
 /// `boxoffice serve` on `port` with the data in `data_dir`.
-fn serve(data_dir: &Path, port: u16) -> ChildGuard {
+pub fn serve(data_dir: &Path, port: u16, extra: &[&str]) -> ChildGuard {
     let child = boxoffice_command()
         .args(["serve", "--rate-limit", "off", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env("BOXOFFICE_JWT_SECRET", JWT_SECRET)
         .env("BOXOFFICE_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("BOXOFFICE_ADMIN_PASSWORD", ADMIN_PASSWORD)
@@ -51,7 +52,7 @@ fn serve(data_dir: &Path, port: u16) -> ChildGuard {
     ChildGuard(child)
 }
 
-async fn wait_until_healthy(guard: &mut ChildGuard, client: &reqwest::Client, base: &str) {
+pub async fn wait_until_healthy(guard: &mut ChildGuard, client: &reqwest::Client, base: &str) {
     // Start-up includes migrations, hence the patience.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -120,7 +121,12 @@ pub async fn storm_with_kill(
     acknowledged
 }
 
-async fn post(client: &reqwest::Client, url: String, token: Option<&str>, body: &Value) -> Value {
+pub async fn post(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: &Value,
+) -> Value {
     let mut request = client.post(url).json(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -136,7 +142,7 @@ async fn a_kill_9_during_a_booking_storm_loses_no_acknowledged_booking_or_email(
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut server = serve(dir.path(), port);
+    let mut server = serve(dir.path(), port, &[]);
     wait_until_healthy(&mut server, &client, &base).await;
 
     let login = json!({"login": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
@@ -180,7 +186,7 @@ async fn a_kill_9_during_a_booking_storm_loses_no_acknowledged_booking_or_email(
     );
     assert!(acknowledged.len() >= KILL_AFTER);
 
-    let mut server = serve(dir.path(), port);
+    let mut server = serve(dir.path(), port, &[]);
     wait_until_healthy(&mut server, &client, &base).await;
 
     for (user_id, booking) in &acknowledged {

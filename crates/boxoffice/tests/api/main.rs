@@ -16,7 +16,10 @@
 //! - `bookings`: booking and cancelling, idempotency, closing, and races through HTTP.
 //! - `emails`: confirmation and cancellation emails in the mail directory.
 //! - `startup`: messages of a start that fails, and `--listen` with a host name.
+//! - `holds`: checkout with the simulated provider: holds, paying, releasing, expiry, refunds.
+//! - `stripe`: checkout with the Stripe provider against localstripe, its webhook and refunds.
 //! - `crash`: `kill -9` during a booking storm loses no acknowledged booking or email.
+//! - `crash_checkout`: `kill -9` while fans pay loses no paid hold; expired holds hold nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -29,6 +32,7 @@ mod bookings;
 mod concerts;
 mod connections;
 mod crash;
+mod crash_checkout;
 mod emails;
 mod errors;
 mod helpers;

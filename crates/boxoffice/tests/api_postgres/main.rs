@@ -24,6 +24,8 @@ mod bookings;
 mod concerts;
 #[path = "../api/crash.rs"]
 mod crash;
+#[path = "../api/crash_checkout.rs"]
+mod crash_checkout;
 #[path = "../api/emails.rs"]
 mod emails;
 #[path = "../api/errors.rs"]
