@@ -417,3 +417,78 @@ on_every_backend! {
         assert_eq!(counts(&engine, seats[0]).await, (1, 1, 0));
     }
 }
+
+on_every_backend! {
+    async fn payments_racing_expiry_end_in_a_booking_or_a_refund_never_both_never_neither(
+        backend: Backend
+    ) {
+        const SEATS: usize = 20;
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let clock = Arc::new(ManualClock::new(now));
+        let engine = engine_with(&backend, clock.clone(), holds_for(60)).await;
+        let (concert_id, seats) = concert(&engine, in_a_day(), &[SEATS as i64]).await;
+        let mut holds = Vec::new();
+        for _ in 0..SEATS {
+            let user = customer();
+            holds.push((user, hold(&engine, user, concert_id, seats[0]).await));
+        }
+
+        // The payments, the instant of expiry, and others wanting the seats, all at once.
+        let mut racers = tokio::task::JoinSet::new();
+        // Payments spread over 8 ms; the hold time ends 3 ms in; from then on others try to
+        // book the seats that come back, each a few times.
+        let spread = |index: usize| Duration::from_micros((index as u64 * 397) % 8_000);
+        for (index, (user, held)) in holds.iter().enumerate() {
+            let (service, paid) = (engine.service.clone(), paid(held, *user));
+            racers.spawn(async move {
+                tokio::time::sleep(spread(index)).await;
+                let _ = service.record_payment(paid).await;
+            });
+        }
+        let ticker = clock.clone();
+        racers.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            ticker.advance(time::Duration::seconds(60));
+        });
+        for index in 0..SEATS {
+            let (service, seat) = (engine.service.clone(), seats[0]);
+            racers.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(3) + spread(index) / 2).await;
+                let fan = customer();
+                for _ in 0..5 {
+                    if service.book(fan, concert_id, seat, None).await.is_ok() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                }
+            });
+        }
+        racers.join_all().await;
+
+        let mut completed = 0;
+        for (user, held) in &holds {
+            let stored = engine.service.get_hold(*user, held.id).await.unwrap();
+            let refunds = refunds_of(&engine, held.id).await;
+            match stored.status {
+                HoldStatus::Completed => {
+                    assert_eq!(refunds, 0, "a booking and a refund for {}", held.id);
+                    let booking = engine.service.get(*user, stored.booking_id.unwrap()).await;
+                    assert_eq!(booking.unwrap().status, BookingStatus::Confirmed);
+                    completed += 1;
+                }
+                HoldStatus::Expired => {
+                    assert_eq!(refunds, 1, "neither a booking nor a refund for {}", held.id);
+                }
+                other => panic!("hold {} ended {other:?}", held.id),
+            }
+        }
+        let (capacity, remaining, confirmed) = counts(&engine, seats[0]).await;
+        assert_eq!(capacity, SEATS as i64);
+        assert!(confirmed <= capacity, "oversold: {confirmed}");
+        assert_eq!(remaining, capacity - confirmed);
+        assert!(confirmed >= completed, "{confirmed} bookings, {completed} completed holds");
+        assert_eq!(duplicates(&engine).await, 0);
+        eprintln!("{completed} paid holds booked, {} refunded, {} seats to others",
+            SEATS as i64 - completed, confirmed - completed);
+    }
+}
