@@ -30,7 +30,7 @@ pub struct EventReceived {
 problem_responses!(
     struct StripeWebhookProblems {
         InvalidSignature: "no `Stripe-Signature`, none that matches the webhook secret, or one older than 5 minutes",
-        NotFound: "this deployment does not take payments through Stripe",
+        NotFound: "a signed request, but this deployment does not take payments through Stripe",
         BodyTooLarge,
         UnsupportedMediaType,
         ValidationFailed: "signed, but not an event Stripe sends",
@@ -58,11 +58,17 @@ pub async fn stripe_webhook(
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<EventReceived>, Problem> {
+    // Checked first, whatever the provider: without a signature this is no event from Stripe.
     let signature = headers
         .get("stripe-signature")
-        .and_then(|value| value.to_str().ok());
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| {
+            Problem::from(BookingError::InvalidSignature(
+                "no Stripe-Signature header".into(),
+            ))
+        })?;
     let event = service
-        .verify_payment_event(signature, &body)
+        .verify_payment_event(Some(signature), &body)
         .map_err(|error| match error {
             EventError::Signature(why) => Problem::from(BookingError::InvalidSignature(why.into())),
             EventError::Malformed(why) => Problem::from(BookingError::invalid("body", &why)),
