@@ -16,7 +16,8 @@
 //!   is answered; the one place a booking is made and a writer's batch is filled.
 //! - [`hold`]: holds (a seat kept while the fan pays) and their payments, as the API shows them,
 //!   and the rules of their expiry; [`payments`]: the payment providers behind
-//!   [`payments::PaymentProvider`] (the simulated one: Stripe's test names) and the checkout
+//!   [`payments::PaymentProvider`] (the simulated one: Stripe's test names; Stripe itself in
+//!   [`payments::stripe`]: PaymentIntents, the webhook's signature, refunds) and the checkout
 //!   settings.
 //! - [`view`]: the in-memory view of inventory that answers sold-out and closed requests without
 //!   touching the database; exact within this process because only the writer changes it.
@@ -35,12 +36,13 @@
 //!   outbox's depth, the sales report), written once, and the rows they decode.
 //! - [`service`]: [`BookingService`], what handlers and other services call; it implements the
 //!   [`boxoffice_shared::clients::Inventory`] and [`boxoffice_shared::clients::OutboxSource`]
-//!   contracts for the in-process deployment. A caller is answered only after the commit is
-//!   durable.
+//!   contracts for the in-process deployment; holds, payments, provider events and the refund
+//!   worker are in `service/checkout.rs`. A caller is answered only after the commit is durable.
 //! - [`events`]: availability change notifications and the sales timer (on-sales, starts, and
 //!   the next hold expiry).
 //! - [`http`]: the routes: `/api/v1/bookings…`, the concert availability and sales reads, the
-//!   availability stream (`http/stream.rs`) and checkout, `/api/v1/holds…` (`http/holds.rs`).
+//!   availability stream (`http/stream.rs`), checkout, `/api/v1/holds…` (`http/holds.rs`), and
+//!   the payment provider's webhook, `/api/v1/payments/stripe/webhook` (`http/payments.rs`).
 //! - [`error`]: [`BookingError`] and its problem codes.
 //! - [`open`]: opening Booking for one process: store, writer, limits on writes, and the routes
 //!   its peers call in a split deployment.

@@ -1,5 +1,5 @@
 //! [`BookingService`]: what the handlers and the other services call. Bookings, cancels and
-//! reads here; holds, payments and refunds in [`checkout`].
+//! reads here; holds, payments and refunds in `checkout`.
 
 mod checkout;
 
