@@ -27,16 +27,19 @@
 //!   connection, the `/healthz` baseline.
 //! - [`scenario`]: the four scenarios, one module each, and the [`Report`] they end in.
 //! - [`verify`]: the ledger of what the tool did, what the server says, and the judgement.
+//! - [`holds`]: the same for holds: the hold ledger, the sales report's `held`, each hold read
+//!   back by id, and the hold time learnt from the server.
 //! - [`report`]: HDR latency histograms, outcome counts, the progress line and the [`Report`].
 //!
 //! The modules depend on each other in this order only (none imports one listed after it):
-//! `args`, `client`, `report`, `verify`, `phase`, `setup`, `scenario`.
+//! `args`, `client`, `report`, `verify`, `holds`, `phase`, `setup`, `scenario`.
 //!
 //! The `boxoffice` binary's `loadtest` subcommand parses [`LoadtestArgs`], calls [`run`] and
 //! prints the [`Report`]; the tests of `crates/boxoffice` run it against a real server.
 
 pub mod args;
 pub mod client;
+pub mod holds;
 pub mod phase;
 pub mod report;
 pub mod scenario;
@@ -48,7 +51,7 @@ use std::sync::Arc;
 pub use args::{
     LoadtestArgs, Scenario, SeatTypeList, SeatTypeSpec, parse_duration, parse_seat_types,
 };
-pub use report::{Check, Report, Verdict};
+pub use report::{Check, Figure, Report, Verdict};
 
 /// Runs the scenario `args` describe and returns the report (the verdict included). An error
 /// means the run could not be carried out (no server, no admin, accounts switched off…), not

@@ -77,8 +77,10 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         setup_seconds: outcome.setup.as_secs_f64(),
         expectation: outcome.expectation,
         phase: outcome.phase,
+        parts: outcome.parts,
         baseline,
         ratios,
+        figures: outcome.figures,
         checks: outcome.checks,
         verdict,
     })

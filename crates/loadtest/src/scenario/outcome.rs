@@ -7,7 +7,7 @@ use anyhow::Context;
 use http::HeaderValue;
 
 use crate::phase::Ctx;
-use crate::report::{Check, PhaseStats};
+use crate::report::{Check, Figure, PhaseStats};
 use crate::setup::Stage;
 use crate::verify::{self, Ledger, User};
 
@@ -21,6 +21,9 @@ pub(super) struct Outcome {
     pub(super) chosen: Option<Vec<u64>>,
     pub(super) confirmed: Option<Vec<u64>>,
     pub(super) checks: Vec<Check>,
+    /// Further phases and windows to report (see [`crate::Report::parts`]).
+    pub(super) parts: Vec<PhaseStats>,
+    pub(super) figures: Vec<Figure>,
 }
 
 /// Reads the end state and judges it; returns the checks and the confirmed count per seat type.
