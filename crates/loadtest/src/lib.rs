@@ -12,6 +12,13 @@
 //!   the tool holds and show cancelled exactly those it cancelled.
 //! - `browse`: list, details and availability reads.
 //! - `soldout`: sell a tiny seat type out, then hammer it; every answer must be 409 `sold_out`.
+//! - `checkout`: every user holds a seat and pays — a share after a declined card
+//!   (`--decline-share`, default 10 %), a share never (`--abandon-share`, default 20 %); the
+//!   run waits for the unpaid holds to expire and verifies the bookings and the holds.
+//!   Reports completed checkouts (hold + pay) per second.
+//!
+//! `checkout` waits for holds to expire, so the server must keep them briefly
+//! (`--hold-ttl 30`); it refuses hold times over two minutes.
 //!
 //! `--baseline` measures `GET /healthz` at the same concurrency and prints every figure also
 //! as a ratio to it. Every scenario stops by itself (`--duration`, `--requests`, or when each
@@ -25,7 +32,7 @@
 //! - [`setup`]: the stage of a run: admin login, the concert, the load-test accounts.
 //! - [`phase`]: the measured phase: a [`phase::Budget`] that ends it, one [`phase::Worker`] per
 //!   connection, the `/healthz` baseline.
-//! - [`scenario`]: the four scenarios, one module each, and the [`Report`] they end in.
+//! - [`scenario`]: the five scenarios, one module each, and the [`Report`] they end in.
 //! - [`verify`]: the ledger of what the tool did, what the server says, and the judgement.
 //! - [`holds`]: the same for holds: the hold ledger, the sales report's `held`, each hold read
 //!   back by id, and the hold time learnt from the server.

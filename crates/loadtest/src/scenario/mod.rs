@@ -1,12 +1,14 @@
-//! The four scenarios, one module each, and the [`Report`] a run ends in.
+//! The five scenarios, one module each, and the [`Report`] a run ends in.
 //!
 //! Every scenario has the same shape: prepare through the API ([`crate::setup`]), run one
 //! measured phase ([`crate::phase`]), then read the end state back and [`verify::judge`] it
-//! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together.
+//! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together. `checkout`
+//! (hold, pay, let some expire) also judges the holds ([`crate::holds`]).
 //!
 //! [`verify::judge`]: crate::verify::judge
 
 mod browse;
+mod checkout;
 mod churn;
 mod onsale;
 mod outcome;
@@ -19,6 +21,7 @@ use crate::client::Target;
 use crate::phase::Ctx;
 use crate::report::{Ratios, Report, SeatTypeReport};
 
+pub use checkout::{Plan, plan_of};
 pub use onsale::round_robin_expectation;
 
 /// Runs the scenario `args` names against `target`.
@@ -33,11 +36,17 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         "--opens-in schedules the on-sale of the concert `onsale` creates: it needs --scenario \
          onsale and no --concert-id"
     );
-    let outcome = match args.scenario {
+    anyhow::ensure!(
+        args.concert_id.is_none() || args.scenario != Scenario::Checkout,
+        "the checkout scenario creates its own concert: they need to know its \
+         prices and that nobody else holds its seats (no --concert-id)"
+    );
+    let mut outcome = match args.scenario {
         Scenario::Onsale => onsale::run(&ctx, args).await?,
         Scenario::Churn => churn::run(&ctx, args).await?,
         Scenario::Browse => browse::run(&ctx, args).await?,
         Scenario::Soldout => soldout::run(&ctx, args).await?,
+        Scenario::Checkout => checkout::run(&ctx, args).await?,
     };
     let baseline = if args.baseline {
         Some(ctx.baseline(&outcome.phase, args.phase_duration()).await?)
@@ -47,6 +56,10 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
     let ratios = baseline
         .as_ref()
         .and_then(|baseline| Ratios::of(&outcome.phase, baseline));
+    if let Some(checkouts) = outcome.checkouts {
+        let rates = checkout::checkout_figures(checkouts, &outcome.phase, baseline.as_ref());
+        outcome.figures.splice(0..0, rates);
+    }
     let seat_types = outcome
         .stage
         .as_ref()
