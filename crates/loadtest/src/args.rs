@@ -20,6 +20,9 @@ pub enum Scenario {
     /// the unpaid holds to expire, then verify the holds and bookings (needs a short
     /// --hold-ttl on the server).
     Checkout,
+    /// Every user holds a seat at once, so that the holds expire together; measure how soon the
+    /// seats come back and how sold-out answers fare meanwhile (needs a short --hold-ttl).
+    Expiry,
 }
 
 impl Scenario {
@@ -30,6 +33,7 @@ impl Scenario {
             Scenario::Browse => "browse",
             Scenario::Soldout => "soldout",
             Scenario::Checkout => "checkout",
+            Scenario::Expiry => "expiry",
         }
     }
 }

@@ -16,9 +16,11 @@
 //!   (`--decline-share`, default 10 %), a share never (`--abandon-share`, default 20 %); the
 //!   run waits for the unpaid holds to expire and verifies the bookings and the holds.
 //!   Reports completed checkouts (hold + pay) per second.
+//! - `expiry`: every user holds a seat at once, so that the holds fall due together; measures
+//!   how soon the seats come back and the sold-out answers of other users meanwhile.
 //!
-//! `checkout` waits for holds to expire, so the server must keep them briefly
-//! (`--hold-ttl 30`); it refuses hold times over two minutes.
+//! `checkout` and `expiry` wait for holds to expire, so the server must keep them briefly
+//! (`--hold-ttl 30`); they refuse hold times over two minutes.
 //!
 //! `--baseline` measures `GET /healthz` at the same concurrency and prints every figure also
 //! as a ratio to it. Every scenario stops by itself (`--duration`, `--requests`, or when each
@@ -32,7 +34,7 @@
 //! - [`setup`]: the stage of a run: admin login, the concert, the load-test accounts.
 //! - [`phase`]: the measured phase: a [`phase::Budget`] that ends it, one [`phase::Worker`] per
 //!   connection, the `/healthz` baseline.
-//! - [`scenario`]: the five scenarios, one module each, and the [`Report`] they end in.
+//! - [`scenario`]: the six scenarios, one module each, and the [`Report`] they end in.
 //! - [`verify`]: the ledger of what the tool did, what the server says, and the judgement.
 //! - [`holds`]: the same for holds: the hold ledger, the sales report's `held`, each hold read
 //!   back by id, and the hold time learnt from the server.

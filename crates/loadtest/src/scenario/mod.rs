@@ -1,17 +1,20 @@
-//! The five scenarios, one module each, and the [`Report`] a run ends in.
+//! The six scenarios, one module each, and the [`Report`] a run ends in.
 //!
 //! Every scenario has the same shape: prepare through the API ([`crate::setup`]), run one
 //! measured phase ([`crate::phase`]), then read the end state back and [`verify::judge`] it
-//! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together. `checkout`
-//! (hold, pay, let some expire) also judges the holds ([`crate::holds`]).
+//! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together. The two
+//! checkout scenarios also judge the holds ([`crate::holds`]): `checkout` (hold, pay, let
+//! some expire) and `expiry` (a storm of holds falling due, watched by [`seats_back`]).
 //!
 //! [`verify::judge`]: crate::verify::judge
 
 mod browse;
 mod checkout;
 mod churn;
+mod expiry;
 mod onsale;
 mod outcome;
+mod seats_back;
 mod soldout;
 
 use std::sync::Arc;
@@ -37,8 +40,9 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
          onsale and no --concert-id"
     );
     anyhow::ensure!(
-        args.concert_id.is_none() || args.scenario != Scenario::Checkout,
-        "the checkout scenario creates its own concert: they need to know its \
+        args.concert_id.is_none()
+            || !matches!(args.scenario, Scenario::Checkout | Scenario::Expiry),
+        "the checkout and expiry scenarios create their own concert: they need to know its \
          prices and that nobody else holds its seats (no --concert-id)"
     );
     let mut outcome = match args.scenario {
@@ -47,6 +51,7 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         Scenario::Browse => browse::run(&ctx, args).await?,
         Scenario::Soldout => soldout::run(&ctx, args).await?,
         Scenario::Checkout => checkout::run(&ctx, args).await?,
+        Scenario::Expiry => expiry::run(&ctx, args).await?,
     };
     let baseline = if args.baseline {
         Some(ctx.baseline(&outcome.phase, args.phase_duration()).await?)
