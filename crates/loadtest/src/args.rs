@@ -16,6 +16,13 @@ pub enum Scenario {
     Browse,
     /// Sell a tiny seat type out, then hammer it: every answer must be 409 sold_out.
     Soldout,
+    /// Every user holds a seat, then pays (some after a declined card) or walks away; wait for
+    /// the unpaid holds to expire, then verify the holds and bookings (needs a short
+    /// --hold-ttl on the server).
+    Checkout,
+    /// Every user holds a seat at once, so that the holds expire together; measure how soon the
+    /// seats come back and how sold-out answers fare meanwhile (needs a short --hold-ttl).
+    Expiry,
 }
 
 impl Scenario {
@@ -25,6 +32,8 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Browse => "browse",
             Scenario::Soldout => "soldout",
+            Scenario::Checkout => "checkout",
+            Scenario::Expiry => "expiry",
         }
     }
 }
@@ -98,6 +107,21 @@ pub fn parse_seat_types(text: &str) -> Result<Vec<SeatTypeSpec>, String> {
     Ok(specs)
 }
 
+/// Parses a share of the users: `0.1` or `10%`, from 0 to 1.
+pub fn parse_share(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let share = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|percent| percent / 100.0),
+        None => text.parse::<f64>(),
+    }
+    .map_err(|_| format!("{text:?} is not a share like 0.1 or 10%"))?;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("{text:?}: a share is from 0 to 1 (0% to 100%)"))
+    }
+}
+
 /// Parses `10s`, `500ms`, `2m` or plain seconds (`1.5`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -163,14 +187,17 @@ pub struct LoadtestArgs {
     /// What to run.
     #[arg(long, value_enum, default_value_t = Scenario::Onsale)]
     pub scenario: Scenario,
-    /// Users to prepare (accounts with access tokens); in `onsale` each books once.
+    /// Users to prepare (accounts with access tokens); in `onsale` each books once, in
+    /// `checkout` each checks out once, in `expiry` each holds one seat (the tool prepares
+    /// one more user and --concurrency others besides, who book a sold-out seat type).
     #[arg(long, short = 'u', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     users: u32,
     /// Requests in flight at once, and connections (exactly this many, kept alive).
     #[arg(long, short = 'c', default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: u32,
     /// Seat types of the concert to create, `NAME:CAPACITY,…` [default: VIP:50,Regular:500;
-    /// soldout: Tiny:5].
+    /// soldout: Tiny:5]. `expiry` shapes its own concert (a seat type of --users seats and a
+    /// sold-out one) and refuses this.
     #[arg(long, value_parser = parse_seat_type_list)]
     pub seat_types: Option<SeatTypeList>,
     /// Use this existing concert instead of creating one. The expectation still assumes the
@@ -178,8 +205,9 @@ pub struct LoadtestArgs {
     #[arg(long)]
     pub concert_id: Option<String>,
     /// How long the measured phase may last (`10s`, `500ms`, `2m`; at most 10 minutes)
-    /// [default: 10s for churn, browse and soldout, unless --requests is given; onsale ends
-    /// when every user has tried].
+    /// [default: 10s for churn, browse and soldout, unless --requests is given; onsale and
+    /// checkout end when every user has tried]. In `expiry`: how long the sold-out answers
+    /// are measured before the first hold expires [default: 5s].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// `onsale` only: the concert's sales open this long after it is created (`3s`, `500ms`),
@@ -188,7 +216,16 @@ pub struct LoadtestArgs {
     /// instant.
     #[arg(long, value_parser = parse_duration)]
     pub opens_in: Option<Duration>,
-    /// At most this many requests in the measured phase.
+    /// `checkout` only: the share of users whose first card is declined (402
+    /// `payment_declined`); they pay again with a good card (`0.1` or `10%`).
+    #[arg(long, value_parser = parse_share, default_value = "0.1")]
+    pub decline_share: f64,
+    /// `checkout` only: the share of users who hold a seat and never pay, so that their
+    /// holds expire during the run (`0.2` or `20%`; with --decline-share at most 1).
+    #[arg(long, value_parser = parse_share, default_value = "0.2")]
+    pub abandon_share: f64,
+    /// At most this many requests in the measured phase (`onsale`, `checkout`: at most this
+    /// many users try).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Also measure `GET /healthz` at the same concurrency and print ratios to it.
@@ -305,5 +342,32 @@ mod tests {
         assert!(args.prefix.starts_with("lt-"));
         assert!(LoadtestArgs::try_parse_from(["loadtest", "--concurrency", "0"]).is_err());
         assert!(LoadtestArgs::try_parse_from(["loadtest", "--prefix", "Upper"]).is_err());
+        assert_eq!((args.decline_share, args.abandon_share), (0.1, 0.2));
+        let checkout = LoadtestArgs::try_parse_from([
+            "loadtest",
+            "--scenario",
+            "checkout",
+            "--decline-share",
+            "25%",
+            "--abandon-share",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(checkout.scenario, Scenario::Checkout);
+        assert_eq!(
+            (checkout.decline_share, checkout.abandon_share),
+            (0.25, 0.0)
+        );
+    }
+
+    #[test]
+    fn shares_parse() {
+        assert_eq!(parse_share("0.1").unwrap(), 0.1);
+        assert_eq!(parse_share("20%").unwrap(), 0.2);
+        assert_eq!(parse_share(" 1 ").unwrap(), 1.0);
+        assert_eq!(parse_share("0").unwrap(), 0.0);
+        for refused in ["-0.1", "1.5", "101%", "a lot", "NaN"] {
+            assert!(parse_share(refused).is_err(), "{refused}");
+        }
     }
 }

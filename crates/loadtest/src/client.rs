@@ -173,6 +173,9 @@ fn intern(code: &str) -> Arc<str> {
         "already_cancelled",
         "booking_closed",
         "sales_not_open",
+        "payment_declined",
+        "hold_expired",
+        "hold_not_active",
         "unauthenticated",
         "rate_limited",
         "unavailable",
@@ -354,6 +357,19 @@ impl Conn {
         match self.send_raw(call).await {
             Ok((status, body)) => classify(status, &body, want_id),
             Err(error) => Answer::Transport(error),
+        }
+    }
+
+    /// Sends `call`, classifies the answer (asking for the `id` of a 201) and also hands back
+    /// the body of a 2xx answer: for the calls whose answer carries more than an `id` that the
+    /// scenario needs (a hold's `expires_at`, a paid hold's `booking_id`).
+    pub async fn send_keeping_body(&mut self, call: &Call) -> (Answer, Option<Bytes>) {
+        match self.send_raw(call).await {
+            Ok((status, body)) => {
+                let answer = classify(status, &body, true);
+                (answer, status.is_success().then_some(body))
+            }
+            Err(error) => (Answer::Transport(error), None),
         }
     }
 

@@ -12,6 +12,15 @@
 //!   the tool holds and show cancelled exactly those it cancelled.
 //! - `browse`: list, details and availability reads.
 //! - `soldout`: sell a tiny seat type out, then hammer it; every answer must be 409 `sold_out`.
+//! - `checkout`: every user holds a seat and pays — a share after a declined card
+//!   (`--decline-share`, default 10 %), a share never (`--abandon-share`, default 20 %); the
+//!   run waits for the unpaid holds to expire and verifies the bookings and the holds.
+//!   Reports completed checkouts (hold + pay) per second.
+//! - `expiry`: every user holds a seat at once, so that the holds fall due together; measures
+//!   how soon the seats come back and the sold-out answers of other users meanwhile.
+//!
+//! `checkout` and `expiry` wait for holds to expire, so the server must keep them briefly
+//! (`--hold-ttl 30`); they refuse hold times over two minutes.
 //!
 //! `--baseline` measures `GET /healthz` at the same concurrency and prints every figure also
 //! as a ratio to it. Every scenario stops by itself (`--duration`, `--requests`, or when each
@@ -25,18 +34,21 @@
 //! - [`setup`]: the stage of a run: admin login, the concert, the load-test accounts.
 //! - [`phase`]: the measured phase: a [`phase::Budget`] that ends it, one [`phase::Worker`] per
 //!   connection, the `/healthz` baseline.
-//! - [`scenario`]: the four scenarios, one module each, and the [`Report`] they end in.
+//! - [`scenario`]: the six scenarios, one module each, and the [`Report`] they end in.
 //! - [`verify`]: the ledger of what the tool did, what the server says, and the judgement.
+//! - [`holds`]: the same for holds: the hold ledger, the sales report's `held`, each hold read
+//!   back by id, and the hold time learnt from the server.
 //! - [`report`]: HDR latency histograms, outcome counts, the progress line and the [`Report`].
 //!
 //! The modules depend on each other in this order only (none imports one listed after it):
-//! `args`, `client`, `report`, `verify`, `phase`, `setup`, `scenario`.
+//! `args`, `client`, `report`, `verify`, `holds`, `phase`, `setup`, `scenario`.
 //!
 //! The `boxoffice` binary's `loadtest` subcommand parses [`LoadtestArgs`], calls [`run`] and
 //! prints the [`Report`]; the tests of `crates/boxoffice` run it against a real server.
 
 pub mod args;
 pub mod client;
+pub mod holds;
 pub mod phase;
 pub mod report;
 pub mod scenario;
@@ -48,7 +60,7 @@ use std::sync::Arc;
 pub use args::{
     LoadtestArgs, Scenario, SeatTypeList, SeatTypeSpec, parse_duration, parse_seat_types,
 };
-pub use report::{Check, Report, Verdict};
+pub use report::{Check, Figure, Report, Verdict};
 
 /// Runs the scenario `args` describe and returns the report (the verdict included). An error
 /// means the run could not be carried out (no server, no admin, accounts switched off…), not

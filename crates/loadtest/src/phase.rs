@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bytes::Bytes;
 
 use crate::client::{Answer, Call, Conn, Target};
 use crate::report::{Live, PhaseStats, Progress, Recorder};
@@ -57,6 +58,16 @@ impl Worker {
         self.recorder.record(&answer, started.elapsed());
         self.live.count(&answer);
         answer
+    }
+
+    /// Like [`Worker::call`], and also hands back the body of a 2xx answer (see
+    /// [`Conn::send_keeping_body`]).
+    pub async fn call_keeping_body(&mut self, call: &Call) -> (Answer, Option<Bytes>) {
+        let started = Instant::now();
+        let (answer, body) = self.conn.send_keeping_body(call).await;
+        self.recorder.record(&answer, started.elapsed());
+        self.live.count(&answer);
+        (answer, body)
     }
 }
 

@@ -263,7 +263,7 @@ impl ServerErrors {
 /// The figures of one measured phase.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PhaseStats {
-    /// `onsale`, `churn`, `browse`, `soldout` or `baseline`.
+    /// The scenario's name, `baseline`, or the name of a part (`holds`, `before expiry`…).
     pub name: String,
     pub requests: u64,
     /// Wall-clock length of the phase.
@@ -341,6 +341,64 @@ impl Check {
     }
 }
 
+/// A figure a scenario measured besides the latencies and rates of its phases (checkouts per
+/// second, how long seats took to come back), with its target when it has one. Targets are
+/// reported, not judged: the verdict is about correctness only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    pub name: String,
+    /// `None` when the run could not measure it (e.g. no window before the expiry).
+    pub value: Option<f64>,
+    /// `/s`, `ms`, `×`…
+    pub unit: String,
+    /// The target in words (`≥ 0.25× healthz`), when the figure has one.
+    pub target: Option<String>,
+    /// Whether the target was met; `None` without a target or without a value to judge.
+    pub met: Option<bool>,
+    /// How it was measured, or the numbers behind it.
+    pub detail: String,
+}
+
+impl Figure {
+    /// A figure without a target.
+    pub fn new(
+        name: impl Into<String>,
+        value: Option<f64>,
+        unit: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            target: None,
+            met: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// The same figure with a target (`described` in words) that `meets` judges.
+    pub fn with_target(mut self, described: &str, meets: impl Fn(f64) -> bool) -> Self {
+        self.target = Some(described.to_owned());
+        self.met = self.value.filter(|value| value.is_finite()).map(meets);
+        self
+    }
+
+    fn line(&self) -> String {
+        let value = match self.value {
+            Some(value) if value.is_finite() => format!("{value:.3} {}", self.unit),
+            _ => "n/a".to_owned(),
+        };
+        let target = match (&self.target, self.met) {
+            (Some(target), Some(true)) => format!("  [target {target}: met]"),
+            (Some(target), Some(false)) => format!("  [target {target}: NOT met]"),
+            (Some(target), None) => format!("  [target {target}: not judged]"),
+            (None, _) => String::new(),
+        };
+        format!("  {}: {value}{target}\n      {}", self.name, self.detail)
+    }
+}
+
 /// A seat type the run used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SeatTypeReport {
@@ -371,9 +429,14 @@ pub struct Report {
     pub expectation: String,
     /// The measured phase.
     pub phase: PhaseStats,
+    /// Further measured phases and windows of the scenario (`expiry`: the holds, and the
+    /// sold-out answers before, during and after the expiry).
+    pub parts: Vec<PhaseStats>,
     /// `GET /healthz` at the same concurrency, with `--baseline`.
     pub baseline: Option<PhaseStats>,
     pub ratios: Option<Ratios>,
+    /// What the scenario measured besides its phases, with targets.
+    pub figures: Vec<Figure>,
     pub checks: Vec<Check>,
     pub verdict: Verdict,
 }
@@ -420,9 +483,19 @@ impl Report {
         let _ = writeln!(out, "expectation: {}", self.expectation);
         out.push('\n');
         write_phase(&mut out, &self.phase, self.ratios.as_ref());
+        for part in &self.parts {
+            out.push('\n');
+            write_phase(&mut out, part, None);
+        }
         if let Some(baseline) = &self.baseline {
             out.push('\n');
             write_phase(&mut out, baseline, None);
+        }
+        if !self.figures.is_empty() {
+            out.push_str("\nfigures:\n");
+            for figure in &self.figures {
+                let _ = writeln!(out, "{}", figure.line());
+            }
         }
         out.push_str("\nchecks:\n");
         for check in &self.checks {
@@ -555,6 +628,26 @@ mod tests {
         let bad = Check::new("b", false, "");
         assert_eq!(Report::verdict_of(std::slice::from_ref(&ok)), Verdict::Pass);
         assert_eq!(Report::verdict_of(&[ok, bad]), Verdict::Fail);
+    }
+
+    #[test]
+    fn figures_judge_their_targets_when_they_have_a_value() {
+        let fast = Figure::new("back", Some(120.0), "ms", "polled")
+            .with_target("≤ 1000 ms", |ms| ms <= 1000.0);
+        assert_eq!(fast.met, Some(true));
+        assert!(
+            fast.line().contains("[target ≤ 1000 ms: met]"),
+            "{}",
+            fast.line()
+        );
+        let slow = Figure::new("back", Some(1500.0), "ms", "")
+            .with_target("≤ 1000 ms", |ms| ms <= 1000.0);
+        assert_eq!(slow.met, Some(false));
+        assert!(slow.line().contains("NOT met"));
+        let unmeasured = Figure::new("back", None, "ms", "").with_target("≤ 1000 ms", |_| true);
+        assert_eq!(unmeasured.met, None);
+        assert!(unmeasured.line().contains("n/a"));
+        assert_eq!(Figure::new("rate", Some(1.0), "/s", "").met, None);
     }
 
     #[test]

@@ -21,6 +21,10 @@ const ACCOUNTS_PER_CALL: usize = 10_000;
 /// server's other work while it hashes nothing but writes a lot.
 const ACCOUNT_CALLS_AT_ONCE: usize = 3;
 
+/// The price of every seat type the tool creates: the checks of the sales report's revenue
+/// count with it.
+pub(crate) const PRICE_CENTS: i64 = 5000;
+
 /// The concert a run books into.
 pub(crate) struct Stage {
     pub(crate) concert_id: String,
@@ -171,7 +175,7 @@ pub(crate) async fn stage(
         "description": format!("Created by `boxoffice loadtest --scenario {}`", args.scenario.name()),
         "starts_at": starts_at,
         "seat_types": seat_types.iter().map(|seat| json!({
-            "name": seat.name, "price_cents": 5000, "currency": "USD", "capacity": seat.capacity,
+            "name": seat.name, "price_cents": PRICE_CENTS, "currency": "USD", "capacity": seat.capacity,
         })).collect::<Vec<_>>(),
     });
     if let Some(at) = opens_at {

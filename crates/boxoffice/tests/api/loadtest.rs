@@ -1,8 +1,12 @@
 //! `boxoffice loadtest` against a real server: the scenarios end with a PASS verdict on a
 //! correct server, and the verification reports FAIL when the end state is not what the tool
 //! made it (bookings made behind its back). No timing is asserted: only outcomes and state.
+//! The checkout scenarios run against servers whose holds last 3 seconds.
 
-use boxoffice_loadtest::{self as loadtest, LoadtestArgs, Report, Verdict};
+use std::time::Duration;
+
+use boxoffice_loadtest::scenario::{Plan, plan_of};
+use boxoffice_loadtest::{self as loadtest, Figure, LoadtestArgs, Report, Verdict};
 use clap::Parser;
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -24,6 +28,30 @@ async fn spawn_loadtest_app() -> TestApp {
         });
     })
     .await
+}
+
+/// The same, with holds that last `hold_ttl` (the command line's minimum is 30 s; tests wait
+/// less).
+async fn spawn_loadtest_app_holding_for(hold_ttl: Duration) -> TestApp {
+    spawn_app_with(|config| {
+        config.auth.load_test_accounts = true;
+        config.auth.rate_limit = None;
+        config.checkout.hold_ttl = hold_ttl;
+        config.admin = Some(boxoffice::app::AccountSpec {
+            email: ADMIN.to_owned(),
+            password: SecretString::from(ADMIN_PASSWORD.to_owned()),
+        });
+    })
+    .await
+}
+
+/// The figure of `report` named `name`.
+fn figure<'a>(report: &'a Report, name: &str) -> &'a Figure {
+    report
+        .figures
+        .iter()
+        .find(|figure| figure.name == name)
+        .unwrap_or_else(|| panic!("no figure {name:?}: {}", report.to_text()))
 }
 
 /// Runs `boxoffice loadtest` with these extra arguments against `app`.
@@ -359,5 +387,171 @@ async fn a_server_without_load_test_accounts_is_refused_before_any_concert_is_cr
         concerts["items"].as_array().map(Vec::len),
         Some(0),
         "no concert is left behind: {concerts}"
+    );
+}
+
+#[tokio::test]
+async fn checkout_pays_retries_declined_cards_and_waits_out_the_unpaid_holds() {
+    let app = spawn_loadtest_app_holding_for(Duration::from_secs(3)).await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "checkout",
+            "--users",
+            "200",
+            "--concurrency",
+            "8",
+            "--seat-types",
+            "A:60,B:100",
+            "--decline-share",
+            "0.2",
+            "--abandon-share",
+            "25%",
+            "--baseline",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    let phase = &report.phase;
+    // Every user asked for one hold: a seat, or sold out.
+    let held = phase.count(201, None);
+    assert_eq!(held + phase.count(409, Some("sold_out")), 200);
+    // Every 200 is a payment that completed into a confirmed booking.
+    let paid = phase.count(200, None);
+    let confirmed: Vec<u64> = report
+        .seat_types
+        .iter()
+        .map(|seat| seat.confirmed.unwrap())
+        .collect();
+    assert_eq!(confirmed.iter().sum::<u64>(), paid);
+    assert!(confirmed[0] <= 60, "{confirmed:?}");
+    // B has a seat for each of its 100 users (the odd ones): exactly those who pay booked.
+    let b_payers = (1..200)
+        .step_by(2)
+        .filter(|&user| plan_of(user, 0.2, 0.25) != Plan::Abandon)
+        .count() as u64;
+    assert_eq!(confirmed[1], b_payers, "{}", report.to_text());
+    // The unpaid holds were left to expire, and the declined cards were tried again.
+    assert!(held > paid, "{}", report.to_text());
+    assert!(
+        phase.count(402, Some("payment_declined")) > 0,
+        "{}",
+        report.to_text()
+    );
+    let rate = figure(&report, "completed checkouts per second");
+    assert!(rate.value.is_some_and(|rate| rate > 0.0), "{rate:?}");
+    let ratio = figure(
+        &report,
+        "completed checkouts per second ÷ healthz requests per second",
+    );
+    assert!(ratio.met.is_some(), "{ratio:?}");
+    assert!(
+        figure(
+            &report,
+            "unpaid holds' seats all back, after the last expires_at"
+        )
+        .value
+        .is_some()
+    );
+
+    // The server agrees: nothing held, every unpaid seat back.
+    let concert_id = report.concert_id.clone().unwrap();
+    for (seat, confirmed) in report.seat_types.iter().zip(&confirmed) {
+        let remaining = app.remaining(&concert_id, &seat.id).await;
+        assert_eq!(remaining as u64, seat.capacity - confirmed, "{}", seat.name);
+    }
+}
+
+#[tokio::test]
+async fn expiry_brings_every_seat_back_and_others_only_hear_sold_out() {
+    let app = spawn_loadtest_app_holding_for(Duration::from_secs(3)).await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "expiry",
+            "--users",
+            "150",
+            "--concurrency",
+            "6",
+            "--duration",
+            "500ms",
+            "--baseline",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    // 150 holders, one seller of the sold-out seat type, 6 others.
+    assert_eq!(report.users, 157);
+    let holds = &report.parts[0];
+    assert_eq!(holds.name, "holds");
+    assert_eq!(holds.count(201, None), 150);
+    // The others heard nothing but sold out, before, during and after the expiry.
+    assert!(report.phase.requests > 0);
+    assert_eq!(
+        report.phase.count(409, Some("sold_out")),
+        report.phase.requests
+    );
+    let windows: u64 = report.parts[1..].iter().map(|part| part.requests).sum();
+    assert_eq!(windows, report.phase.requests);
+    let seats: Vec<_> = report
+        .seat_types
+        .iter()
+        .map(|seat| (seat.name.as_str(), seat.capacity, seat.confirmed))
+        .collect();
+    assert_eq!(seats, [("Held", 150, Some(0)), ("Gone", 1, Some(1))]);
+    assert!(
+        figure(&report, "every seat back, after the last expires_at")
+            .value
+            .is_some()
+    );
+    let concert_id = report.concert_id.clone().unwrap();
+    assert_eq!(
+        app.remaining(&concert_id, &report.seat_types[0].id).await,
+        150
+    );
+}
+
+#[tokio::test]
+async fn the_checkout_scenarios_refuse_long_hold_times_and_other_concerts() {
+    // Holds of ten minutes (the default) cannot be waited out within a run.
+    let app = spawn_loadtest_app().await;
+    for scenario in ["checkout", "expiry"] {
+        let error = run(&app, &["--scenario", scenario, "--users", "5"])
+            .await
+            .unwrap_err();
+        assert!(format!("{error:#}").contains("--hold-ttl"), "{error:#}");
+        let error = run(
+            &app,
+            &[
+                "--scenario",
+                scenario,
+                "--concert-id",
+                "00000000-0000-0000-0000-000000000000",
+            ],
+        )
+        .await
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("--concert-id"), "{error:#}");
+    }
+    let error = run(
+        &app,
+        &[
+            "--scenario",
+            "checkout",
+            "--decline-share",
+            "0.6",
+            "--abandon-share",
+            "0.5",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("--abandon-share"),
+        "{error:#}"
     );
 }

@@ -86,5 +86,8 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
         confirmed: None,
         checks,
         stage: Some(stage),
+        parts: Vec::new(),
+        figures: Vec::new(),
+        checkouts: None,
     })
 }

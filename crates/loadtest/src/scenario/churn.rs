@@ -204,5 +204,8 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
         confirmed: Some(sold),
         checks,
         stage: Some(stage),
+        parts: Vec::new(),
+        figures: Vec::new(),
+        checkouts: None,
     })
 }

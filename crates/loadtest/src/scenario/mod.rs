@@ -1,15 +1,20 @@
-//! The four scenarios, one module each, and the [`Report`] a run ends in.
+//! The six scenarios, one module each, and the [`Report`] a run ends in.
 //!
 //! Every scenario has the same shape: prepare through the API ([`crate::setup`]), run one
 //! measured phase ([`crate::phase`]), then read the end state back and [`verify::judge`] it
-//! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together.
+//! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together. The two
+//! checkout scenarios also judge the holds ([`crate::holds`]): `checkout` (hold, pay, let
+//! some expire) and `expiry` (a storm of holds falling due, watched by [`seats_back`]).
 //!
 //! [`verify::judge`]: crate::verify::judge
 
 mod browse;
+mod checkout;
 mod churn;
+mod expiry;
 mod onsale;
 mod outcome;
+mod seats_back;
 mod soldout;
 
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use crate::client::Target;
 use crate::phase::Ctx;
 use crate::report::{Ratios, Report, SeatTypeReport};
 
+pub use checkout::{Plan, plan_of};
 pub use onsale::round_robin_expectation;
 
 /// Runs the scenario `args` names against `target`.
@@ -33,11 +39,19 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         "--opens-in schedules the on-sale of the concert `onsale` creates: it needs --scenario \
          onsale and no --concert-id"
     );
-    let outcome = match args.scenario {
+    anyhow::ensure!(
+        args.concert_id.is_none()
+            || !matches!(args.scenario, Scenario::Checkout | Scenario::Expiry),
+        "the checkout and expiry scenarios create their own concert: they need to know its \
+         prices and that nobody else holds its seats (no --concert-id)"
+    );
+    let mut outcome = match args.scenario {
         Scenario::Onsale => onsale::run(&ctx, args).await?,
         Scenario::Churn => churn::run(&ctx, args).await?,
         Scenario::Browse => browse::run(&ctx, args).await?,
         Scenario::Soldout => soldout::run(&ctx, args).await?,
+        Scenario::Checkout => checkout::run(&ctx, args).await?,
+        Scenario::Expiry => expiry::run(&ctx, args).await?,
     };
     let baseline = if args.baseline {
         Some(ctx.baseline(&outcome.phase, args.phase_duration()).await?)
@@ -47,6 +61,10 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
     let ratios = baseline
         .as_ref()
         .and_then(|baseline| Ratios::of(&outcome.phase, baseline));
+    if let Some(checkouts) = outcome.checkouts {
+        let rates = checkout::checkout_figures(checkouts, &outcome.phase, baseline.as_ref());
+        outcome.figures.splice(0..0, rates);
+    }
     let seat_types = outcome
         .stage
         .as_ref()
@@ -77,8 +95,10 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         setup_seconds: outcome.setup.as_secs_f64(),
         expectation: outcome.expectation,
         phase: outcome.phase,
+        parts: outcome.parts,
         baseline,
         ratios,
+        figures: outcome.figures,
         checks: outcome.checks,
         verdict,
     })

@@ -7,7 +7,7 @@ use anyhow::Context;
 use http::HeaderValue;
 
 use crate::phase::Ctx;
-use crate::report::{Check, PhaseStats};
+use crate::report::{Check, Figure, PhaseStats};
 use crate::setup::Stage;
 use crate::verify::{self, Ledger, User};
 
@@ -21,6 +21,37 @@ pub(super) struct Outcome {
     pub(super) chosen: Option<Vec<u64>>,
     pub(super) confirmed: Option<Vec<u64>>,
     pub(super) checks: Vec<Check>,
+    /// Further phases and windows to report (see [`crate::Report::parts`]).
+    pub(super) parts: Vec<PhaseStats>,
+    pub(super) figures: Vec<Figure>,
+    /// `checkout`: the checkouts completed in the phase, reported per second and as a ratio
+    /// to `/healthz` once the baseline is known.
+    pub(super) checkouts: Option<u64>,
+}
+
+impl Outcome {
+    /// What a scenario that reports nothing besides its phase hands back.
+    pub(super) fn new(
+        stage: Option<Stage>,
+        users: usize,
+        setup: Duration,
+        expectation: String,
+        phase: PhaseStats,
+    ) -> Self {
+        Self {
+            stage,
+            users,
+            setup,
+            expectation,
+            phase,
+            chosen: None,
+            confirmed: None,
+            checks: Vec::new(),
+            parts: Vec::new(),
+            figures: Vec::new(),
+            checkouts: None,
+        }
+    }
 }
 
 /// Reads the end state and judges it; returns the checks and the confirmed count per seat type.
