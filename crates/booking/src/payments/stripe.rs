@@ -211,9 +211,16 @@ impl PaymentProvider for Stripe {
         // Keyed by hold and method: two tabs paying with one card confirm once; another card
         // after a decline is another attempt.
         let key = format!("{}-confirm-{}", charge.hold_id, charge.method);
-        let confirmed = self
-            .post(&format!("{path}/confirm"), &[], Some(key))
-            .await?;
+        let confirmed = match self.post(&format!("{path}/confirm"), &[], Some(key)).await {
+            Ok(confirmed) => confirmed,
+            // Refused because another request (a second tab, the client) confirmed it first:
+            // the intent as it now is says whether that payment went through.
+            Err(StripeFailure::Other(why)) => match self.get(&path).await? {
+                intent if intent.status == "succeeded" => intent,
+                _ => return Err(PaymentError::Unavailable(why)),
+            },
+            Err(failure) => return Err(failure.into()),
+        };
         match confirmed.status.as_str() {
             "succeeded" => Ok(confirmed.id),
             "requires_payment_method" => Err(PaymentError::Declined(
