@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::command::{
-    Admin, BookOutcome, BookRequest, Canceller, Command, NotQueued, Reply, Wiring, replay,
+    Admin, BookOutcome, BookRequest, Canceller, Command, Made, NotQueued, Reply, Wiring, replay,
 };
 use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
 use crate::error::BookingError;
@@ -227,14 +227,9 @@ impl BookingService {
         if let Some(key) = &key {
             // Boxed: the lookup's future (a query on either engine) is large, and kept inline it
             // would make every `book` future as large, sold-out answers included.
-            let saved = Box::pin(
-                self.inner
-                    .store
-                    .saved_response(caller.user_id, key.as_str()),
-            )
-            .await?;
-            if let Some(saved) = saved {
-                return replay(saved, &request_fingerprint(concert_id, seat_type_id));
+            let fingerprint = request_fingerprint(concert_id, seat_type_id);
+            if let Some(made) = Box::pin(self.replayed(caller.user_id, key, fingerprint)).await? {
+                return Ok(made);
             }
         }
         self.precheck(concert_id, seat_type_id)
@@ -254,6 +249,25 @@ impl BookingService {
             metrics::counter!("bookings_total", "outcome" => "created").increment(1);
         }
         Ok(outcome)
+    }
+
+    /// The answer an Idempotency-Key the user sent before stands for: the saved one again for
+    /// the same request (`fingerprint`), a refusal for another; `None` for a key not seen yet.
+    async fn replayed<T>(
+        &self,
+        user_id: Uuid,
+        key: &IdempotencyKey,
+        fingerprint: [u8; 32],
+    ) -> Result<Option<Made<T>>, BookingError> {
+        match self
+            .inner
+            .store
+            .saved_response(user_id, key.as_str())
+            .await?
+        {
+            Some(saved) => replay(saved, &fingerprint).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The checks the view answers exactly, without the writer. A concert or seat type the view

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{BookingService, Inner};
-use crate::command::{Command, HoldOutcome, Made, replay};
+use crate::command::{Command, HoldOutcome, Made};
 use crate::domain::IdempotencyKey;
 use crate::error::BookingError;
 use crate::hold::{Failed, Hold, HoldRequest, HoldStatus, Intent, Paid, hold_fingerprint};
@@ -33,14 +33,9 @@ impl BookingService {
         key: Option<IdempotencyKey>,
     ) -> Result<HoldOutcome, BookingError> {
         if let Some(key) = &key {
-            let saved = Box::pin(
-                self.inner
-                    .store
-                    .saved_response(caller.user_id, key.as_str()),
-            )
-            .await?;
-            if let Some(saved) = saved {
-                return replay(saved, &hold_fingerprint(concert_id, seat_type_id));
+            let fingerprint = hold_fingerprint(concert_id, seat_type_id);
+            if let Some(made) = Box::pin(self.replayed(caller.user_id, key, fingerprint)).await? {
+                return Ok(made);
             }
         }
         self.precheck(concert_id, seat_type_id)?;

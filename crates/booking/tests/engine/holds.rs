@@ -31,38 +31,15 @@ async fn hold(engine: &Engine, user: AuthUser, concert_id: Uuid, seat: Uuid) -> 
 
 /// How many holds of the seat type are stored with `status`.
 async fn holds_with(engine: &Engine, seat_type_id: Uuid, status: &str) -> i64 {
-    let query = "SELECT count(*) FROM holds WHERE seat_type_id = $1 AND status = $2";
-    match &engine.store {
-        Store::Sqlite(db) => sqlx::query_scalar(query)
-            .bind(seat_type_id)
-            .bind(status)
-            .fetch_one(&db.read)
-            .await
-            .unwrap(),
-        Store::Postgres(db) => sqlx::query_scalar(query)
-            .bind(seat_type_id)
-            .bind(status)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap(),
-    }
+    let query =
+        format!("SELECT count(*) FROM holds WHERE seat_type_id = $1 AND status = '{status}'");
+    count_of(engine, &query, seat_type_id).await
 }
 
 /// How many refunds of the hold the provider has confirmed.
 async fn refunded(engine: &Engine, hold_id: Uuid) -> i64 {
     let query = "SELECT count(*) FROM refunds WHERE hold_id = $1 AND refunded_at IS NOT NULL";
-    match &engine.store {
-        Store::Sqlite(db) => sqlx::query_scalar(query)
-            .bind(hold_id)
-            .fetch_one(&db.read)
-            .await
-            .unwrap(),
-        Store::Postgres(db) => sqlx::query_scalar(query)
-            .bind(hold_id)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap(),
-    }
+    count_of(engine, query, hold_id).await
 }
 
 /// Waits until the refund worker has handed the hold's refund over and the hold says so.
@@ -84,19 +61,12 @@ async fn until_refunded(engine: &Engine, user: AuthUser, hold_id: Uuid) {
 
 /// How many refunds are queued for the hold.
 async fn refunds_of(engine: &Engine, hold_id: Uuid) -> i64 {
-    let query = "SELECT count(*) FROM refunds WHERE hold_id = $1";
-    match &engine.store {
-        Store::Sqlite(db) => sqlx::query_scalar(query)
-            .bind(hold_id)
-            .fetch_one(&db.read)
-            .await
-            .unwrap(),
-        Store::Postgres(db) => sqlx::query_scalar(query)
-            .bind(hold_id)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap(),
-    }
+    count_of(
+        engine,
+        "SELECT count(*) FROM refunds WHERE hold_id = $1",
+        hold_id,
+    )
+    .await
 }
 
 fn paid(hold: &Hold, user: AuthUser) -> Paid {
@@ -329,19 +299,12 @@ on_every_backend! {
 
 /// How many of a provider's events about the hold are recorded.
 async fn events_of(engine: &Engine, hold_id: Uuid) -> i64 {
-    let query = "SELECT count(*) FROM payment_events WHERE hold_id = $1";
-    match &engine.store {
-        Store::Sqlite(db) => sqlx::query_scalar(query)
-            .bind(hold_id)
-            .fetch_one(&db.read)
-            .await
-            .unwrap(),
-        Store::Postgres(db) => sqlx::query_scalar(query)
-            .bind(hold_id)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap(),
-    }
+    count_of(
+        engine,
+        "SELECT count(*) FROM payment_events WHERE hold_id = $1",
+        hold_id,
+    )
+    .await
 }
 
 fn succeeded(event: &str, hold: &Hold) -> ProviderEvent {

@@ -20,7 +20,7 @@ use boxoffice_booking::command::BookOutcome;
 use boxoffice_booking::domain::{Booking, BookingStatus, IdempotencyKey};
 use boxoffice_booking::payments::Checkout;
 use boxoffice_shared::clients::{
-    BookingEmail, ConcertInventory, EmailKind, Inventory, OutboxSource, SeatInventory,
+    BookingEmail, ConcertInventory, EmailKind, EmailPayment, Inventory, OutboxSource, SeatInventory,
 };
 use boxoffice_shared::clock::{Clock, ManualClock, SharedClock};
 use boxoffice_shared::db::{PgStore, SqliteStore, Store};
@@ -243,6 +243,23 @@ async fn counts(engine: &Engine, seat_type_id: Uuid) -> (i64, i64, i64) {
             .unwrap();
             (capacity, remaining, confirmed)
         }
+    }
+}
+
+/// A count read from the store: `query`, with `id` as its one parameter (`$1`).
+async fn count_of(engine: &Engine, query: &str, id: Uuid) -> i64 {
+    let query = sqlx::AssertSqlSafe(query.to_owned());
+    match &engine.store {
+        Store::Sqlite(db) => sqlx::query_scalar(query)
+            .bind(id)
+            .fetch_one(&db.read)
+            .await
+            .unwrap(),
+        Store::Postgres(db) => sqlx::query_scalar(query)
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap(),
     }
 }
 
@@ -1093,7 +1110,11 @@ on_every_backend! {
             price_cents: 5_000,
             currency: "USD".into(),
             at,
-            payment: None,
+            // A priced seat booked in one step is paid through the simulated provider.
+            payment: Some(EmailPayment {
+                provider: "simulated".into(),
+                amount_cents: 5_000,
+            }),
         };
         let of_kind = |kind| {
             claimed

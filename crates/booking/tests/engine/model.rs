@@ -142,18 +142,7 @@ async fn live_holds(engine: &Engine, seat_type_id: Uuid, now: OffsetDateTime) ->
 /// Holds of the seat type stored `active`, due or not: their seats are out of `remaining`.
 async fn stored_active_holds(engine: &Engine, seat_type_id: Uuid) -> i64 {
     let query = "SELECT count(*) FROM holds WHERE seat_type_id = $1 AND status = 'active'";
-    match &engine.store {
-        Store::Sqlite(db) => sqlx::query_scalar(query)
-            .bind(seat_type_id)
-            .fetch_one(&db.read)
-            .await
-            .unwrap(),
-        Store::Postgres(db) => sqlx::query_scalar(query)
-            .bind(seat_type_id)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap(),
-    }
+    count_of(engine, query, seat_type_id).await
 }
 
 /// Random sequences over four users and two small seat types behave exactly like the model: a
