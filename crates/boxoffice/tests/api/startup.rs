@@ -47,6 +47,22 @@ async fn a_data_dir_that_is_a_file_is_named_as_such() {
 }
 
 #[tokio::test]
+async fn stripe_without_its_keys_names_the_variables_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = failed_start(&[
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--payments",
+        "stripe",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ])
+    .await;
+    assert!(said.contains("BOXOFFICE_STRIPE_SECRET_KEY"), "{said}");
+    assert!(said.contains("BOXOFFICE_STRIPE_WEBHOOK_SECRET"), "{said}");
+}
+
+#[tokio::test]
 async fn an_unreachable_postgresql_is_named_and_no_key_file_is_left_behind() {
     let dir = tempfile::tempdir().unwrap();
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
