@@ -243,13 +243,12 @@ impl PaymentProvider for Stripe {
         self.post("/v1/refunds", &form, Some(refund.id.to_string()))
             .await
             .map(|_| ())
+            // A refund Stripe refuses is retried like an unreachable Stripe; its reason is kept
+            // with the refund.
             .map_err(|failure| match failure {
-                // A refund Stripe refuses is retried like an unreachable Stripe; its reason is
-                // kept with the refund.
-                StripeFailure::Declined(why) | StripeFailure::Missing(why) => {
-                    PaymentError::Unavailable(why)
-                }
-                StripeFailure::Other(why) => PaymentError::Unavailable(why),
+                StripeFailure::Declined(why)
+                | StripeFailure::Missing(why)
+                | StripeFailure::Other(why) => PaymentError::Unavailable(why),
             })
     }
 
@@ -291,10 +290,7 @@ pub fn verify_signature(
     if signatures.is_empty() {
         return Err(EventError::Signature("no v1 signature"));
     }
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
-    let mut signed = timestamp.to_string().into_bytes();
-    signed.push(b'.');
-    signed.extend_from_slice(payload);
+    let (key, signed) = signing(secret, timestamp, payload);
     if !signatures
         .iter()
         .any(|signature| hmac::verify(&key, &signed, signature).is_ok())
@@ -313,12 +309,18 @@ pub fn verify_signature(
 /// The header Stripe would send for `payload` at `timestamp` (for tests and tools that play
 /// Stripe).
 pub fn sign(secret: &[u8], timestamp: i64, payload: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let (key, signed) = signing(secret, timestamp, payload);
+    let tag = hmac::sign(&key, &signed);
+    format!("t={timestamp},v1={}", hex::encode(tag.as_ref()))
+}
+
+/// The key and the message of the `Stripe-Signature` scheme: HMAC-SHA256 under the webhook
+/// secret of `"<timestamp>.<payload>"`.
+fn signing(secret: &[u8], timestamp: i64, payload: &[u8]) -> (hmac::Key, Vec<u8>) {
     let mut signed = timestamp.to_string().into_bytes();
     signed.push(b'.');
     signed.extend_from_slice(payload);
-    let tag = hmac::sign(&key, &signed);
-    format!("t={timestamp},v1={}", hex::encode(tag.as_ref()))
+    (hmac::Key::new(hmac::HMAC_SHA256, secret), signed)
 }
 
 #[derive(Debug, Deserialize)]

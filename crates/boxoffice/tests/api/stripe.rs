@@ -150,6 +150,37 @@ async fn concert(app: &TestApp, admin: &str, capacity: u64) -> (String, String, 
     (id_of(&concert), seat(0), seat(1))
 }
 
+/// A Stripe deployment with a concert and one fan holding a priced seat.
+struct Checkout {
+    peer: StripePeer,
+    app: TestApp,
+    concert: String,
+    priced: String,
+    fan: crate::helpers::Session,
+    hold: Value,
+}
+
+/// Starts a peer and a server paying through it (receiving the peer's webhooks when
+/// `webhooks`), and has the fan `email` hold a priced seat; `None` where the peer cannot run.
+async fn checkout(test: &str, email: &str, webhooks: bool) -> Option<Checkout> {
+    let peer = StripePeer::start(test).await?;
+    let (app, admin) = stripe_app(&peer).await;
+    if webhooks {
+        peer.deliver_to(&app).await;
+    }
+    let (concert, priced, _) = concert(&app, &admin, 5).await;
+    let fan = app.register_user(email).await;
+    let hold = app.hold_ok(&fan.access_token, &concert, &priced).await;
+    Some(Checkout {
+        peer,
+        app,
+        concert,
+        priced,
+        fan,
+        hold,
+    })
+}
+
 /// The PaymentIntent of a hold as the API shows it (its id is the client secret's prefix).
 fn intent_of(hold: &Value) -> String {
     let secret = hold["payment"]["client_secret"]
@@ -254,14 +285,22 @@ async fn a_hold_paid_through_stripe_books_the_seat_and_a_cancel_refunds_it() {
 
 #[tokio::test]
 async fn a_payment_the_client_confirms_with_stripe_completes_the_hold_by_webhook() {
-    let Some(peer) = StripePeer::start("a_payment_the_client_confirms_with_stripe").await else {
+    let Some(Checkout {
+        peer,
+        app,
+        concert,
+        priced,
+        fan,
+        hold,
+    }) = checkout(
+        "a_payment_the_client_confirms_with_stripe",
+        "stripe-js@example.com",
+        true,
+    )
+    .await
+    else {
         return;
     };
-    let (app, admin) = stripe_app(&peer).await;
-    peer.deliver_to(&app).await;
-    let (concert, priced, _) = concert(&app, &admin, 5).await;
-    let fan = app.register_user("stripe-js@example.com").await;
-    let hold = app.hold_ok(&fan.access_token, &concert, &priced).await;
 
     let confirmed = peer
         .confirm_as_client(&intent_of(&hold), "pm_card_visa")
@@ -283,14 +322,22 @@ async fn a_payment_the_client_confirms_with_stripe_completes_the_hold_by_webhook
 
 #[tokio::test]
 async fn a_declined_card_marks_the_payment_failed_and_keeps_the_hold() {
-    let Some(peer) = StripePeer::start("a_declined_card_marks_the_payment_failed").await else {
+    let Some(Checkout {
+        peer: _peer,
+        app,
+        concert,
+        priced,
+        fan,
+        hold,
+    }) = checkout(
+        "a_declined_card_marks_the_payment_failed",
+        "stripe-declined@example.com",
+        true,
+    )
+    .await
+    else {
         return;
     };
-    let (app, admin) = stripe_app(&peer).await;
-    peer.deliver_to(&app).await;
-    let (concert, priced, _) = concert(&app, &admin, 5).await;
-    let fan = app.register_user("stripe-declined@example.com").await;
-    let hold = app.hold_ok(&fan.access_token, &concert, &priced).await;
 
     // Attaching this card succeeds and charging it fails, at Stripe and at localstripe (which
     // declines pm_card_visa_chargeDeclined only when it is attached to a customer).
@@ -371,14 +418,23 @@ async fn post_event(app: &TestApp, payload: &[u8], signature: Option<String>) ->
 
 #[tokio::test]
 async fn forged_stale_and_replayed_webhooks_change_nothing() {
-    let Some(peer) = StripePeer::start("forged_stale_and_replayed_webhooks").await else {
+    // No webhook registered with the peer: only the events below arrive.
+    let Some(Checkout {
+        peer,
+        app,
+        concert,
+        priced,
+        fan,
+        hold,
+    }) = checkout(
+        "forged_stale_and_replayed_webhooks",
+        "stripe-webhook@example.com",
+        false,
+    )
+    .await
+    else {
         return;
     };
-    // No webhook registered with the peer: only the events below arrive.
-    let (app, admin) = stripe_app(&peer).await;
-    let (concert, priced, _) = concert(&app, &admin, 5).await;
-    let fan = app.register_user("stripe-webhook@example.com").await;
-    let hold = app.hold_ok(&fan.access_token, &concert, &priced).await;
     let (hold_id, intent) = (id_of(&hold), intent_of(&hold));
     peer.confirm_as_client(&intent, "pm_card_visa").await;
     let payload = event(
