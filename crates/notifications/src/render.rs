@@ -166,19 +166,20 @@ impl<'a> View<'a> {
         let booking = &self.message.booking;
         let payment = booking.payment.as_ref()?;
         let amount = format_price(payment.amount_cents, &booking.currency);
-        let through = match payment.provider.as_str() {
-            "stripe" => "by card through Stripe".to_owned(),
+        let (paid, refunded) = match payment.provider.as_str() {
+            "stripe" => (
+                "by card through Stripe".to_owned(),
+                "back to the card it was paid with, through Stripe".to_owned(),
+            ),
             "simulated" => {
-                "through the simulated payment provider (a test: no money moved)".to_owned()
+                let test = "through the simulated payment provider (a test: no money moved)";
+                (test.to_owned(), test.to_owned())
             }
-            other => format!("through {other}"),
+            other => (format!("through {other}"), format!("through {other}")),
         };
         Some(match self.message.kind {
-            EmailKind::BookingConfirmed => ("Paid", format!("{amount}, {through}")),
-            EmailKind::BookingCancelled => (
-                "Refund",
-                format!("{amount}, in full, to the way it was paid ({through})"),
-            ),
+            EmailKind::BookingConfirmed => ("Paid", format!("{amount}, {paid}")),
+            EmailKind::BookingCancelled => ("Refund", format!("{amount}, in full, {refunded}")),
         })
     }
 
