@@ -41,7 +41,10 @@ async fn start(dir: &std::path::Path) -> BookingService {
         authenticator,
         boxoffice_shared::clock::system(),
         None,
-        boxoffice_booking::payments::Checkout::default(),
+        boxoffice_booking::service::Selling {
+            checkout: boxoffice_booking::payments::Checkout::default(),
+            tickets: boxoffice_booking::service::Tickets::unnamed(),
+        },
         CancellationToken::new(),
         &TaskTracker::new(),
     )

@@ -178,7 +178,10 @@ fn main() {
             authenticator,
             boxoffice_shared::clock::system(),
             None,
-            boxoffice_booking::payments::Checkout::default(),
+            boxoffice_booking::service::Selling {
+                checkout: boxoffice_booking::payments::Checkout::default(),
+                tickets: boxoffice_booking::service::Tickets::unnamed(),
+            },
             stop.clone(),
             &TaskTracker::new(),
         )

@@ -35,14 +35,26 @@ pub enum BookingError {
     PaymentDeclined(String),
     #[error("payment provider unavailable: {0}")]
     PaymentUnavailable(String),
+    /// Another service this one asks (Auth, for a holder's name) does not answer.
+    #[error("a peer service is unavailable: {0}")]
+    PeerUnavailable(String),
     /// A priced seat booked in one step while the provider needs the client to confirm.
     #[error("payment required")]
     PaymentRequired,
     /// A payment provider's event whose signature does not verify.
     #[error("invalid signature: {0}")]
     InvalidSignature(String),
+    /// Not a ticket code of this deployment (garbage, forged, altered), or another concert's.
+    #[error("invalid ticket: {0}")]
+    InvalidTicket(&'static str),
+    #[error("ticket cancelled")]
+    TicketCancelled,
+    /// The ticket's one successful scan was at this instant.
+    #[error("already checked in")]
+    AlreadyCheckedIn(time::OffsetDateTime),
+    /// Authenticated without the role this needs, named here ("admin", "staff or admin").
     #[error("forbidden")]
-    Forbidden,
+    Forbidden(&'static str),
     /// Too many writes by this user or client address; retry after this many seconds.
     #[error("rate limited")]
     RateLimited(u64),
@@ -115,13 +127,27 @@ impl From<BookingError> for Problem {
                  POST /api/v1/holds, then pay it",
             ),
             InvalidSignature(why) => Problem::new(ErrorCode::InvalidSignature, why),
-            Forbidden => Problem::new(ErrorCode::Forbidden, "this action needs the admin role"),
+            InvalidTicket(why) => Problem::new(
+                ErrorCode::InvalidTicket,
+                format!("not a valid ticket for this concert: {why}"),
+            ),
+            TicketCancelled => Problem::new(
+                ErrorCode::TicketCancelled,
+                "this ticket's booking is cancelled: do not let it in",
+            ),
+            AlreadyCheckedIn(at) => Problem::already_checked_in(at),
+            Forbidden(role) => Problem::new(
+                ErrorCode::Forbidden,
+                format!("this action needs the {role} role"),
+            ),
             RateLimited(seconds) => Problem::new(
                 ErrorCode::RateLimited,
                 "too many bookings and cancels in a short time; try again later",
             )
             .with_retry_after(seconds),
-            WriterStopped | PaymentUnavailable(_) => Problem::unavailable(&error),
+            WriterStopped | PaymentUnavailable(_) | PeerUnavailable(_) => {
+                Problem::unavailable(&error)
+            }
             Store(ref cause) if is_unavailable(cause) => Problem::unavailable(&error),
             Writer(rusqlite::Error::SqliteFailure(failure, _))
                 if matches!(
@@ -197,7 +223,13 @@ mod tests {
                 InvalidSignature("no v1 signature matches".into()),
                 ErrorCode::InvalidSignature,
             ),
-            (Forbidden, ErrorCode::Forbidden),
+            (InvalidTicket("forged"), ErrorCode::InvalidTicket),
+            (TicketCancelled, ErrorCode::TicketCancelled),
+            (
+                AlreadyCheckedIn(time::OffsetDateTime::UNIX_EPOCH),
+                ErrorCode::AlreadyCheckedIn,
+            ),
+            (Forbidden("admin"), ErrorCode::Forbidden),
             (WriterStopped, ErrorCode::Unavailable),
             (Store(sqlx::Error::PoolTimedOut), ErrorCode::Unavailable),
             (Store(sqlx::Error::RowNotFound), ErrorCode::Internal),

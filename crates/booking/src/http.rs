@@ -1,10 +1,11 @@
 //! The Booking routes (API contract, "Bookings", plus the availability and sales reads of
 //! "Concerts", which come from this service's store). The availability stream (server-sent
-//! events) is in [`stream`].
+//! events) is in [`stream`]; tickets and check-in in [`tickets`].
 
 pub mod holds;
 pub mod payments;
 pub mod stream;
+pub mod tickets;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -44,6 +45,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .routes(routes!(get_sales))
         .merge(holds::router())
         .merge(payments::router())
+        .merge(tickets::router())
         .with_state(service)
 }
 
@@ -422,7 +424,7 @@ pub async fn get_sales(
     Path(id): Path<String>,
 ) -> Result<Json<SalesResponse>, BookingError> {
     if !caller.is_admin() {
-        return Err(BookingError::Forbidden);
+        return Err(BookingError::Forbidden("admin"));
     }
     let id = parse_id(&id, BookingError::ConcertNotFound)?;
     let report = service.sales(id).await?;

@@ -12,6 +12,7 @@
 //! [`store::BookingStore`], implemented once per engine. Neither engine imports the other, and
 //! no module imports one that imports it back.
 //! - [`domain`]: booking status, the idempotency key, and the pure rules of when sales are open.
+//! - [`checkin`]: the rule of the door — what a scan of a ticket comes to — for both engines.
 //! - [`command`]: what the service asks of a store's writer ([`command::Command`]) and what it
 //!   is answered; the one place a booking is made and a writer's batch is filled.
 //! - [`hold`]: holds (a seat kept while the fan pays) and their payments, as the API shows them,
@@ -43,10 +44,14 @@
 //! - [`http`]: the routes: `/api/v1/bookings…`, the concert availability and sales reads, the
 //!   availability stream (`http/stream.rs`), checkout, `/api/v1/holds…` (`http/holds.rs`), and
 //!   the payment provider's webhook, `/api/v1/payments/stripe/webhook` (`http/payments.rs`).
+//! - [`ticket`]: ticket codes signed with the deployment's Ed25519 ticket key, verifiable
+//!   offline; check-ins are the store's (`checkin` of each engine), their rules in
+//!   `service/tickets.rs`.
 //! - [`error`]: [`BookingError`] and its problem codes.
 //! - [`open`]: opening Booking for one process: store, writer, limits on writes, and the routes
 //!   its peers call in a split deployment.
 
+pub mod checkin;
 pub mod command;
 pub mod domain;
 pub mod error;
@@ -60,6 +65,7 @@ pub mod rows;
 pub mod service;
 pub mod sqlite;
 pub mod store;
+pub mod ticket;
 pub mod view;
 
 pub use error::BookingError;

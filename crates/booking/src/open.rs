@@ -14,7 +14,7 @@ use boxoffice_shared::remote::{inventory_routes, outbox_routes};
 use boxoffice_shared::token::Authenticator;
 
 use crate::payments::Checkout;
-use crate::service::{BookingService, LocalWorker};
+use crate::service::{BookingService, LocalWorker, Selling, Tickets};
 
 /// What Booking is opened with.
 pub struct Setup<'a> {
@@ -29,6 +29,8 @@ pub struct Setup<'a> {
     pub write_limiter: Option<Arc<dyn WriteLimiter>>,
     /// How long holds last and who takes the money.
     pub checkout: Checkout,
+    /// The ticket key and where holders' names are looked up.
+    pub tickets: Tickets,
 }
 
 /// Opens the Booking store and starts its writer; in a split deployment, serves the inventory
@@ -49,7 +51,10 @@ pub async fn open(
         authenticator.clone(),
         setup.clock,
         setup.worker,
-        setup.checkout,
+        Selling {
+            checkout: setup.checkout,
+            tickets: setup.tickets,
+        },
         wiring.stop.clone(),
         wiring.tasks,
     )

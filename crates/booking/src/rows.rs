@@ -1,5 +1,5 @@
 //! What both stores read alike through sqlx, written once for both: a booking by id, a saved
-//! answer, the outbox's depth and the sales report, and the rows they decode. The engines differ
+//! answer, the outbox's depth, the sales report, a ticket and the check-in counts, and the rows they decode. The engines differ
 //! only in how they keep an instant (milliseconds on SQLite, `timestamptz` on PostgreSQL) and a
 //! status code, which [`StoredRow`] hides; `$n` placeholders serve both. What the engines read
 //! differently (a page of bookings, the inventory) stays in their own `reads`.
@@ -13,6 +13,7 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::checkin::{SeatCheckins, TicketRow};
 use crate::command::{SalesRows, SavedResponse, SeatSalesRow};
 use crate::domain::{Booking, BookingPayment, BookingStatus};
 use crate::error::BookingError;
@@ -314,4 +315,80 @@ where
     .fetch_all(executor)
     .await?;
     Ok(Some(sales_from_rows(&seats, &counts)?))
+}
+
+/// A ticket: its booking and its check-in, if any.
+pub async fn ticket_row<'c, DB, E>(
+    executor: E,
+    booking_id: Uuid,
+) -> Result<Option<TicketRow>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let row = sqlx::query::<DB>(
+        "SELECT b.user_id, b.concert_id, b.seat_type_id, b.status, c.checked_in_at, c.nonce
+         FROM bookings b LEFT JOIN checkins c ON c.booking_id = b.id
+         WHERE b.id = $1",
+    )
+    .bind(booking_id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Some(TicketRow {
+        booking_id,
+        user_id: row.try_get("user_id")?,
+        concert_id: row.try_get("concert_id")?,
+        seat_type_id: row.try_get("seat_type_id")?,
+        status: BookingStatus::parse(&status)
+            .ok_or_else(|| BookingError::Corrupt(format!("booking status {status}")))?,
+        checked_in_at: row.instant("checked_in_at")?,
+        nonce: row.try_get("nonce")?,
+    }))
+}
+
+/// Confirmed and checked-in tickets of concert `concert_id`, per seat type that has any.
+pub async fn checkin_counts<'c, DB, E>(
+    executor: E,
+    concert_id: Uuid,
+) -> Result<HashMap<Uuid, SeatCheckins>, BookingError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let rows = sqlx::query::<DB>(
+        "SELECT b.seat_type_id, count(*) AS confirmed, count(c.booking_id) AS checked_in
+         FROM bookings b LEFT JOIN checkins c ON c.booking_id = b.id
+         WHERE b.concert_id = $1 AND b.status = 'confirmed'
+         GROUP BY b.seat_type_id",
+    )
+    .bind(concert_id)
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("seat_type_id")?,
+                SeatCheckins {
+                    confirmed: row.try_get("confirmed")?,
+                    checked_in: row.try_get("checked_in")?,
+                },
+            ))
+        })
+        .collect()
 }

@@ -1,7 +1,10 @@
 //! [`BookingService`]: what the handlers and the other services call. Bookings, cancels and
-//! reads here; holds, payments and refunds in `checkout`.
+//! reads here; holds, payments and refunds in `checkout`; tickets and check-in in `tickets`.
 
 mod checkout;
+mod tickets;
+
+pub use tickets::{Admitted, SeatTypeCheckins, Ticket, TicketStatus, Tickets};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use boxoffice_shared::clients::{
-    Availability, ClientError, ConcertInventory, Inventory, OutboxMessage, OutboxSource,
+    Availability, ClientError, ConcertInventory, EmailKind, Inventory, OutboxMessage, OutboxSource,
     WriteLimiter,
 };
 use boxoffice_shared::clock::SharedClock;
@@ -54,6 +57,14 @@ pub struct SeatSales {
     pub currency: String,
 }
 
+/// How the service sells: who takes the money and for how long a hold keeps its seat, and how
+/// tickets are signed and whose names they carry.
+#[derive(Clone)]
+pub struct Selling {
+    pub checkout: Checkout,
+    pub tickets: Tickets,
+}
+
 /// The notifications worker of this process, as Booking sees it.
 #[derive(Debug, Clone)]
 pub struct LocalWorker {
@@ -77,6 +88,8 @@ struct Inner {
     checkout: Checkout,
     /// Poked when a refund may have been queued, so the refund worker looks at once.
     refund_waker: Arc<Notify>,
+    /// The ticket key and the holders' names.
+    tickets: Tickets,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -97,7 +110,7 @@ impl BookingService {
         authenticator: Authenticator,
         clock: SharedClock,
         worker: Option<LocalWorker>,
-        checkout: Checkout,
+        selling: Selling,
         stop: CancellationToken,
         tasks: &TaskTracker,
     ) -> anyhow::Result<Self> {
@@ -121,8 +134,9 @@ impl BookingService {
                 events: events.clone(),
                 stop: stop.clone(),
                 write_limiter: std::sync::OnceLock::new(),
-                checkout,
+                checkout: selling.checkout,
                 refund_waker: Arc::new(Notify::new()),
+                tickets: selling.tickets,
             }),
         };
         tasks.spawn(checkout::run_refunds(
@@ -429,7 +443,15 @@ impl Inventory for BookingService {
 #[async_trait]
 impl OutboxSource for BookingService {
     async fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, ClientError> {
-        Ok(self.inner.store.claim_outbox(limit, lease).await?)
+        let mut messages = self.inner.store.claim_outbox(limit, lease).await?;
+        for message in &mut messages {
+            if message.kind == EmailKind::BookingConfirmed {
+                let booking = &mut message.booking;
+                booking.ticket_code =
+                    Some(self.ticket_code(booking.booking_id, booking.concert_id));
+            }
+        }
+        Ok(messages)
     }
 
     async fn acknowledge(&self, message_ids: &[Uuid]) -> Result<(), ClientError> {

@@ -12,6 +12,7 @@
 //! tells the engines apart. It is a `match`, not a trait object, so a booking's way to the
 //! writer costs no allocation and no indirect call.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use boxoffice_shared::clients::OutboxMessage;
@@ -20,6 +21,7 @@ use time::OffsetDateTime;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+use crate::checkin::{Scan, SeatCheckins, TicketRow};
 use crate::command::{Command, NotQueued, Refund, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
@@ -138,6 +140,25 @@ impl BookingStore {
     /// The sales report's rows of one concert; `None` when Booking does not sell it.
     pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
         dispatch!(self, engine => engine.sales(concert_id).await)
+    }
+
+    /// A ticket: its booking and its check-in, if any.
+    pub async fn ticket_row(&self, booking_id: Uuid) -> Result<Option<TicketRow>, BookingError> {
+        dispatch!(self, engine => rows::ticket_row(engine.read_pool(), booking_id).await)
+    }
+
+    /// Checks a scanned ticket in now; `None` when it was checked in already. The schema refuses
+    /// a cancelled booking (`ticket_cancelled`).
+    pub async fn insert_checkin(&self, scan: Scan) -> Result<Option<OffsetDateTime>, BookingError> {
+        dispatch!(self, engine => engine.insert_checkin(scan).await)
+    }
+
+    /// Confirmed and checked-in tickets of a concert, per seat type that has any.
+    pub async fn checkin_counts(
+        &self,
+        concert_id: Uuid,
+    ) -> Result<HashMap<Uuid, SeatCheckins>, BookingError> {
+        dispatch!(self, engine => rows::checkin_counts(engine.read_pool(), concert_id).await)
     }
 
     /// How many messages wait in the outbox.

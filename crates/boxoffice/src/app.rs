@@ -12,6 +12,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use boxoffice_auth::AuthService;
 use boxoffice_auth::domain::{Email, FullName, Password};
+use boxoffice_booking::service::Tickets;
+use boxoffice_booking::ticket::TicketKeys;
 use boxoffice_booking::{BookingService, LocalWorker};
 use boxoffice_catalog::CatalogService;
 use boxoffice_notifications::WorkerWaker;
@@ -19,6 +21,7 @@ use boxoffice_shared::clients::{Inventory, OutboxSource, UserDirectory};
 use boxoffice_shared::component::{Component, Peer, ReadyCheck, Wiring};
 use boxoffice_shared::db::Store;
 use boxoffice_shared::extract::MAX_BODY_BYTES;
+use boxoffice_shared::remote::RemoteDirectory;
 use boxoffice_shared::token::Authenticator;
 use boxoffice_shared::token::Role;
 use reqwest::Url;
@@ -86,9 +89,16 @@ impl Services {
         };
 
         let email_waker = WorkerWaker::new();
+        let users = auth
+            .clone()
+            .map(|auth| Arc::new(auth) as Arc<dyn UserDirectory>);
         let booking = match roles.booking {
             true => {
-                let setup = booking_setup(config, &email_waker)?;
+                let holders = match peer(users.clone(), &peers.auth) {
+                    Peer::InProcess(users) => users,
+                    Peer::Remote(urls) => wiring.failover(urls, RemoteDirectory::new)?,
+                };
+                let setup = booking_setup(config, &email_waker, holders)?;
                 let (booking, component) =
                     boxoffice_booking::open::open(&wiring, setup, &authenticator).await?;
                 parts.merge(component);
@@ -101,9 +111,6 @@ impl Services {
             let outbox = booking
                 .clone()
                 .map(|booking| Arc::new(booking) as Arc<dyn OutboxSource>);
-            let users = auth
-                .clone()
-                .map(|auth| Arc::new(auth) as Arc<dyn UserDirectory>);
             let component = boxoffice_notifications::open::open(
                 &wiring,
                 mail(config),
@@ -184,6 +191,7 @@ fn peer<'a, T: ?Sized>(local: Option<Arc<T>>, urls: &'a [Url]) -> Peer<'a, Arc<T
 fn booking_setup<'a>(
     config: &'a Config,
     email_waker: &WorkerWaker,
+    holders: Arc<dyn UserDirectory>,
 ) -> anyhow::Result<boxoffice_booking::open::Setup<'a>> {
     let worker = match config.roles.notifications {
         true => Some(LocalWorker {
@@ -203,6 +211,13 @@ fn booking_setup<'a>(
         worker,
         write_limiter,
         checkout: config.checkout.clone(),
+        tickets: Tickets {
+            keys: Arc::new(TicketKeys::load(
+                config.ticket_key_file.as_deref(),
+                &config.data_dir,
+            )?),
+            holders,
+        },
     })
 }
 

@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// Bookings and cancels from one client address within 10 seconds, whatever the users.
     #[arg(long, env = "BOXOFFICE_WRITES_PER_ADDRESS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub writes_per_address: u32,
+    /// Ed25519 private key (PKCS#8 PEM) that signs ticket codes; every Booking instance of a
+    /// split deployment needs the same one. Default: a key generated into the data directory.
+    #[arg(long, env = "BOXOFFICE_TICKET_KEY_FILE")]
+    pub ticket_key_file: Option<PathBuf>,
     /// Seconds a hold keeps its seat while the fan pays; at `expires_at` the seat returns.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(30..=3600))]
     pub hold_ttl: u64,
@@ -359,6 +363,7 @@ impl ServeArgs {
             }),
             _ => None,
         };
+        config.ticket_key_file = self.ticket_key_file;
         config.checkout.hold_ttl = std::time::Duration::from_secs(self.hold_ttl);
         if self.payments == PaymentsArg::Stripe {
             let (Some(secret_key), Some(webhook_secret)) =

@@ -149,6 +149,8 @@ pub struct Config {
     pub write_limits: Option<WriteLimitConfig>,
     /// How long holds last and who takes the money (the simulated provider by default).
     pub checkout: Checkout,
+    /// The Ed25519 key that signs ticket codes; `None`: one generated into `data_dir`.
+    pub ticket_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -178,6 +180,7 @@ impl Config {
             connections: ConnectionLimits::default(),
             write_limits: Some(WriteLimitConfig::default()),
             checkout: Checkout::default(),
+            ticket_key_file: None,
         }
     }
 

@@ -3,8 +3,8 @@
 //! The table is an allow-list of the public path families of the API contract (`shared/API.md`).
 //! Anything not on it — `/internal/...` service-to-service routes above all — has no owner and is
 //! answered 404 by the gateway itself. The concert paths are shared: the availability reads, the
-//! availability stream and the sales report come from Booking's store (it owns every seat), the
-//! rest of `/api/v1/concerts...` from Catalog.
+//! availability stream, the sales report and the check-ins come from Booking's store (it owns
+//! every seat and ticket), the rest of `/api/v1/concerts...` from Catalog.
 
 use std::fmt;
 
@@ -15,7 +15,8 @@ pub enum Service {
     Auth,
     /// Concerts and seat types: `/api/v1/concerts...` except what Booking answers.
     Catalog,
-    /// Bookings, and a concert's availability, availability stream and sales.
+    /// Bookings, holds, payments, tickets, and a concert's availability, availability stream,
+    /// sales and check-ins.
     Booking,
 }
 
@@ -49,7 +50,7 @@ impl fmt::Display for Service {
 
 /// The route patterns the gateway's router registers. Every path they match is resolved by
 /// [`service_for`]; a test checks the two agree.
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 12] = [
     "/api/v1/auth/{*rest}",
     "/api/v1/me",
     "/api/v1/me/{*rest}",
@@ -59,6 +60,7 @@ pub const ROUTES: [&str; 11] = [
     "/api/v1/holds",
     "/api/v1/holds/{*rest}",
     "/api/v1/payments/{*rest}",
+    "/api/v1/tickets/{*rest}",
     "/api/v1/concerts",
     "/api/v1/concerts/{*rest}",
 ];
@@ -82,7 +84,7 @@ pub fn service_for(path: &str) -> Option<Service> {
         ("auth" | "admin", Some(tail)) if !tail.is_empty() => Some(Service::Auth),
         ("me", _) => Some(Service::Auth),
         ("bookings" | "holds", _) => Some(Service::Booking),
-        ("payments", Some(tail)) if !tail.is_empty() => Some(Service::Booking),
+        ("payments" | "tickets", Some(tail)) if !tail.is_empty() => Some(Service::Booking),
         ("concerts", None) => Some(Service::Catalog),
         ("concerts", Some(tail)) => Some(concert_owner(tail)),
         _ => None,
@@ -97,7 +99,8 @@ fn concert_owner(tail: &str) -> Service {
     match (id.is_empty(), remainder) {
         (false, [Some("availability"), None, None])
         | (false, [Some("availability"), Some("stream"), None])
-        | (false, [Some("sales"), None, None]) => Service::Booking,
+        | (false, [Some("sales"), None, None])
+        | (false, [Some("checkins"), None, None]) => Service::Booking,
         _ => Service::Catalog,
     }
 }
@@ -140,6 +143,12 @@ mod tests {
                 Some(Service::Booking),
             ),
             ("/api/v1/concerts/c1/sales", Some(Service::Booking)),
+            ("/api/v1/concerts/c1/checkins", Some(Service::Booking)),
+            ("/api/v1/tickets/key", Some(Service::Booking)),
+            (
+                "/api/v1/bookings/0190-abc/ticket.svg",
+                Some(Service::Booking),
+            ),
             // Not one of Booking's routes: Catalog owns the rest of the family and answers 404.
             (
                 "/api/v1/concerts/c1/availability/other",

@@ -183,6 +183,7 @@ pub(crate) mod tests {
                 currency: "USD".into(),
                 at: datetime!(2027-01-02 03:04:05 UTC),
                 payment: None,
+                ticket_code: None,
             },
         }
     }

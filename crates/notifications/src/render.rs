@@ -32,6 +32,12 @@ use crate::error::NotificationsError;
 /// The file name of the calendar attachment.
 pub const CALENDAR_FILE: &str = "concert.ics";
 
+/// The `Content-ID` of a confirmation's QR code, which its HTML shows as `cid:…`.
+pub const QR_CONTENT_ID: &str = "ticket-qr@boxoffice";
+
+/// How big the QR code is drawn, in pixels at least.
+const QR_PIXELS: u32 = 240;
+
 /// The `Message-ID` of the email for outbox message `message_id`, angle brackets included.
 pub fn message_id_header(message_id: Uuid) -> String {
     format!("<{message_id}@boxoffice>")
@@ -66,13 +72,29 @@ pub fn render(
         .header(KindHeader(message.kind))
         .multipart(
             MultiPart::mixed()
-                .multipart(MultiPart::alternative_plain_html(
-                    view.plain(&contact.full_name),
-                    view.html(&contact.full_name),
-                ))
+                .multipart(body(&view, &contact.full_name)?)
                 .singlepart(calendar_part(message, from)?),
         )?;
     Ok(email)
+}
+
+/// The message itself: text, then HTML — with the ticket's QR code as an inline image beside
+/// it (`multipart/related`) when the email carries a ticket.
+fn body(view: &View<'_>, name: &str) -> Result<MultiPart, NotificationsError> {
+    let plain = SinglePart::plain(view.plain(name));
+    let html = SinglePart::html(view.html(name));
+    let qr = view
+        .ticket_code()
+        .and_then(|code| boxoffice_shared::qr::svg(code, QR_PIXELS));
+    Ok(match qr {
+        None => MultiPart::alternative().singlepart(plain).singlepart(html),
+        Some(svg) => MultiPart::alternative().singlepart(plain).multipart(
+            MultiPart::related().singlepart(html).singlepart(
+                Attachment::new_inline(QR_CONTENT_ID.to_owned())
+                    .body(svg, ContentType::parse("image/svg+xml")?),
+            ),
+        ),
+    })
 }
 
 /// The `.ics` attachment. Its `Content-Type` carries the iTIP method as well as the file does
@@ -183,11 +205,25 @@ impl<'a> View<'a> {
         })
     }
 
+    /// The ticket's code, on a confirmation that carries one.
+    fn ticket_code(&self) -> Option<&str> {
+        match self.message.kind {
+            EmailKind::BookingConfirmed => self.message.booking.ticket_code.as_deref(),
+            EmailKind::BookingCancelled => None,
+        }
+    }
+
     fn plain(&self, name: &str) -> String {
         let mut text = format!("Hello {},\n\n{}\n\n", name.trim(), self.headline());
         for (label, value) in self.rows() {
             // Wide enough for the longest label ("Booking reference:") and a space.
             let _ = writeln!(text, "{:<19}{}", format!("{label}:"), value);
+        }
+        if let Some(code) = self.ticket_code() {
+            let _ = write!(
+                text,
+                "\nYour ticket: show this code (or the QR code of this email) at the door.\n{code}\n"
+            );
         }
         let _ = write!(text, "\n{}\n\n-- \nboxoffice\n", self.footer());
         text
@@ -209,9 +245,21 @@ impl<'a> View<'a> {
                 escape_html(&value)
             );
         }
+        html.push_str("</table>\n");
+        if let Some(code) = self.ticket_code() {
+            // A ticket code is base64url: nothing in it needs escaping, but it is escaped anyway.
+            let _ = write!(
+                html,
+                "<p><strong>Your ticket</strong>: show this QR code (or the code under it) at \
+                 the door.</p>\n<p><img src=\"cid:{QR_CONTENT_ID}\" alt=\"Ticket QR code\" \
+                 width=\"{QR_PIXELS}\" height=\"{QR_PIXELS}\"></p>\n\
+                 <p><code style=\"word-break:break-all\">{}</code></p>\n",
+                escape_html(code)
+            );
+        }
         let _ = write!(
             html,
-            "</table>\n<p>{}</p>\n<p>&mdash; boxoffice</p>\n</body></html>\n",
+            "<p>{}</p>\n<p>&mdash; boxoffice</p>\n</body></html>\n",
             self.footer()
         );
         html
@@ -381,6 +429,7 @@ mod tests {
                 currency: "USD".into(),
                 at: datetime!(2027-01-02 03:04:05 UTC),
                 payment: None,
+                ticket_code: None,
             },
         }
     }
@@ -532,6 +581,52 @@ mod tests {
                 "plain part lacks {needle:?}:\n{plain}"
             );
         }
+    }
+
+    #[test]
+    fn a_confirmation_with_a_ticket_shows_its_code_and_qr_code_and_a_cancellation_does_not() {
+        let code = "AQGQAAAAAABwAIAAAAAAAACwAZAAAAAAcACAAAAAAAAAAQ";
+        let mut message = sample(EmailKind::BookingConfirmed);
+        message.booking.ticket_code = Some(code.into());
+        let view = View::new(&message);
+        assert!(
+            view.plain("Ada")
+                .contains(&format!("at the door.\n{code}\n"))
+        );
+        let html = view.html("Ada");
+        assert!(
+            html.contains(&format!("src=\"cid:{QR_CONTENT_ID}\"")),
+            "{html}"
+        );
+        assert!(html.contains(code), "{html}");
+
+        let from = parse_mailbox(DEFAULT_FROM).unwrap();
+        let contact = Contact {
+            email: "ada@example.com".into(),
+            full_name: "Ada".into(),
+        };
+        let now = datetime!(2027-01-02 03:04:05 UTC);
+        let sent =
+            String::from_utf8(render(&message, &contact, &from, now).unwrap().formatted()).unwrap();
+        assert!(sent.contains("Content-Type: multipart/related"), "{sent}");
+        assert!(sent.contains("Content-Type: image/svg+xml"), "{sent}");
+        assert!(
+            sent.contains(&format!("Content-ID: <{QR_CONTENT_ID}>")),
+            "{sent}"
+        );
+
+        let mut cancelled = sample(EmailKind::BookingCancelled);
+        cancelled.booking.ticket_code = Some(code.into());
+        let sent = String::from_utf8(
+            render(&cancelled, &contact, &from, now)
+                .unwrap()
+                .formatted(),
+        )
+        .unwrap();
+        assert!(
+            !sent.contains(code) && !sent.contains("image/svg+xml"),
+            "{sent}"
+        );
     }
 
     #[test]

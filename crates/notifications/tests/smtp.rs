@@ -334,6 +334,7 @@ impl Mailer {
             currency: "USD".into(),
             at: datetime!(2027-01-02 03:04:05 UTC),
             payment: None,
+            ticket_code: None,
         };
         Mailer {
             outbox,

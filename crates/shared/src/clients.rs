@@ -181,6 +181,10 @@ pub struct BookingEmail {
     /// bookings were paid).
     #[serde(default)]
     pub payment: Option<EmailPayment>,
+    /// The ticket's signed code, on a confirmation: the email shows it and its QR code. Filled
+    /// in by Booking when the email is claimed (never stored with it).
+    #[serde(default)]
+    pub ticket_code: Option<String>,
 }
 
 /// A booking's payment as its emails tell it.

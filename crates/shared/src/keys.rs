@@ -6,6 +6,9 @@
 //! 3. otherwise an Ed25519 key generated on first start and kept in the data directory
 //!    (`jwt-ed25519.pem`, mode 0600), so tokens survive restarts.
 //!
+//! The same two ways — a file given, or one generated into the data directory — keep Booking's
+//! ticket key ([`ed25519_pem`]).
+//!
 //! There is no built-in default key. With an Ed25519 key, services that only verify tokens (every
 //! service but Auth in a split deployment) hold the public half alone ([`load_public_key`],
 //! `--jwt-public-key-file`): they can check a token, never mint one. `boxoffice keygen` writes a
@@ -47,6 +50,55 @@ pub enum KeyOrigin {
     Loaded(PathBuf),
 }
 
+impl std::fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyOrigin::ConfiguredSecret => f.write_str("configured secret"),
+            KeyOrigin::KeyFile(path) => write!(f, "key file {}", path.display()),
+            KeyOrigin::Generated(path) => write!(f, "key generated into {}", path.display()),
+            KeyOrigin::Loaded(path) => write!(f, "generated key {}", path.display()),
+        }
+    }
+}
+
+/// An Ed25519 private key in PKCS#8 PEM: read from `key_file` when one is given, else from
+/// `generated`, which is written (owner-only) with a new key on first use and read from then
+/// on. `what` names the key in errors ("JWT key", "ticket key").
+pub fn ed25519_pem(
+    key_file: Option<&Path>,
+    generated: &Path,
+    what: &str,
+) -> anyhow::Result<(String, KeyOrigin)> {
+    if let Some(path) = key_file {
+        let pem = fs::read_to_string(path)
+            .with_context(|| format!("reading the {what} file {}", path.display()))?;
+        return Ok((pem, KeyOrigin::KeyFile(path.to_owned())));
+    }
+    if generated.exists() {
+        let pem = fs::read_to_string(generated)
+            .with_context(|| format!("reading the generated {what} {}", generated.display()))?;
+        return Ok((pem, KeyOrigin::Loaded(generated.to_owned())));
+    }
+    let pem = generate_ed25519_pem()?;
+    write_private_file(generated, pem.as_bytes())?;
+    Ok((pem, KeyOrigin::Generated(generated.to_owned())))
+}
+
+/// The key pair in a PKCS#8 PEM private key.
+pub fn ed25519_pair(pem: &str) -> anyhow::Result<Ed25519KeyPair> {
+    Ed25519KeyPair::from_pkcs8(&pem_to_der(pem)?)
+        .map_err(|error| anyhow::anyhow!("not an Ed25519 PKCS#8 key: {error}"))
+}
+
+/// An Ed25519 public key as `SubjectPublicKeyInfo` PEM (`-----BEGIN PUBLIC KEY-----`), the form
+/// `openssl pkey -pubin` and every JOSE library read.
+pub fn public_key_pem(public_key: &[u8]) -> String {
+    let mut spki = ED25519_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(public_key);
+    let body = base64::engine::general_purpose::STANDARD.encode(spki);
+    format!("{PUBLIC_PEM_BEGIN}\n{body}\n{PUBLIC_PEM_END}\n")
+}
+
 /// A signing key and the matching verification key.
 pub struct KeyMaterial {
     pub algorithm: Algorithm,
@@ -68,22 +120,9 @@ impl KeyMaterial {
             }
             return Self::from_secret(secret);
         }
-        if let Some(path) = key_file {
-            let pem = fs::read_to_string(path)
-                .with_context(|| format!("reading the JWT key file {}", path.display()))?;
-            return Self::from_ed25519_pem(&pem, KeyOrigin::KeyFile(path.to_owned()))
-                .with_context(|| format!("the JWT key file {}", path.display()));
-        }
-        let path = data_dir.join(GENERATED_KEY_FILE);
-        if path.exists() {
-            let pem = fs::read_to_string(&path)
-                .with_context(|| format!("reading the generated JWT key {}", path.display()))?;
-            return Self::from_ed25519_pem(&pem, KeyOrigin::Loaded(path.clone()))
-                .with_context(|| format!("the generated JWT key {}", path.display()));
-        }
-        let pem = generate_ed25519_pem()?;
-        write_private_file(&path, pem.as_bytes())?;
-        Self::from_ed25519_pem(&pem, KeyOrigin::Generated(path))
+        let (pem, origin) = ed25519_pem(key_file, &data_dir.join(GENERATED_KEY_FILE), "JWT key")?;
+        let context = format!("the {origin}");
+        Self::from_ed25519_pem(&pem, origin).context(context)
     }
 
     /// HS256 with a configured secret.
@@ -106,8 +145,7 @@ impl KeyMaterial {
     /// EdDSA with an Ed25519 key in PKCS#8 PEM.
     pub fn from_ed25519_pem(pem: &str, origin: KeyOrigin) -> anyhow::Result<Self> {
         let der = pem_to_der(pem)?;
-        let pair = Ed25519KeyPair::from_pkcs8(&der)
-            .map_err(|error| anyhow::anyhow!("not an Ed25519 PKCS#8 key: {error}"))?;
+        let pair = ed25519_pair(pem)?;
         Ok(Self {
             algorithm: Algorithm::EdDSA,
             encoding: EncodingKey::from_ed_der(&der),
@@ -147,13 +185,7 @@ pub fn public_key_from_pem(pem: &str) -> anyhow::Result<TokenVerifier> {
 /// `SubjectPublicKeyInfo` PEM.
 pub fn generate_key_pair() -> anyhow::Result<(SecretString, String)> {
     let private = generate_ed25519_pem()?;
-    let der = pem_to_der(&private)?;
-    let pair = Ed25519KeyPair::from_pkcs8(&der)
-        .map_err(|error| anyhow::anyhow!("not an Ed25519 PKCS#8 key: {error}"))?;
-    let mut spki = ED25519_SPKI_PREFIX.to_vec();
-    spki.extend_from_slice(pair.public_key().as_ref());
-    let body = base64::engine::general_purpose::STANDARD.encode(spki);
-    let public = format!("{PUBLIC_PEM_BEGIN}\n{body}\n{PUBLIC_PEM_END}\n");
+    let public = public_key_pem(ed25519_pair(&private)?.public_key().as_ref());
     Ok((SecretString::from(private), public))
 }
 

@@ -9,7 +9,9 @@
 //! - [`paging`]: the `limit` and `cursor` parameters of list endpoints.
 //! - [`token`]: access-token claims, verification with a pinned algorithm, the in-memory list of
 //!   revoked sessions, and the [`token::AuthUser`] extractor that handlers use.
-//! - [`keys`]: loading or generating the token key material (HMAC secret or Ed25519 key pair).
+//! - [`keys`]: loading or generating the token key material (HMAC secret or Ed25519 key pair),
+//!   and Booking's ticket key the same way.
+//! - [`qr`]: QR codes as SVG, for tickets.
 //! - [`db`]: opening the stores: embedded SQLite files with the pragmas boxoffice relies on, or
 //!   PostgreSQL schemas, chosen by [`db::Storage`].
 //! - [`component`]: what opening a service gives its process (internal routes, readiness checks,
@@ -42,6 +44,7 @@ pub mod paging;
 #[cfg(any(test, feature = "testing"))]
 pub mod pgtest;
 pub mod problem;
+pub mod qr;
 #[cfg(any(test, feature = "testing"))]
 pub mod redistest;
 pub mod remote;

@@ -194,6 +194,11 @@ pub fn meaning(code: ErrorCode) -> &'static str {
             "a priced seat needs a hold paid through the payment provider (POST /holds)"
         }
         InvalidSignature => "a payment provider's webhook whose signature does not verify",
+        AlreadyCheckedIn => "the ticket was already scanned; `checked_in_at` says when",
+        TicketCancelled => "the ticket's booking is cancelled",
+        InvalidTicket => {
+            "not a ticket code of this deployment, forged, altered, or of another concert"
+        }
         BodyTooLarge => "the body is larger than 64 KiB",
         UnsupportedMediaType => "the body is not sent as application/json",
         ValidationFailed => {

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     PaymentDeclined,
     PaymentRequired,
     InvalidSignature,
+    AlreadyCheckedIn,
+    TicketCancelled,
+    InvalidTicket,
     BodyTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -64,10 +67,10 @@ impl ErrorCode {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed | SalesNotOpen
             | AlreadyCancelled | IdempotencyKeyReused | HoldNotActive | HoldExpired
-            | PaymentRequired => StatusCode::CONFLICT,
+            | PaymentRequired | AlreadyCheckedIn | TicketCancelled => StatusCode::CONFLICT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ValidationFailed | InvalidTicket => StatusCode::UNPROCESSABLE_ENTITY,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -102,6 +105,9 @@ impl ErrorCode {
             PaymentDeclined => "Payment declined",
             PaymentRequired => "Payment required",
             InvalidSignature => "Invalid signature",
+            AlreadyCheckedIn => "Already checked in",
+            TicketCancelled => "Ticket cancelled",
+            InvalidTicket => "Invalid ticket",
             BodyTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             ValidationFailed => "Validation failed",
@@ -148,6 +154,9 @@ impl ErrorCode {
             PaymentDeclined => "payment_declined",
             PaymentRequired => "payment_required",
             InvalidSignature => "invalid_signature",
+            AlreadyCheckedIn => "already_checked_in",
+            TicketCancelled => "ticket_cancelled",
+            InvalidTicket => "invalid_ticket",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -227,10 +236,10 @@ impl FieldErrors {
 /// answer (see [`crate::openapi`]), so that no 401 is illustrated with a `sold_out` problem.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
-    /// `https://boxoffice.dev/problems/<code>`.
-    #[serde(rename = "type")]
-    #[schema(format = "uri")]
-    pub type_uri: String,
+    /// `https://boxoffice.dev/problems/<code>`: the problem's code, written out as its type URI.
+    #[serde(rename = "type", serialize_with = "type_uri")]
+    #[schema(value_type = String, format = "uri")]
+    pub problem_type: ErrorCode,
     pub title: &'static str,
     /// The HTTP status of the answer.
     #[schema(minimum = 400, maximum = 599)]
@@ -240,20 +249,32 @@ pub struct Problem {
     /// Present on `validation_failed` only.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Present on `already_checked_in` only: when the ticket's one successful scan was.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub checked_in_at: Option<time::OffsetDateTime>,
     /// Sent as the `Retry-After` header (seconds) on `rate_limited` and `unavailable`.
     #[serde(skip)]
     pub retry_after: Option<u64>,
 }
 
+/// A problem's `type`: the URI of its code.
+fn type_uri<S: serde::Serializer>(code: &ErrorCode, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{PROBLEM_TYPE_BASE}{}", code.as_str()))
+}
+
 impl Problem {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self {
-            type_uri: format!("{PROBLEM_TYPE_BASE}{}", code.as_str()),
+            problem_type: code,
             title: code.title(),
             status: code.status().as_u16(),
             detail: detail.into(),
             code,
             errors: Vec::new(),
+            checked_in_at: None,
             retry_after: None,
         }
     }
@@ -292,6 +313,17 @@ impl Problem {
             ..Self::new(
                 ErrorCode::Unavailable,
                 "a dependency is unavailable; retry shortly",
+            )
+        }
+    }
+
+    /// An `already_checked_in` problem: the ticket's first scan was at `at`.
+    pub fn already_checked_in(at: time::OffsetDateTime) -> Self {
+        Self {
+            checked_in_at: Some(at),
+            ..Self::new(
+                ErrorCode::AlreadyCheckedIn,
+                "this ticket was already checked in; see checked_in_at",
             )
         }
     }
@@ -388,6 +420,9 @@ mod tests {
             (PaymentDeclined, 402),
             (PaymentRequired, 409),
             (InvalidSignature, 400),
+            (AlreadyCheckedIn, 409),
+            (TicketCancelled, 409),
+            (InvalidTicket, 422),
             (BodyTooLarge, 413),
             (UnsupportedMediaType, 415),
             (ValidationFailed, 422),

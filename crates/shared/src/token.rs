@@ -334,6 +334,11 @@ impl AuthUser {
         self.role == Role::Admin
     }
 
+    /// Door staff or an admin: who may check tickets in and read check-in counts.
+    pub fn is_door_staff(&self) -> bool {
+        matches!(self.role, Role::Staff | Role::Admin)
+    }
+
     /// `Ok` for admins, 403 `forbidden` for everyone else.
     pub fn require_admin(&self) -> Result<(), Problem> {
         if self.is_admin() {

@@ -206,6 +206,7 @@ impl MemoryOutbox {
                 currency: "EUR".into(),
                 at: self.clock.now(),
                 payment: None,
+                ticket_code: None,
             },
         };
         self.rows.lock().unwrap().push(Row {

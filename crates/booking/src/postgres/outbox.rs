@@ -97,6 +97,7 @@ fn claimed_email(
             row.try_get("payment_provider")?,
             row.try_get("amount_cents")?,
         ),
+        ticket_code: None,
     })
 }
 

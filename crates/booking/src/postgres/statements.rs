@@ -88,6 +88,9 @@ pub fn constraint_to_rule(error: sqlx::Error) -> BookingError {
         if db.message().contains("hold_not_active") {
             return BookingError::HoldNotActive;
         }
+        if db.message().contains("ticket_cancelled") {
+            return BookingError::TicketCancelled;
+        }
         if db.message().contains("already_booked")
             || matches!(
                 db.constraint(),

@@ -12,6 +12,7 @@
 //! [`SqliteBooking`] is what [`crate::store::BookingStore`] calls.
 
 mod batch;
+mod checkin;
 pub mod checkpoint;
 mod holds;
 mod outbox;
@@ -33,6 +34,7 @@ use uuid::Uuid;
 
 use self::batch::{Job, OutboxJob, RefundJob};
 use self::writer::Writer;
+use crate::checkin::Scan;
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, Reply, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
@@ -204,6 +206,11 @@ impl SqliteBooking {
 
     async fn outbox<T>(&self, make: impl FnOnce(Reply<T>) -> OutboxJob) -> Result<T, BookingError> {
         self.job(|reply| Job::Outbox(make(reply))).await
+    }
+
+    /// Checks a scanned ticket in through the writer; `None` when it was checked in already.
+    pub async fn insert_checkin(&self, scan: Scan) -> Result<Option<OffsetDateTime>, BookingError> {
+        self.job(|reply| Job::CheckIn(scan, reply)).await
     }
 
     /// Hands a job to the writer and waits for its answer, given after the commit.

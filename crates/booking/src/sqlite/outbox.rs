@@ -91,6 +91,7 @@ fn booking_email(
                     currency: row.get(7)?,
                     at: created_at,
                     payment: email_payment(row.get(12)?, row.get(13)?),
+                    ticket_code: None,
                 },
                 created_at,
                 row.get::<_, Option<i64>>(9)?.map(from_millis),

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::batch::{Answer, Effects, Job, OutboxJob, RefundJob, Staged, answer};
-use super::{holds, outbox, refunds, statements as store};
+use super::{checkin, holds, outbox, refunds, statements as store};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Reply, booking_json, confirmed_booking,
     payable_in_one_step, refunds_payment, replay, unbookable_answer,
@@ -121,6 +121,7 @@ pub(super) fn apply(
         Job::Command(Command::Administer(admin)) => administer(tx, view, admin, now, effects),
         Job::Outbox(job) => change_outbox(tx, job, now),
         Job::Refunds(job) => change_refunds(tx, job, now),
+        Job::CheckIn(scan, reply) => answer(reply, checkin::insert(tx, &scan, now)),
     }
 }
 

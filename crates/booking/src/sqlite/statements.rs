@@ -405,6 +405,9 @@ pub(super) fn constraint_to_rule(error: rusqlite::Error) -> BookingError {
         if message.contains("hold_not_active") {
             return BookingError::HoldNotActive;
         }
+        if message.contains("ticket_cancelled") {
+            return BookingError::TicketCancelled;
+        }
         if message.contains("already_booked")
             || (failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                 && (message.contains("bookings.user_id") || message.contains("holds.user_id")))

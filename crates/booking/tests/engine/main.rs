@@ -131,7 +131,10 @@ async fn start_engine(
         authenticator,
         clock,
         None,
-        checkout,
+        boxoffice_booking::service::Selling {
+            checkout,
+            tickets: boxoffice_booking::service::Tickets::unnamed(),
+        },
         stop.clone(),
         &TaskTracker::new(),
     )
@@ -486,6 +489,7 @@ on_every_backend! {
             currency: "EUR".into(),
             at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
             payment: None,
+            ticket_code: None,
         };
         let message_id = Uuid::now_v7();
         let payload = serde_json::to_string(&queued).unwrap();
@@ -1115,6 +1119,7 @@ on_every_backend! {
                 provider: "simulated".into(),
                 amount_cents: 5_000,
             }),
+            ticket_code: None,
         };
         let of_kind = |kind| {
             claimed

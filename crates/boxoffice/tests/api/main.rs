@@ -18,6 +18,7 @@
 //! - `startup`: messages of a start that fails, and `--listen` with a host name.
 //! - `holds`: checkout with the simulated provider: holds, paying, releasing, expiry, refunds.
 //! - `stripe`: checkout with the Stripe provider against localstripe, its webhook and refunds.
+//! - `tickets`: signed ticket codes, their QR code and email, and check-in at the door.
 //! - `crash`: `kill -9` during a booking storm loses no acknowledged booking or email.
 //! - `crash_checkout`: `kill -9` while fans pay loses no paid hold; expired holds hold nothing.
 
@@ -46,3 +47,4 @@ mod rate_limits;
 mod roles;
 mod startup;
 mod stripe;
+mod tickets;

@@ -48,3 +48,5 @@ mod roles;
 mod split;
 #[path = "../api/stripe.rs"]
 mod stripe;
+#[path = "../api/tickets.rs"]
+mod tickets;

@@ -79,6 +79,7 @@ impl MemoryOutbox {
                 currency: "USD".into(),
                 at: now,
                 payment: None,
+                ticket_code: None,
             },
         };
         let row = Row {

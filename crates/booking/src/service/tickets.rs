@@ -1,0 +1,269 @@
+//! Tickets and check-in on [`BookingService`]: a confirmed booking's signed code, its QR code,
+//! and the door's scan — signature first, so a forged code never reaches the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use boxoffice_shared::clients::UserDirectory;
+use boxoffice_shared::token::AuthUser;
+use uuid::Uuid;
+
+use super::BookingService;
+use crate::checkin::{CheckedIn, Decision, MAX_NONCE_LEN, Scan, SeatCheckins, decide};
+use crate::domain::BookingStatus;
+use crate::error::BookingError;
+use crate::ticket::{NotATicket, TicketKeys};
+
+/// How big the QR code of `GET /bookings/{id}/ticket.svg` is drawn, in pixels at least.
+const QR_PIXELS: u32 = 256;
+
+/// What tickets need: the deployment's ticket key, and where holders' names are looked up.
+#[derive(Clone)]
+pub struct Tickets {
+    pub keys: Arc<TicketKeys>,
+    /// Auth's directory: in this process, or its instances over HTTP.
+    pub holders: Arc<dyn UserDirectory>,
+}
+
+impl Tickets {
+    /// Tickets signed with a key of their own whose holders have no names: for engine tests and
+    /// benchmarks, which run Booking without Auth.
+    pub fn unnamed() -> Self {
+        Self {
+            keys: Arc::new(TicketKeys::ephemeral()),
+            holders: Arc::new(NoNames),
+        }
+    }
+}
+
+/// A directory that knows nobody.
+struct NoNames;
+
+#[async_trait::async_trait]
+impl UserDirectory for NoNames {
+    async fn contact(
+        &self,
+        _user_id: Uuid,
+    ) -> Result<Option<boxoffice_shared::clients::Contact>, boxoffice_shared::clients::ClientError>
+    {
+        Ok(None)
+    }
+}
+
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Valid,
+    Cancelled,
+    CheckedIn,
+}
+
+/// A confirmed (or once confirmed) booking as a ticket.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    pub booking_id: Uuid,
+    pub concert_id: Uuid,
+    pub seat_type_id: Uuid,
+    pub holder_name: String,
+    pub code: String,
+    pub status: TicketStatus,
+}
+
+/// A successful scan, with the holder's name for the door to read out.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub checked_in: CheckedIn,
+    pub holder_name: String,
+}
+
+/// Check-in counts of one seat type, in the order the concert's seat types were added.
+#[derive(Debug, Clone)]
+pub struct SeatTypeCheckins {
+    pub id: Uuid,
+    pub name: String,
+    pub counts: SeatCheckins,
+}
+
+impl BookingService {
+    /// The public half of the ticket key, as SPKI PEM.
+    pub fn ticket_public_key(&self) -> &str {
+        self.inner.tickets.keys.public_key_pem()
+    }
+
+    /// The ticket of a booking, for its holder or an admin (anyone else: not found).
+    pub async fn ticket(&self, caller: AuthUser, booking_id: Uuid) -> Result<Ticket, BookingError> {
+        let row = self
+            .inner
+            .store
+            .ticket_row(booking_id)
+            .await?
+            .filter(|row| caller.is_admin() || row.user_id == caller.user_id)
+            .ok_or(BookingError::BookingNotFound)?;
+        let status = match (row.status, row.checked_in_at) {
+            (BookingStatus::Cancelled, _) => TicketStatus::Cancelled,
+            (BookingStatus::Confirmed, Some(_)) => TicketStatus::CheckedIn,
+            (BookingStatus::Confirmed, None) => TicketStatus::Valid,
+        };
+        Ok(Ticket {
+            booking_id,
+            concert_id: row.concert_id,
+            seat_type_id: row.seat_type_id,
+            holder_name: self.holder_name(row.user_id).await?,
+            code: self.inner.tickets.keys.code(booking_id, row.concert_id),
+            status,
+        })
+    }
+
+    /// The ticket's code as a QR code (SVG).
+    pub async fn ticket_svg(
+        &self,
+        caller: AuthUser,
+        booking_id: Uuid,
+    ) -> Result<String, BookingError> {
+        let ticket = self.ticket(caller, booking_id).await?;
+        boxoffice_shared::qr::svg(&ticket.code, QR_PIXELS)
+            .ok_or_else(|| BookingError::Corrupt("a ticket code too long for a QR code".into()))
+    }
+
+    /// The code of booking `booking_id` of concert `concert_id`, for its confirmation email.
+    pub fn ticket_code(&self, booking_id: Uuid, concert_id: Uuid) -> String {
+        self.inner.tickets.keys.code(booking_id, concert_id)
+    }
+
+    /// A door's scan of `code` at concert `concert_id`, by door staff or an admin: exactly one
+    /// scan of a ticket is admitted, however many doors scan it at once; the same scan sent
+    /// again (same `nonce`) is admitted again with the same answer. The signature is checked
+    /// before anything is read, so a forged code costs no store read and no writer's time.
+    pub async fn check_in(
+        &self,
+        caller: AuthUser,
+        concert_id: Uuid,
+        code: &str,
+        nonce: Option<String>,
+    ) -> Result<Admitted, BookingError> {
+        if !caller.is_door_staff() {
+            return Err(BookingError::Forbidden("staff or admin"));
+        }
+        if nonce
+            .as_ref()
+            .is_some_and(|nonce| nonce.is_empty() || nonce.len() > MAX_NONCE_LEN)
+        {
+            return Err(BookingError::invalid(
+                "nonce",
+                "must be 1 to 128 characters when given",
+            ));
+        }
+        self.known_concert(concert_id)?;
+        let claim = self
+            .inner
+            .tickets
+            .keys
+            .verify(code)
+            .map_err(|error| BookingError::InvalidTicket(not_a_ticket(error)))?;
+        if claim.concert_id != concert_id {
+            return Err(BookingError::InvalidTicket("a ticket for another concert"));
+        }
+        let scan = Scan {
+            booking_id: claim.booking_id,
+            nonce,
+            scanned_by: caller.user_id,
+        };
+        let checked_in = self.admit(&scan).await?;
+        metrics::counter!("checkins_total").increment(1);
+        Ok(Admitted {
+            holder_name: self.holder_name(checked_in.user_id).await?,
+            checked_in,
+        })
+    }
+
+    /// Decides a genuine scan from the ticket as stored and, when it is to be admitted, checks it
+    /// in. An insert that finds the ticket checked in already lost a race with another door:
+    /// the ticket is read again, and that door's check-in is the answer.
+    async fn admit(&self, scan: &Scan) -> Result<CheckedIn, BookingError> {
+        let store = &self.inner.store;
+        // The second read always finds the check-in that beat this one.
+        for _ in 0..2 {
+            let ticket = store.ticket_row(scan.booking_id).await?;
+            match decide(ticket.as_ref(), scan)? {
+                Decision::Replay(checked_in) => return Ok(checked_in),
+                Decision::CheckIn => {
+                    if let Some(at) = store.insert_checkin(scan.clone()).await?
+                        && let Some(ticket) = ticket
+                    {
+                        return Ok(CheckedIn {
+                            booking_id: ticket.booking_id,
+                            user_id: ticket.user_id,
+                            seat_type_id: ticket.seat_type_id,
+                            checked_in_at: at,
+                        });
+                    }
+                }
+            }
+        }
+        Err(BookingError::Corrupt(format!(
+            "booking {} is neither checked in nor admitted",
+            scan.booking_id
+        )))
+    }
+
+    /// Confirmed and checked-in tickets of a concert per seat type, for door staff and admins.
+    pub async fn checkins(
+        &self,
+        caller: AuthUser,
+        concert_id: Uuid,
+    ) -> Result<Vec<SeatTypeCheckins>, BookingError> {
+        if !caller.is_door_staff() {
+            return Err(BookingError::Forbidden("staff or admin"));
+        }
+        self.known_concert(concert_id)?;
+        let mut counts: HashMap<Uuid, SeatCheckins> =
+            self.inner.store.checkin_counts(concert_id).await?;
+        let view = self.inner.view.read();
+        let seat_types = view
+            .concerts
+            .get(&concert_id)
+            .map(|concert| concert.seat_types.as_slice())
+            .unwrap_or_default();
+        Ok(seat_types
+            .iter()
+            .filter_map(|id| {
+                view.seats.get(id).map(|seat| SeatTypeCheckins {
+                    id: *id,
+                    name: seat.name.clone(),
+                    counts: counts.remove(id).unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// `concert_not_found` unless the view knows the concert.
+    fn known_concert(&self, concert_id: Uuid) -> Result<(), BookingError> {
+        if self.inner.view.read().concerts.contains_key(&concert_id) {
+            Ok(())
+        } else {
+            Err(BookingError::ConcertNotFound)
+        }
+    }
+
+    /// The holder's full name as Auth has it; empty for an account that no longer exists.
+    async fn holder_name(&self, user_id: Uuid) -> Result<String, BookingError> {
+        let contact = self
+            .inner
+            .tickets
+            .holders
+            .contact(user_id)
+            .await
+            .map_err(|error| BookingError::PeerUnavailable(error.to_string()))?;
+        Ok(contact.map(|contact| contact.full_name).unwrap_or_default())
+    }
+}
+
+/// What a client is told of a code that is not a ticket.
+fn not_a_ticket(error: NotATicket) -> &'static str {
+    match error {
+        NotATicket::Malformed => "not a ticket code",
+        NotATicket::UnknownVersion => "a ticket code of an unknown format",
+        NotATicket::BadSignature => "the signature does not verify (forged or altered)",
+    }
+}
