@@ -61,8 +61,8 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
     let ratios = baseline
         .as_ref()
         .and_then(|baseline| Ratios::of(&outcome.phase, baseline));
-    if let Some(checkouts) = outcome.checkouts {
-        let rates = checkout::checkout_figures(checkouts, &outcome.phase, baseline.as_ref());
+    if let Some(rate) = &outcome.rate {
+        let rates = rate.figures(&outcome.phase, baseline.as_ref());
         outcome.figures.splice(0..0, rates);
     }
     let seat_types = outcome
