@@ -15,6 +15,7 @@ use http::{HeaderValue, StatusCode};
 use time::OffsetDateTime;
 
 use super::outcome::{Outcome, server_error_check, verify_end};
+use super::spread::spot;
 use crate::args::{LoadtestArgs, SeatTypeSpec};
 use crate::client::{Answer, Call, Conn};
 use crate::holds::{
@@ -46,12 +47,11 @@ pub enum Plan {
     Abandon,
 }
 
-/// The plan of user `user` for these shares. Users are spread over the plans by the
-/// golden-ratio sequence, so that every prefix of them (a run cut short by `--requests` or
-/// `--duration`) and every seat type's users get close to the asked shares.
+/// The plan of user `user` for these shares, spread by the golden-ratio sequence
+/// (`spread::spot`): every prefix of the users and every seat type's users get close to the
+/// shares.
 pub fn plan_of(user: usize, decline: f64, abandon: f64) -> Plan {
-    const GOLDEN: f64 = 0.618_033_988_749_894_9;
-    let spot = ((user as f64 + 1.0) * GOLDEN).fract();
+    let spot = spot(user);
     if spot < abandon {
         Plan::Abandon
     } else if spot < abandon + decline {

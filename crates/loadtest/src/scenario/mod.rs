@@ -16,6 +16,7 @@ mod onsale;
 mod outcome;
 mod seats_back;
 mod soldout;
+mod spread;
 
 use std::sync::Arc;
 
