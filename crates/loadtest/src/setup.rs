@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::args::{LoadtestArgs, SeatTypeSpec};
-use crate::client::{Call, Conn, Target, bearer};
+use crate::client::{Answer, Call, Conn, Target, bearer};
 use crate::phase::Ctx;
-use crate::verify::{self, SeatTypeInfo, User};
+use crate::verify::{self, Booked, Ledger, SeatTypeInfo, User};
 
 /// Accounts per `POST /api/v1/admin/load-test-accounts` call (the endpoint's maximum).
 const ACCOUNTS_PER_CALL: usize = 10_000;
@@ -261,6 +261,59 @@ async fn prepare_users(
         users.len()
     );
     Ok(users)
+}
+
+/// Books one seat for each `(user, seat type)` of `who` (indices into `users` and the stage's
+/// seat types), before any measured phase, on as many connections as the verification reads
+/// use. Returns the ledger of the 201s and a line for every other answer, in user order; a 5xx
+/// or no answer also makes its user unsure.
+pub(crate) async fn book_each(
+    ctx: &Ctx,
+    stage: &Stage,
+    users: &[User],
+    who: Vec<(usize, usize)>,
+) -> anyhow::Result<(Ledger, Vec<String>)> {
+    let calls = who
+        .into_iter()
+        .map(|(user, seat_type)| {
+            let found = users.get(user).context("booking for a user not prepared")?;
+            let book = stage.book.get(seat_type).context("no such seat type")?;
+            Ok((user, seat_type, book.clone().with_auth(found.auth.clone())))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut answers = verify::parallel(
+        &ctx.target,
+        ctx.concurrency.min(64),
+        calls,
+        |mut conn: Conn, (user, seat_type, call): (usize, usize, Call)| async move {
+            let answer = conn.send(&call, true).await;
+            Ok((conn, (user, seat_type, answer)))
+        },
+    )
+    .await?;
+    answers.sort_by_key(|(user, _, _)| *user);
+    let mut ledger = Ledger::default();
+    let mut failures = Vec::new();
+    for (user, seat_type, answer) in answers {
+        match answer {
+            Answer::Http {
+                status: StatusCode::CREATED,
+                id: Some(id),
+                ..
+            } => ledger.confirmed.push(Booked {
+                id,
+                user,
+                seat_type,
+            }),
+            answer => {
+                if answer.is_server_error() {
+                    ledger.unsure_users.push(user);
+                }
+                failures.push(format!("user {user}: {answer:?}"));
+            }
+        }
+    }
+    Ok((ledger, failures))
 }
 
 /// Admin, concert and users, timed: what every booking scenario starts with.
