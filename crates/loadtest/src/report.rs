@@ -339,6 +339,21 @@ impl Check {
             detail: detail.into(),
         }
     }
+
+    /// Passed, with `ok` as the detail, when there are no `problems`; else failed, with their
+    /// number and the first few.
+    pub fn of_problems(name: &str, problems: &[String], ok: String) -> Self {
+        if problems.is_empty() {
+            Self::new(name, true, ok)
+        } else {
+            let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+            Self::new(
+                name,
+                false,
+                format!("{} problems, e.g. {}", problems.len(), shown.join("; ")),
+            )
+        }
+    }
 }
 
 /// A figure a scenario measured besides the latencies and rates of its phases (checkouts per
