@@ -47,6 +47,7 @@
 //! prints the [`Report`]; the tests of `crates/boxoffice` run it against a real server.
 
 pub mod args;
+pub mod checkins;
 pub mod client;
 pub mod holds;
 pub mod phase;
