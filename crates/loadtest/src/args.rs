@@ -23,6 +23,9 @@ pub enum Scenario {
     /// Every user holds a seat at once, so that the holds expire together; measure how soon the
     /// seats come back and how sold-out answers fare meanwhile (needs a short --hold-ttl).
     Expiry,
+    /// Every user books a seat; then --doors door staff scan every ticket 1 to 3 times at
+    /// once, some scans re-sent with their nonce; verify exactly one check-in per ticket.
+    Doors,
 }
 
 impl Scenario {
@@ -34,6 +37,7 @@ impl Scenario {
             Scenario::Soldout => "soldout",
             Scenario::Checkout => "checkout",
             Scenario::Expiry => "expiry",
+            Scenario::Doors => "doors",
         }
     }
 }
@@ -189,7 +193,8 @@ pub struct LoadtestArgs {
     pub scenario: Scenario,
     /// Users to prepare (accounts with access tokens); in `onsale` each books once, in
     /// `checkout` each checks out once, in `expiry` each holds one seat (the tool prepares
-    /// one more user and --concurrency others besides, who book a sold-out seat type).
+    /// one more user and --concurrency others besides, who book a sold-out seat type), in
+    /// `doors` each books one seat, as many as there are seats.
     #[arg(long, short = 'u', default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     users: u32,
     /// Requests in flight at once, and connections (exactly this many, kept alive).
@@ -206,8 +211,8 @@ pub struct LoadtestArgs {
     pub concert_id: Option<String>,
     /// How long the measured phase may last (`10s`, `500ms`, `2m`; at most 10 minutes)
     /// [default: 10s for churn, browse and soldout, unless --requests is given; onsale and
-    /// checkout end when every user has tried]. In `expiry`: how long the sold-out answers
-    /// are measured before the first hold expires [default: 5s].
+    /// checkout end when every user has tried, doors when every scan is sent]. In `expiry`:
+    /// how long the sold-out answers are measured before the first hold expires [default: 5s].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// `onsale` only: the concert's sales open this long after it is created (`3s`, `500ms`),
@@ -224,8 +229,16 @@ pub struct LoadtestArgs {
     /// holds expire during the run (`0.2` or `20%`; with --decline-share at most 1).
     #[arg(long, value_parser = parse_share, default_value = "0.2")]
     pub abandon_share: f64,
+    /// `doors` only: how many door staff scan the tickets (accounts registered for the run and
+    /// made `staff` by the admin).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    doors: u32,
+    /// `doors` only: the share of tickets whose first scan the scanner sends again with the
+    /// same nonce once it is answered, as after a lost answer (`0.05` or `5%`).
+    #[arg(long, value_parser = parse_share, default_value = "0.05")]
+    pub retry_share: f64,
     /// At most this many requests in the measured phase (`onsale`, `checkout`: at most this
-    /// many users try).
+    /// many users try; `doors`: at most this many scans are sent).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Also measure `GET /healthz` at the same concurrency and print ratios to it.
@@ -240,7 +253,8 @@ pub struct LoadtestArgs {
     /// How long one request may take before it counts as a transport error.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub timeout: Duration,
-    /// Email of an admin account (creates the concert and the users, reads the sales report).
+    /// Email of an admin account (creates the concert and the users, reads the sales report,
+    /// makes the `doors` scenario's door staff).
     #[arg(long, env = "BOXOFFICE_ADMIN_EMAIL")]
     pub admin_email: Option<String>,
     /// Password of that admin account.
@@ -258,6 +272,10 @@ impl LoadtestArgs {
 
     pub fn concurrency(&self) -> usize {
         self.concurrency as usize
+    }
+
+    pub fn doors(&self) -> usize {
+        self.doors as usize
     }
 
     /// The measured phase's time limit: `--duration`, or 10 s when neither it nor
@@ -358,6 +376,20 @@ mod tests {
             (checkout.decline_share, checkout.abandon_share),
             (0.25, 0.0)
         );
+        assert_eq!((args.doors(), args.retry_share), (8, 0.05));
+        let doors = LoadtestArgs::try_parse_from([
+            "loadtest",
+            "--scenario",
+            "doors",
+            "--doors",
+            "3",
+            "--retry-share",
+            "10%",
+        ])
+        .unwrap();
+        assert_eq!(doors.scenario, Scenario::Doors);
+        assert_eq!((doors.doors(), doors.retry_share), (3, 0.1));
+        assert!(LoadtestArgs::try_parse_from(["loadtest", "--doors", "0"]).is_err());
     }
 
     #[test]

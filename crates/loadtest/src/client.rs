@@ -236,6 +236,13 @@ impl Call {
         })
     }
 
+    pub fn patch(path: &str, body: Option<Bytes>) -> anyhow::Result<Self> {
+        Ok(Self {
+            method: Method::PATCH,
+            ..Self::post(path, body)?
+        })
+    }
+
     pub fn with_auth(mut self, auth: HeaderValue) -> Self {
         self.auth = Some(auth);
         self
@@ -361,13 +368,14 @@ impl Conn {
     }
 
     /// Sends `call`, classifies the answer (asking for the `id` of a 201) and also hands back
-    /// the body of a 2xx answer: for the calls whose answer carries more than an `id` that the
-    /// scenario needs (a hold's `expires_at`, a paid hold's `booking_id`).
+    /// its body (`None` without an HTTP answer): for the calls whose answer carries more than
+    /// an `id` or a `code` that the scenario needs (a hold's `expires_at`, a paid hold's
+    /// `booking_id`, the `checked_in_at` of a 409 `already_checked_in`).
     pub async fn send_keeping_body(&mut self, call: &Call) -> (Answer, Option<Bytes>) {
         match self.send_raw(call).await {
             Ok((status, body)) => {
                 let answer = classify(status, &body, true);
-                (answer, status.is_success().then_some(body))
+                (answer, Some(body))
             }
             Err(error) => (Answer::Transport(error), None),
         }

@@ -328,20 +328,6 @@ pub async fn observe(
     Ok(views.into_iter().collect())
 }
 
-/// `passed` with `ok` as the detail, or the first few problems.
-fn check_of(name: &str, problems: &[String], ok: String) -> Check {
-    if problems.is_empty() {
-        Check::new(name, true, ok)
-    } else {
-        let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
-        Check::new(
-            name,
-            false,
-            format!("{} problems, e.g. {}", problems.len(), shown.join("; ")),
-        )
-    }
-}
-
 /// While the phase ran: per seat type, `sold` (capacity − remaining − held) was never below the
 /// paid holds already acknowledged, i.e. confirmed + active holds never exceeded capacity.
 pub fn capacity_check(
@@ -372,7 +358,7 @@ pub fn capacity_check(
             }
         }
     }
-    check_of(
+    Check::of_problems(
         "confirmed + active holds ≤ capacity during the run",
         &problems,
         format!(
@@ -416,7 +402,7 @@ pub fn after_checkouts_check(
             ));
         }
     }
-    check_of(
+    Check::of_problems(
         "after the checkouts: sold == paid holds, held == unpaid holds not yet expired",
         &problems,
         format!(
@@ -457,7 +443,7 @@ pub fn paid_check(
             problems.push(format!("paid hold {} reads {view:?}", paid.hold_id));
         }
     }
-    check_of(
+    Check::of_problems(
         "every paid hold is completed, with exactly one booking of its own",
         &problems,
         format!(
@@ -484,7 +470,7 @@ pub fn unpaid_check(ledger: &HoldLedger, views: &HashMap<String, Option<HoldView
             Some(_) => {}
         }
     }
-    check_of(
+    Check::of_problems(
         "every unpaid hold expired, without a booking or a charge",
         &problems,
         format!(
@@ -517,7 +503,7 @@ pub fn end_sales_check(
         }
     }
     let revenue: i64 = sales.seat_types.iter().map(|line| line.revenue_cents).sum();
-    check_of(
+    Check::of_problems(
         "sales report at the end: nothing held, revenue == paid × price, nothing refunded",
         &problems,
         format!("revenue {revenue} cents, no seat held, nothing refunded"),

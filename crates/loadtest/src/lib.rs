@@ -18,6 +18,10 @@
 //!   Reports completed checkouts (hold + pay) per second.
 //! - `expiry`: every user holds a seat at once, so that the holds fall due together; measures
 //!   how soon the seats come back and the sold-out answers of other users meanwhile.
+//! - `doors`: every user books a seat and reads their ticket; `--doors` staff accounts (default
+//!   8) scan every ticket 1 to 3 times at once, a share of scans re-sent with their nonce
+//!   (`--retry-share`, default 5 %); exactly one scan per ticket may answer 201, the others
+//!   409 `already_checked_in` with its `checked_in_at`. Reports scans per second.
 //!
 //! `checkout` and `expiry` wait for holds to expire, so the server must keep them briefly
 //! (`--hold-ttl 30`); they refuse hold times over two minutes.
@@ -31,22 +35,26 @@
 //!   duration parsing.
 //! - [`client`]: one keep-alive HTTP/1.1 connection per worker (`hyper`), pre-built requests,
 //!   answers classified by status and problem `code`.
-//! - [`setup`]: the stage of a run: admin login, the concert, the load-test accounts.
+//! - [`setup`]: the stage of a run: admin login, the concert, the load-test accounts, the
+//!   bookings a scenario starts from, the door staff.
 //! - [`phase`]: the measured phase: a [`phase::Budget`] that ends it, one [`phase::Worker`] per
 //!   connection, the `/healthz` baseline.
-//! - [`scenario`]: the six scenarios, one module each, and the [`Report`] they end in.
+//! - [`scenario`]: the seven scenarios, one module each, and the [`Report`] they end in.
 //! - [`verify`]: the ledger of what the tool did, what the server says, and the judgement.
 //! - [`holds`]: the same for holds: the hold ledger, the sales report's `held`, each hold read
 //!   back by id, and the hold time learnt from the server.
+//! - [`checkins`]: the same for check-ins: the tickets read by their holders, each scan's
+//!   answer, the check-in counts, and the judgement.
 //! - [`report`]: HDR latency histograms, outcome counts, the progress line and the [`Report`].
 //!
 //! The modules depend on each other in this order only (none imports one listed after it):
-//! `args`, `client`, `report`, `verify`, `holds`, `phase`, `setup`, `scenario`.
+//! `args`, `client`, `report`, `verify`, `holds`, `checkins`, `phase`, `setup`, `scenario`.
 //!
 //! The `boxoffice` binary's `loadtest` subcommand parses [`LoadtestArgs`], calls [`run`] and
 //! prints the [`Report`]; the tests of `crates/boxoffice` run it against a real server.
 
 pub mod args;
+pub mod checkins;
 pub mod client;
 pub mod holds;
 pub mod phase;

@@ -60,7 +60,7 @@ impl Worker {
         answer
     }
 
-    /// Like [`Worker::call`], and also hands back the body of a 2xx answer (see
+    /// Like [`Worker::call`], and also hands back the body of the answer (see
     /// [`Conn::send_keeping_body`]).
     pub async fn call_keeping_body(&mut self, call: &Call) -> (Answer, Option<Bytes>) {
         let started = Instant::now();

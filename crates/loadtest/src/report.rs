@@ -339,6 +339,21 @@ impl Check {
             detail: detail.into(),
         }
     }
+
+    /// Passed, with `ok` as the detail, when there are no `problems`; else failed, with their
+    /// number and the first few.
+    pub fn of_problems(name: &str, problems: &[String], ok: String) -> Self {
+        if problems.is_empty() {
+            Self::new(name, true, ok)
+        } else {
+            let shown: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+            Self::new(
+                name,
+                false,
+                format!("{} problems, e.g. {}", problems.len(), shown.join("; ")),
+            )
+        }
+    }
 }
 
 /// A figure a scenario measured besides the latencies and rates of its phases (checkouts per
@@ -396,6 +411,55 @@ impl Figure {
             (None, _) => String::new(),
         };
         format!("  {}: {value}{target}\n      {}", self.name, self.detail)
+    }
+}
+
+/// Operations a scenario completed in its measured phase (checkouts, check-in scans), reported
+/// per second and, when the baseline was measured, as a share of `/healthz` requests per second
+/// against the scenario's target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rate {
+    /// What is counted, plural, as the figures name it: `completed checkouts`.
+    pub name: &'static str,
+    /// How many were completed, and what one is, for the details: `checkouts (hold + pay)
+    /// completed`.
+    pub counted: &'static str,
+    /// What is counted, short, for a rate: `checkouts` (as in `checkouts/s`).
+    pub short: &'static str,
+    pub count: u64,
+    /// The target: at least this share of `/healthz` requests per second.
+    pub target: f64,
+}
+
+impl Rate {
+    /// `{name} per second` over `phase`, and its ratio to `baseline`'s requests per second
+    /// (judged against the target) when there is a baseline.
+    pub fn figures(&self, phase: &PhaseStats, baseline: Option<&PhaseStats>) -> Vec<Figure> {
+        let per_second = (phase.seconds > 0.0).then(|| self.count as f64 / phase.seconds);
+        let mut figures = vec![Figure::new(
+            format!("{} per second", self.name),
+            per_second,
+            "/s",
+            format!("{} {} in {:.2} s", self.count, self.counted, phase.seconds),
+        )];
+        if let Some(baseline) = baseline.filter(|baseline| baseline.requests_per_second > 0.0) {
+            let target = self.target;
+            figures.push(
+                Figure::new(
+                    format!("{} per second ÷ healthz requests per second", self.name),
+                    per_second.map(|rate| rate / baseline.requests_per_second),
+                    "×",
+                    format!(
+                        "{:.0} {}/s against {:.0} healthz requests/s in the same run",
+                        per_second.unwrap_or(0.0),
+                        self.short,
+                        baseline.requests_per_second
+                    ),
+                )
+                .with_target(&format!("≥ {target}× healthz"), |ratio| ratio >= target),
+            );
+        }
+        figures
     }
 }
 
@@ -648,6 +712,44 @@ mod tests {
         assert_eq!(unmeasured.met, None);
         assert!(unmeasured.line().contains("n/a"));
         assert_eq!(Figure::new("rate", Some(1.0), "/s", "").met, None);
+    }
+
+    #[test]
+    fn rates_are_judged_against_healthz() {
+        let phase = |name: &str, requests: u64, seconds: u64| {
+            let mut recorder = Recorder::new();
+            for _ in 0..requests {
+                recorder.record(&answer(200, None), Duration::from_millis(1));
+            }
+            recorder.finish(name, Duration::from_secs(seconds))
+        };
+        let rate = Rate {
+            name: "completed checkouts",
+            counted: "checkouts (hold + pay) completed",
+            short: "checkouts",
+            count: 100,
+            target: 0.25,
+        };
+        let checkout = phase("checkout", 300, 1);
+        let alone = rate.figures(&checkout, None);
+        assert_eq!(alone.len(), 1);
+        assert_eq!(alone[0].name, "completed checkouts per second");
+        assert_eq!(alone[0].value, Some(100.0));
+        assert_eq!(alone[0].met, None);
+        let healthz = phase("baseline", 300, 1);
+        let figures = rate.figures(&checkout, Some(&healthz));
+        assert_eq!(
+            figures[1].name,
+            "completed checkouts per second ÷ healthz requests per second"
+        );
+        assert!((figures[1].value.unwrap() - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(figures[1].met, Some(true));
+        assert_eq!(figures[1].target.as_deref(), Some("≥ 0.25× healthz"));
+        let fast_healthz = phase("baseline", 1000, 1);
+        assert_eq!(
+            rate.figures(&checkout, Some(&fast_healthz))[1].met,
+            Some(false)
+        );
     }
 
     #[test]

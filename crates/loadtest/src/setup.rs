@@ -1,5 +1,6 @@
 //! Setting the stage of a run through the API: the admin's login, the concert (created, or
-//! `--concert-id`), and the users from the load-test accounts endpoint.
+//! `--concert-id`), the users from the load-test accounts endpoint, the bookings some
+//! scenarios start from, and the door staff of `doors`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,9 +12,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::args::{LoadtestArgs, SeatTypeSpec};
-use crate::client::{Call, Conn, Target, bearer};
+use crate::client::{Answer, Call, Conn, Target, bearer};
 use crate::phase::Ctx;
-use crate::verify::{self, SeatTypeInfo, User};
+use crate::verify::{self, Booked, Ledger, SeatTypeInfo, User};
 
 /// Accounts per `POST /api/v1/admin/load-test-accounts` call (the endpoint's maximum).
 const ACCOUNTS_PER_CALL: usize = 10_000;
@@ -38,6 +39,19 @@ pub(crate) struct Stage {
 #[derive(Deserialize)]
 struct Tokens {
     access_token: String,
+}
+
+#[derive(Deserialize)]
+struct UserView {
+    id: String,
+    role: String,
+}
+
+/// `POST /api/v1/auth/register`, the fields a door needs.
+#[derive(Deserialize)]
+struct Registered {
+    user: UserView,
+    refresh_token: String,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +275,121 @@ async fn prepare_users(
         users.len()
     );
     Ok(users)
+}
+
+/// `count` door staff for this run: accounts registered as `{prefix}-door-{n}@loadtest.invalid`,
+/// made `staff` by the admin (`PATCH /api/v1/admin/users/{id}`), each with an access token
+/// issued after the promotion by refreshing its session, since a role change shows in the
+/// user's next access token (contract, "Roles"). Load-test accounts cannot be doors: they come
+/// with an access token only, and no way to a next one.
+pub(crate) async fn prepare_doors(
+    ctx: &Ctx,
+    admin: &HeaderValue,
+    count: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<User>> {
+    let prefix = prefix.to_owned();
+    let admin = admin.clone();
+    let mut doors = verify::parallel(
+        &ctx.target,
+        ACCOUNT_CALLS_AT_ONCE,
+        (0..count).collect(),
+        move |mut conn: Conn, door: usize| {
+            let (prefix, admin) = (prefix.clone(), admin.clone());
+            async move {
+                let email = format!("{prefix}-door-{door}@loadtest.invalid");
+                let password = uuid::Uuid::new_v4().simple().to_string();
+                let body = json!({ "email": email, "password": password, "full_name": format!("Door {door}") });
+                let registered: Registered = conn
+                    .json(
+                        &Call::post("/api/v1/auth/register", Some(serde_json::to_vec(&body)?.into()))?,
+                        StatusCode::CREATED,
+                    )
+                    .await
+                    .with_context(|| format!("registering door {door} (another --prefix if {email} exists)"))?;
+                let id = registered.user.id;
+                let promote = Call::patch(
+                    &format!("/api/v1/admin/users/{id}"),
+                    Some(Bytes::from_static(br#"{"role":"staff"}"#)),
+                )?;
+                let promoted: UserView = conn
+                    .json(&promote.with_auth(admin), StatusCode::OK)
+                    .await
+                    .with_context(|| format!("making door {door} staff"))?;
+                anyhow::ensure!(
+                    promoted.role == "staff",
+                    "making door {door} staff answered the role {:?}",
+                    promoted.role
+                );
+                let body = json!({ "refresh_token": registered.refresh_token });
+                let tokens: Tokens = conn
+                    .json(
+                        &Call::post("/api/v1/auth/refresh", Some(serde_json::to_vec(&body)?.into()))?,
+                        StatusCode::OK,
+                    )
+                    .await
+                    .with_context(|| format!("a token for door {door} after its promotion"))?;
+                let auth = bearer(&tokens.access_token)?;
+                Ok((conn, (door, User { id, auth })))
+            }
+        },
+    )
+    .await?;
+    doors.sort_by_key(|(door, _)| *door);
+    Ok(doors.into_iter().map(|(_, user)| user).collect())
+}
+
+/// Books one seat for each `(user, seat type)` of `who` (indices into `users` and the stage's
+/// seat types), before any measured phase, on as many connections as the verification reads
+/// use. Returns the ledger of the 201s and a line for every other answer, in user order; a 5xx
+/// or no answer also makes its user unsure.
+pub(crate) async fn book_each(
+    ctx: &Ctx,
+    stage: &Stage,
+    users: &[User],
+    who: Vec<(usize, usize)>,
+) -> anyhow::Result<(Ledger, Vec<String>)> {
+    let calls = who
+        .into_iter()
+        .map(|(user, seat_type)| {
+            let found = users.get(user).context("booking for a user not prepared")?;
+            let book = stage.book.get(seat_type).context("no such seat type")?;
+            Ok((user, seat_type, book.clone().with_auth(found.auth.clone())))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut answers = verify::parallel(
+        &ctx.target,
+        ctx.concurrency.min(64),
+        calls,
+        |mut conn: Conn, (user, seat_type, call): (usize, usize, Call)| async move {
+            let answer = conn.send(&call, true).await;
+            Ok((conn, (user, seat_type, answer)))
+        },
+    )
+    .await?;
+    answers.sort_by_key(|(user, _, _)| *user);
+    let mut ledger = Ledger::default();
+    let mut failures = Vec::new();
+    for (user, seat_type, answer) in answers {
+        match answer {
+            Answer::Http {
+                status: StatusCode::CREATED,
+                id: Some(id),
+                ..
+            } => ledger.confirmed.push(Booked {
+                id,
+                user,
+                seat_type,
+            }),
+            answer => {
+                if answer.is_server_error() {
+                    ledger.unsure_users.push(user);
+                }
+                failures.push(format!("user {user}: {answer:?}"));
+            }
+        }
+    }
+    Ok((ledger, failures))
 }
 
 /// Admin, concert and users, timed: what every booking scenario starts with.

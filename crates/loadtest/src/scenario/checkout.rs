@@ -15,13 +15,14 @@ use http::{HeaderValue, StatusCode};
 use time::OffsetDateTime;
 
 use super::outcome::{Outcome, server_error_check, verify_end};
+use super::spread::spot;
 use crate::args::{LoadtestArgs, SeatTypeSpec};
 use crate::client::{Answer, Call, Conn};
 use crate::holds::{
     self, HoldLedger, HoldView, PAY_DECLINED, PAY_OK, PaidHold, SalesMonitor, UnpaidHold,
 };
 use crate::phase::{Budget, Ctx, Worker};
-use crate::report::{Check, Figure, PhaseStats};
+use crate::report::{Check, Figure, Rate};
 use crate::setup::{PRICE_CENTS, prepare};
 use crate::verify::User;
 
@@ -46,12 +47,11 @@ pub enum Plan {
     Abandon,
 }
 
-/// The plan of user `user` for these shares. Users are spread over the plans by the
-/// golden-ratio sequence, so that every prefix of them (a run cut short by `--requests` or
-/// `--duration`) and every seat type's users get close to the asked shares.
+/// The plan of user `user` for these shares, spread by the golden-ratio sequence
+/// (`spread::spot`): every prefix of the users and every seat type's users get close to the
+/// shares.
 pub fn plan_of(user: usize, decline: f64, abandon: f64) -> Plan {
-    const GOLDEN: f64 = 0.618_033_988_749_894_9;
-    let spot = ((user as f64 + 1.0) * GOLDEN).fract();
+    let spot = spot(user);
     if spot < abandon {
         Plan::Abandon
     } else if spot < abandon + decline {
@@ -61,41 +61,15 @@ pub fn plan_of(user: usize, decline: f64, abandon: f64) -> Plan {
     }
 }
 
-/// Completed checkouts per second over the phase and, when the baseline was measured, as a
-/// share of `/healthz` requests per second (the target: at least [`TARGET_RATIO`]).
-pub fn checkout_figures(
-    checkouts: u64,
-    phase: &PhaseStats,
-    baseline: Option<&PhaseStats>,
-) -> Vec<Figure> {
-    let per_second = (phase.seconds > 0.0).then(|| checkouts as f64 / phase.seconds);
-    let mut figures = vec![Figure::new(
-        "completed checkouts per second",
-        per_second,
-        "/s",
-        format!(
-            "{checkouts} checkouts (hold + pay) completed in {:.2} s",
-            phase.seconds
-        ),
-    )];
-    if let Some(baseline) = baseline.filter(|baseline| baseline.requests_per_second > 0.0) {
-        figures.push(
-            Figure::new(
-                "completed checkouts per second ÷ healthz requests per second",
-                per_second.map(|rate| rate / baseline.requests_per_second),
-                "×",
-                format!(
-                    "{:.0} checkouts/s against {:.0} healthz requests/s in the same run",
-                    per_second.unwrap_or(0.0),
-                    baseline.requests_per_second
-                ),
-            )
-            .with_target(&format!("≥ {TARGET_RATIO}× healthz"), |ratio| {
-                ratio >= TARGET_RATIO
-            }),
-        );
+/// Completed checkouts per second, and their ratio to `/healthz` against [`TARGET_RATIO`].
+fn checkout_rate(checkouts: u64) -> Rate {
+    Rate {
+        name: "completed checkouts",
+        counted: "checkouts (hold + pay) completed",
+        short: "checkouts",
+        count: checkouts,
+        target: TARGET_RATIO,
     }
-    figures
 }
 
 /// How one user's checkout ended.
@@ -382,7 +356,7 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
         confirmed: Some(sold),
         checks: first,
         figures,
-        checkouts: Some(ledger.paid.len() as u64),
+        rate: Some(checkout_rate(ledger.paid.len() as u64)),
         ..Outcome::new(Some(stage), users.len(), setup, expectation(k, args), phase)
     })
 }
@@ -470,7 +444,6 @@ fn seats_back_figure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Recorder;
 
     #[test]
     fn plans_follow_the_shares_in_every_prefix() {
@@ -494,37 +467,5 @@ mod tests {
             .filter(|&user| plan_of(user, 0.1, 0.2) == Plan::Abandon)
             .count();
         assert!((95..=105).contains(&even), "{even}");
-    }
-
-    #[test]
-    fn the_checkout_rate_is_judged_against_healthz() {
-        let phase = |name: &str, requests: u64, seconds: u64| {
-            let mut recorder = Recorder::new();
-            for _ in 0..requests {
-                recorder.record(
-                    &Answer::Http {
-                        status: StatusCode::OK,
-                        code: None,
-                        id: None,
-                    },
-                    Duration::from_millis(1),
-                );
-            }
-            recorder.finish(name, Duration::from_secs(seconds))
-        };
-        let checkout = phase("checkout", 300, 1);
-        let alone = checkout_figures(100, &checkout, None);
-        assert_eq!(alone.len(), 1);
-        assert_eq!(alone[0].value, Some(100.0));
-        assert_eq!(alone[0].met, None);
-        let healthz = phase("baseline", 300, 1);
-        let figures = checkout_figures(100, &checkout, Some(&healthz));
-        assert!((figures[1].value.unwrap() - 1.0 / 3.0).abs() < 1e-9);
-        assert_eq!(figures[1].met, Some(true));
-        let fast_healthz = phase("baseline", 1000, 1);
-        assert_eq!(
-            checkout_figures(100, &checkout, Some(&fast_healthz))[1].met,
-            Some(false)
-        );
     }
 }

@@ -206,6 +206,6 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
         stage: Some(stage),
         parts: Vec::new(),
         figures: Vec::new(),
-        checkouts: None,
+        rate: None,
     })
 }

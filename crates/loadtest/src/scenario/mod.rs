@@ -1,21 +1,25 @@
-//! The six scenarios, one module each, and the [`Report`] a run ends in.
+//! The seven scenarios, one module each, and the [`Report`] a run ends in.
 //!
 //! Every scenario has the same shape: prepare through the API ([`crate::setup`]), run one
 //! measured phase ([`crate::phase`]), then read the end state back and [`verify::judge`] it
 //! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together. The two
 //! checkout scenarios also judge the holds ([`crate::holds`]): `checkout` (hold, pay, let
-//! some expire) and `expiry` (a storm of holds falling due, watched by [`seats_back`]).
+//! some expire) and `expiry` (a storm of holds falling due, watched by [`seats_back`]);
+//! `doors` judges the check-ins ([`crate::checkins`]). Shares of users or tickets are spread
+//! by [`spread`].
 //!
 //! [`verify::judge`]: crate::verify::judge
 
 mod browse;
 mod checkout;
 mod churn;
+mod doors;
 mod expiry;
 mod onsale;
 mod outcome;
 mod seats_back;
 mod soldout;
+mod spread;
 
 use std::sync::Arc;
 
@@ -45,6 +49,11 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         "the checkout and expiry scenarios create their own concert: they need to know its \
          prices and that nobody else holds its seats (no --concert-id)"
     );
+    anyhow::ensure!(
+        args.concert_id.is_none() || args.scenario != Scenario::Doors,
+        "the doors scenario creates its own concert: its tickets are those of the bookings the \
+         tool makes (no --concert-id)"
+    );
     let mut outcome = match args.scenario {
         Scenario::Onsale => onsale::run(&ctx, args).await?,
         Scenario::Churn => churn::run(&ctx, args).await?,
@@ -52,6 +61,7 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         Scenario::Soldout => soldout::run(&ctx, args).await?,
         Scenario::Checkout => checkout::run(&ctx, args).await?,
         Scenario::Expiry => expiry::run(&ctx, args).await?,
+        Scenario::Doors => doors::run(&ctx, args).await?,
     };
     let baseline = if args.baseline {
         Some(ctx.baseline(&outcome.phase, args.phase_duration()).await?)
@@ -61,8 +71,8 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
     let ratios = baseline
         .as_ref()
         .and_then(|baseline| Ratios::of(&outcome.phase, baseline));
-    if let Some(checkouts) = outcome.checkouts {
-        let rates = checkout::checkout_figures(checkouts, &outcome.phase, baseline.as_ref());
+    if let Some(rate) = &outcome.rate {
+        let rates = rate.figures(&outcome.phase, baseline.as_ref());
         outcome.figures.splice(0..0, rates);
     }
     let seat_types = outcome

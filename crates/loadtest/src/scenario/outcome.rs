@@ -7,7 +7,7 @@ use anyhow::Context;
 use http::HeaderValue;
 
 use crate::phase::Ctx;
-use crate::report::{Check, Figure, PhaseStats};
+use crate::report::{Check, Figure, PhaseStats, Rate};
 use crate::setup::Stage;
 use crate::verify::{self, Ledger, User};
 
@@ -24,9 +24,9 @@ pub(super) struct Outcome {
     /// Further phases and windows to report (see [`crate::Report::parts`]).
     pub(super) parts: Vec<PhaseStats>,
     pub(super) figures: Vec<Figure>,
-    /// `checkout`: the checkouts completed in the phase, reported per second and as a ratio
-    /// to `/healthz` once the baseline is known.
-    pub(super) checkouts: Option<u64>,
+    /// What the phase completed, reported per second and as a ratio to `/healthz` once the
+    /// baseline is known (`checkout`: the checkouts).
+    pub(super) rate: Option<Rate>,
 }
 
 impl Outcome {
@@ -49,7 +49,7 @@ impl Outcome {
             checks: Vec::new(),
             parts: Vec::new(),
             figures: Vec::new(),
-            checkouts: None,
+            rate: None,
         }
     }
 }

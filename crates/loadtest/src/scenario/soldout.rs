@@ -4,51 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::StatusCode;
-
 use super::outcome::{Outcome, server_error_check, verify_end};
 use crate::args::{LoadtestArgs, SeatTypeSpec};
-use crate::client::{Answer, Conn};
 use crate::phase::{Budget, Ctx};
 use crate::report::Check;
-use crate::setup::{Stage, prepare};
-use crate::verify::{Booked, Ledger, User};
-
-/// The first `capacity` users book one seat each, one after the other. Returns the ledger of
-/// those bookings and a line per booking that did not answer 201.
-async fn sell_out(
-    ctx: &Ctx,
-    stage: &Stage,
-    users: &[User],
-    capacity: usize,
-) -> (Ledger, Vec<String>) {
-    let mut conn = Conn::new(ctx.target.clone());
-    let mut ledger = Ledger::default();
-    let mut sell_out_failures = Vec::new();
-    for (user, found) in users.iter().enumerate().take(capacity) {
-        let call = stage.book[0].clone().with_auth(found.auth.clone());
-        match conn.send(&call, true).await {
-            Answer::Http {
-                status: StatusCode::CREATED,
-                id: Some(id),
-                ..
-            } => {
-                ledger.confirmed.push(Booked {
-                    id,
-                    user,
-                    seat_type: 0,
-                });
-            }
-            answer => {
-                if answer.is_server_error() {
-                    ledger.unsure_users.push(user);
-                }
-                sell_out_failures.push(format!("user {user}: {answer:?}"));
-            }
-        }
-    }
-    (ledger, sell_out_failures)
-}
+use crate::setup::{book_each, prepare};
 
 /// Sells a tiny seat type out, then hammers it: the loser path.
 pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcome> {
@@ -75,7 +35,13 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
     );
 
     // Sell out: the first `capacity` users, one booking each.
-    let (ledger, sell_out_failures) = sell_out(ctx, &stage, &users, capacity).await;
+    let (ledger, sell_out_failures) = book_each(
+        ctx,
+        &stage,
+        &users,
+        (0..capacity).map(|user| (user, 0)).collect(),
+    )
+    .await?;
     stage.seat_types[0].expected = Some(capacity as u64);
 
     // Hammer: everyone else, over and over, until the budget is spent.
@@ -140,6 +106,6 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
         stage: Some(stage),
         parts: Vec::new(),
         figures: Vec::new(),
-        checkouts: None,
+        rate: None,
     })
 }
