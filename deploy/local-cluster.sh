@@ -67,6 +67,8 @@ up() {
   rm -rf "$STATE"
   mkdir -p "$STATE/logs"
   "$bin" keygen --private-key "$STATE/jwt.pem" --public-key "$STATE/jwt.pub.pem" >/dev/null
+  # Every Booking instance signs tickets with the same key, so any instance's door takes them.
+  "$bin" keygen --private-key "$STATE/ticket.pem" --public-key "$STATE/ticket.pub.pem" >/dev/null
   local token
   token="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
   local database="boxoffice_cluster_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
@@ -84,7 +86,7 @@ up() {
       "--data-dir=$STATE/$name" "--database-url=$(database_url "$database")")
     case "$service" in
       auth) args+=("--jwt-key-file=$STATE/jwt.pem" "--trusted-proxies=127.0.0.1") ;;
-      booking) args+=("--jwt-public-key-file=$STATE/jwt.pub.pem" "--auth-url=$auth") ;;
+      booking) args+=("--jwt-public-key-file=$STATE/jwt.pub.pem" "--auth-url=$auth" "--ticket-key-file=$STATE/ticket.pem") ;;
       catalog) args+=("--jwt-public-key-file=$STATE/jwt.pub.pem" "--auth-url=$auth" "--booking-url=$booking") ;;
       notifications) args+=("--auth-url=$auth" "--booking-url=$booking" "--mail-dir=$STATE/mail") ;;
       gateway) args+=("--auth-url=$auth" "--catalog-url=$catalog" "--booking-url=$booking") ;;

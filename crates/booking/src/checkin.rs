@@ -1,9 +1,8 @@
 //! Check-in at the door: what a scan asks, what the store knows of the ticket, and the one rule
-//! that decides the answer — written once, for both engines. The engines only read a ticket
-//! ([`crate::store::BookingStore::ticket_row`]) and insert a check-in
-//! ([`crate::store::BookingStore::insert_checkin`]); the schema refuses a second check-in of a
-//! ticket and the check-in of a cancelled booking, so a race between doors — on one instance or
-//! several — is settled by the insert that wins.
+//! that decides the answer ([`decide`]) — written once, for both engines, which read the ticket,
+//! apply the rule and insert the check-in ([`crate::store::BookingStore::check_in`]). The schema
+//! refuses a second check-in of a ticket and the check-in of a cancelled booking, so a race
+//! between doors — on one instance or several — is settled by the insert that wins.
 
 use time::OffsetDateTime;
 use uuid::Uuid;

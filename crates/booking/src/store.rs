@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::checkin::{Scan, SeatCheckins, TicketRow};
+use crate::checkin::{CheckedIn, Scan, SeatCheckins, TicketRow};
 use crate::command::{Command, NotQueued, Refund, SalesRows, SavedResponse, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
@@ -147,10 +147,11 @@ impl BookingStore {
         dispatch!(self, engine => rows::ticket_row(engine.read_pool(), booking_id).await)
     }
 
-    /// Checks a scanned ticket in now; `None` when it was checked in already. The schema refuses
-    /// a cancelled booking (`ticket_cancelled`).
-    pub async fn insert_checkin(&self, scan: Scan) -> Result<Option<OffsetDateTime>, BookingError> {
-        dispatch!(self, engine => engine.insert_checkin(scan).await)
+    /// Decides a scan of a genuine ticket by the door's rule ([`crate::checkin::decide`]) and
+    /// checks it in now when it admits. Exactly one scan of a ticket is admitted, whatever the
+    /// instance: the schema allows one check-in per ticket, of a confirmed booking only.
+    pub async fn check_in(&self, scan: Scan) -> Result<CheckedIn, BookingError> {
+        dispatch!(self, engine => engine.check_in(scan).await)
     }
 
     /// Confirmed and checked-in tickets of a concert, per seat type that has any.

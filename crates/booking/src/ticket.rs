@@ -56,11 +56,19 @@ pub enum NotATicket {
     BadSignature,
 }
 
+/// How many verified signatures are remembered (about 100 bytes each).
+const VERIFIED_KEPT: usize = 100_000;
+
 /// The deployment's ticket key: signs codes, verifies them, and publishes its public half.
 pub struct TicketKeys {
     pair: Ed25519KeyPair,
     public_key_pem: String,
     origin: KeyOrigin,
+    /// The signatures verified lately, by booking: a ticket is scanned more than once (a second
+    /// door, a scanner's retry), and an Ed25519 verification costs far more than the rest of a
+    /// scan. A code whose bytes are exactly those of a verified one is the same signed
+    /// statement, so it is taken without verifying again; anything else is verified.
+    verified: quick_cache::sync::Cache<Uuid, (Uuid, [u8; SIGNATURE_LEN])>,
 }
 
 impl std::fmt::Debug for TicketKeys {
@@ -92,6 +100,7 @@ impl TicketKeys {
             pair,
             public_key_pem,
             origin,
+            verified: quick_cache::sync::Cache::new(VERIFIED_KEPT),
         }
     }
 
@@ -118,7 +127,7 @@ impl TicketKeys {
 
     /// What `code` says, if this deployment's key signed it. Cheap checks first: a code of the
     /// wrong length is refused before it is decoded, and nothing is looked up before the
-    /// signature verifies.
+    /// signature verifies (or is one verified before, byte for byte).
     pub fn verify(&self, code: &str) -> Result<TicketClaim, NotATicket> {
         if code.len() != CODE_LEN {
             return Err(NotATicket::Malformed);
@@ -130,16 +139,24 @@ impl TicketKeys {
         if signed[0] != VERSION {
             return Err(NotATicket::UnknownVersion);
         }
-        UnparsedPublicKey::new(&ED25519, self.pair.public_key().as_ref())
-            .verify(signed, signature)
-            .map_err(|_| NotATicket::BadSignature)?;
         let id = |range: std::ops::Range<usize>| {
             Uuid::from_slice(&signed[range]).map_err(|_| NotATicket::Malformed)
         };
-        Ok(TicketClaim {
+        let claim = TicketClaim {
             booking_id: id(1..17)?,
             concert_id: id(17..33)?,
-        })
+        };
+        let signature: [u8; SIGNATURE_LEN] =
+            signature.try_into().map_err(|_| NotATicket::Malformed)?;
+        let known = self.verified.get(&claim.booking_id);
+        if known != Some((claim.concert_id, signature)) {
+            UnparsedPublicKey::new(&ED25519, self.pair.public_key().as_ref())
+                .verify(signed, &signature)
+                .map_err(|_| NotATicket::BadSignature)?;
+            self.verified
+                .insert(claim.booking_id, (claim.concert_id, signature));
+        }
+        Ok(claim)
     }
 }
 
@@ -173,6 +190,23 @@ mod tests {
                 concert_id
             })
         );
+    }
+
+    #[test]
+    fn a_code_verified_before_passes_again_and_nothing_else_borrows_its_standing() {
+        let keys = TicketKeys::ephemeral();
+        let (booking_id, concert_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let code = keys.code(booking_id, concert_id);
+        assert!(keys.verify(&code).is_ok());
+        assert!(keys.verify(&code).is_ok(), "again, from what was verified");
+        // The same booking with another concert, or another signature, is checked afresh.
+        let other = TicketKeys::ephemeral().code(booking_id, concert_id);
+        assert_eq!(keys.verify(&other), Err(NotATicket::BadSignature));
+        let mut bytes = URL_SAFE_NO_PAD.decode(&code).unwrap();
+        bytes[17] ^= 1;
+        let moved = URL_SAFE_NO_PAD.encode(&bytes);
+        assert_eq!(keys.verify(&moved), Err(NotATicket::BadSignature));
+        assert!(keys.verify(&code).is_ok());
     }
 
     #[test]

@@ -211,13 +211,10 @@ fn booking_setup<'a>(
         worker,
         write_limiter,
         checkout: config.checkout.clone(),
-        tickets: Tickets {
-            keys: Arc::new(TicketKeys::load(
-                config.ticket_key_file.as_deref(),
-                &config.data_dir,
-            )?),
+        tickets: Tickets::new(
+            TicketKeys::load(config.ticket_key_file.as_deref(), &config.data_dir)?,
             holders,
-        },
+        ),
     })
 }
 

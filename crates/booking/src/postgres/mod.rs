@@ -3,7 +3,7 @@
 //!
 //! - [`writer`]: this instance's writer; it settles each batch of bookings and cancellations in
 //!   one transaction (`settle`) and runs inventory changes each on its own (`admin`).
-//! - `checkin`: a ticket's check-in, one statement on the pool, outside the writer.
+//! - `checkin`: a ticket's check-in, on the pool, outside the writer.
 //! - [`reads`]: a page of bookings and the inventory the view loads (the reads both engines
 //!   make alike are in [`crate::rows`]); [`outbox`]: claimed with
 //!   `SKIP LOCKED`, outside the writer; [`statements`]: SQL several of these share.
@@ -80,7 +80,7 @@ use uuid::Uuid;
 
 use self::view::PgView;
 use self::writer::PgWriter;
-use crate::checkin::Scan;
+use crate::checkin::{CheckedIn, Scan};
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
@@ -197,9 +197,9 @@ impl PgBooking {
         rows::sales(self.read_pool(), concert_id, reads::SALES_SEATS).await
     }
 
-    /// Checks a scanned ticket in; `None` when it was checked in already.
-    pub async fn insert_checkin(&self, scan: Scan) -> Result<Option<OffsetDateTime>, BookingError> {
-        checkin::insert(&self.db.pool, &scan, self.clock.now()).await
+    /// Decides a scan of a genuine ticket and checks it in when it admits.
+    pub async fn check_in(&self, scan: Scan) -> Result<CheckedIn, BookingError> {
+        checkin::check_in(&self.db.pool, &scan, self.clock.now()).await
     }
 
     pub async fn claim_outbox(

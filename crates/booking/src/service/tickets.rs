@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use boxoffice_shared::clients::UserDirectory;
 use boxoffice_shared::token::AuthUser;
 use uuid::Uuid;
 
 use super::BookingService;
-use crate::checkin::{CheckedIn, Decision, MAX_NONCE_LEN, Scan, SeatCheckins, decide};
+use crate::checkin::{CheckedIn, MAX_NONCE_LEN, Scan, SeatCheckins};
 use crate::domain::BookingStatus;
 use crate::error::BookingError;
 use crate::ticket::{NotATicket, TicketKeys};
@@ -17,22 +18,36 @@ use crate::ticket::{NotATicket, TicketKeys};
 /// How big the QR code of `GET /bookings/{id}/ticket.svg` is drawn, in pixels at least.
 const QR_PIXELS: u32 = 256;
 
+/// How long a holder's name is taken from [`Tickets::names`] before Auth is asked again.
+const NAME_TTL: Duration = Duration::from_secs(300);
+/// How many holders' names are remembered.
+const NAMES_KEPT: usize = 200_000;
+
 /// What tickets need: the deployment's ticket key, and where holders' names are looked up.
 #[derive(Clone)]
 pub struct Tickets {
-    pub keys: Arc<TicketKeys>,
+    keys: Arc<TicketKeys>,
     /// Auth's directory: in this process, or its instances over HTTP.
-    pub holders: Arc<dyn UserDirectory>,
+    holders: Arc<dyn UserDirectory>,
+    /// Names Auth gave lately, with when: a door names the holder on every admission, and a
+    /// scanner's retry or the holder's next scan should not cost a call to Auth. A rename shows
+    /// within [`NAME_TTL`].
+    names: Arc<quick_cache::sync::Cache<Uuid, (String, Instant)>>,
 }
 
 impl Tickets {
+    pub fn new(keys: TicketKeys, holders: Arc<dyn UserDirectory>) -> Self {
+        Self {
+            keys: Arc::new(keys),
+            holders,
+            names: Arc::new(quick_cache::sync::Cache::new(NAMES_KEPT)),
+        }
+    }
+
     /// Tickets signed with a key of their own whose holders have no names: for engine tests and
     /// benchmarks, which run Booking without Auth.
     pub fn unnamed() -> Self {
-        Self {
-            keys: Arc::new(TicketKeys::ephemeral()),
-            holders: Arc::new(NoNames),
-        }
+        Self::new(TicketKeys::ephemeral(), Arc::new(NoNames))
     }
 }
 
@@ -169,42 +184,12 @@ impl BookingService {
             nonce,
             scanned_by: caller.user_id,
         };
-        let checked_in = self.admit(&scan).await?;
+        let checked_in = self.inner.store.check_in(scan).await?;
         metrics::counter!("checkins_total").increment(1);
         Ok(Admitted {
             holder_name: self.holder_name(checked_in.user_id).await?,
             checked_in,
         })
-    }
-
-    /// Decides a genuine scan from the ticket as stored and, when it is to be admitted, checks it
-    /// in. An insert that finds the ticket checked in already lost a race with another door:
-    /// the ticket is read again, and that door's check-in is the answer.
-    async fn admit(&self, scan: &Scan) -> Result<CheckedIn, BookingError> {
-        let store = &self.inner.store;
-        // The second read always finds the check-in that beat this one.
-        for _ in 0..2 {
-            let ticket = store.ticket_row(scan.booking_id).await?;
-            match decide(ticket.as_ref(), scan)? {
-                Decision::Replay(checked_in) => return Ok(checked_in),
-                Decision::CheckIn => {
-                    if let Some(at) = store.insert_checkin(scan.clone()).await?
-                        && let Some(ticket) = ticket
-                    {
-                        return Ok(CheckedIn {
-                            booking_id: ticket.booking_id,
-                            user_id: ticket.user_id,
-                            seat_type_id: ticket.seat_type_id,
-                            checked_in_at: at,
-                        });
-                    }
-                }
-            }
-        }
-        Err(BookingError::Corrupt(format!(
-            "booking {} is neither checked in nor admitted",
-            scan.booking_id
-        )))
     }
 
     /// Confirmed and checked-in tickets of a concert per seat type, for door staff and admins.
@@ -246,16 +231,25 @@ impl BookingService {
         }
     }
 
-    /// The holder's full name as Auth has it; empty for an account that no longer exists.
+    /// The holder's full name as Auth has it (lately); empty for an account that no longer
+    /// exists.
     async fn holder_name(&self, user_id: Uuid) -> Result<String, BookingError> {
-        let contact = self
-            .inner
-            .tickets
+        let tickets = &self.inner.tickets;
+        if let Some((name, at)) = tickets.names.get(&user_id)
+            && at.elapsed() < NAME_TTL
+        {
+            return Ok(name);
+        }
+        let contact = tickets
             .holders
             .contact(user_id)
             .await
             .map_err(|error| BookingError::PeerUnavailable(error.to_string()))?;
-        Ok(contact.map(|contact| contact.full_name).unwrap_or_default())
+        let name = contact.map(|contact| contact.full_name).unwrap_or_default();
+        tickets
+            .names
+            .insert(user_id, (name.clone(), Instant::now()));
+        Ok(name)
     }
 }
 

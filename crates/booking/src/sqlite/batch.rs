@@ -9,7 +9,7 @@ use boxoffice_shared::clients::OutboxMessage;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::checkin::Scan;
+use crate::checkin::{CheckedIn, Scan};
 use crate::command::{Command, Refund, Reply};
 use crate::error::BookingError;
 use crate::view::{ConcertSale, Seat, SharedInventory};
@@ -21,8 +21,8 @@ pub enum Job {
     Command(Command),
     Outbox(OutboxJob),
     Refunds(RefundJob),
-    /// Checks a ticket in: answers when, or `None` if it was checked in already.
-    CheckIn(Scan, Reply<Option<OffsetDateTime>>),
+    /// Decides a scan at the door and checks the ticket in when it admits.
+    CheckIn(Scan, Reply<CheckedIn>),
 }
 
 /// A change to the refund queue, asked by the refund worker.

@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use self::batch::{Job, OutboxJob, RefundJob};
 use self::writer::Writer;
-use crate::checkin::Scan;
+use crate::checkin::{CheckedIn, Scan};
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, Reply, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
@@ -208,8 +208,8 @@ impl SqliteBooking {
         self.job(|reply| Job::Outbox(make(reply))).await
     }
 
-    /// Checks a scanned ticket in through the writer; `None` when it was checked in already.
-    pub async fn insert_checkin(&self, scan: Scan) -> Result<Option<OffsetDateTime>, BookingError> {
+    /// Decides a scan of a genuine ticket and checks it in when it admits, in the writer.
+    pub async fn check_in(&self, scan: Scan) -> Result<CheckedIn, BookingError> {
         self.job(|reply| Job::CheckIn(scan, reply)).await
     }
 

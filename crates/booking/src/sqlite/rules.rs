@@ -121,7 +121,7 @@ pub(super) fn apply(
         Job::Command(Command::Administer(admin)) => administer(tx, view, admin, now, effects),
         Job::Outbox(job) => change_outbox(tx, job, now),
         Job::Refunds(job) => change_refunds(tx, job, now),
-        Job::CheckIn(scan, reply) => answer(reply, checkin::insert(tx, &scan, now)),
+        Job::CheckIn(scan, reply) => answer(reply, checkin::check_in(tx, &scan, now)),
     }
 }
 

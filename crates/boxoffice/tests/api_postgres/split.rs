@@ -61,6 +61,10 @@ impl Cluster {
         let private_key = dir.path().join("jwt.pem");
         let public_key = dir.path().join("jwt.pub.pem");
         boxoffice_shared::keys::write_key_pair(&private_key, &public_key).unwrap();
+        let ticket_key = dir.path().join("ticket.pem");
+        boxoffice_shared::keys::write_key_pair(&ticket_key, &dir.path().join("ticket.pub.pem"))
+            .unwrap();
+        let tickets = format!("--ticket-key-file={}", ticket_key.display());
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let ports: HashMap<&str, u16> = [
             "auth",
@@ -92,6 +96,7 @@ impl Cluster {
                     "--service=booking".into(),
                     format!("--jwt-public-key-file={public}"),
                     format!("--auth-url={auth_url}"),
+                    tickets.clone(),
                 ],
             ),
             (
@@ -100,6 +105,7 @@ impl Cluster {
                     "--service=booking".into(),
                     format!("--jwt-public-key-file={public}"),
                     format!("--auth-url={auth_url}"),
+                    tickets,
                 ],
             ),
             (
