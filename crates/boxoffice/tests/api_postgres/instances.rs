@@ -14,8 +14,9 @@ use crate::helpers::{
     spawn_app_with,
 };
 
-/// Two servers on this test's database (separate data and mail directories); `None` (the test
-/// is skipped, as `database_url` has said) without a PostgreSQL server.
+/// Two servers on this test's database (separate data and mail directories, one ticket key, as
+/// a split deployment's Booking instances share it); `None` (the test is skipped, as
+/// `database_url` has said) without a PostgreSQL server.
 async fn two_instances() -> Option<(TestApp, TestApp, String)> {
     database_url()?;
     let admin = || {
@@ -25,7 +26,14 @@ async fn two_instances() -> Option<(TestApp, TestApp, String)> {
         })
     };
     let a = spawn_app_with(|config| config.admin = admin()).await;
-    let b = spawn_app_with(|config| config.admin = admin()).await;
+    let ticket_key = a
+        .data_dir()
+        .join(boxoffice_booking::ticket::GENERATED_TICKET_KEY_FILE);
+    let b = spawn_app_with(|config| {
+        config.admin = admin();
+        config.ticket_key_file = Some(ticket_key);
+    })
+    .await;
     let token = a.admin_token().await;
     Some((a, b, token))
 }
@@ -199,4 +207,59 @@ async fn a_logout_through_one_instance_is_refused_by_the_other() {
     .await;
     let response = b.refresh(&fan.refresh_token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doors_on_two_instances_scanning_one_ticket_at_once_admit_it_exactly_once() {
+    let Some((a, b, admin)) = two_instances().await else {
+        return;
+    };
+    let concert = a
+        .create_concert(&admin, &concert_body("Two halls", 3600, 10))
+        .await;
+    let (concert, seat_type) = (id_of(&concert), id_of(&concert["seat_types"][0]));
+    let fan = a.register_user("twohalls@example.com").await;
+    let booking = id_of(&a.book_ok(&fan.access_token, &concert, &seat_type).await);
+    // The ticket reads alike on both instances: one key signs for the deployment.
+    let code = a.ticket(&fan.access_token, &booking).await["code"].clone();
+    poll_until(5, "the other instance to know the concert", || async {
+        let response = b
+            .get_with_token(&format!("/api/v1/concerts/{concert}/checkins"), &admin)
+            .await;
+        (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(b.ticket(&fan.access_token, &booking).await["code"], code);
+    let code = code.as_str().unwrap().to_owned();
+
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let start = Arc::new(Barrier::new(20));
+    let scans: Vec<_> = (0..20)
+        .map(|door| {
+            let app = if door % 2 == 0 { a.clone() } else { b.clone() };
+            let (start, admin, concert, code) =
+                (start.clone(), admin.clone(), concert.clone(), code.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let nonce = format!("hall-door-{door}");
+                let response = app.scan(&admin, &concert, &code, Some(&nonce)).await;
+                (response.status(), response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    let mut refused = Vec::new();
+    for scan in scans {
+        let (status, body) = scan.await.unwrap();
+        match status {
+            StatusCode::CREATED => admitted.push(body),
+            StatusCode::CONFLICT if body["code"] == "already_checked_in" => refused.push(body),
+            other => panic!("a scan answered {other}: {body}"),
+        }
+    }
+    assert_eq!(admitted.len(), 1, "one admission in all: {admitted:?}");
+    assert_eq!(refused.len(), 19);
+    for problem in &refused {
+        assert_eq!(problem["checked_in_at"], admitted[0]["checked_in_at"]);
+    }
 }
