@@ -271,7 +271,7 @@ async fn scan_all(
 /// A sold concert checked in by several doors at once; every ticket let in exactly once.
 pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcome> {
     let venue = open_venue(ctx, args).await?;
-    settle_outbox(ctx, args).await;
+    settle_outbox(ctx, args, venue.tickets.len()).await;
     let tickets = &venue.tickets;
     let window = ctx.concurrency.div_ceil(2);
     let plan = scan_plan(tickets.len(), venue.doors.len(), window, args.retry_share);
@@ -336,11 +336,11 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
     })
 }
 
-/// Waits, for up to two minutes, until the server's `outbox_depth` gauge (`/metrics`) reads 0:
-/// doors open long after the sale's confirmation emails went out, so the backlog the setup's
-/// bookings queued is not measured with the scans. A server whose `/metrics` does not show the
-/// gauge (behind a gateway) is not waited for.
-async fn settle_outbox(ctx: &Ctx, args: &LoadtestArgs) {
+/// Waits, for up to two minutes, until the server has sent a confirmation email for every
+/// booking of the setup (`emails_sent_total{kind="booking_confirmed"}` on `/metrics`): doors
+/// open long after the sale's emails went out, so the backlog the setup queued is not measured
+/// with the scans. A server without `/metrics` (behind a gateway) is not waited for.
+async fn settle_outbox(ctx: &Ctx, args: &LoadtestArgs, bookings: usize) {
     let Ok(call) = Call::get("/metrics") else {
         return;
     };
@@ -348,23 +348,29 @@ async fn settle_outbox(ctx: &Ctx, args: &LoadtestArgs) {
     let deadline = Instant::now() + Duration::from_secs(120);
     args.note("waiting for the setup's confirmation emails to go out…");
     while Instant::now() < deadline {
-        let (_, body) = conn.send_keeping_body(&call).await;
-        let depth = body.as_deref().and_then(|body| {
-            std::str::from_utf8(body).ok()?.lines().find_map(|line| {
-                line.strip_prefix("outbox_depth ")?
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-        });
-        match depth {
-            Some(depth) if depth > 0.0 => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            _ => return,
+        let (answer, body) = conn.send_keeping_body(&call).await;
+        if answer.status() != Some(StatusCode::OK) {
+            return;
         }
+        let sent: f64 = body
+            .as_deref()
+            .and_then(|body| std::str::from_utf8(body).ok())
+            .map(|text| {
+                text.lines()
+                    .filter(|line| {
+                        line.starts_with("emails_sent_total{")
+                            && line.contains("kind=\"booking_confirmed\"")
+                    })
+                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        if sent >= bookings as f64 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    args.note("the outbox still holds emails after two minutes; scanning anyway");
+    args.note("not every confirmation email went out within two minutes; scanning anyway");
 }
 
 fn expectation(venue: &Venue, args: &LoadtestArgs) -> String {
