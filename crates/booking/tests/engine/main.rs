@@ -544,7 +544,17 @@ on_every_backend! {
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].message_id, message_id);
         assert_eq!(claimed[0].kind, EmailKind::BookingConfirmed);
-        assert_eq!(claimed[0].booking, queued);
+        assert_eq!(
+            claimed[0].booking,
+            BookingEmail {
+                ticket_code: Some(
+                    engine
+                        .service
+                        .ticket_code(queued.booking_id, queued.concert_id)
+                ),
+                ..queued
+            }
+        );
         // New bookings queue their emails by reference beside it.
         let (concert_id, seats) = concert(&engine, in_a_day(), &[5]).await;
         let booking = created(
@@ -1127,9 +1137,13 @@ on_every_backend! {
                 .find(|message| message.kind == kind)
                 .map(|message| message.booking.clone())
         };
+        // A confirmation carries the ticket's code; a cancellation does not.
         assert_eq!(
             of_kind(EmailKind::BookingConfirmed),
-            Some(email(booking.created_at))
+            Some(BookingEmail {
+                ticket_code: Some(engine.service.ticket_code(booking.id, concert_id)),
+                ..email(booking.created_at)
+            })
         );
         assert_eq!(
             of_kind(EmailKind::BookingCancelled),
