@@ -212,6 +212,39 @@ async fn soldout_answers_only_sold_out_after_the_sell_out() {
 }
 
 #[tokio::test]
+async fn doors_admit_every_ticket_exactly_once() {
+    let app = spawn_loadtest_app().await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "doors",
+            "--users",
+            "60",
+            "--concurrency",
+            "12",
+            "--doors",
+            "3",
+            "--seat-types",
+            "Front:20,Back:50",
+            "--retry-share",
+            "0.2",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    // Every ticket scanned once at least; one in three or so scanned again and refused.
+    assert!(report.phase.count(201, None) >= 60, "{}", report.to_text());
+    assert!(
+        report.phase.count(409, Some("already_checked_in")) > 0,
+        "{}",
+        report.to_text()
+    );
+    assert!(figure(&report, "check-in scans per second").value.is_some());
+}
+
+#[tokio::test]
 async fn churn_and_browse_pass_and_the_baseline_gives_ratios() {
     let app = spawn_loadtest_app().await;
     let churn = run(
