@@ -1,5 +1,6 @@
-//! The property test: random sequences of bookings, holds, payments, releases, cancellations and
-//! the passing of time behave exactly like a model of the booking rules, on both stores.
+//! The property test: random sequences of bookings, holds, payments, releases, cancellations,
+//! check-ins at the door and the passing of time behave exactly like a model of the booking
+//! rules, on both stores.
 
 use boxoffice_booking::command::Made;
 use boxoffice_booking::hold::HoldStatus;
@@ -30,6 +31,12 @@ enum Op {
     Cancel {
         user: usize,
     },
+    /// A door scans the user's ticket (their booking, or the one they cancelled last) with one of
+    /// a few nonces, so that some scans are a scanner's retries of others.
+    Scan {
+        user: usize,
+        nonce: u8,
+    },
     /// A minute passes: sales open after the first, the concert starts after the fourth.
     Tick,
 }
@@ -41,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..4usize).prop_map(|user| Op::Pay { user }),
         2 => (0..4usize).prop_map(|user| Op::Release { user }),
         3 => (0..4usize).prop_map(|user| Op::Cancel { user }),
+        6 => (0..4usize, 0..3u8).prop_map(|(user, nonce)| Op::Scan { user, nonce }),
         2 => Just(Op::Tick),
     ]
 }
@@ -60,10 +68,13 @@ enum Has {
     },
 }
 
-/// The model: what each user has, and the seats.
+/// The model: what each user has, and the seats; the bookings users cancelled last, and the
+/// tickets checked in (with the nonce of the scan that did it).
 struct Model {
     capacity: [i64; 2],
     has: HashMap<usize, Has>,
+    cancelled: HashMap<usize, Uuid>,
+    checked_in: HashMap<Uuid, u8>,
 }
 
 impl Model {
@@ -149,7 +160,9 @@ async fn stored_active_holds(engine: &Engine, seat_type_id: Uuid) -> i64 {
 /// seat is taken (booked or held) only if one is left and sales are open (from the on-sale
 /// instant to the start); a user has at most one booking or active hold; a hold is active until
 /// its expiry and its seat is free from then; a paid active hold becomes the user's booking
-/// without taking a second seat; a release or a cancel returns exactly one seat. After every
+/// without taking a second seat; a release or a cancel returns exactly one seat; a door admits
+/// a confirmed ticket once, admits the same scan (nonce) again, and refuses every other scan of
+/// it and every scan of a cancelled ticket. After every
 /// step the store agrees: `remaining == capacity − confirmed − holds stored active`, and the
 /// model's counts are the store's with due holds counted free.
 async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
@@ -167,6 +180,12 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
     let mut model = Model {
         capacity: [2, 1],
         has: HashMap::new(),
+        cancelled: HashMap::new(),
+        checked_in: HashMap::new(),
+    };
+    let door = AuthUser {
+        role: boxoffice_shared::token::Role::Staff,
+        ..customer()
     };
     let mut minutes = 0;
     for op in ops {
@@ -260,6 +279,43 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                 } else {
                     assert_eq!(outcome.unwrap().status, BookingStatus::Cancelled);
                     model.has.remove(&user);
+                    model.cancelled.insert(user, id);
+                }
+            }
+            Op::Scan { user, nonce } => {
+                let (booking, confirmed) = match model.has.get(&user) {
+                    Some(Has::Booking { id, .. }) => (*id, true),
+                    _ => match model.cancelled.get(&user) {
+                        Some(id) => (*id, false),
+                        None => continue,
+                    },
+                };
+                let code = engine.service.ticket_code(booking, concert_id);
+                let outcome = engine
+                    .service
+                    .check_in(door, concert_id, &code, Some(format!("scan-{nonce}")))
+                    .await;
+                let first = model.checked_in.get(&booking).copied();
+                // The door's rule: the scan that checked it in, sent again, is admitted again;
+                // a cancelled ticket is refused; a ticket checked in is refused; else admitted.
+                let expected = match first {
+                    Some(first) if first == nonce => "again",
+                    _ if !confirmed => "cancelled",
+                    Some(_) => "already",
+                    None => "admitted",
+                };
+                match (expected, outcome) {
+                    ("again" | "admitted", Ok(admitted)) => {
+                        assert_eq!(admitted.checked_in.booking_id, booking);
+                        model.checked_in.insert(booking, nonce);
+                    }
+                    ("cancelled", Err(BookingError::TicketCancelled))
+                    | ("already", Err(BookingError::AlreadyCheckedIn(_))) => {}
+                    (expected, other) => panic!(
+                        "scan {nonce} of a {} ticket checked in by {first:?}: expected \
+                         {expected}, got {other:?}",
+                        if confirmed { "confirmed" } else { "cancelled" }
+                    ),
                 }
             }
             Op::Tick => {
@@ -282,6 +338,13 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
         }
     }
     assert_eq!(duplicates(&engine).await, 0);
+    // One check-in per ticket admitted, and no other (the schema's primary key and trigger).
+    let sql = "SELECT count(*) FROM checkins c JOIN bookings b ON b.id = c.booking_id
+               WHERE b.concert_id = $1";
+    assert_eq!(
+        count_of(&engine, sql, concert_id).await,
+        model.checked_in.len() as i64
+    );
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
