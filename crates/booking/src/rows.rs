@@ -1,8 +1,9 @@
 //! What both stores read alike through sqlx, written once for both: a booking by id, a saved
-//! answer, the outbox's depth, the sales report, a ticket and the check-in counts, and the rows they decode. The engines differ
-//! only in how they keep an instant (milliseconds on SQLite, `timestamptz` on PostgreSQL) and a
-//! status code, which [`StoredRow`] hides; `$n` placeholders serve both. What the engines read
-//! differently (a page of bookings, the inventory) stays in their own `reads`.
+//! answer, the outbox's depth, the sales report, a ticket and the check-in counts, and the rows
+//! they decode. The engines differ only in how they keep an instant (milliseconds on SQLite,
+//! `timestamptz` on PostgreSQL) and a status code, which [`StoredRow`] hides; `$n` placeholders
+//! serve both. What the engines read differently (a page of bookings, the inventory) stays in
+//! their own `reads`.
 
 use std::collections::HashMap;
 

@@ -46,15 +46,25 @@ pub struct TicketClaim {
     pub concert_id: Uuid,
 }
 
-/// Why a code is not a ticket of this deployment (all of them are `invalid_ticket` to a client).
+/// Why a code is not a ticket of this deployment (all of them are `invalid_ticket` to a client,
+/// whose problem's detail is [`NotATicket::reason`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.reason())]
 pub enum NotATicket {
-    #[error("not a ticket code: wrong length or not base64url")]
     Malformed,
-    #[error("a ticket code of a format this deployment does not know")]
     UnknownVersion,
-    #[error("the signature does not verify: forged or altered")]
     BadSignature,
+}
+
+impl NotATicket {
+    /// Why, in words a door can show.
+    pub fn reason(self) -> &'static str {
+        match self {
+            NotATicket::Malformed => "not a ticket code",
+            NotATicket::UnknownVersion => "a ticket code of an unknown format",
+            NotATicket::BadSignature => "the signature does not verify (forged or altered)",
+        }
+    }
 }
 
 /// How many verified signatures are remembered (about 100 bytes each).

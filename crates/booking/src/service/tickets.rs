@@ -10,10 +10,10 @@ use boxoffice_shared::token::AuthUser;
 use uuid::Uuid;
 
 use super::BookingService;
-use crate::checkin::{CheckedIn, MAX_NONCE_LEN, Scan, SeatCheckins};
+use crate::checkin::{CheckedIn, MAX_NONCE_LEN, Scan, SeatCheckins, TicketRow};
 use crate::domain::BookingStatus;
 use crate::error::BookingError;
-use crate::ticket::{NotATicket, TicketKeys};
+use crate::ticket::TicketKeys;
 
 /// How big the QR code of `GET /bookings/{id}/ticket.svg` is drawn, in pixels at least.
 const QR_PIXELS: u32 = 256;
@@ -106,15 +106,23 @@ impl BookingService {
         self.inner.tickets.keys.public_key_pem()
     }
 
-    /// The ticket of a booking, for its holder or an admin (anyone else: not found).
-    pub async fn ticket(&self, caller: AuthUser, booking_id: Uuid) -> Result<Ticket, BookingError> {
-        let row = self
-            .inner
+    /// A booking's ticket as stored, for its holder or an admin (anyone else: not found).
+    async fn visible_ticket(
+        &self,
+        caller: AuthUser,
+        booking_id: Uuid,
+    ) -> Result<TicketRow, BookingError> {
+        self.inner
             .store
             .ticket_row(booking_id)
             .await?
             .filter(|row| caller.is_admin() || row.user_id == caller.user_id)
-            .ok_or(BookingError::BookingNotFound)?;
+            .ok_or(BookingError::BookingNotFound)
+    }
+
+    /// The ticket of a booking, for its holder or an admin (anyone else: not found).
+    pub async fn ticket(&self, caller: AuthUser, booking_id: Uuid) -> Result<Ticket, BookingError> {
+        let row = self.visible_ticket(caller, booking_id).await?;
         let status = match (row.status, row.checked_in_at) {
             (BookingStatus::Cancelled, _) => TicketStatus::Cancelled,
             (BookingStatus::Confirmed, Some(_)) => TicketStatus::CheckedIn,
@@ -125,7 +133,7 @@ impl BookingService {
             concert_id: row.concert_id,
             seat_type_id: row.seat_type_id,
             holder_name: self.holder_name(row.user_id).await?,
-            code: self.inner.tickets.keys.code(booking_id, row.concert_id),
+            code: self.ticket_code(booking_id, row.concert_id),
             status,
         })
     }
@@ -136,8 +144,8 @@ impl BookingService {
         caller: AuthUser,
         booking_id: Uuid,
     ) -> Result<String, BookingError> {
-        let ticket = self.ticket(caller, booking_id).await?;
-        boxoffice_shared::qr::svg(&ticket.code, QR_PIXELS)
+        let row = self.visible_ticket(caller, booking_id).await?;
+        boxoffice_shared::qr::svg(&self.ticket_code(booking_id, row.concert_id), QR_PIXELS)
             .ok_or_else(|| BookingError::Corrupt("a ticket code too long for a QR code".into()))
     }
 
@@ -157,9 +165,7 @@ impl BookingService {
         code: &str,
         nonce: Option<String>,
     ) -> Result<Admitted, BookingError> {
-        if !caller.is_door_staff() {
-            return Err(BookingError::Forbidden("staff or admin"));
-        }
+        require_door_staff(caller)?;
         if nonce
             .as_ref()
             .is_some_and(|nonce| nonce.is_empty() || nonce.len() > MAX_NONCE_LEN)
@@ -175,7 +181,7 @@ impl BookingService {
             .tickets
             .keys
             .verify(code)
-            .map_err(|error| BookingError::InvalidTicket(not_a_ticket(error)))?;
+            .map_err(|error| BookingError::InvalidTicket(error.reason()))?;
         if claim.concert_id != concert_id {
             return Err(BookingError::InvalidTicket("a ticket for another concert"));
         }
@@ -198,9 +204,7 @@ impl BookingService {
         caller: AuthUser,
         concert_id: Uuid,
     ) -> Result<Vec<SeatTypeCheckins>, BookingError> {
-        if !caller.is_door_staff() {
-            return Err(BookingError::Forbidden("staff or admin"));
-        }
+        require_door_staff(caller)?;
         self.known_concert(concert_id)?;
         let mut counts: HashMap<Uuid, SeatCheckins> =
             self.inner.store.checkin_counts(concert_id).await?;
@@ -253,11 +257,11 @@ impl BookingService {
     }
 }
 
-/// What a client is told of a code that is not a ticket.
-fn not_a_ticket(error: NotATicket) -> &'static str {
-    match error {
-        NotATicket::Malformed => "not a ticket code",
-        NotATicket::UnknownVersion => "a ticket code of an unknown format",
-        NotATicket::BadSignature => "the signature does not verify (forged or altered)",
+/// `forbidden` unless the caller is door staff or an admin.
+fn require_door_staff(caller: AuthUser) -> Result<(), BookingError> {
+    if caller.is_door_staff() {
+        Ok(())
+    } else {
+        Err(BookingError::Forbidden("staff or admin"))
     }
 }
