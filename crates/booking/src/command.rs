@@ -21,6 +21,7 @@ use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::hold::{Failed, Hold, HoldRequest, Paid};
 use crate::view::Seat;
+use crate::waitlist::{JoinRequest, OfferTerms, WaitlistEntry};
 
 /// The most commands committed in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -81,6 +82,10 @@ pub enum Command {
     PaymentFailed(Failed, Reply<Hold>),
     /// Expires every hold whose `expires_at` has passed; answers how many.
     ExpireHolds(Reply<usize>),
+    /// Puts a fan on a sold-out seat type's waiting list.
+    JoinWaitlist(JoinRequest, Reply<WaitlistEntry>),
+    /// Takes the entry (first) of the user (second) off the list; an offered seat goes on.
+    LeaveWaitlist(Uuid, Uuid, Reply<()>),
     /// A change of the inventory itself, made by Catalog.
     Administer(Admin),
 }
@@ -265,4 +270,6 @@ pub struct Wiring {
     pub instance: Option<Uuid>,
     /// Ends the store's background tasks.
     pub stop: CancellationToken,
+    /// What a waiting-list offer is: how long it lasts, who takes the money.
+    pub offers: OfferTerms,
 }

@@ -268,6 +268,10 @@ pub fn email_date(
                 "cancellation email for booking {booking_id}, which is not cancelled"
             ))
         }),
+        // Queued with its text: never read from a booking.
+        EmailKind::WaitlistOffered => Err(BookingError::Corrupt(format!(
+            "offer email queued by booking {booking_id}"
+        ))),
     }
 }
 

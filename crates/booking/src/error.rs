@@ -49,6 +49,13 @@ pub enum BookingError {
     InvalidTicket(&'static str),
     #[error("ticket cancelled")]
     TicketCancelled,
+    /// Joining the waiting list of a seat type that has seats left.
+    #[error("seats available")]
+    SeatsAvailable,
+    #[error("already on the waiting list")]
+    AlreadyWaitlisted,
+    #[error("waiting-list entry not found")]
+    WaitlistEntryNotFound,
     /// The ticket's one successful scan was at this instant.
     #[error("already checked in")]
     AlreadyCheckedIn(time::OffsetDateTime),
@@ -107,6 +114,18 @@ impl From<BookingError> for Problem {
                 "this Idempotency-Key was used with a different request",
             ),
             HoldNotFound => Problem::new(ErrorCode::HoldNotFound, "no such hold"),
+            SeatsAvailable => Problem::new(
+                ErrorCode::SeatsAvailable,
+                "this seat type is not sold out: book it instead of waiting",
+            ),
+            AlreadyWaitlisted => Problem::new(
+                ErrorCode::AlreadyWaitlisted,
+                "you are already on the waiting list for this concert",
+            ),
+            WaitlistEntryNotFound => Problem::new(
+                ErrorCode::WaitlistEntryNotFound,
+                "no such waiting-list entry",
+            ),
             HoldNotActive => Problem::new(
                 ErrorCode::HoldNotActive,
                 "this hold is no longer active (released, expired or completed)",

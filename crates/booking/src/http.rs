@@ -6,6 +6,7 @@ pub mod holds;
 pub mod payments;
 pub mod stream;
 pub mod tickets;
+pub mod waitlist;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -46,6 +47,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .merge(holds::router())
         .merge(payments::router())
         .merge(tickets::router())
+        .merge(waitlist::router())
         .with_state(service)
 }
 

@@ -67,6 +67,7 @@ pub mod sqlite;
 pub mod store;
 pub mod ticket;
 pub mod view;
+pub mod waitlist;
 
 pub use error::BookingError;
 pub use http::router;

@@ -139,16 +139,22 @@ impl From<PaymentError> for BookingError {
 pub struct Checkout {
     /// How long a hold lasts (`--hold-ttl`).
     pub hold_ttl: Duration,
+    /// How long a waiting-list offer keeps its seat (`--offer-ttl`).
+    pub offer_ttl: Duration,
     pub payments: Arc<dyn PaymentProvider>,
 }
 
 /// The hold time when none is configured: ten minutes.
 pub const DEFAULT_HOLD_TTL: Duration = Duration::from_secs(600);
 
+/// The offer time when none is configured: half an hour.
+pub const DEFAULT_OFFER_TTL: Duration = Duration::from_secs(1800);
+
 impl Default for Checkout {
     fn default() -> Self {
         Self {
             hold_ttl: DEFAULT_HOLD_TTL,
+            offer_ttl: DEFAULT_OFFER_TTL,
             payments: Arc::new(Simulated),
         }
     }

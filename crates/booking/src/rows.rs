@@ -1,5 +1,6 @@
 //! What both stores read alike through sqlx, written once for both: a booking by id, a saved
-//! answer, the outbox's depth, the sales report, a ticket and the check-in counts, and the rows
+//! answer, the outbox's depth, the sales report, a ticket and the check-in counts, waiting-list
+//! entries, and the rows
 //! they decode. The engines differ only in how they keep an instant (milliseconds on SQLite,
 //! `timestamptz` on PostgreSQL) and a status code, which [`StoredRow`] hides; `$n` placeholders
 //! serve both. What the engines read differently (a page of bookings, the inventory) stays in
@@ -19,6 +20,7 @@ use crate::command::{SalesRows, SavedResponse, SeatSalesRow};
 use crate::domain::{Booking, BookingPayment, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldPayment, HoldStatus, PaymentStatus, Provider};
+use crate::waitlist::{WaitlistEntry, WaitlistStatus};
 
 /// A row of either store, with its engine's way of keeping instants and small integers.
 pub trait StoredRow: Row {
@@ -392,4 +394,102 @@ where
             ))
         })
         .collect()
+}
+
+/// The columns [`entry_from_row`] reads from `waitlist AS w`, with `position` counted among
+/// those waiting for the same seat type.
+macro_rules! entry_columns {
+    () => {
+        "w.id, w.user_id, w.concert_id, w.seat_type_id, w.status, w.created_at, w.hold_id, \
+         CASE WHEN w.status = 'waiting' THEN (SELECT count(*) FROM waitlist AS a \
+            WHERE a.seat_type_id = w.seat_type_id AND a.status = 'waiting' AND a.seq <= w.seq) \
+         END AS position"
+    };
+}
+pub(crate) use entry_columns;
+
+/// A waiting-list entry from the columns of [`entry_columns!`].
+pub fn entry_from_row<R>(row: &R) -> Result<WaitlistEntry, BookingError>
+where
+    R: StoredRow,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> Uuid: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: String = row.try_get("status")?;
+    Ok(WaitlistEntry {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        concert_id: row.try_get("concert_id")?,
+        seat_type_id: row.try_get("seat_type_id")?,
+        status: WaitlistStatus::parse(&status)
+            .ok_or_else(|| BookingError::Corrupt(format!("waiting-list status {status}")))?,
+        position: row.try_get("position")?,
+        created_at: row
+            .instant("created_at")?
+            .ok_or_else(|| BookingError::Corrupt("waiting-list entry without created_at".into()))?,
+        hold_id: row.try_get("hold_id")?,
+    })
+}
+
+/// One waiting-list entry, whoever's it is.
+pub async fn waitlist_entry<'c, DB, E>(
+    executor: E,
+    id: Uuid,
+) -> Result<Option<WaitlistEntry>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let row = sqlx::query::<DB>(concat!(
+        "SELECT ",
+        entry_columns!(),
+        " FROM waitlist AS w WHERE w.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(entry_from_row).transpose()
+}
+
+/// One page of a fan's waiting-list entries, newest first, strictly older than `before`.
+pub async fn list_waitlist<'c, DB, E>(
+    executor: E,
+    user_id: Uuid,
+    before: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<WaitlistEntry>, BookingError>
+where
+    DB: Database,
+    DB::Row: StoredRow,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'t> i64: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    let rows = sqlx::query::<DB>(concat!(
+        "SELECT ",
+        entry_columns!(),
+        " FROM waitlist AS w
+         WHERE w.user_id = $1 AND w.id < $2
+         ORDER BY w.id DESC LIMIT $3"
+    ))
+    .bind(user_id)
+    .bind(before.unwrap_or(Uuid::max()))
+    .bind(i64::from(limit))
+    .fetch_all(executor)
+    .await?;
+    rows.iter().map(entry_from_row).collect()
 }

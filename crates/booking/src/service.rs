@@ -3,6 +3,7 @@
 
 mod checkout;
 mod tickets;
+mod waitlist;
 
 pub use tickets::{Admitted, SeatTypeCheckins, Ticket, TicketStatus, Tickets};
 
@@ -34,6 +35,7 @@ use crate::events::{AvailabilityEvent, run_sales_timer};
 use crate::payments::Checkout;
 use crate::store::BookingStore;
 use crate::view::{SharedInventory, bookable};
+use crate::waitlist::OfferTerms;
 
 /// The sales report of one concert (API contract, `GET /concerts/{id}/sales`).
 #[derive(Debug, Clone)]
@@ -123,6 +125,10 @@ impl BookingService {
             on_email: worker.map(|worker| worker.waker),
             instance,
             stop: stop.clone(),
+            offers: OfferTerms {
+                ttl: time::Duration::try_from(selling.checkout.offer_ttl)?,
+                provider: selling.checkout.payments.kind(),
+            },
         };
         let (store, view) = BookingStore::start(store.into(), &wiring, tasks).await?;
         let service = Self {

@@ -30,6 +30,7 @@ use crate::postgres::PgBooking;
 use crate::rows;
 use crate::sqlite::SqliteBooking;
 use crate::view::SharedInventory;
+use crate::waitlist::WaitlistEntry;
 
 /// The Booking store of a running service, on the engine it was started with.
 pub enum BookingStore {
@@ -160,6 +161,21 @@ impl BookingStore {
         concert_id: Uuid,
     ) -> Result<HashMap<Uuid, SeatCheckins>, BookingError> {
         dispatch!(self, engine => rows::checkin_counts(engine.read_pool(), concert_id).await)
+    }
+
+    /// One waiting-list entry, whoever's it is.
+    pub async fn waitlist_entry(&self, id: Uuid) -> Result<Option<WaitlistEntry>, BookingError> {
+        dispatch!(self, engine => rows::waitlist_entry(engine.read_pool(), id).await)
+    }
+
+    /// One page of a fan's waiting-list entries, newest first, strictly older than `before`.
+    pub async fn list_waitlist(
+        &self,
+        user_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<WaitlistEntry>, BookingError> {
+        dispatch!(self, engine => rows::list_waitlist(engine.read_pool(), user_id, before, limit).await)
     }
 
     /// How many messages wait in the outbox.

@@ -178,6 +178,9 @@ pub struct ServeArgs {
     /// Seconds a hold keeps its seat while the fan pays; at `expires_at` the seat returns.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(30..=3600))]
     pub hold_ttl: u64,
+    /// Seconds a waiting-list offer keeps its seat for the fan it was offered to.
+    #[arg(long, env = "BOXOFFICE_OFFER_TTL", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(30..=86400))]
+    pub offer_ttl: u64,
     /// Who takes the money for priced seats: `simulated`, or `stripe` (needs
     /// BOXOFFICE_STRIPE_SECRET_KEY and BOXOFFICE_STRIPE_WEBHOOK_SECRET).
     #[arg(long, env = "BOXOFFICE_PAYMENTS", value_enum, default_value_t = PaymentsArg::Simulated)]
@@ -365,6 +368,7 @@ impl ServeArgs {
         };
         config.ticket_key_file = self.ticket_key_file;
         config.checkout.hold_ttl = std::time::Duration::from_secs(self.hold_ttl);
+        config.checkout.offer_ttl = std::time::Duration::from_secs(self.offer_ttl);
         if self.payments == PaymentsArg::Stripe {
             let (Some(secret_key), Some(webhook_secret)) =
                 (self.stripe_secret_key, self.stripe_webhook_secret)

@@ -79,6 +79,7 @@ struct OpsState {
         (name = "concerts", description = "Concerts, seat types and their exact availability"),
         (name = "bookings", description = "Booking and cancelling tickets"),
         (name = "checkout", description = "Holding a seat while paying for it"),
+        (name = "waitlist", description = "Waiting for a sold-out seat type; freed seats are offered in order"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

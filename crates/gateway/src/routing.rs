@@ -50,7 +50,7 @@ impl fmt::Display for Service {
 
 /// The route patterns the gateway's router registers. Every path they match is resolved by
 /// [`service_for`]; a test checks the two agree.
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 14] = [
     "/api/v1/auth/{*rest}",
     "/api/v1/me",
     "/api/v1/me/{*rest}",
@@ -59,6 +59,8 @@ pub const ROUTES: [&str; 12] = [
     "/api/v1/bookings/{*rest}",
     "/api/v1/holds",
     "/api/v1/holds/{*rest}",
+    "/api/v1/waitlist",
+    "/api/v1/waitlist/{*rest}",
     "/api/v1/payments/{*rest}",
     "/api/v1/tickets/{*rest}",
     "/api/v1/concerts",
@@ -83,7 +85,7 @@ pub fn service_for(path: &str) -> Option<Service> {
     match (family, tail) {
         ("auth" | "admin", Some(tail)) if !tail.is_empty() => Some(Service::Auth),
         ("me", _) => Some(Service::Auth),
-        ("bookings" | "holds", _) => Some(Service::Booking),
+        ("bookings" | "holds" | "waitlist", _) => Some(Service::Booking),
         ("payments" | "tickets", Some(tail)) if !tail.is_empty() => Some(Service::Booking),
         ("concerts", None) => Some(Service::Catalog),
         ("concerts", Some(tail)) => Some(concert_owner(tail)),
@@ -100,7 +102,8 @@ fn concert_owner(tail: &str) -> Service {
         (false, [Some("availability"), None, None])
         | (false, [Some("availability"), Some("stream"), None])
         | (false, [Some("sales"), None, None])
-        | (false, [Some("checkins"), None, None]) => Service::Booking,
+        | (false, [Some("checkins"), None, None])
+        | (false, [Some("waitlist"), None, None]) => Service::Booking,
         _ => Service::Catalog,
     }
 }
@@ -144,6 +147,9 @@ mod tests {
             ),
             ("/api/v1/concerts/c1/sales", Some(Service::Booking)),
             ("/api/v1/concerts/c1/checkins", Some(Service::Booking)),
+            ("/api/v1/concerts/c1/waitlist", Some(Service::Booking)),
+            ("/api/v1/waitlist", Some(Service::Booking)),
+            ("/api/v1/waitlist/0190-abc", Some(Service::Booking)),
             ("/api/v1/tickets/key", Some(Service::Booking)),
             (
                 "/api/v1/bookings/0190-abc/ticket.svg",

@@ -24,11 +24,13 @@ pub const EVENT_LENGTH: time::Duration = time::Duration::hours(3);
 /// The longest a content line may be, in octets, CRLF excluded (RFC 5545 §3.1).
 const LINE_OCTETS: usize = 75;
 
-/// The iTIP method of the email's calendar file: also a parameter of its `Content-Type`.
-pub fn method(kind: EmailKind) -> &'static str {
+/// The iTIP method of the email's calendar file: also a parameter of its `Content-Type`. An
+/// offer has no calendar file.
+pub fn method(kind: EmailKind) -> Option<&'static str> {
     match kind {
-        EmailKind::BookingConfirmed => "PUBLISH",
-        EmailKind::BookingCancelled => "CANCEL",
+        EmailKind::BookingConfirmed => Some("PUBLISH"),
+        EmailKind::BookingCancelled => Some("CANCEL"),
+        EmailKind::WaitlistOffered => None,
     }
 }
 
@@ -44,7 +46,7 @@ pub fn ics(message: &OutboxMessage, organizer: &Mailbox) -> String {
     let (status, sequence) = match message.kind {
         EmailKind::BookingConfirmed => ("CONFIRMED", 0),
         // A cancellation must be a later revision of the event than the confirmation it undoes.
-        EmailKind::BookingCancelled => ("CANCELLED", 1),
+        EmailKind::BookingCancelled | EmailKind::WaitlistOffered => ("CANCELLED", 1),
     };
     let ends_at = booking
         .starts_at
@@ -69,7 +71,7 @@ pub fn ics(message: &OutboxMessage, organizer: &Mailbox) -> String {
         "VERSION:2.0".to_owned(),
         "PRODID:-//boxoffice//booking emails//EN".to_owned(),
         "CALSCALE:GREGORIAN".to_owned(),
-        format!("METHOD:{}", method(message.kind)),
+        format!("METHOD:{}", method(message.kind).unwrap_or("PUBLISH")),
         "BEGIN:VEVENT".to_owned(),
         format!("UID:{}", uid(booking.booking_id)),
         // When the booking changed, not when the email was rendered: a retried email then

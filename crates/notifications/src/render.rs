@@ -70,11 +70,12 @@ pub fn render(
         .subject(header_text(&view.subject()))
         .header(BookingIdHeader(message.booking.booking_id))
         .header(KindHeader(message.kind))
-        .multipart(
-            MultiPart::mixed()
+        .multipart(match calendar_part(message, from)? {
+            Some(calendar) => MultiPart::mixed()
                 .multipart(body(&view, &contact.full_name)?)
-                .singlepart(calendar_part(message, from)?),
-        )?;
+                .singlepart(calendar),
+            None => body(&view, &contact.full_name)?,
+        })?;
     Ok(email)
 }
 
@@ -97,17 +98,21 @@ fn body(view: &View<'_>, name: &str) -> Result<MultiPart, NotificationsError> {
     })
 }
 
-/// The `.ics` attachment. Its `Content-Type` carries the iTIP method as well as the file does
-/// (RFC 6047 §2.4), which is what makes mail clients offer "add to calendar" or "remove".
+/// The `.ics` attachment of a booking's email (an offer is not an event in anyone's calendar
+/// yet). Its `Content-Type` carries the iTIP method as well as the file does (RFC 6047 §2.4),
+/// which is what makes mail clients offer "add to calendar" or "remove".
 fn calendar_part(
     message: &OutboxMessage,
     from: &Mailbox,
-) -> Result<SinglePart, NotificationsError> {
-    let content_type = ContentType::parse(&format!(
-        "text/calendar; charset=utf-8; method={}",
-        calendar::method(message.kind)
-    ))?;
-    Ok(Attachment::new(CALENDAR_FILE.to_owned()).body(calendar::ics(message, from), content_type))
+) -> Result<Option<SinglePart>, NotificationsError> {
+    let Some(method) = calendar::method(message.kind) else {
+        return Ok(None);
+    };
+    let content_type =
+        ContentType::parse(&format!("text/calendar; charset=utf-8; method={method}"))?;
+    Ok(Some(
+        Attachment::new(CALENDAR_FILE.to_owned()).body(calendar::ics(message, from), content_type),
+    ))
 }
 
 /// The fields of one email, formatted once for both parts.
@@ -134,6 +139,9 @@ impl<'a> View<'a> {
         match self.message.kind {
             EmailKind::BookingConfirmed => format!("Your ticket for {concert} is confirmed"),
             EmailKind::BookingCancelled => format!("Your booking for {concert} was cancelled"),
+            EmailKind::WaitlistOffered => {
+                format!("A seat for {concert} is yours until {}", self.at)
+            }
         }
     }
 
@@ -141,6 +149,9 @@ impl<'a> View<'a> {
         match self.message.kind {
             EmailKind::BookingConfirmed => "Your booking is confirmed.",
             EmailKind::BookingCancelled => "Your booking was cancelled and its seat released.",
+            EmailKind::WaitlistOffered => {
+                "A seat you were waiting for came free, and it is held for you."
+            }
         }
     }
 
@@ -154,6 +165,11 @@ impl<'a> View<'a> {
                 "This booking no longer admits you to the concert. The attached calendar file \
                  removes the concert from your calendar."
             }
+            EmailKind::WaitlistOffered => {
+                "Pay for the seat before the time above to make it yours (your holds in the box \
+                 office, or POST /api/v1/holds/{offer reference}/pay). After that time it goes \
+                 to the next fan on the waiting list."
+            }
         }
     }
 
@@ -164,6 +180,11 @@ impl<'a> View<'a> {
         let at_label = match self.message.kind {
             EmailKind::BookingConfirmed => "Booked at",
             EmailKind::BookingCancelled => "Cancelled at",
+            EmailKind::WaitlistOffered => "Yours until",
+        };
+        let reference_label = match self.message.kind {
+            EmailKind::WaitlistOffered => "Offer reference",
+            _ => "Booking reference",
         };
         let artist =
             (!booking.artist.trim().is_empty()).then(|| ("Artist", booking.artist.clone()));
@@ -175,7 +196,7 @@ impl<'a> View<'a> {
             Some(("Seat type", booking.seat_type_name.clone())),
             Some(("Price", self.price.clone())),
             self.payment(),
-            Some(("Booking reference", booking.booking_id.to_string())),
+            Some((reference_label, booking.booking_id.to_string())),
             Some((at_label, self.at.clone())),
         ]
         .into_iter()
@@ -202,6 +223,7 @@ impl<'a> View<'a> {
         Some(match self.message.kind {
             EmailKind::BookingConfirmed => ("Paid", format!("{amount}, {paid}")),
             EmailKind::BookingCancelled => ("Refund", format!("{amount}, in full, {refunded}")),
+            EmailKind::WaitlistOffered => return None,
         })
     }
 
@@ -209,7 +231,7 @@ impl<'a> View<'a> {
     fn ticket_code(&self) -> Option<&str> {
         match self.message.kind {
             EmailKind::BookingConfirmed => self.message.booking.ticket_code.as_deref(),
-            EmailKind::BookingCancelled => None,
+            EmailKind::BookingCancelled | EmailKind::WaitlistOffered => None,
         }
     }
 

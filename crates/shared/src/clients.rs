@@ -132,6 +132,8 @@ pub trait Inventory: Send + Sync {
 pub enum EmailKind {
     BookingConfirmed,
     BookingCancelled,
+    /// A waiting-list offer: a seat held for the fan until the offer's end.
+    WaitlistOffered,
 }
 
 impl EmailKind {
@@ -141,6 +143,7 @@ impl EmailKind {
         match self {
             EmailKind::BookingConfirmed => "booking_confirmed",
             EmailKind::BookingCancelled => "booking_cancelled",
+            EmailKind::WaitlistOffered => "waitlist_offered",
         }
     }
 
@@ -149,6 +152,7 @@ impl EmailKind {
         match name {
             "booking_confirmed" => Some(EmailKind::BookingConfirmed),
             "booking_cancelled" => Some(EmailKind::BookingCancelled),
+            "waitlist_offered" => Some(EmailKind::WaitlistOffered),
             _ => None,
         }
     }

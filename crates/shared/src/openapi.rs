@@ -199,6 +199,9 @@ pub fn meaning(code: ErrorCode) -> &'static str {
         InvalidTicket => {
             "not a ticket code of this deployment, forged, altered, or of another concert"
         }
+        SeatsAvailable => "the seat type is not sold out: book it instead of waiting",
+        AlreadyWaitlisted => "the caller already waits (or holds an offer) for this concert",
+        WaitlistEntryNotFound => "no such waiting-list entry, or not the caller's",
         BodyTooLarge => "the body is larger than 64 KiB",
         UnsupportedMediaType => "the body is not sent as application/json",
         ValidationFailed => {

@@ -44,6 +44,9 @@ pub enum ErrorCode {
     AlreadyCheckedIn,
     TicketCancelled,
     InvalidTicket,
+    SeatsAvailable,
+    AlreadyWaitlisted,
+    WaitlistEntryNotFound,
     BodyTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -60,14 +63,18 @@ impl ErrorCode {
             MalformedBody | InvalidSignature => StatusCode::BAD_REQUEST,
             Unauthenticated | InvalidCredentials | InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
-            ConcertNotFound | SeatTypeNotFound | BookingNotFound | HoldNotFound | NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ConcertNotFound
+            | SeatTypeNotFound
+            | BookingNotFound
+            | HoldNotFound
+            | WaitlistEntryNotFound
+            | NotFound => StatusCode::NOT_FOUND,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed | SalesNotOpen
             | AlreadyCancelled | IdempotencyKeyReused | HoldNotActive | HoldExpired
-            | PaymentRequired | AlreadyCheckedIn | TicketCancelled => StatusCode::CONFLICT,
+            | PaymentRequired | AlreadyCheckedIn | TicketCancelled | SeatsAvailable
+            | AlreadyWaitlisted => StatusCode::CONFLICT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ValidationFailed | InvalidTicket => StatusCode::UNPROCESSABLE_ENTITY,
@@ -108,6 +115,9 @@ impl ErrorCode {
             AlreadyCheckedIn => "Already checked in",
             TicketCancelled => "Ticket cancelled",
             InvalidTicket => "Invalid ticket",
+            SeatsAvailable => "Seats available",
+            AlreadyWaitlisted => "Already on the waiting list",
+            WaitlistEntryNotFound => "Waiting-list entry not found",
             BodyTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             ValidationFailed => "Validation failed",
@@ -157,6 +167,9 @@ impl ErrorCode {
             AlreadyCheckedIn => "already_checked_in",
             TicketCancelled => "ticket_cancelled",
             InvalidTicket => "invalid_ticket",
+            SeatsAvailable => "seats_available",
+            AlreadyWaitlisted => "already_waitlisted",
+            WaitlistEntryNotFound => "waitlist_entry_not_found",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -423,6 +436,9 @@ mod tests {
             (AlreadyCheckedIn, 409),
             (TicketCancelled, 409),
             (InvalidTicket, 422),
+            (SeatsAvailable, 409),
+            (AlreadyWaitlisted, 409),
+            (WaitlistEntryNotFound, 404),
             (BodyTooLarge, 413),
             (UnsupportedMediaType, 415),
             (ValidationFailed, 422),

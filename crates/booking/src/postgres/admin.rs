@@ -11,9 +11,11 @@ use uuid::Uuid;
 use super::holds::end_for_concert;
 use super::refunds::queue_for_bookings;
 use super::statements::{enqueue_emails, ms, notify};
+use super::waitlist;
 use crate::domain::{SaleState, check_capacity, check_start, sale_state};
 use crate::error::BookingError;
 use crate::rows::{booking_columns, booking_from_row};
+use crate::waitlist::OfferTerms;
 
 pub async fn provision(
     pool: &PgPool,
@@ -61,11 +63,14 @@ pub async fn provision(
     Ok(())
 }
 
+/// Sets a seat type's capacity; seats a larger one gives go to its waiting list first. Returns
+/// the capacity and what is left for the public.
 pub async fn set_capacity(
     pool: &PgPool,
     concert_id: Uuid,
     seat_type_id: Uuid,
     capacity: i64,
+    terms: OfferTerms,
     now: OffsetDateTime,
 ) -> Result<(i64, i64), BookingError> {
     check_capacity(capacity)?;
@@ -95,7 +100,10 @@ pub async fn set_capacity(
             None => BookingError::SeatTypeNotFound,
         });
     };
-    let result = (row.try_get("capacity")?, row.try_get("remaining")?);
+    let capacity: i64 = row.try_get("capacity")?;
+    let offered = waitlist::hand_on(&mut tx, &[seat_type_id], terms, now).await?;
+    let remaining: i64 = row.try_get("remaining")?;
+    let result = (capacity, remaining - offered as i64);
     notify(&mut tx, &HashSet::from([concert_id])).await?;
     tx.commit().await?;
     Ok(result)
@@ -125,6 +133,8 @@ pub async fn cancel_concert(
         .bind(concert_id)
         .execute(&mut *tx)
         .await?;
+    // The waiting lists end first, so that their offered holds' release reads as their end.
+    waitlist::end_for_concert(&mut tx, concert_id, now).await?;
     end_for_concert(&mut tx, concert_id, now).await?;
     let cancelled = sqlx::query(concat!(
         "UPDATE bookings SET status = 'cancelled', cancelled_at = $1

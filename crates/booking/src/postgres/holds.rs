@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::reads::{sale_from_row, seat_from_row};
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
+use super::waitlist;
 use crate::command::{
     HoldOutcome, Made, paid_booking, refunds_payment, replay, saved_json, unbookable_answer,
 };
@@ -21,6 +22,7 @@ use crate::error::BookingError;
 use crate::hold::{Failed, Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint, new_hold};
 use crate::rows::{hold_columns, hold_from_row, saved_response};
 use crate::view::{ConcertSale, bookable};
+use crate::waitlist::OfferTerms;
 
 /// What a hold command changed, for the writer to publish once it has committed.
 pub struct Changed<T> {
@@ -55,21 +57,26 @@ async fn lock_sale(
     Ok(row.as_ref().map(sale_from_row).transpose()?)
 }
 
-/// Expires the concert's holds due at `now`; the trigger returns their seats.
+/// Expires the concert's holds due at `now` (the trigger returns their seats) and offers the
+/// seats to their waiting lists. Returns how many seats were offered.
 async fn expire_due(
     tx: &mut Transaction<'_, Postgres>,
     concert_id: Uuid,
+    terms: OfferTerms,
     now: OffsetDateTime,
-) -> Result<u64, BookingError> {
-    Ok(sqlx::query(
+) -> Result<usize, BookingError> {
+    let mut freed: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE holds SET status = 'expired', ended_at = $2
-         WHERE concert_id = $1 AND status = 'active' AND expires_at <= $2",
+         WHERE concert_id = $1 AND status = 'active' AND expires_at <= $2
+         RETURNING seat_type_id",
     )
     .bind(concert_id)
     .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+    .fetch_all(&mut **tx)
+    .await?;
+    freed.sort_unstable();
+    freed.dedup();
+    waitlist::hand_on(tx, &freed, terms, now).await
 }
 
 /// The caller's own hold (any hold for a provider's event, which names no caller), locked;
@@ -130,9 +137,10 @@ async fn first_delivery(
 pub async fn hold(
     pool: &PgPool,
     request: &HoldRequest,
+    terms: OfferTerms,
     now: OffsetDateTime,
 ) -> Changed<HoldOutcome> {
-    let result = take(pool, request, now).await;
+    let result = take(pool, request, terms, now).await;
     let moved = matches!(result, Ok(Made::Created(_))).then_some(request.concert_id);
     Changed::of(result, moved, 0)
 }
@@ -140,6 +148,7 @@ pub async fn hold(
 async fn take(
     pool: &PgPool,
     request: &HoldRequest,
+    terms: OfferTerms,
     now: OffsetDateTime,
 ) -> Result<HoldOutcome, BookingError> {
     let fingerprint = hold_fingerprint(request.concert_id, request.seat_type_id);
@@ -153,7 +162,9 @@ async fn take(
     let sale = lock_sale(&mut tx, request.concert_id)
         .await?
         .ok_or(BookingError::ConcertNotFound)?;
-    expire_due(&mut tx, request.concert_id, now).await?;
+    // Seats handed to the waiting list here are committed only with the hold; a refused hold
+    // leaves them to the sales timer's expiry, which offers them again.
+    expire_due(&mut tx, request.concert_id, terms, now).await?;
     let row = sqlx::query(
         "SELECT id, concert_id, name, price_cents, currency, capacity, remaining
          FROM seat_types WHERE id = $1 AND concert_id = $2 FOR UPDATE",
@@ -210,6 +221,7 @@ pub async fn release(
     pool: &PgPool,
     hold_id: Uuid,
     user_id: Uuid,
+    terms: OfferTerms,
     now: OffsetDateTime,
 ) -> Changed<Hold> {
     let result = async {
@@ -227,13 +239,14 @@ pub async fn release(
         .fetch_one(&mut *tx)
         .await
         .map_err(constraint_to_rule)?;
+        let offers = waitlist::hand_on(&mut tx, &[hold.seat_type_id], terms, now).await?;
         notify(&mut tx, &HashSet::from([hold.concert_id])).await?;
         tx.commit().await?;
-        Ok((hold_from_row(&row)?, hold.concert_id))
+        Ok((hold_from_row(&row)?, hold.concert_id, offers))
     }
     .await;
     match result {
-        Ok((hold, concert_id)) => Changed::of(Ok(hold), Some(concert_id), 0),
+        Ok((hold, concert_id, offers)) => Changed::of(Ok(hold), Some(concert_id), offers),
         Err(error) => Changed::of(Err(error), None, 0),
     }
 }
@@ -243,7 +256,12 @@ pub async fn release(
 /// one. When the hold ended with no seat to give (released, or expired and sold out since), the
 /// sale closed or the user booked otherwise, the payment is queued for a refund and the refusal
 /// is the answer. The completion runs under a savepoint, so a refused one leaves only the refund.
-pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hold> {
+pub async fn pay(
+    pool: &PgPool,
+    paid: &Paid,
+    terms: OfferTerms,
+    now: OffsetDateTime,
+) -> Changed<Hold> {
     let result = async {
         let mut tx = pool.begin().await?;
         let hold = lock_own_hold(&mut tx, paid.hold_id, paid.user_id).await?;
@@ -255,6 +273,7 @@ pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hol
         let concert_id = hold.concert_id;
         let mut savepoint = Acquire::begin(&mut *tx).await?;
         let completed = complete(&mut savepoint, &hold, paid, now).await;
+        let mut offers = 0;
         let answer = match completed {
             Ok(completed) => {
                 savepoint.commit().await?;
@@ -263,7 +282,7 @@ pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hol
             Err(refused) if refunds_payment(&refused) => {
                 savepoint.rollback().await?;
                 if hold.status == HoldStatus::Active {
-                    expire_due(&mut tx, concert_id, now).await?;
+                    offers = expire_due(&mut tx, concert_id, terms, now).await?;
                 }
                 if let Some(reference) = &paid.reference {
                     enqueue_refund(&mut tx, &hold, reference, now).await?;
@@ -272,7 +291,7 @@ pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hol
             }
             Err(error) => return Err(error),
         };
-        let emails = usize::from(answer.is_ok());
+        let emails = usize::from(answer.is_ok()) + offers;
         notify(&mut tx, &HashSet::from([concert_id])).await?;
         tx.commit().await?;
         Ok((answer, Some(concert_id), emails))
@@ -403,9 +422,9 @@ async fn enqueue_refund(
     Ok(())
 }
 
-/// Expires every hold due at `now`, locking the sales of their concerts first; returns the
-/// concerts whose seats came back.
-pub async fn expire_all(pool: &PgPool, now: OffsetDateTime) -> Changed<usize> {
+/// Expires every hold due at `now`, locking the sales of their concerts first, and offers the
+/// seats to their waiting lists; returns the concerts whose seats came back.
+pub async fn expire_all(pool: &PgPool, terms: OfferTerms, now: OffsetDateTime) -> Changed<usize> {
     let result = async {
         let mut concerts: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT concert_id FROM holds WHERE status = 'active' AND expires_at <= $1",
@@ -414,7 +433,7 @@ pub async fn expire_all(pool: &PgPool, now: OffsetDateTime) -> Changed<usize> {
         .fetch_all(pool)
         .await?;
         if concerts.is_empty() {
-            return Ok((0, HashSet::new()));
+            return Ok((0, HashSet::new(), 0));
         }
         concerts.sort_unstable();
         let mut tx = pool.begin().await?;
@@ -424,26 +443,30 @@ pub async fn expire_all(pool: &PgPool, now: OffsetDateTime) -> Changed<usize> {
         .bind(&concerts)
         .execute(&mut *tx)
         .await?;
-        let expired = sqlx::query(
+        let mut freed: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE holds SET status = 'expired', ended_at = $2
-             WHERE concert_id = ANY($1) AND status = 'active' AND expires_at <= $2",
+             WHERE concert_id = ANY($1) AND status = 'active' AND expires_at <= $2
+             RETURNING seat_type_id",
         )
         .bind(&concerts)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        let expired = freed.len();
+        freed.sort_unstable();
+        freed.dedup();
+        let offers = waitlist::hand_on(&mut tx, &freed, terms, now).await?;
         let touched: HashSet<Uuid> = concerts.into_iter().collect();
         notify(&mut tx, &touched).await?;
         tx.commit().await?;
-        Ok((usize::try_from(expired).unwrap_or(usize::MAX), touched))
+        Ok((expired, touched, offers))
     }
     .await;
     match result {
-        Ok((count, concerts)) => Changed {
+        Ok((count, concerts, offers)) => Changed {
             result: Ok(count),
             concerts,
-            emails: 0,
+            emails: offers,
         },
         Err(error) => Changed::of(Err(error), None, 0),
     }

@@ -65,6 +65,7 @@ mod refunds;
 mod settle;
 pub mod statements;
 pub mod view;
+mod waitlist;
 pub mod writer;
 
 use std::time::Duration;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::reads::{sale_from_row, seat_from_row};
 use super::refunds::queue_for_bookings;
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
+use super::waitlist;
 use crate::command::{
     BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking,
     payable_in_one_step, replay,
@@ -23,6 +24,7 @@ use crate::error::BookingError;
 use crate::payments::simulated_charge;
 use crate::rows::{booking_columns, booking_from_row, saved_from_row};
 use crate::view::{ConcertSale, Seat, bookable};
+use crate::waitlist::OfferTerms;
 
 /// What the batch's transaction decided, sent once it commits.
 pub struct Settled {
@@ -33,6 +35,8 @@ pub struct Settled {
     pub seats: HashMap<Uuid, (Seat, i64)>,
     pub concerts: HashSet<Uuid>,
     pub emails: usize,
+    /// Seats the batch offered to waiting lists (each a new hold, each an email).
+    pub offers: usize,
 }
 
 /// A seat type as locked by the batch.
@@ -50,6 +54,13 @@ struct Held {
     /// The concerts whose sales are locked: those of the batch that exist.
     concerts: HashSet<Uuid>,
     seats: HashMap<Uuid, Locked>,
+    /// How many fans wait for each seat type a cancellation frees (read only then).
+    waiting: HashMap<Uuid, i64>,
+    /// Seat types of seats cancellations freed for their waiting lists, one entry per seat:
+    /// never counted free for this batch's bookings.
+    reserved: Vec<Uuid>,
+    /// Seats offered to waiting lists.
+    offers: usize,
 }
 
 impl Held {
@@ -89,14 +100,17 @@ pub async fn settle(
     pool: &PgPool,
     books: &[&BookRequest],
     cancels: &[(Uuid, Canceller)],
+    terms: OfferTerms,
     now: OffsetDateTime,
 ) -> Result<Settled, BookingError> {
     let mut tx = pool.begin().await?;
     let mut held = lock(&mut tx, books, cancels).await?;
-    expire_due_holds(&mut tx, &mut held, now).await?;
+    expire_due_holds(&mut tx, &mut held, terms, now).await?;
     let mut known = read(&mut tx, books, now).await?;
     let mut decided = decide(books, cancels, &mut held, &mut known, now)?;
     write(&mut tx, books, &mut held, &mut known, &mut decided, now).await?;
+    let reserved = std::mem::take(&mut held.reserved);
+    hand_on(&mut tx, &mut held, reserved, terms, now).await?;
     let concerts = notify_and_commit(tx, &held, &decided).await?;
     Ok(Settled {
         books: decided.books,
@@ -107,7 +121,8 @@ pub async fn settle(
             .map(|(id, locked)| (id, (locked.seat, locked.version)))
             .collect(),
         concerts,
-        emails: decided.emails.len(),
+        emails: decided.emails.len() + held.offers,
+        offers: held.offers,
     })
 }
 
@@ -150,10 +165,31 @@ async fn lock(
         .collect::<Result<_, _>>()?
     };
     let seats = lock_seat_types(tx, books, &targets, &sales).await?;
+    let freeing: Vec<Uuid> = targets
+        .values()
+        .map(|booking| booking.seat_type_id)
+        .collect();
+    let waiting = if freeing.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query(
+            "SELECT seat_type_id, count(*) AS waiting FROM waitlist
+             WHERE seat_type_id = ANY($1) AND status = 'waiting' GROUP BY seat_type_id",
+        )
+        .bind(&freeing)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("seat_type_id")?, row.try_get("waiting")?)))
+        .collect::<Result<_, sqlx::Error>>()?
+    };
     Ok(Held {
         targets,
         concerts: sales.into_keys().collect(),
         seats,
+        waiting,
+        reserved: Vec::new(),
+        offers: 0,
     })
 }
 
@@ -230,6 +266,7 @@ async fn lock_seat_types(
 async fn expire_due_holds(
     tx: &mut Transaction<'_, Postgres>,
     held: &mut Held,
+    terms: OfferTerms,
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
     let seat_ids: Vec<Uuid> = held.seats.keys().copied().collect();
@@ -242,9 +279,37 @@ async fn expire_due_holds(
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
-    for seat_type_id in returned {
-        if let Some(locked) = held.seats.get_mut(&seat_type_id) {
+    for seat_type_id in &returned {
+        if let Some(locked) = held.seats.get_mut(seat_type_id) {
             locked.seat.remaining += 1;
+        }
+    }
+    hand_on(tx, held, returned, terms, now).await
+}
+
+/// Offers the seats freed for `seat_types` to their waiting lists (under the batch's locks),
+/// and reads back what is left of each for the public.
+async fn hand_on(
+    tx: &mut Transaction<'_, Postgres>,
+    held: &mut Held,
+    mut seat_types: Vec<Uuid>,
+    terms: OfferTerms,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    if seat_types.is_empty() {
+        return Ok(());
+    }
+    seat_types.sort_unstable();
+    seat_types.dedup();
+    held.offers += waitlist::hand_on(tx, &seat_types, terms, now).await?;
+    let rows = sqlx::query("SELECT id, remaining FROM seat_types WHERE id = ANY($1)")
+        .bind(&seat_types)
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in rows {
+        let id: Uuid = row.try_get("id")?;
+        if let Some(locked) = held.seats.get_mut(&id) {
+            locked.seat.remaining = row.try_get("remaining")?;
         }
     }
     Ok(())
@@ -398,7 +463,14 @@ fn decide_cancel(
     if sale_state(now, locked.sale.starts_at, false) == SaleState::Started {
         return Err(BookingError::BookingClosed);
     }
-    locked.seat.remaining += 1;
+    // A fan waits for this seat type: the seat is theirs, offered once the batch has written.
+    match held.waiting.get_mut(&booking.seat_type_id) {
+        Some(waiting) if *waiting > 0 => {
+            *waiting -= 1;
+            held.reserved.push(booking.seat_type_id);
+        }
+        _ => locked.seat.remaining += 1,
+    }
     known.holders.remove(&(booking.user_id, booking.concert_id));
     Ok(Booking {
         status: BookingStatus::Cancelled,
@@ -585,6 +657,10 @@ async fn notify_and_commit(
         if let Some(booking) = held.targets.get(id) {
             concerts.insert(booking.concert_id);
         }
+    }
+    if held.offers > 0 {
+        // Offers are new holds: every instance's view reloads the concerts they were made in.
+        concerts.extend(held.seats.values().map(|locked| locked.seat.concert_id));
     }
     notify(&mut tx, &concerts).await?;
     tx.commit().await?;

@@ -91,6 +91,17 @@ pub fn constraint_to_rule(error: sqlx::Error) -> BookingError {
         if db.message().contains("ticket_cancelled") {
             return BookingError::TicketCancelled;
         }
+        if db.message().contains("seat_type_not_found") {
+            return BookingError::SeatTypeNotFound;
+        }
+        if db.message().contains("seats_available") {
+            return BookingError::SeatsAvailable;
+        }
+        if db.message().contains("already_waitlisted")
+            || db.constraint() == Some("one_place_per_user_and_concert")
+        {
+            return BookingError::AlreadyWaitlisted;
+        }
         if db.message().contains("already_booked")
             || matches!(
                 db.constraint(),

@@ -13,13 +13,14 @@ use super::listener::refresh;
 use super::settle::{Settled, settle};
 use super::statements::{ms, retryable};
 use super::view::PgView;
-use super::{admin, holds};
+use super::{admin, holds, waitlist};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, MAX_BATCH, Reply, Wiring, fill_batch,
 };
 use crate::domain::Booking;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
+use crate::waitlist::OfferTerms;
 
 /// How often a batch that hit a deadlock or serialization failure is tried again.
 const ATTEMPTS: usize = 4;
@@ -32,6 +33,7 @@ pub struct PgWriter {
     events: broadcast::Sender<AvailabilityEvent>,
     on_email: Option<Arc<Notify>>,
     on_schedule: Arc<Notify>,
+    offers: OfferTerms,
 }
 
 /// One batch's bookings and cancellations, and where their answers go.
@@ -50,6 +52,7 @@ impl PgWriter {
             events: wiring.events.clone(),
             on_email: wiring.on_email.clone(),
             on_schedule: wiring.schedule.clone(),
+            offers: wiring.offers,
         }
     }
 
@@ -69,16 +72,18 @@ impl PgWriter {
                     Command::Administer(admin) => self.administer(admin).await,
                     // Hold commands, each in a transaction of its own.
                     Command::Hold(request, reply) => {
-                        let changed = holds::hold(&self.pool, &request, self.now()).await;
+                        let changed =
+                            holds::hold(&self.pool, &request, self.offers, self.now()).await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::Release(hold_id, user_id, reply) => {
                         let changed =
-                            holds::release(&self.pool, hold_id, user_id, self.now()).await;
+                            holds::release(&self.pool, hold_id, user_id, self.offers, self.now())
+                                .await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::Pay(paid, reply) => {
-                        let changed = holds::pay(&self.pool, &paid, self.now()).await;
+                        let changed = holds::pay(&self.pool, &paid, self.offers, self.now()).await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::PaymentFailed(failed, reply) => {
@@ -86,7 +91,21 @@ impl PgWriter {
                         self.after_hold(changed, reply).await;
                     }
                     Command::ExpireHolds(reply) => {
-                        let changed = holds::expire_all(&self.pool, self.now()).await;
+                        let changed = holds::expire_all(&self.pool, self.offers, self.now()).await;
+                        self.after_hold(changed, reply).await;
+                    }
+                    Command::JoinWaitlist(request, reply) => {
+                        let _ = reply.send(waitlist::join(&self.pool, &request, self.now()).await);
+                    }
+                    Command::LeaveWaitlist(entry_id, user_id, reply) => {
+                        let left =
+                            waitlist::leave(&self.pool, entry_id, user_id, self.offers, self.now())
+                                .await;
+                        let changed = holds::Changed {
+                            result: left.result,
+                            concerts: left.concert.into_iter().collect(),
+                            emails: left.offers,
+                        };
                         self.after_hold(changed, reply).await;
                     }
                 }
@@ -110,7 +129,7 @@ impl PgWriter {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            match settle(&self.pool, &books, &cancels, now).await {
+            match settle(&self.pool, &books, &cancels, self.offers, now).await {
                 Err(BookingError::Store(error)) if attempt < ATTEMPTS && retryable(&error) => {
                     tracing::debug!(%error, attempt, "booking batch conflicted; running it again");
                 }
@@ -120,6 +139,22 @@ impl PgWriter {
         match outcome {
             Ok(settled) => {
                 self.publish(&settled);
+                if settled.offers > 0 {
+                    // New holds (the offers): the view learns when the next one expires.
+                    let concerts: Vec<Uuid> = settled.concerts.iter().copied().collect();
+                    if let Err(error) = refresh(
+                        &self.pool,
+                        &self.view,
+                        &self.events,
+                        &self.on_schedule,
+                        Some(&concerts),
+                    )
+                    .await
+                    {
+                        tracing::warn!(%error, "cannot reload the concerts after offers");
+                    }
+                    self.on_schedule.notify_one();
+                }
                 for ((_, reply), result) in batch.books.into_iter().zip(settled.books) {
                     let _ = reply.send(result);
                 }
@@ -180,6 +215,7 @@ impl PgWriter {
                             concert_id,
                             seat_type_id,
                             capacity,
+                            self.offers,
                             now,
                         )
                         .await;

@@ -97,6 +97,12 @@ impl BookingService {
         Ok(payments.prepare(&order).await?)
     }
 
+    /// Expires every hold whose `expires_at` has passed (the sales timer asks the same when the
+    /// next one falls due); their seats return, to the waiting lists first. Answers how many.
+    pub async fn expire_holds(&self) -> Result<usize, BookingError> {
+        self.send(Command::ExpireHolds).await
+    }
+
     /// One hold as it stands now, if the caller may see it (its holder, or an admin).
     pub async fn get_hold(&self, caller: AuthUser, hold_id: Uuid) -> Result<Hold, BookingError> {
         let hold = self.inner.store.hold_by_id(hold_id).await?;
@@ -159,12 +165,21 @@ impl BookingService {
                     "a seat with a price needs a payment method",
                 )
             })?;
+            // A waiting-list offer is made inside the writer's transaction, where no provider
+            // is asked: its payment is prepared now (keyed by the hold, so once).
+            let intent = match &hold.payment.reference {
+                Some(reference) => Some(reference.clone()),
+                None => self
+                    .prepare_payment(hold_id, hold.concert_id, hold.seat_type_id)
+                    .await?
+                    .map(|intent| intent.reference),
+            };
             let charge = Charge {
                 hold_id,
                 amount_cents: hold.price_cents,
                 currency: hold.currency.clone(),
                 method,
-                intent: hold.payment.reference.clone(),
+                intent,
             };
             match self.inner.checkout.payments.charge(&charge).await {
                 Ok(reference) => Some(reference),

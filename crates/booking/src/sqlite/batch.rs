@@ -71,6 +71,9 @@ pub struct Staged {
     pub touched: Vec<Uuid>,
     pub emails: usize,
     pub holds_changed: bool,
+    /// Seat types (with their concerts) whose seats the command freed: the writer offers them
+    /// to their waiting lists before the command counts as done.
+    pub freed: Vec<(Uuid, Uuid)>,
 }
 
 impl Effects {

@@ -1,6 +1,9 @@
 //! The hold rules as the SQLite writer runs them, each command under its own savepoint inside
 //! the batch's transaction (see `rules`), and the SQL they need.
 //!
+//! A command that frees a seat names its seat type in `Staged::freed`: the writer then offers it
+//! to the seat type's waiting list in the same transaction (`super::waitlist::hand_on`).
+//!
 //! Expiry: every batch first expires the holds due at the batch's time when the view says one
 //! is due ([`expire_due`]), so every command of the batch sees their seats free; the schema's
 //! triggers return each seat exactly once. After a batch that changed holds, the writer reads
@@ -134,6 +137,7 @@ pub(super) fn expire_due(
     let mut seats = ended;
     seats.sort_unstable();
     seats.dedup();
+    staged.freed.extend(seats.iter().copied());
     stage_remaining(conn, staged, seats)?;
     Ok(count)
 }
@@ -243,6 +247,7 @@ pub(super) fn release(
         ))?
         .query_row(params![to_millis(now), hold_id], hold_from_row)
         .map_err(constraint_to_rule)?;
+    staged.freed.push((hold.seat_type_id, hold.concert_id));
     stage_remaining(conn, staged, [(hold.seat_type_id, hold.concert_id)])?;
     Ok(released)
 }
@@ -309,6 +314,7 @@ pub(super) fn refund_unbookable(
             "UPDATE holds SET status = 'expired', ended_at = ?1 WHERE id = ?2 AND status = 'active'",
         )?
         .execute(params![to_millis(now), hold.id])?;
+        staged.freed.push((hold.seat_type_id, hold.concert_id));
         stage_remaining(conn, staged, [(hold.seat_type_id, hold.concert_id)])?;
     }
     let Some(reference) = &paid.reference else {

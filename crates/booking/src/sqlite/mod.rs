@@ -20,6 +20,7 @@ pub mod reads;
 mod refunds;
 mod rules;
 pub mod statements;
+mod waitlist;
 pub mod writer;
 
 use std::time::Duration;

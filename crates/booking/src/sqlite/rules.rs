@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::batch::{Answer, Effects, Job, OutboxJob, RefundJob, Staged, answer};
-use super::{checkin, holds, outbox, refunds, statements as store};
+use super::{checkin, holds, outbox, refunds, statements as store, waitlist};
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Reply, booking_json, confirmed_booking,
     payable_in_one_step, refunds_payment, replay, unbookable_answer,
@@ -21,6 +21,7 @@ use crate::domain::{
 use crate::error::BookingError;
 use crate::hold::{Hold, Paid};
 use crate::view::{ConcertSale, Seat, SharedInventory, bookable};
+use crate::waitlist::OfferTerms;
 
 /// Runs `$step` (an expression using `$conn`) inside a savepoint: released on success, rolled
 /// back on failure, so a failing command leaves nothing behind and its neighbours commit. If the
@@ -54,12 +55,34 @@ macro_rules! guarded {
     }};
 }
 
+/// Counts a command's view changes once it has run — after offering the seats it freed to
+/// their waiting lists, in the same transaction, so that no later command of the batch (or
+/// anyone else) can take a seat someone waits for. Should that fail, the batch must not commit.
+fn hand_on(
+    conn: &Connection,
+    effects: &mut Effects,
+    mut staged: Staged,
+    terms: OfferTerms,
+    now: OffsetDateTime,
+    succeeded: bool,
+) {
+    if succeeded
+        && !staged.freed.is_empty()
+        && let Err(error) = waitlist::hand_on(conn, terms, now, &mut staged)
+    {
+        tracing::error!(%error, "could not offer freed seats to the waiting list");
+        staged.poisoned = true;
+    }
+    effects.absorb(staged, succeeded);
+}
+
 /// Runs one job of the batch, and returns the answer to send once the batch's fate is known.
 pub(super) fn apply(
     tx: &mut rusqlite::Transaction<'_>,
     view: &SharedInventory,
     job: Job,
     now: OffsetDateTime,
+    terms: OfferTerms,
     effects: &mut Effects,
 ) -> Answer {
     match job {
@@ -75,7 +98,7 @@ pub(super) fn apply(
         Job::Command(Command::Cancel(id, canceller, reply)) => {
             let mut staged = Staged::default();
             let result = cancel(tx, view, effects, &mut staged, id, canceller, now);
-            effects.absorb(staged, result.is_ok());
+            hand_on(tx, effects, staged, terms, now, result.is_ok());
             answer(reply, result)
         }
         Job::Command(Command::Hold(request, reply)) => {
@@ -100,10 +123,12 @@ pub(super) fn apply(
                 user_id,
                 now
             ));
-            effects.absorb(staged, result.is_ok());
+            hand_on(tx, effects, staged, terms, now, result.is_ok());
             answer(reply, result)
         }
-        Job::Command(Command::Pay(paid, reply)) => answer(reply, pay(tx, &paid, now, effects)),
+        Job::Command(Command::Pay(paid, reply)) => {
+            answer(reply, pay(tx, &paid, now, terms, effects))
+        }
         Job::Command(Command::PaymentFailed(failed, reply)) => {
             let result = guarded!(tx, effects, |conn| holds::fail(conn, &failed, now));
             answer(reply, result)
@@ -115,10 +140,27 @@ pub(super) fn apply(
                 now,
                 &mut staged
             ));
-            effects.absorb(staged, result.is_ok());
+            hand_on(tx, effects, staged, terms, now, result.is_ok());
             answer(reply, result)
         }
-        Job::Command(Command::Administer(admin)) => administer(tx, view, admin, now, effects),
+        Job::Command(Command::JoinWaitlist(request, reply)) => {
+            answer(reply, waitlist::join(tx, &request, now))
+        }
+        Job::Command(Command::LeaveWaitlist(entry_id, user_id, reply)) => {
+            let mut staged = Staged::default();
+            let result = guarded!(tx, effects, |conn| waitlist::leave(
+                conn,
+                &mut staged,
+                entry_id,
+                user_id,
+                now
+            ));
+            hand_on(tx, effects, staged, terms, now, result.is_ok());
+            answer(reply, result)
+        }
+        Job::Command(Command::Administer(admin)) => {
+            administer(tx, view, admin, now, terms, effects)
+        }
         Job::Outbox(job) => change_outbox(tx, job, now),
         Job::Refunds(job) => change_refunds(tx, job, now),
         Job::CheckIn(scan, reply) => answer(reply, checkin::check_in(tx, &scan, now)),
@@ -133,6 +175,7 @@ fn pay(
     tx: &mut rusqlite::Transaction<'_>,
     paid: &Paid,
     now: OffsetDateTime,
+    terms: OfferTerms,
     effects: &mut Effects,
 ) -> Result<Hold, BookingError> {
     let mut staged = Staged::default();
@@ -151,12 +194,12 @@ fn pay(
                 paid,
                 now
             ));
-            effects.absorb(staged, queued.is_ok());
+            hand_on(tx, effects, staged, terms, now, queued.is_ok());
             queued?;
             Err(unbookable_answer(refused))
         }
         result => {
-            effects.absorb(staged, result.is_ok());
+            hand_on(tx, effects, staged, terms, now, result.is_ok());
             result
         }
     }
@@ -168,6 +211,7 @@ fn administer(
     view: &SharedInventory,
     admin: Admin,
     now: OffsetDateTime,
+    terms: OfferTerms,
     effects: &mut Effects,
 ) -> Answer {
     let mut staged = Staged::default();
@@ -194,7 +238,12 @@ fn administer(
                 capacity,
                 now
             ));
-            effects.absorb(staged, result.is_ok());
+            hand_on(tx, effects, staged, terms, now, result.is_ok());
+            // Seats the larger capacity gave went to the waiting list first: answer what is left.
+            let result = result.map(|(capacity, remaining)| {
+                let left = effects.remaining.get(&seat_type_id).copied();
+                (capacity, left.unwrap_or(remaining))
+            });
             answer(reply, result)
         }
         Admin::CancelConcert(concert_id, reply) => {
@@ -450,6 +499,9 @@ fn cancel(
         .unwrap_or(seat.remaining);
     staged.remaining.push((booking.seat_type_id, remaining + 1));
     staged.touched.push(booking.concert_id);
+    staged
+        .freed
+        .push((booking.seat_type_id, booking.concert_id));
     staged.emails += 1;
     Ok(cancelled)
 }
@@ -524,6 +576,7 @@ fn set_capacity(
     staged.capacity.push((seat_type_id, capacity));
     staged.remaining.push((seat_type_id, remaining));
     staged.touched.push(concert_id);
+    staged.freed.push((seat_type_id, concert_id));
     Ok((capacity, remaining))
 }
 
@@ -560,6 +613,8 @@ fn cancel_concert(
         staged.remaining.push((seat_type_id, remaining + count));
     }
     // After the counts above: reads back every seat type's count, the holds' seats included.
+    // The waiting lists end first, so that their offered holds' release reads as their end.
+    waitlist::end_for_concert(conn, concert_id, now)?;
     holds::end_for_concert(conn, concert_id, now, staged)?;
     let ids: Vec<Uuid> = cancelled.iter().map(|booking| booking.id).collect();
     store::enqueue_emails(conn, EmailKind::BookingCancelled, &ids, now)?;

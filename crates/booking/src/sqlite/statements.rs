@@ -269,6 +269,29 @@ pub fn cancel_booking(
     .map_err(constraint_to_rule)
 }
 
+/// Queues one email whose text is `payload` (a [`BookingEmail`] as JSON), for an email that
+/// names no booking: a waiting-list offer.
+///
+/// [`BookingEmail`]: boxoffice_shared::clients::BookingEmail
+pub fn enqueue_payload(
+    conn: &Connection,
+    kind: EmailKind,
+    payload: &str,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (message_id, kind, payload, created_at, available_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?
+    .execute(params![
+        Uuid::now_v7(),
+        kind.as_str(),
+        payload,
+        to_millis(now)
+    ])?;
+    Ok(())
+}
+
 /// Queues one email per booking in the outbox, by reference: the row names the booking and the
 /// email is read from the store when it is claimed (`outbox::claim_outbox`). One multi-row statement
 /// per chunk ([`chunk_sizes`]).
@@ -407,6 +430,18 @@ pub(super) fn constraint_to_rule(error: rusqlite::Error) -> BookingError {
         }
         if message.contains("ticket_cancelled") {
             return BookingError::TicketCancelled;
+        }
+        if message.contains("seat_type_not_found") {
+            return BookingError::SeatTypeNotFound;
+        }
+        if message.contains("seats_available") {
+            return BookingError::SeatsAvailable;
+        }
+        if message.contains("already_waitlisted")
+            || (failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                && message.contains("waitlist.user_id"))
+        {
+            return BookingError::AlreadyWaitlisted;
         }
         if message.contains("already_booked")
             || (failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE

@@ -21,12 +21,13 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use super::batch::{Answer, Effects, Job, Staged};
 use super::checkpoint::{self, Checkpointer};
 use super::rules::{apply, book_run};
-use super::{holds, statements};
+use super::{holds, statements, waitlist};
 use crate::command::{BookOutcome, BookRequest, Command, Reply, Wiring, fill_batch};
 use crate::domain::is_due;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::view::{ConcertSale, SharedInventory};
+use crate::waitlist::OfferTerms;
 
 /// The writer thread's state.
 pub struct Writer {
@@ -40,6 +41,8 @@ pub struct Writer {
     on_schedule: Arc<Notify>,
     /// Copies the log back into the database file off this thread ([`super::checkpoint`]).
     checkpointer: Option<Checkpointer>,
+    /// What a waiting-list offer is.
+    offers: OfferTerms,
 }
 
 impl Writer {
@@ -52,6 +55,7 @@ impl Writer {
             on_email: wiring.on_email.clone(),
             on_schedule: wiring.schedule.clone(),
             checkpointer: None,
+            offers: wiring.offers,
         }
     }
 
@@ -111,6 +115,7 @@ impl Writer {
             {
                 let mut staged = Staged::default();
                 holds::expire_due(&tx, now, &mut staged)?;
+                waitlist::hand_on(&tx, self.offers, now, &mut staged)?;
                 effects.absorb(staged, true);
             }
             // Bookings without an Idempotency-Key that arrive one after another go in together
@@ -132,7 +137,14 @@ impl Writer {
                                 &mut answers,
                             );
                         }
-                        answers.push(apply(&mut tx, &self.view, job, now, &mut effects));
+                        answers.push(apply(
+                            &mut tx,
+                            &self.view,
+                            job,
+                            now,
+                            self.offers,
+                            &mut effects,
+                        ));
                     }
                 }
             }

@@ -268,6 +268,7 @@ on_every_backend! {
         let checkout = Checkout {
             hold_ttl: Duration::from_secs(60),
             payments: provider.clone(),
+            ..Checkout::default()
         };
         let engine = engine_with(&backend, clock.clone(), checkout).await;
         let (concert_id, seats) = concert(&engine, in_a_day(), &[1]).await;

@@ -445,3 +445,30 @@ fn an_invalid_recipient_is_undeliverable() {
     .unwrap_err();
     assert!(error.is_undeliverable(), "{error}");
 }
+
+#[test]
+fn an_offer_says_until_when_the_seat_is_held_and_has_no_calendar_file() {
+    let (message, text) = rendered(EmailKind::WaitlistOffered);
+    assert_eq!(
+        message.headers().get_raw("Subject"),
+        Some(
+            "A seat for Rock <&> Roll is yours until Saturday 2 January 2027, 04:04 CET (Europe/Berlin)"
+        )
+    );
+    assert_eq!(
+        message.headers().get_raw("X-Boxoffice-Kind"),
+        Some("waitlist_offered")
+    );
+    assert!(!text.contains("text/calendar"), "{text}");
+    let plain = View::new(&sample(EmailKind::WaitlistOffered)).plain("Ada");
+    assert!(
+        plain.contains("Offer reference:   01900000-0000-7000-8000-0000000000b0\n"),
+        "{plain}"
+    );
+    assert!(
+        plain.contains("Yours until:       Saturday 2 January 2027, 04:04 CET (Europe/Berlin)\n"),
+        "{plain}"
+    );
+    assert!(plain.contains("next fan on the waiting list"), "{plain}");
+    assert!(!plain.contains("Your ticket"), "{plain}");
+}
