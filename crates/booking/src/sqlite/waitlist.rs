@@ -133,9 +133,9 @@ pub(super) fn end_for_concert(
 
 /// Offers the seats the command freed (`staged.freed`) to the fans first in line for them: for
 /// each seat left of such a seat type, while anyone waits, a hold in the first fan's name for
-/// the offer time, the entry `offered`, and the offer's email queued. A fan who has booked the
-/// concert otherwise since they joined cannot hold a second seat (the schema refuses it): their
-/// entry is `left` and the seat goes to the next. Stages each seat type's `remaining` as it ends.
+/// the offer time, the entry `offered`, and the offer's email queued. Fans who have booked or
+/// hold a seat of the concert since they joined leave the line first (the schema would refuse
+/// them a second seat). Stages each seat type's `remaining` as it ends.
 pub(super) fn hand_on(
     conn: &Connection,
     terms: OfferTerms,
@@ -146,6 +146,7 @@ pub(super) fn hand_on(
     freed.sort_unstable();
     freed.dedup();
     for (seat_type_id, concert_id) in freed {
+        leave_if_seated(conn, seat_type_id, now)?;
         while let Some((seq, next)) = next_in_line(conn, seat_type_id)? {
             match offer(conn, seq, &next, terms, now) {
                 Ok(()) => {
@@ -169,6 +170,26 @@ pub(super) fn hand_on(
         staged.remaining.push((seat_type_id, remaining));
         staged.touched.push(concert_id);
     }
+    Ok(())
+}
+
+/// Takes off the seat type's line every fan who has booked or holds a seat of the concert since
+/// they joined: they cannot be offered a second one.
+fn leave_if_seated(
+    conn: &Connection,
+    seat_type_id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(), BookingError> {
+    conn.prepare_cached(
+        "UPDATE waitlist AS w SET status = 'left', ended_at = ?2
+         WHERE w.seat_type_id = ?1 AND w.status = 'waiting'
+           AND (EXISTS (SELECT 1 FROM bookings AS b WHERE b.user_id = w.user_id
+                        AND b.concert_id = w.concert_id AND b.status = 'confirmed')
+                OR EXISTS (SELECT 1 FROM holds AS h WHERE h.user_id = w.user_id
+                        AND h.concert_id = w.concert_id AND h.status = 'active'
+                        AND h.expires_at > ?2))",
+    )?
+    .execute(params![seat_type_id, to_millis(now)])?;
     Ok(())
 }
 

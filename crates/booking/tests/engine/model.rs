@@ -1,9 +1,10 @@
 //! The property test: random sequences of bookings, holds, payments, releases, cancellations,
-//! check-ins at the door and the passing of time behave exactly like a model of the booking
-//! rules, on both stores.
+//! check-ins at the door, the waiting list and the passing of time behave exactly like a model
+//! of the booking rules, on both stores.
 
 use boxoffice_booking::command::Made;
 use boxoffice_booking::hold::HoldStatus;
+use boxoffice_booking::waitlist::WaitlistStatus;
 
 use crate::*;
 
@@ -37,7 +38,17 @@ enum Op {
         user: usize,
         nonce: u8,
     },
-    /// A minute passes: sales open after the first, the concert starts after the fourth.
+    /// The user joins the waiting list of a seat type.
+    Join {
+        user: usize,
+        seat: usize,
+    },
+    /// The user leaves the waiting list (their latest entry), letting an offered seat go.
+    Leave {
+        user: usize,
+    },
+    /// A minute passes: sales open after the first, the concert starts after the fourth. The
+    /// sales timer then expires the holds that fell due, as it does at their `expires_at`.
     Tick,
 }
 
@@ -49,6 +60,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..4usize).prop_map(|user| Op::Release { user }),
         3 => (0..4usize).prop_map(|user| Op::Cancel { user }),
         6 => (0..4usize, 0..3u8).prop_map(|(user, nonce)| Op::Scan { user, nonce }),
+        4 => (0..4usize, 0..2usize).prop_map(|(user, seat)| Op::Join { user, seat }),
+        1 => (0..4usize).prop_map(|user| Op::Leave { user }),
         2 => Just(Op::Tick),
     ]
 }
@@ -60,11 +73,13 @@ enum Has {
         id: Uuid,
         seat: usize,
     },
-    /// Active until `expires` (seconds since the test began), expired from then on.
+    /// Active until `expires` (seconds since the test began), expired from then on. `offer`: a
+    /// waiting-list offer (its id is learnt from the store once made).
     Hold {
         id: Uuid,
         seat: usize,
         expires: i64,
+        offer: bool,
     },
 }
 
@@ -75,6 +90,10 @@ struct Model {
     has: HashMap<usize, Has>,
     cancelled: HashMap<usize, Uuid>,
     checked_in: HashMap<Uuid, u8>,
+    /// The users waiting, in the order they joined, with the seat type they wait for.
+    line: Vec<(usize, usize)>,
+    /// Each user's latest waiting-list entry and where it stands.
+    entries: HashMap<usize, (Uuid, WaitlistStatus)>,
 }
 
 impl Model {
@@ -102,6 +121,72 @@ impl Model {
         self.capacity[seat] - booked - held
     }
 
+    fn claims(&self, user: usize, now: i64) -> bool {
+        matches!(self.has.get(&user), Some(Has::Booking { .. })) || self.active_hold(user, now)
+    }
+
+    fn set_entry(&mut self, user: usize, status: WaitlistStatus) {
+        if let Some(entry) = self.entries.get_mut(&user) {
+            entry.1 = status;
+        }
+    }
+
+    /// A seat of type `seat` came free: fans of its line who hold a seat of the concert leave it,
+    /// then, while sales are open, the first fans waiting are offered the free seats.
+    fn hand_on(&mut self, seat: usize, now: i64, minutes: i64) {
+        let seated: Vec<usize> = self
+            .line
+            .iter()
+            .filter(|(user, wanted)| *wanted == seat && self.claims(*user, now))
+            .map(|(user, _)| *user)
+            .collect();
+        for user in seated {
+            self.line.retain(|(waiting, _)| *waiting != user);
+            self.set_entry(user, WaitlistStatus::Left);
+        }
+        if !(1..4).contains(&minutes) {
+            return;
+        }
+        while self.remaining(seat, now) > 0 {
+            let Some(place) = self.line.iter().position(|(_, wanted)| *wanted == seat) else {
+                break;
+            };
+            let (user, _) = self.line.remove(place);
+            let expires = now + HOLD_SECONDS;
+            let id = Uuid::nil();
+            let offer = true;
+            self.has.insert(
+                user,
+                Has::Hold {
+                    id,
+                    seat,
+                    expires,
+                    offer,
+                },
+            );
+            self.set_entry(user, WaitlistStatus::Offered);
+        }
+    }
+
+    /// What joining the waiting list must come to at `now`.
+    fn expect_join(&self, user: usize, seat: usize, now: i64, minutes: i64) -> &'static str {
+        let waiting = matches!(
+            self.entries.get(&user),
+            Some((_, WaitlistStatus::Waiting | WaitlistStatus::Offered))
+        );
+        if minutes >= 4 {
+            "closed"
+        } else if self.remaining(seat, now) > 0 {
+            "seats_available"
+        } else if self.claims(user, now) {
+            "already_booked"
+        } else if waiting {
+            "already_waitlisted"
+        } else {
+            "created"
+        }
+    }
+
     /// What a booking or a hold request must come to at `now`.
     fn expect_seat(&self, user: usize, seat: usize, now: i64, minutes: i64) -> &'static str {
         let claims =
@@ -127,6 +212,8 @@ fn refusal(expected: &str, error: &BookingError) -> bool {
             | ("not_open", BookingError::SalesNotOpen)
             | ("sold_out", BookingError::SoldOut)
             | ("already_booked", BookingError::AlreadyBooked)
+            | ("seats_available", BookingError::SeatsAvailable)
+            | ("already_waitlisted", BookingError::AlreadyWaitlisted)
     )
 }
 
@@ -172,6 +259,7 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
     let clock = Arc::new(ManualClock::new(began));
     let checkout = Checkout {
         hold_ttl: Duration::from_secs(HOLD_SECONDS as u64),
+        offer_ttl: Duration::from_secs(HOLD_SECONDS as u64),
         ..Checkout::default()
     };
     let engine = engine_with(&backend, clock.clone(), checkout).await;
@@ -182,6 +270,8 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
         has: HashMap::new(),
         cancelled: HashMap::new(),
         checked_in: HashMap::new(),
+        line: Vec::new(),
+        entries: HashMap::new(),
     };
     let door = AuthUser {
         role: boxoffice_shared::token::Role::Staff,
@@ -226,6 +316,7 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                                 id: hold.id,
                                 seat,
                                 expires,
+                                offer: false,
                             },
                         );
                     }
@@ -234,7 +325,13 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                 }
             }
             Op::Pay { user } => {
-                let Some(Has::Hold { id, seat, expires }) = model.has.get(&user).copied() else {
+                let Some(Has::Hold {
+                    id,
+                    seat,
+                    expires,
+                    offer,
+                }) = model.has.get(&user).copied()
+                else {
                     continue;
                 };
                 let outcome = engine
@@ -246,6 +343,9 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                         assert_eq!(hold.status, HoldStatus::Completed);
                         let booking = hold.booking_id.unwrap();
                         model.has.insert(user, Has::Booking { id: booking, seat });
+                        if offer {
+                            model.set_entry(user, WaitlistStatus::Completed);
+                        }
                     }
                     Err(BookingError::BookingClosed) if now < expires && minutes >= 4 => {}
                     Err(BookingError::HoldExpired) if now >= expires => {}
@@ -253,13 +353,24 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                 }
             }
             Op::Release { user } => {
-                let Some(Has::Hold { id, expires, .. }) = model.has.get(&user).copied() else {
+                let Some(Has::Hold {
+                    id,
+                    seat,
+                    expires,
+                    offer,
+                }) = model.has.get(&user).copied()
+                else {
                     continue;
                 };
                 let outcome = engine.service.release(users[user], id).await;
                 match outcome {
                     Ok(hold) if now < expires => {
                         assert_eq!(hold.status, HoldStatus::Released);
+                        model.has.remove(&user);
+                        if offer {
+                            model.set_entry(user, WaitlistStatus::Left);
+                        }
+                        model.hand_on(seat, now, minutes);
                     }
                     Err(BookingError::HoldNotActive) if now >= expires => {}
                     other => panic!("release at {now} s of a hold until {expires} s: {other:?}"),
@@ -267,7 +378,7 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                 model.has.remove(&user);
             }
             Op::Cancel { user } => {
-                let Some(Has::Booking { id, .. }) = model.has.get(&user).copied() else {
+                let Some(Has::Booking { id, seat }) = model.has.get(&user).copied() else {
                     continue;
                 };
                 let outcome = engine.service.cancel(users[user], id).await;
@@ -280,6 +391,7 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                     assert_eq!(outcome.unwrap().status, BookingStatus::Cancelled);
                     model.has.remove(&user);
                     model.cancelled.insert(user, id);
+                    model.hand_on(seat, now, minutes);
                 }
             }
             Op::Scan { user, nonce } => {
@@ -318,11 +430,27 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
                     ),
                 }
             }
+            Op::Join { user, seat } => {
+                join(
+                    &engine,
+                    &mut model,
+                    users[user],
+                    (user, seat),
+                    concert_id,
+                    &seats,
+                    minutes,
+                )
+                .await;
+            }
+            Op::Leave { user } => leave(&engine, &mut model, users[user], user, minutes).await,
             Op::Tick => {
                 clock.advance(time::Duration::minutes(1));
                 minutes += 1;
+                engine.service.expire_holds().await.unwrap();
+                model.expire(minutes);
             }
         }
+        check_the_line(&engine, &mut model, &users, &seats, minutes).await;
         let now = minutes * 60;
         let at = began + time::Duration::seconds(now);
         for (index, seat) in seats.iter().enumerate() {
@@ -345,6 +473,142 @@ async fn booking_rules_match_the_model(backend: Backend, ops: Vec<Op>) {
         count_of(&engine, sql, concert_id).await,
         model.checked_in.len() as i64
     );
+}
+
+/// Joining: refused as the model says, or the user's new entry, waiting at the end of the line.
+async fn join(
+    engine: &Engine,
+    model: &mut Model,
+    fan: AuthUser,
+    (user, seat): (usize, usize),
+    concert_id: Uuid,
+    seats: &[Uuid],
+    minutes: i64,
+) {
+    let expected = model.expect_join(user, seat, minutes * 60, minutes);
+    match engine
+        .service
+        .join_waitlist(fan, concert_id, seats[seat])
+        .await
+    {
+        Ok(entry) if expected == "created" => {
+            assert_eq!(entry.status, WaitlistStatus::Waiting);
+            model.line.push((user, seat));
+            model
+                .entries
+                .insert(user, (entry.id, WaitlistStatus::Waiting));
+        }
+        Err(error) if refusal(expected, &error) => {}
+        other => panic!("join: expected {expected}, got {other:?}"),
+    }
+}
+
+/// Leaving: a waiting entry is left; an offered one lets its seat go to the next fan; an ended
+/// one stays as it is.
+async fn leave(engine: &Engine, model: &mut Model, fan: AuthUser, user: usize, minutes: i64) {
+    let Some((entry_id, status)) = model.entries.get(&user).copied() else {
+        return;
+    };
+    engine.service.leave_waitlist(fan, entry_id).await.unwrap();
+    match status {
+        WaitlistStatus::Waiting => {
+            model.line.retain(|(waiting, _)| *waiting != user);
+            model.set_entry(user, WaitlistStatus::Left);
+        }
+        WaitlistStatus::Offered => {
+            let Some(Has::Hold { seat, .. }) = model.has.remove(&user) else {
+                panic!("an offered entry without its hold in the model");
+            };
+            model.set_entry(user, WaitlistStatus::Left);
+            model.hand_on(seat, minutes * 60, minutes);
+        }
+        _ => {}
+    }
+}
+
+impl Model {
+    /// The holds that fell due in the minute just passed are expired (the sales timer): an
+    /// offer's entry with its hold, and their seats go to the waiting lists.
+    fn expire(&mut self, minutes: i64) {
+        let now = minutes * 60;
+        let mut freed = Vec::new();
+        let due: Vec<(usize, usize, bool)> = self
+            .has
+            .iter()
+            .filter_map(|(user, has)| match *has {
+                Has::Hold {
+                    seat,
+                    expires,
+                    offer,
+                    ..
+                } if expires <= now && expires > now - 60 => Some((*user, seat, offer)),
+                _ => None,
+            })
+            .collect();
+        for (user, seat, offer) in due {
+            if offer {
+                self.set_entry(user, WaitlistStatus::Expired);
+            }
+            freed.push(seat);
+        }
+        freed.sort_unstable();
+        freed.dedup();
+        for seat in freed {
+            self.hand_on(seat, now, minutes);
+        }
+    }
+}
+
+/// After every step: each user's entry stands where the model says (a waiting one at its place
+/// in line), the model learns the ids of the holds offered, and while sales are open no seat
+/// is free to the public while anyone waits for its type.
+async fn check_the_line(
+    engine: &Engine,
+    model: &mut Model,
+    users: &[AuthUser],
+    seats: &[Uuid],
+    minutes: i64,
+) {
+    let entries: Vec<(usize, Uuid, WaitlistStatus)> = model
+        .entries
+        .iter()
+        .map(|(user, (id, status))| (*user, *id, *status))
+        .collect();
+    for (user, id, status) in entries {
+        let stored = engine
+            .service
+            .waitlist_entry(users[user], id)
+            .await
+            .unwrap();
+        assert_eq!(stored.status, status, "entry of user {user}");
+        let place = model.line.iter().position(|(waiting, _)| *waiting == user);
+        let position = place.map(|place| {
+            let seat = model.line[place].1;
+            model.line[..=place]
+                .iter()
+                .filter(|(_, s)| *s == seat)
+                .count() as i64
+        });
+        assert_eq!(stored.position, position, "place of user {user}");
+        if let Some(Has::Hold {
+            id, offer: true, ..
+        }) = model.has.get_mut(&user)
+            && id.is_nil()
+        {
+            *id = stored.hold_id.unwrap();
+        }
+    }
+    if (1..4).contains(&minutes) {
+        for (index, seat) in seats.iter().enumerate() {
+            if model.line.iter().any(|(_, wanted)| *wanted == index) {
+                assert_eq!(
+                    counts(engine, *seat).await.1,
+                    0,
+                    "a free seat while fans wait"
+                );
+            }
+        }
+    }
 }
 
 fn current_thread() -> tokio::runtime::Runtime {
