@@ -48,3 +48,4 @@ mod roles;
 mod startup;
 mod stripe;
 mod tickets;
+mod waitlist;

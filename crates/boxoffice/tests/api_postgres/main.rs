@@ -50,3 +50,5 @@ mod split;
 mod stripe;
 #[path = "../api/tickets.rs"]
 mod tickets;
+#[path = "../api/waitlist.rs"]
+mod waitlist;
