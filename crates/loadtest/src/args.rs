@@ -26,6 +26,10 @@ pub enum Scenario {
     /// Every user books a seat; then --doors door staff scan every ticket 1 to 3 times at
     /// once, some scans re-sent with their nonce; verify exactly one check-in per ticket.
     Doors,
+    /// A seat type sold out by half the users while the rest join its waiting list; then half
+    /// the holders cancel while the back of the line tries to book: verify the seats are
+    /// offered in line order and never reach the public.
+    Waitlist,
 }
 
 impl Scenario {
@@ -38,6 +42,7 @@ impl Scenario {
             Scenario::Checkout => "checkout",
             Scenario::Expiry => "expiry",
             Scenario::Doors => "doors",
+            Scenario::Waitlist => "waitlist",
         }
     }
 }

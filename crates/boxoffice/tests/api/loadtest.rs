@@ -245,6 +245,37 @@ async fn doors_admit_every_ticket_exactly_once() {
 }
 
 #[tokio::test]
+async fn the_waitlist_scenario_offers_freed_seats_in_line_order() {
+    let app = spawn_loadtest_app().await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "waitlist",
+            "--users",
+            "60",
+            "--concurrency",
+            "8",
+            "--seat-types",
+            "Front:20",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    // Ten cancels, ten public attempts refused; the ten offered fans paid: sold out again.
+    assert_eq!(report.phase.count(200, None), 10, "{}", report.to_text());
+    assert_eq!(report.phase.count(409, Some("sold_out")), 10);
+    assert_eq!(report.seat_types[0].confirmed, Some(20));
+    let order = report
+        .checks
+        .iter()
+        .find(|check| check.name == "offers in order")
+        .unwrap();
+    assert!(order.passed, "{}", report.to_text());
+}
+
+#[tokio::test]
 async fn churn_and_browse_pass_and_the_baseline_gives_ratios() {
     let app = spawn_loadtest_app().await;
     let churn = run(

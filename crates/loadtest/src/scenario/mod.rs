@@ -1,11 +1,11 @@
-//! The seven scenarios, one module each, and the [`Report`] a run ends in.
+//! The eight scenarios, one module each, and the [`Report`] a run ends in.
 //!
 //! Every scenario has the same shape: prepare through the API ([`crate::setup`]), run one
 //! measured phase ([`crate::phase`]), then read the end state back and [`verify::judge`] it
 //! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together. The two
 //! checkout scenarios also judge the holds ([`crate::holds`]): `checkout` (hold, pay, let
 //! some expire) and `expiry` (a storm of holds falling due, watched by [`seats_back`]);
-//! `doors` judges the check-ins ([`crate::checkins`]). Shares of users or tickets are spread
+//! `doors` judges the check-ins ([`crate::checkins`]); `waitlist` the waiting list's offers. Shares of users or tickets are spread
 //! by [`spread`].
 //!
 //! [`verify::judge`]: crate::verify::judge
@@ -20,6 +20,7 @@ mod outcome;
 mod seats_back;
 mod soldout;
 mod spread;
+mod waitlist;
 
 use std::sync::Arc;
 
@@ -50,7 +51,7 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
          prices and that nobody else holds its seats (no --concert-id)"
     );
     anyhow::ensure!(
-        args.concert_id.is_none() || args.scenario != Scenario::Doors,
+        args.concert_id.is_none() || !matches!(args.scenario, Scenario::Doors | Scenario::Waitlist),
         "the doors scenario creates its own concert: its tickets are those of the bookings the \
          tool makes (no --concert-id)"
     );
@@ -62,6 +63,7 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         Scenario::Checkout => checkout::run(&ctx, args).await?,
         Scenario::Expiry => expiry::run(&ctx, args).await?,
         Scenario::Doors => doors::run(&ctx, args).await?,
+        Scenario::Waitlist => waitlist::run(&ctx, args).await?,
     };
     let baseline = if args.baseline {
         Some(ctx.baseline(&outcome.phase, args.phase_duration()).await?)
