@@ -1,5 +1,5 @@
-//! The Booking service: seat inventory, bookings, holds and their payments, refunds, and the
-//! email outbox.
+//! The Booking service: seat inventory, bookings, holds and their payments, refunds, tickets
+//! and check-in, the waiting list, and the email outbox.
 //!
 //! Booking owns every seat. A booking is one database transaction that checks the concert has not
 //! started, takes a seat only if one is left, inserts the booking, queues the confirmation email
@@ -44,6 +44,9 @@
 //! - [`http`]: the routes: `/api/v1/bookings…`, the concert availability and sales reads, the
 //!   availability stream (`http/stream.rs`), checkout, `/api/v1/holds…` (`http/holds.rs`), and
 //!   the payment provider's webhook, `/api/v1/payments/stripe/webhook` (`http/payments.rs`).
+//! - [`waitlist`]: the waiting list of a sold-out seat type and the terms of an offer; a freed
+//!   seat is handed to the first fan waiting in the transaction that freed it (`hand_on` of each
+//!   engine's `waitlist` module), as a hold.
 //! - [`ticket`]: ticket codes signed with the deployment's Ed25519 ticket key, verifiable
 //!   offline; check-ins are the store's (`checkin` of each engine), their rules in
 //!   `service/tickets.rs`.
