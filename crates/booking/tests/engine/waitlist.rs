@@ -253,3 +253,67 @@ on_every_backend! {
         assert_eq!(entry(&engine, line[1].0, &line[1].1).await.status, WaitlistStatus::Completed);
     }
 }
+
+/// Two instances on one database: fans join through both while holders cancel through both and
+/// the public books through both; every freed seat goes to the first fans in line, none to the
+/// public, whatever instance each request went to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_hand_seats_on_in_line_order() {
+    let Some((a, b)) =
+        two_instances("engine::waitlist::two_instances_hand_seats_on_in_line_order").await
+    else {
+        return;
+    };
+    let (concert_id, seats) = concert(&a, in_a_day(), &[8]).await;
+    eventually("the second instance sees the new concert", || {
+        b.service.availability_of(concert_id).is_some()
+    })
+    .await;
+    let sold = sell_out(&a, concert_id, seats[0], 8).await;
+    let mut line = Vec::new();
+    for place in 0..12 {
+        let fan = customer();
+        let instance = [&a, &b][place % 2];
+        let entry = instance
+            .service
+            .join_waitlist(fan, concert_id, seats[0])
+            .await
+            .unwrap();
+        line.push((fan, entry));
+    }
+    let mut racers = Vec::new();
+    for (index, booking) in sold.iter().take(6).enumerate() {
+        let service = [&a, &b][index % 2].service.clone();
+        let id = booking.id;
+        racers.push(tokio::spawn(async move {
+            service.cancel(admin(), id).await.map(|_| ())
+        }));
+    }
+    for index in 0..20 {
+        let service = [&a, &b][index % 2].service.clone();
+        let seat = seats[0];
+        racers.push(tokio::spawn(async move {
+            match service.book(customer(), concert_id, seat, None).await {
+                Err(BookingError::SoldOut) => Ok(()),
+                other => panic!("the public got {other:?}"),
+            }
+        }));
+    }
+    for racer in racers {
+        racer.await.unwrap().unwrap();
+    }
+    let statuses = statuses(&a, &line).await;
+    let offered = statuses
+        .iter()
+        .take_while(|status| **status == WaitlistStatus::Offered)
+        .count();
+    assert_eq!(offered, 6, "{statuses:?}");
+    assert!(
+        statuses[6..]
+            .iter()
+            .all(|status| *status == WaitlistStatus::Waiting),
+        "{statuses:?}"
+    );
+    assert_eq!(counts(&a, seats[0]).await, (8, 0, 2));
+    views_agree([&a, &b], concert_id, seats[0], 0).await;
+}
