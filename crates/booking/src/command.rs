@@ -265,4 +265,6 @@ pub struct Wiring {
     pub instance: Option<Uuid>,
     /// Ends the store's background tasks.
     pub stop: CancellationToken,
+    /// The event types some webhook endpoint subscribes to ([`crate::webhook`]).
+    pub webhooks: crate::webhook::Subscribed,
 }

@@ -1,11 +1,12 @@
 //! The Booking routes (API contract, "Bookings", plus the availability and sales reads of
 //! "Concerts", which come from this service's store). The availability stream (server-sent
-//! events) is in [`stream`]; tickets and check-in in [`tickets`].
+//! events) is in [`stream`]; tickets and check-in in [`tickets`]; webhooks in [`webhooks`].
 
 pub mod holds;
 pub mod payments;
 pub mod stream;
 pub mod tickets;
+pub mod webhooks;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -46,6 +47,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .merge(holds::router())
         .merge(payments::router())
         .merge(tickets::router())
+        .merge(webhooks::router())
         .with_state(service)
 }
 

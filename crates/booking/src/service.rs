@@ -3,8 +3,10 @@
 
 mod checkout;
 mod tickets;
+mod webhooks;
 
 pub use tickets::{Admitted, SeatTypeCheckins, Ticket, TicketStatus, Tickets};
+pub use webhooks::{Created, Webhooks};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -90,6 +92,10 @@ struct Inner {
     refund_waker: Arc<Notify>,
     /// The ticket key and the holders' names.
     tickets: Tickets,
+    /// The event types some webhook endpoint subscribes to, shared with the store's writer.
+    subscribed: crate::webhook::Subscribed,
+    /// How webhooks are delivered, once [`BookingService::deliver_webhooks`] started it.
+    webhooks: std::sync::OnceLock<Webhooks>,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -123,6 +129,7 @@ impl BookingService {
             on_email: worker.map(|worker| worker.waker),
             instance,
             stop: stop.clone(),
+            webhooks: crate::webhook::Subscribed::default(),
         };
         let (store, view) = BookingStore::start(store.into(), &wiring, tasks).await?;
         let service = Self {
@@ -137,6 +144,8 @@ impl BookingService {
                 checkout: selling.checkout,
                 refund_waker: Arc::new(Notify::new()),
                 tickets: selling.tickets,
+                subscribed: wiring.webhooks.clone(),
+                webhooks: std::sync::OnceLock::new(),
             }),
         };
         tasks.spawn(checkout::run_refunds(

@@ -79,6 +79,7 @@ struct OpsState {
         (name = "concerts", description = "Concerts, seat types and their exact availability"),
         (name = "bookings", description = "Booking and cancelling tickets"),
         (name = "checkout", description = "Holding a seat while paying for it"),
+        (name = "webhooks", description = "Signed event deliveries to organisers' systems"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

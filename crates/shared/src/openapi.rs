@@ -199,6 +199,7 @@ pub fn meaning(code: ErrorCode) -> &'static str {
         InvalidTicket => {
             "not a ticket code of this deployment, forged, altered, or of another concert"
         }
+        WebhookNotFound => "no such webhook, or a deleted one",
         BodyTooLarge => "the body is larger than 64 KiB",
         UnsupportedMediaType => "the body is not sent as application/json",
         ValidationFailed => {

@@ -44,6 +44,7 @@ pub enum ErrorCode {
     AlreadyCheckedIn,
     TicketCancelled,
     InvalidTicket,
+    WebhookNotFound,
     BodyTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -63,6 +64,7 @@ impl ErrorCode {
             ConcertNotFound | SeatTypeNotFound | BookingNotFound | HoldNotFound | NotFound => {
                 StatusCode::NOT_FOUND
             }
+            WebhookNotFound => StatusCode::NOT_FOUND,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | PhoneTaken | SoldOut | AlreadyBooked | BookingClosed | SalesNotOpen
@@ -108,6 +110,7 @@ impl ErrorCode {
             AlreadyCheckedIn => "Already checked in",
             TicketCancelled => "Ticket cancelled",
             InvalidTicket => "Invalid ticket",
+            WebhookNotFound => "Webhook not found",
             BodyTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             ValidationFailed => "Validation failed",
@@ -157,6 +160,7 @@ impl ErrorCode {
             AlreadyCheckedIn => "already_checked_in",
             TicketCancelled => "ticket_cancelled",
             InvalidTicket => "invalid_ticket",
+            WebhookNotFound => "webhook_not_found",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -423,6 +427,7 @@ mod tests {
             (AlreadyCheckedIn, 409),
             (TicketCancelled, 409),
             (InvalidTicket, 422),
+            (WebhookNotFound, 404),
             (BodyTooLarge, 413),
             (UnsupportedMediaType, 415),
             (ValidationFailed, 422),

@@ -1,6 +1,8 @@
 //! Provisioning, capacity changes and concert cancellations on PostgreSQL: rare, each in a
 //! transaction of its own that locks its sale for update first (see [`super::settle`]).
 
+use super::webhooks::enqueue;
+use crate::webhook::{Subscribed, WebhookEvent};
 use std::collections::HashSet;
 
 use boxoffice_shared::clients::{ConcertInventory, EmailKind, SeatInventory};
@@ -106,6 +108,7 @@ pub async fn cancel_concert(
     pool: &PgPool,
     concert_id: Uuid,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<usize, BookingError> {
     let mut tx = pool.begin().await?;
     let (starts_at, cancelled) = lock_sale(&mut tx, concert_id).await?;
@@ -144,6 +147,10 @@ pub async fn cancel_concert(
         .map(|booking| (EmailKind::BookingCancelled, booking.id))
         .collect();
     enqueue_emails(&mut tx, &emails, now).await?;
+    let events = cancelled
+        .iter()
+        .map(|b| (WebhookEvent::BookingCancelled, b.id));
+    enqueue(&mut tx, webhooks, events, now).await?;
     queue_for_bookings(&mut tx, cancelled.iter(), now).await?;
     notify(&mut tx, &HashSet::from([concert_id])).await?;
     tx.commit().await?;

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::reads::{sale_from_row, seat_from_row};
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
+use super::webhooks::enqueue;
 use crate::command::{
     HoldOutcome, Made, paid_booking, refunds_payment, replay, saved_json, unbookable_answer,
 };
@@ -21,6 +22,7 @@ use crate::error::BookingError;
 use crate::hold::{Failed, Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint, new_hold};
 use crate::rows::{hold_columns, hold_from_row, saved_response};
 use crate::view::{ConcertSale, bookable};
+use crate::webhook::{Subscribed, WebhookEvent};
 
 /// What a hold command changed, for the writer to publish once it has committed.
 pub struct Changed<T> {
@@ -55,21 +57,26 @@ async fn lock_sale(
     Ok(row.as_ref().map(sale_from_row).transpose()?)
 }
 
-/// Expires the concert's holds due at `now`; the trigger returns their seats.
+/// Expires the concert's holds due at `now`; the trigger returns their seats. Queues their
+/// `hold.expired` events.
 async fn expire_due(
     tx: &mut Transaction<'_, Postgres>,
     concert_id: Uuid,
     now: OffsetDateTime,
-) -> Result<u64, BookingError> {
-    Ok(sqlx::query(
+    webhooks: &Subscribed,
+) -> Result<(), BookingError> {
+    let expired: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE holds SET status = 'expired', ended_at = $2
-         WHERE concert_id = $1 AND status = 'active' AND expires_at <= $2",
+         WHERE concert_id = $1 AND status = 'active' AND expires_at <= $2 RETURNING id",
     )
     .bind(concert_id)
     .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+    .fetch_all(&mut **tx)
+    .await?;
+    let events = expired
+        .into_iter()
+        .map(|id| (WebhookEvent::HoldExpired, id));
+    enqueue(tx, webhooks, events, now).await
 }
 
 /// The caller's own hold (any hold for a provider's event, which names no caller), locked;
@@ -131,8 +138,9 @@ pub async fn hold(
     pool: &PgPool,
     request: &HoldRequest,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Changed<HoldOutcome> {
-    let result = take(pool, request, now).await;
+    let result = take(pool, request, now, webhooks).await;
     let moved = matches!(result, Ok(Made::Created(_))).then_some(request.concert_id);
     Changed::of(result, moved, 0)
 }
@@ -141,6 +149,7 @@ async fn take(
     pool: &PgPool,
     request: &HoldRequest,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<HoldOutcome, BookingError> {
     let fingerprint = hold_fingerprint(request.concert_id, request.seat_type_id);
     let mut tx = pool.begin().await?;
@@ -153,7 +162,7 @@ async fn take(
     let sale = lock_sale(&mut tx, request.concert_id)
         .await?
         .ok_or(BookingError::ConcertNotFound)?;
-    expire_due(&mut tx, request.concert_id, now).await?;
+    expire_due(&mut tx, request.concert_id, now, webhooks).await?;
     let row = sqlx::query(
         "SELECT id, concert_id, name, price_cents, currency, capacity, remaining
          FROM seat_types WHERE id = $1 AND concert_id = $2 FOR UPDATE",
@@ -243,7 +252,12 @@ pub async fn release(
 /// one. When the hold ended with no seat to give (released, or expired and sold out since), the
 /// sale closed or the user booked otherwise, the payment is queued for a refund and the refusal
 /// is the answer. The completion runs under a savepoint, so a refused one leaves only the refund.
-pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hold> {
+pub async fn pay(
+    pool: &PgPool,
+    paid: &Paid,
+    now: OffsetDateTime,
+    webhooks: &Subscribed,
+) -> Changed<Hold> {
     let result = async {
         let mut tx = pool.begin().await?;
         let hold = lock_own_hold(&mut tx, paid.hold_id, paid.user_id).await?;
@@ -258,12 +272,16 @@ pub async fn pay(pool: &PgPool, paid: &Paid, now: OffsetDateTime) -> Changed<Hol
         let answer = match completed {
             Ok(completed) => {
                 savepoint.commit().await?;
+                let booked = completed
+                    .booking_id
+                    .map(|id| (WebhookEvent::BookingConfirmed, id));
+                enqueue(&mut tx, webhooks, booked, now).await?;
                 Ok(completed)
             }
             Err(refused) if refunds_payment(&refused) => {
                 savepoint.rollback().await?;
                 if hold.status == HoldStatus::Active {
-                    expire_due(&mut tx, concert_id, now).await?;
+                    expire_due(&mut tx, concert_id, now, webhooks).await?;
                 }
                 if let Some(reference) = &paid.reference {
                     enqueue_refund(&mut tx, &hold, reference, now).await?;
@@ -405,7 +423,11 @@ async fn enqueue_refund(
 
 /// Expires every hold due at `now`, locking the sales of their concerts first; returns the
 /// concerts whose seats came back.
-pub async fn expire_all(pool: &PgPool, now: OffsetDateTime) -> Changed<usize> {
+pub async fn expire_all(
+    pool: &PgPool,
+    now: OffsetDateTime,
+    webhooks: &Subscribed,
+) -> Changed<usize> {
     let result = async {
         let mut concerts: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT concert_id FROM holds WHERE status = 'active' AND expires_at <= $1",
@@ -424,19 +446,24 @@ pub async fn expire_all(pool: &PgPool, now: OffsetDateTime) -> Changed<usize> {
         .bind(&concerts)
         .execute(&mut *tx)
         .await?;
-        let expired = sqlx::query(
+        let expired: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE holds SET status = 'expired', ended_at = $2
-             WHERE concert_id = ANY($1) AND status = 'active' AND expires_at <= $2",
+             WHERE concert_id = ANY($1) AND status = 'active' AND expires_at <= $2
+             RETURNING id",
         )
         .bind(&concerts)
         .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        let count = expired.len();
+        let events = expired
+            .into_iter()
+            .map(|id| (WebhookEvent::HoldExpired, id));
+        enqueue(&mut tx, webhooks, events, now).await?;
         let touched: HashSet<Uuid> = concerts.into_iter().collect();
         notify(&mut tx, &touched).await?;
         tx.commit().await?;
-        Ok((usize::try_from(expired).unwrap_or(usize::MAX), touched))
+        Ok((count, touched))
     }
     .await;
     match result {

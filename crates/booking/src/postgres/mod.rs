@@ -65,6 +65,7 @@ mod refunds;
 mod settle;
 pub mod statements;
 pub mod view;
+pub mod webhooks;
 pub mod writer;
 
 use std::time::Duration;
@@ -98,6 +99,8 @@ pub struct PgBooking {
     clock: SharedClock,
     /// The owner of the outbox leases of this instance's notifications worker, if it runs here.
     instance: Option<Uuid>,
+    /// The event types some webhook endpoint subscribes to: whether a check-in queues one.
+    webhooks: crate::webhook::Subscribed,
 }
 
 impl PgBooking {
@@ -118,6 +121,14 @@ impl PgBooking {
             }
         }
         let view = PgView::load(&db.pool).await?;
+        wiring
+            .webhooks
+            .set(webhooks::subscriptions(&db.pool).await?);
+        tasks.spawn(webhooks::follow_subscriptions(
+            db.pool.clone(),
+            wiring.webhooks.clone(),
+            wiring.stop.clone(),
+        ));
         tasks.spawn(listener::run_listener(
             db.pool.clone(),
             view.clone(),
@@ -133,6 +144,7 @@ impl PgBooking {
             writer,
             clock: wiring.clock.clone(),
             instance: wiring.instance,
+            webhooks: wiring.webhooks.clone(),
         };
         Ok((store, view.inventory().clone()))
     }
@@ -199,7 +211,7 @@ impl PgBooking {
 
     /// Decides a scan of a genuine ticket and checks it in when it admits.
     pub async fn check_in(&self, scan: Scan) -> Result<CheckedIn, BookingError> {
-        checkin::check_in(&self.db.pool, &scan, self.clock.now()).await
+        checkin::check_in(&self.db.pool, &scan, self.clock.now(), &self.webhooks).await
     }
 
     pub async fn claim_outbox(

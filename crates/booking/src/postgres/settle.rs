@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::reads::{sale_from_row, seat_from_row};
 use super::refunds::queue_for_bookings;
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
+use super::webhooks::enqueue;
 use crate::command::{
     BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking,
     payable_in_one_step, replay,
@@ -23,6 +24,7 @@ use crate::error::BookingError;
 use crate::payments::simulated_charge;
 use crate::rows::{booking_columns, booking_from_row, saved_from_row};
 use crate::view::{ConcertSale, Seat, bookable};
+use crate::webhook::{Subscribed, WebhookEvent};
 
 /// What the batch's transaction decided, sent once it commits.
 pub struct Settled {
@@ -90,13 +92,30 @@ pub async fn settle(
     books: &[&BookRequest],
     cancels: &[(Uuid, Canceller)],
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<Settled, BookingError> {
     let mut tx = pool.begin().await?;
     let mut held = lock(&mut tx, books, cancels).await?;
-    expire_due_holds(&mut tx, &mut held, now).await?;
+    let expired = expire_due_holds(&mut tx, &mut held, now).await?;
     let mut known = read(&mut tx, books, now).await?;
     let mut decided = decide(books, cancels, &mut held, &mut known, now)?;
     write(&mut tx, books, &mut held, &mut known, &mut decided, now).await?;
+    let events = (decided
+        .created
+        .iter()
+        .map(|(_, b)| (WebhookEvent::BookingConfirmed, b.id)))
+    .chain(
+        decided
+            .cancelling
+            .iter()
+            .map(|id| (WebhookEvent::BookingCancelled, *id)),
+    )
+    .chain(
+        expired
+            .into_iter()
+            .map(|id| (WebhookEvent::HoldExpired, id)),
+    );
+    enqueue(&mut tx, webhooks, events, now).await?;
     let concerts = notify_and_commit(tx, &held, &decided).await?;
     Ok(Settled {
         books: decided.books,
@@ -226,28 +245,31 @@ async fn lock_seat_types(
 
 /// Between steps 1 and 2: the holds of the locked seat types that are due at the batch's time
 /// expire first, so that the batch sees their seats free; the schema's trigger returns each
-/// seat once (a hold another instance expired first is no longer `active` here).
+/// seat once (a hold another instance expired first is no longer `active` here). Returns the
+/// holds it expired.
 async fn expire_due_holds(
     tx: &mut Transaction<'_, Postgres>,
     held: &mut Held,
     now: OffsetDateTime,
-) -> Result<(), BookingError> {
+) -> Result<Vec<Uuid>, BookingError> {
     let seat_ids: Vec<Uuid> = held.seats.keys().copied().collect();
-    let returned: Vec<Uuid> = sqlx::query_scalar(
+    let returned: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "UPDATE holds SET status = 'expired', ended_at = $2
          WHERE seat_type_id = ANY($1) AND status = 'active' AND expires_at <= $2
-         RETURNING seat_type_id",
+         RETURNING id, seat_type_id",
     )
     .bind(&seat_ids)
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
-    for seat_type_id in returned {
+    let mut expired = Vec::with_capacity(returned.len());
+    for (hold_id, seat_type_id) in returned {
         if let Some(locked) = held.seats.get_mut(&seat_type_id) {
             locked.seat.remaining += 1;
         }
+        expired.push(hold_id);
     }
-    Ok(())
+    Ok(expired)
 }
 
 /// Step 2: who already holds a booking or an active hold for these concerts, and saved

@@ -20,6 +20,7 @@ use crate::command::{
 use crate::domain::Booking;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
+use crate::webhook::Subscribed;
 
 /// How often a batch that hit a deadlock or serialization failure is tried again.
 const ATTEMPTS: usize = 4;
@@ -32,6 +33,8 @@ pub struct PgWriter {
     events: broadcast::Sender<AvailabilityEvent>,
     on_email: Option<Arc<Notify>>,
     on_schedule: Arc<Notify>,
+    /// The event types some webhook endpoint subscribes to: which events a change queues.
+    webhooks: Subscribed,
 }
 
 /// One batch's bookings and cancellations, and where their answers go.
@@ -50,6 +53,7 @@ impl PgWriter {
             events: wiring.events.clone(),
             on_email: wiring.on_email.clone(),
             on_schedule: wiring.schedule.clone(),
+            webhooks: wiring.webhooks.clone(),
         }
     }
 
@@ -69,7 +73,8 @@ impl PgWriter {
                     Command::Administer(admin) => self.administer(admin).await,
                     // Hold commands, each in a transaction of its own.
                     Command::Hold(request, reply) => {
-                        let changed = holds::hold(&self.pool, &request, self.now()).await;
+                        let changed =
+                            holds::hold(&self.pool, &request, self.now(), &self.webhooks).await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::Release(hold_id, user_id, reply) => {
@@ -78,7 +83,8 @@ impl PgWriter {
                         self.after_hold(changed, reply).await;
                     }
                     Command::Pay(paid, reply) => {
-                        let changed = holds::pay(&self.pool, &paid, self.now()).await;
+                        let changed =
+                            holds::pay(&self.pool, &paid, self.now(), &self.webhooks).await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::PaymentFailed(failed, reply) => {
@@ -86,7 +92,8 @@ impl PgWriter {
                         self.after_hold(changed, reply).await;
                     }
                     Command::ExpireHolds(reply) => {
-                        let changed = holds::expire_all(&self.pool, self.now()).await;
+                        let changed =
+                            holds::expire_all(&self.pool, self.now(), &self.webhooks).await;
                         self.after_hold(changed, reply).await;
                     }
                 }
@@ -110,7 +117,7 @@ impl PgWriter {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            match settle(&self.pool, &books, &cancels, now).await {
+            match settle(&self.pool, &books, &cancels, now, &self.webhooks).await {
                 Err(BookingError::Store(error)) if attempt < ATTEMPTS && retryable(&error) => {
                     tracing::debug!(%error, attempt, "booking batch conflicted; running it again");
                 }
@@ -194,7 +201,8 @@ impl PgWriter {
                 }
             }
             Admin::CancelConcert(concert_id, reply) => {
-                let result = admin::cancel_concert(&self.pool, concert_id, now).await;
+                let result =
+                    admin::cancel_concert(&self.pool, concert_id, now, &self.webhooks).await;
                 let emails = *result.as_ref().unwrap_or(&0);
                 self.wake_email(emails);
                 self.after(concert_id, reply, result.map(|_| ())).await;

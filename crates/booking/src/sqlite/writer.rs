@@ -21,12 +21,13 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use super::batch::{Answer, Effects, Job, Staged};
 use super::checkpoint::{self, Checkpointer};
 use super::rules::{apply, book_run};
-use super::{holds, statements};
+use super::{holds, statements, webhooks};
 use crate::command::{BookOutcome, BookRequest, Command, Reply, Wiring, fill_batch};
 use crate::domain::is_due;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::view::{ConcertSale, SharedInventory};
+use crate::webhook::Subscribed;
 
 /// The writer thread's state.
 pub struct Writer {
@@ -40,6 +41,8 @@ pub struct Writer {
     on_schedule: Arc<Notify>,
     /// Copies the log back into the database file off this thread ([`super::checkpoint`]).
     checkpointer: Option<Checkpointer>,
+    /// The event types some webhook endpoint subscribes to: which events a batch queues.
+    webhooks: Subscribed,
 }
 
 impl Writer {
@@ -52,6 +55,7 @@ impl Writer {
             on_email: wiring.on_email.clone(),
             on_schedule: wiring.schedule.clone(),
             checkpointer: None,
+            webhooks: wiring.webhooks.clone(),
         }
     }
 
@@ -142,6 +146,7 @@ impl Writer {
             if effects.holds_changed {
                 effects.next_hold_expiry = Some(statements::next_hold_expiry(&tx)?);
             }
+            webhooks::flush(&tx, &self.webhooks, &self.view, &mut effects, now)?;
             if effects.poisoned {
                 tx.rollback()?;
                 return Err(BookingError::Corrupt(

@@ -26,6 +26,8 @@ mod concerts;
 mod crash;
 #[path = "../api/crash_checkout.rs"]
 mod crash_checkout;
+#[path = "../api/crash_webhooks.rs"]
+mod crash_webhooks;
 #[path = "../api/emails.rs"]
 mod emails;
 #[path = "../api/errors.rs"]
@@ -50,3 +52,5 @@ mod split;
 mod stripe;
 #[path = "../api/tickets.rs"]
 mod tickets;
+#[path = "../api/webhooks.rs"]
+mod webhooks;
