@@ -35,7 +35,7 @@ pub struct CreateWebhookRequest {
     #[schema(example = "https://example.com/hooks/boxoffice", max_length = 2048)]
     pub url: String,
     /// The event types to receive; at least one.
-    #[schema(min_items = 1)]
+    #[schema(value_type = Vec<WebhookEvent>, min_items = 1)]
     pub events: Vec<String>,
 }
 

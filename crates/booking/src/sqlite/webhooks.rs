@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::SqliteBooking;
-use super::batch::{Answer, Effects, Job, answer};
+use super::batch::{Answer, Effects, Job, Staged, answer};
 use crate::command::Reply;
 use crate::error::BookingError;
 use crate::view::SharedInventory;
@@ -38,6 +38,14 @@ pub enum WebhookJob {
     Delete(Uuid, Subscribed, Reply<bool>),
     Claim(u32, Duration, Reply<Vec<Claimed>>),
     Record(Vec<Attempted>, Subscribed, Reply<()>),
+}
+
+/// Queues `event` about `subject_id` with the rest of a command's changes (the waiting list's
+/// `waitlist.offered`, subject the offer's hold, say): written by [`flush`] just before the batch
+/// commits, only if the command's changes stand and some endpoint subscribes to `event`. No SQL
+/// here, so a command may call it whatever is subscribed.
+pub fn enqueue_webhook(staged: &mut Staged, event: WebhookEvent, subject_id: Uuid) {
+    staged.webhooks.push((event, subject_id));
 }
 
 /// Queues, just before the batch commits, the events its commands staged and the seat types it
@@ -464,13 +472,23 @@ impl SqliteBooking {
             .await
     }
 
-    /// One process, one worker: `_owner` is for PostgreSQL's instances.
+    /// One process, one worker: `_owner` is for PostgreSQL's instances. Asks the writer only
+    /// when the read pool sees a due delivery, so an idle worker costs the writer no commits.
     pub async fn claim_webhooks(
         &self,
         _owner: Uuid,
         limit: u32,
         lease: Duration,
     ) -> Result<Vec<Claimed>, BookingError> {
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_deliveries WHERE next_attempt_at <= $1 LIMIT 1",
+        )
+        .bind(to_millis(OffsetDateTime::now_utc()))
+        .fetch_optional(self.read_pool())
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         self.job(|reply| Job::Webhooks(WebhookJob::Claim(limit, lease, reply)))
             .await
     }
@@ -513,5 +531,121 @@ impl SqliteBooking {
 
     pub async fn sold_out(&self, seat_type_id: Uuid) -> Result<Option<SoldOut>, BookingError> {
         sold_out(self.read_pool(), seat_type_id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{Inventory, Seat};
+
+    /// A connection with the webhook tables alone, two endpoints: one for `booking.confirmed`,
+    /// one for `concert.sold_out`.
+    fn store() -> Connection {
+        let conn = Connection::open_in_memory().unwrap_or_else(|error| panic!("{error}"));
+        conn.execute_batch(include_str!("../../migrations/sqlite/0011_webhooks.sql"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        for (events, secret) in [(1u32, "a"), (16, "b")] {
+            let endpoint = NewEndpoint {
+                id: Uuid::now_v7(),
+                url: "http://127.0.0.1:9/hook".into(),
+                events: EventSet::from_bits(events),
+                secret: format!("whsec_{}", secret.repeat(40)),
+                created_at: OffsetDateTime::UNIX_EPOCH,
+            };
+            create(&conn, &endpoint).unwrap_or_else(|error| panic!("{error}"));
+        }
+        conn
+    }
+
+    fn queued(conn: &Connection) -> Vec<(String, Uuid)> {
+        let mut statement = conn
+            .prepare("SELECT event, subject_id FROM webhook_deliveries ORDER BY event")
+            .unwrap_or_else(|error| panic!("{error}"));
+        statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(Iterator::collect)
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn view_with_seat(seat_type_id: Uuid, remaining: i64) -> SharedInventory {
+        let seat = Seat {
+            concert_id: Uuid::now_v7(),
+            name: "GA".into(),
+            price_cents: 0,
+            currency: "USD".into(),
+            capacity: 10,
+            remaining,
+        };
+        let mut inventory = Inventory::default();
+        inventory.seats.insert(seat_type_id, seat);
+        SharedInventory::new(inventory)
+    }
+
+    #[test]
+    fn nothing_is_written_when_nobody_subscribes() {
+        let conn = store();
+        let seat = Uuid::now_v7();
+        let mut effects = Effects::default();
+        effects.remaining.insert(seat, 0);
+        effects
+            .webhooks
+            .push((WebhookEvent::BookingConfirmed, Uuid::now_v7()));
+        let none = Subscribed::default();
+        flush(
+            &conn,
+            &none,
+            &view_with_seat(seat, 1),
+            &mut effects,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert!(effects.webhooks.is_empty());
+        assert!(queued(&conn).is_empty());
+    }
+
+    #[test]
+    fn events_go_to_their_subscribers_and_a_seat_type_reaching_zero_is_sold_out() {
+        let conn = store();
+        let subscribed = Subscribed::default();
+        subscribed.set(subscriptions(&conn).unwrap_or_default());
+        let (seat, booking, cancelled) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut effects = Effects::default();
+        effects.remaining.insert(seat, 0);
+        effects
+            .webhooks
+            .push((WebhookEvent::BookingConfirmed, booking));
+        // Nobody subscribes to cancellations: not written.
+        effects
+            .webhooks
+            .push((WebhookEvent::BookingCancelled, cancelled));
+        let view = view_with_seat(seat, 1);
+        flush(
+            &conn,
+            &subscribed,
+            &view,
+            &mut effects,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(
+            queued(&conn),
+            vec![
+                ("booking.confirmed".to_owned(), booking),
+                ("concert.sold_out".to_owned(), seat)
+            ]
+        );
+        // Already at 0 before the batch: not sold out again.
+        let mut effects = Effects::default();
+        effects.remaining.insert(seat, 0);
+        flush(
+            &conn,
+            &subscribed,
+            &view_with_seat(seat, 0),
+            &mut effects,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(queued(&conn).len(), 2);
     }
 }
