@@ -272,4 +272,6 @@ pub struct Wiring {
     pub stop: CancellationToken,
     /// What a waiting-list offer is: how long it lasts, who takes the money.
     pub offers: OfferTerms,
+    /// The event types some webhook endpoint subscribes to ([`crate::webhook`]).
+    pub webhooks: crate::webhook::Subscribed,
 }

@@ -56,6 +56,8 @@ pub enum BookingError {
     AlreadyWaitlisted,
     #[error("waiting-list entry not found")]
     WaitlistEntryNotFound,
+    #[error("webhook not found")]
+    WebhookNotFound,
     /// The ticket's one successful scan was at this instant.
     #[error("already checked in")]
     AlreadyCheckedIn(time::OffsetDateTime),
@@ -154,6 +156,7 @@ impl From<BookingError> for Problem {
                 ErrorCode::TicketCancelled,
                 "this ticket's booking is cancelled: do not let it in",
             ),
+            WebhookNotFound => Problem::new(ErrorCode::WebhookNotFound, "no such webhook"),
             AlreadyCheckedIn(at) => Problem::already_checked_in(at),
             Forbidden(role) => Problem::new(
                 ErrorCode::Forbidden,
@@ -244,6 +247,7 @@ mod tests {
             ),
             (InvalidTicket("forged"), ErrorCode::InvalidTicket),
             (TicketCancelled, ErrorCode::TicketCancelled),
+            (WebhookNotFound, ErrorCode::WebhookNotFound),
             (
                 AlreadyCheckedIn(time::OffsetDateTime::UNIX_EPOCH),
                 ErrorCode::AlreadyCheckedIn,

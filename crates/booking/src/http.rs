@@ -1,12 +1,13 @@
 //! The Booking routes (API contract, "Bookings", plus the availability and sales reads of
 //! "Concerts", which come from this service's store). The availability stream (server-sent
-//! events) is in [`stream`]; tickets and check-in in [`tickets`].
+//! events) is in [`stream`]; tickets and check-in in [`tickets`]; webhooks in [`webhooks`].
 
 pub mod holds;
 pub mod payments;
 pub mod stream;
 pub mod tickets;
 pub mod waitlist;
+pub mod webhooks;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -48,6 +49,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .merge(payments::router())
         .merge(tickets::router())
         .merge(waitlist::router())
+        .merge(webhooks::router())
         .with_state(service)
 }
 

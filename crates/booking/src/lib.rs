@@ -51,6 +51,8 @@
 //!   offline; check-ins are the store's (`checkin` of each engine), their rules in
 //!   `service/tickets.rs`.
 //! - [`error`]: [`BookingError`] and its problem codes.
+//! - [`webhook`]: webhooks: events, the forgery guard and one delivery; the delivery worker is
+//!   `service/webhooks.rs`, the routes `http/webhooks.rs`, each engine's SQL its `webhooks`.
 //! - [`open`]: opening Booking for one process: store, writer, limits on writes, and the routes
 //!   its peers call in a split deployment.
 
@@ -71,6 +73,7 @@ pub mod store;
 pub mod ticket;
 pub mod view;
 pub mod waitlist;
+pub mod webhook;
 
 pub use error::BookingError;
 pub use http::router;

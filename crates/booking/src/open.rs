@@ -31,6 +31,10 @@ pub struct Setup<'a> {
     pub checkout: Checkout,
     /// The ticket key and where holders' names are looked up.
     pub tickets: Tickets,
+    /// How webhooks are delivered from this process.
+    pub webhooks: crate::webhook::Settings,
+    /// This instance, stable across restarts: the owner of its webhook deliveries' leases.
+    pub instance: uuid::Uuid,
 }
 
 /// Opens the Booking store and starts its writer; in a split deployment, serves the inventory
@@ -63,6 +67,9 @@ pub async fn open(
     if let Some(limiter) = setup.write_limiter {
         booking.limit_writes(limiter);
     }
+    booking
+        .deliver_webhooks(setup.webhooks, setup.instance, wiring.tasks)
+        .context("starting the webhook deliveries")?;
     if wiring.split {
         let inventory: Arc<dyn Inventory> = Arc::new(booking.clone());
         let outbox: Arc<dyn OutboxSource> = Arc::new(booking.clone());

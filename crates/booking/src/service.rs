@@ -4,8 +4,10 @@
 mod checkout;
 mod tickets;
 mod waitlist;
+mod webhooks;
 
 pub use tickets::{Admitted, SeatTypeCheckins, Ticket, TicketStatus, Tickets};
+pub use webhooks::{Created, Webhooks};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -92,6 +94,10 @@ struct Inner {
     refund_waker: Arc<Notify>,
     /// The ticket key and the holders' names.
     tickets: Tickets,
+    /// The event types some webhook endpoint subscribes to, shared with the store's writer.
+    subscribed: crate::webhook::Subscribed,
+    /// How webhooks are delivered, once [`BookingService::deliver_webhooks`] started it.
+    webhooks: std::sync::OnceLock<Webhooks>,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -129,6 +135,7 @@ impl BookingService {
                 ttl: time::Duration::try_from(selling.checkout.offer_ttl)?,
                 provider: selling.checkout.payments.kind(),
             },
+            webhooks: crate::webhook::Subscribed::default(),
         };
         let (store, view) = BookingStore::start(store.into(), &wiring, tasks).await?;
         let service = Self {
@@ -143,6 +150,8 @@ impl BookingService {
                 checkout: selling.checkout,
                 refund_waker: Arc::new(Notify::new()),
                 tickets: selling.tickets,
+                subscribed: wiring.webhooks.clone(),
+                webhooks: std::sync::OnceLock::new(),
             }),
         };
         tasks.spawn(checkout::run_refunds(

@@ -231,3 +231,5 @@ impl BookingStore {
         dispatch!(self, engine => engine.retry_outbox(message_id, retry_at, error).await)
     }
 }
+
+mod webhooks;

@@ -215,6 +215,8 @@ fn booking_setup<'a>(
             TicketKeys::load(config.ticket_key_file.as_deref(), &config.data_dir)?,
             holders,
         ),
+        webhooks: config.webhooks.clone(),
+        instance: instance_id(&config.data_dir)?,
     })
 }
 

@@ -175,6 +175,15 @@ pub struct ServeArgs {
     /// split deployment needs the same one. Default: a key generated into the data directory.
     #[arg(long, env = "BOXOFFICE_TICKET_KEY_FILE")]
     pub ticket_key_file: Option<PathBuf>,
+    /// Lets webhooks reach private, loopback and link-local addresses (`on`): for tests and
+    /// closed networks only; by default such URLs are refused (server-side request forgery).
+    #[arg(long = "webhooks-allow-private", env = "BOXOFFICE_WEBHOOKS_ALLOW_PRIVATE", value_enum, default_value_t = Switch::Off, num_args = 0..=1, default_missing_value = "on")]
+    pub webhooks_allow_private: Switch,
+    /// The pause before each retry of a failed webhook delivery, in seconds, comma-separated;
+    /// after the last a delivery is given up. Default: the contract's 5 s, 5 min, 30 min, 2 h,
+    /// 5 h, 10 h, 10 h (retried for 27.6 hours). Shorter schedules are for tests.
+    #[arg(long, env = "BOXOFFICE_WEBHOOKS_RETRY_SCHEDULE", value_delimiter = ',')]
+    pub webhooks_retry_schedule: Vec<u64>,
     /// Seconds a hold keeps its seat while the fan pays; at `expires_at` the seat returns.
     #[arg(long, env = "BOXOFFICE_HOLD_TTL", default_value_t = 600, value_parser = clap::value_parser!(u64).range(30..=3600))]
     pub hold_ttl: u64,
@@ -369,6 +378,12 @@ impl ServeArgs {
         config.ticket_key_file = self.ticket_key_file;
         config.checkout.hold_ttl = std::time::Duration::from_secs(self.hold_ttl);
         config.checkout.offer_ttl = std::time::Duration::from_secs(self.offer_ttl);
+        config.webhooks.allow_private = self.webhooks_allow_private == Switch::On;
+        if !self.webhooks_retry_schedule.is_empty() {
+            config.webhooks.retry_schedule = (self.webhooks_retry_schedule.iter())
+                .map(|seconds| std::time::Duration::from_secs(*seconds))
+                .collect();
+        }
         if self.payments == PaymentsArg::Stripe {
             let (Some(secret_key), Some(webhook_secret)) =
                 (self.stripe_secret_key, self.stripe_webhook_secret)

@@ -151,6 +151,8 @@ pub struct Config {
     pub checkout: Checkout,
     /// The Ed25519 key that signs ticket codes; `None`: one generated into `data_dir`.
     pub ticket_key_file: Option<PathBuf>,
+    /// How webhooks are delivered: the forgery guard's switch and the retry schedule.
+    pub webhooks: boxoffice_booking::webhook::Settings,
 }
 
 impl Config {
@@ -181,6 +183,7 @@ impl Config {
             write_limits: Some(WriteLimitConfig::default()),
             checkout: Checkout::default(),
             ticket_key_file: None,
+            webhooks: boxoffice_booking::webhook::Settings::default(),
         }
     }
 

@@ -50,7 +50,7 @@ impl fmt::Display for Service {
 
 /// The route patterns the gateway's router registers. Every path they match is resolved by
 /// [`service_for`]; a test checks the two agree.
-pub const ROUTES: [&str; 14] = [
+pub const ROUTES: [&str; 16] = [
     "/api/v1/auth/{*rest}",
     "/api/v1/me",
     "/api/v1/me/{*rest}",
@@ -63,6 +63,8 @@ pub const ROUTES: [&str; 14] = [
     "/api/v1/waitlist/{*rest}",
     "/api/v1/payments/{*rest}",
     "/api/v1/tickets/{*rest}",
+    "/api/v1/webhooks",
+    "/api/v1/webhooks/{*rest}",
     "/api/v1/concerts",
     "/api/v1/concerts/{*rest}",
 ];
@@ -85,7 +87,7 @@ pub fn service_for(path: &str) -> Option<Service> {
     match (family, tail) {
         ("auth" | "admin", Some(tail)) if !tail.is_empty() => Some(Service::Auth),
         ("me", _) => Some(Service::Auth),
-        ("bookings" | "holds" | "waitlist", _) => Some(Service::Booking),
+        ("bookings" | "holds" | "waitlist" | "webhooks", _) => Some(Service::Booking),
         ("payments" | "tickets", Some(tail)) if !tail.is_empty() => Some(Service::Booking),
         ("concerts", None) => Some(Service::Catalog),
         ("concerts", Some(tail)) => Some(concert_owner(tail)),
@@ -134,6 +136,11 @@ mod tests {
             ("/api/v1/bookings/0190-abc", Some(Service::Booking)),
             ("/api/v1/bookings/0190-abc/cancel", Some(Service::Booking)),
             ("/api/v1/holds", Some(Service::Booking)),
+            ("/api/v1/webhooks", Some(Service::Booking)),
+            (
+                "/api/v1/webhooks/0190-abc/deliveries",
+                Some(Service::Booking),
+            ),
             ("/api/v1/holds/0190-abc/pay", Some(Service::Booking)),
             ("/api/v1/payments/stripe/webhook", Some(Service::Booking)),
             ("/api/v1/concerts", Some(Service::Catalog)),

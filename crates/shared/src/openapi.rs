@@ -202,6 +202,7 @@ pub fn meaning(code: ErrorCode) -> &'static str {
         SeatsAvailable => "the seat type is not sold out: book it instead of waiting",
         AlreadyWaitlisted => "the caller already waits (or holds an offer) for this concert",
         WaitlistEntryNotFound => "no such waiting-list entry, or not the caller's",
+        WebhookNotFound => "no such webhook, or a deleted one",
         BodyTooLarge => "the body is larger than 64 KiB",
         UnsupportedMediaType => "the body is not sent as application/json",
         ValidationFailed => {

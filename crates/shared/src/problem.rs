@@ -47,6 +47,7 @@ pub enum ErrorCode {
     SeatsAvailable,
     AlreadyWaitlisted,
     WaitlistEntryNotFound,
+    WebhookNotFound,
     BodyTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -68,6 +69,7 @@ impl ErrorCode {
             | BookingNotFound
             | HoldNotFound
             | WaitlistEntryNotFound
+            | WebhookNotFound
             | NotFound => StatusCode::NOT_FOUND,
             PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -118,6 +120,7 @@ impl ErrorCode {
             SeatsAvailable => "Seats available",
             AlreadyWaitlisted => "Already on the waiting list",
             WaitlistEntryNotFound => "Waiting-list entry not found",
+            WebhookNotFound => "Webhook not found",
             BodyTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             ValidationFailed => "Validation failed",
@@ -170,6 +173,7 @@ impl ErrorCode {
             SeatsAvailable => "seats_available",
             AlreadyWaitlisted => "already_waitlisted",
             WaitlistEntryNotFound => "waitlist_entry_not_found",
+            WebhookNotFound => "webhook_not_found",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -439,6 +443,7 @@ mod tests {
             (SeatsAvailable, 409),
             (AlreadyWaitlisted, 409),
             (WaitlistEntryNotFound, 404),
+            (WebhookNotFound, 404),
             (BodyTooLarge, 413),
             (UnsupportedMediaType, 415),
             (ValidationFailed, 422),

@@ -12,10 +12,12 @@ use super::holds::end_for_concert;
 use super::refunds::queue_for_bookings;
 use super::statements::{enqueue_emails, ms, notify};
 use super::waitlist;
+use super::webhooks::enqueue;
 use crate::domain::{SaleState, check_capacity, check_start, sale_state};
 use crate::error::BookingError;
 use crate::rows::{booking_columns, booking_from_row};
 use crate::waitlist::OfferTerms;
+use crate::webhook::{Subscribed, WebhookEvent};
 
 pub async fn provision(
     pool: &PgPool,
@@ -72,6 +74,7 @@ pub async fn set_capacity(
     capacity: i64,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<(i64, i64), BookingError> {
     check_capacity(capacity)?;
     let mut tx = pool.begin().await?;
@@ -101,7 +104,7 @@ pub async fn set_capacity(
         });
     };
     let capacity: i64 = row.try_get("capacity")?;
-    let offered = waitlist::hand_on(&mut tx, &[seat_type_id], terms, now).await?;
+    let offered = waitlist::hand_on(&mut tx, &[seat_type_id], terms, now, webhooks).await?;
     let remaining: i64 = row.try_get("remaining")?;
     let result = (capacity, remaining - offered as i64);
     notify(&mut tx, &HashSet::from([concert_id])).await?;
@@ -114,6 +117,7 @@ pub async fn cancel_concert(
     pool: &PgPool,
     concert_id: Uuid,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<usize, BookingError> {
     let mut tx = pool.begin().await?;
     let (starts_at, cancelled) = lock_sale(&mut tx, concert_id).await?;
@@ -154,6 +158,10 @@ pub async fn cancel_concert(
         .map(|booking| (EmailKind::BookingCancelled, booking.id))
         .collect();
     enqueue_emails(&mut tx, &emails, now).await?;
+    let events = cancelled
+        .iter()
+        .map(|b| (WebhookEvent::BookingCancelled, b.id));
+    enqueue(&mut tx, webhooks, events, now).await?;
     queue_for_bookings(&mut tx, cancelled.iter(), now).await?;
     notify(&mut tx, &HashSet::from([concert_id])).await?;
     tx.commit().await?;

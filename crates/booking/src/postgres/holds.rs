@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::reads::{sale_from_row, seat_from_row};
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use super::waitlist;
+use super::webhooks::enqueue;
 use crate::command::{
     HoldOutcome, Made, paid_booking, refunds_payment, replay, saved_json, unbookable_answer,
 };
@@ -23,6 +24,7 @@ use crate::hold::{Failed, Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint,
 use crate::rows::{hold_columns, hold_from_row, saved_response};
 use crate::view::{ConcertSale, bookable};
 use crate::waitlist::OfferTerms;
+use crate::webhook::{Subscribed, WebhookEvent};
 
 /// What a hold command changed, for the writer to publish once it has committed.
 pub struct Changed<T> {
@@ -57,26 +59,36 @@ async fn lock_sale(
     Ok(row.as_ref().map(sale_from_row).transpose()?)
 }
 
-/// Expires the concert's holds due at `now` (the trigger returns their seats) and offers the
-/// seats to their waiting lists. Returns how many seats were offered.
+/// Expires the concert's holds due at `now` (the trigger returns their seats), queues their
+/// `hold.expired` events, and offers the seats to their waiting lists. Returns how many seats
+/// were offered.
 async fn expire_due(
     tx: &mut Transaction<'_, Postgres>,
     concert_id: Uuid,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<usize, BookingError> {
-    let mut freed: Vec<Uuid> = sqlx::query_scalar(
+    let expired: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "UPDATE holds SET status = 'expired', ended_at = $2
          WHERE concert_id = $1 AND status = 'active' AND expires_at <= $2
-         RETURNING seat_type_id",
+         RETURNING id, seat_type_id",
     )
     .bind(concert_id)
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
+    let mut freed: Vec<Uuid> = expired
+        .iter()
+        .map(|(_, seat_type_id)| *seat_type_id)
+        .collect();
+    let events = expired
+        .into_iter()
+        .map(|(id, _)| (WebhookEvent::HoldExpired, id));
+    enqueue(tx, webhooks, events, now).await?;
     freed.sort_unstable();
     freed.dedup();
-    waitlist::hand_on(tx, &freed, terms, now).await
+    waitlist::hand_on(tx, &freed, terms, now, webhooks).await
 }
 
 /// The caller's own hold (any hold for a provider's event, which names no caller), locked;
@@ -139,8 +151,9 @@ pub async fn hold(
     request: &HoldRequest,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Changed<HoldOutcome> {
-    let result = take(pool, request, terms, now).await;
+    let result = take(pool, request, terms, now, webhooks).await;
     let moved = matches!(result, Ok(Made::Created(_))).then_some(request.concert_id);
     Changed::of(result, moved, 0)
 }
@@ -150,6 +163,7 @@ async fn take(
     request: &HoldRequest,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<HoldOutcome, BookingError> {
     let fingerprint = hold_fingerprint(request.concert_id, request.seat_type_id);
     let mut tx = pool.begin().await?;
@@ -164,7 +178,7 @@ async fn take(
         .ok_or(BookingError::ConcertNotFound)?;
     // Seats handed to the waiting list here are committed only with the hold; a refused hold
     // leaves them to the sales timer's expiry, which offers them again.
-    expire_due(&mut tx, request.concert_id, terms, now).await?;
+    expire_due(&mut tx, request.concert_id, terms, now, webhooks).await?;
     let row = sqlx::query(
         "SELECT id, concert_id, name, price_cents, currency, capacity, remaining
          FROM seat_types WHERE id = $1 AND concert_id = $2 FOR UPDATE",
@@ -223,6 +237,7 @@ pub async fn release(
     user_id: Uuid,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Changed<Hold> {
     let result = async {
         let mut tx = pool.begin().await?;
@@ -239,7 +254,7 @@ pub async fn release(
         .fetch_one(&mut *tx)
         .await
         .map_err(constraint_to_rule)?;
-        let offers = waitlist::hand_on(&mut tx, &[hold.seat_type_id], terms, now).await?;
+        let offers = waitlist::hand_on(&mut tx, &[hold.seat_type_id], terms, now, webhooks).await?;
         notify(&mut tx, &HashSet::from([hold.concert_id])).await?;
         tx.commit().await?;
         Ok((hold_from_row(&row)?, hold.concert_id, offers))
@@ -261,6 +276,7 @@ pub async fn pay(
     paid: &Paid,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Changed<Hold> {
     let result = async {
         let mut tx = pool.begin().await?;
@@ -277,12 +293,16 @@ pub async fn pay(
         let answer = match completed {
             Ok(completed) => {
                 savepoint.commit().await?;
+                let booked = completed
+                    .booking_id
+                    .map(|id| (WebhookEvent::BookingConfirmed, id));
+                enqueue(&mut tx, webhooks, booked, now).await?;
                 Ok(completed)
             }
             Err(refused) if refunds_payment(&refused) => {
                 savepoint.rollback().await?;
                 if hold.status == HoldStatus::Active {
-                    offers = expire_due(&mut tx, concert_id, terms, now).await?;
+                    offers = expire_due(&mut tx, concert_id, terms, now, webhooks).await?;
                 }
                 if let Some(reference) = &paid.reference {
                     enqueue_refund(&mut tx, &hold, reference, now).await?;
@@ -422,9 +442,15 @@ async fn enqueue_refund(
     Ok(())
 }
 
-/// Expires every hold due at `now`, locking the sales of their concerts first, and offers the
-/// seats to their waiting lists; returns the concerts whose seats came back.
-pub async fn expire_all(pool: &PgPool, terms: OfferTerms, now: OffsetDateTime) -> Changed<usize> {
+/// Expires every hold due at `now`, locking the sales of their concerts first, queues their
+/// `hold.expired` events and offers the seats to their waiting lists; returns the concerts
+/// whose seats came back.
+pub async fn expire_all(
+    pool: &PgPool,
+    terms: OfferTerms,
+    now: OffsetDateTime,
+    webhooks: &Subscribed,
+) -> Changed<usize> {
     let result = async {
         let mut concerts: Vec<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT concert_id FROM holds WHERE status = 'active' AND expires_at <= $1",
@@ -443,23 +469,31 @@ pub async fn expire_all(pool: &PgPool, terms: OfferTerms, now: OffsetDateTime) -
         .bind(&concerts)
         .execute(&mut *tx)
         .await?;
-        let mut freed: Vec<Uuid> = sqlx::query_scalar(
+        let expired: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "UPDATE holds SET status = 'expired', ended_at = $2
              WHERE concert_id = ANY($1) AND status = 'active' AND expires_at <= $2
-             RETURNING seat_type_id",
+             RETURNING id, seat_type_id",
         )
         .bind(&concerts)
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let expired = freed.len();
+        let count = expired.len();
+        let mut freed: Vec<Uuid> = expired
+            .iter()
+            .map(|(_, seat_type_id)| *seat_type_id)
+            .collect();
+        let events = expired
+            .into_iter()
+            .map(|(id, _)| (WebhookEvent::HoldExpired, id));
+        enqueue(&mut tx, webhooks, events, now).await?;
         freed.sort_unstable();
         freed.dedup();
-        let offers = waitlist::hand_on(&mut tx, &freed, terms, now).await?;
+        let offers = waitlist::hand_on(&mut tx, &freed, terms, now, webhooks).await?;
         let touched: HashSet<Uuid> = concerts.into_iter().collect();
         notify(&mut tx, &touched).await?;
         tx.commit().await?;
-        Ok((expired, touched, offers))
+        Ok((count, touched, offers))
     }
     .await;
     match result {

@@ -66,6 +66,7 @@ mod settle;
 pub mod statements;
 pub mod view;
 mod waitlist;
+pub mod webhooks;
 pub mod writer;
 
 use std::time::Duration;
@@ -99,6 +100,8 @@ pub struct PgBooking {
     clock: SharedClock,
     /// The owner of the outbox leases of this instance's notifications worker, if it runs here.
     instance: Option<Uuid>,
+    /// The event types some webhook endpoint subscribes to: whether a check-in queues one.
+    webhooks: crate::webhook::Subscribed,
 }
 
 impl PgBooking {
@@ -119,6 +122,14 @@ impl PgBooking {
             }
         }
         let view = PgView::load(&db.pool).await?;
+        wiring
+            .webhooks
+            .set(webhooks::subscriptions(&db.pool).await?);
+        tasks.spawn(webhooks::follow_subscriptions(
+            db.pool.clone(),
+            wiring.webhooks.clone(),
+            wiring.stop.clone(),
+        ));
         tasks.spawn(listener::run_listener(
             db.pool.clone(),
             view.clone(),
@@ -134,6 +145,7 @@ impl PgBooking {
             writer,
             clock: wiring.clock.clone(),
             instance: wiring.instance,
+            webhooks: wiring.webhooks.clone(),
         };
         Ok((store, view.inventory().clone()))
     }
@@ -200,7 +212,7 @@ impl PgBooking {
 
     /// Decides a scan of a genuine ticket and checks it in when it admits.
     pub async fn check_in(&self, scan: Scan) -> Result<CheckedIn, BookingError> {
-        checkin::check_in(&self.db.pool, &scan, self.clock.now()).await
+        checkin::check_in(&self.db.pool, &scan, self.clock.now(), &self.webhooks).await
     }
 
     pub async fn claim_outbox(

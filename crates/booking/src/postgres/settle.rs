@@ -15,6 +15,7 @@ use super::reads::{sale_from_row, seat_from_row};
 use super::refunds::queue_for_bookings;
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use super::waitlist;
+use super::webhooks::enqueue;
 use crate::command::{
     BookOutcome, BookRequest, Canceller, SavedResponse, booking_json, confirmed_booking,
     payable_in_one_step, replay,
@@ -25,6 +26,7 @@ use crate::payments::simulated_charge;
 use crate::rows::{booking_columns, booking_from_row, saved_from_row};
 use crate::view::{ConcertSale, Seat, bookable};
 use crate::waitlist::OfferTerms;
+use crate::webhook::{Subscribed, WebhookEvent};
 
 /// What the batch's transaction decided, sent once it commits.
 pub struct Settled {
@@ -102,15 +104,32 @@ pub async fn settle(
     cancels: &[(Uuid, Canceller)],
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<Settled, BookingError> {
     let mut tx = pool.begin().await?;
     let mut held = lock(&mut tx, books, cancels).await?;
-    expire_due_holds(&mut tx, &mut held, terms, now).await?;
+    let expired = expire_due_holds(&mut tx, &mut held, terms, now, webhooks).await?;
     let mut known = read(&mut tx, books, now).await?;
     let mut decided = decide(books, cancels, &mut held, &mut known, now)?;
     write(&mut tx, books, &mut held, &mut known, &mut decided, now).await?;
     let reserved = std::mem::take(&mut held.reserved);
-    hand_on(&mut tx, &mut held, reserved, terms, now).await?;
+    hand_on(&mut tx, &mut held, reserved, terms, now, webhooks).await?;
+    let events = (decided
+        .created
+        .iter()
+        .map(|(_, b)| (WebhookEvent::BookingConfirmed, b.id)))
+    .chain(
+        decided
+            .cancelling
+            .iter()
+            .map(|id| (WebhookEvent::BookingCancelled, *id)),
+    )
+    .chain(
+        expired
+            .into_iter()
+            .map(|id| (WebhookEvent::HoldExpired, id)),
+    );
+    enqueue(&mut tx, webhooks, events, now).await?;
     let concerts = notify_and_commit(tx, &held, &decided).await?;
     Ok(Settled {
         books: decided.books,
@@ -262,29 +281,36 @@ async fn lock_seat_types(
 
 /// Between steps 1 and 2: the holds of the locked seat types that are due at the batch's time
 /// expire first, so that the batch sees their seats free; the schema's trigger returns each
-/// seat once (a hold another instance expired first is no longer `active` here).
+/// seat once (a hold another instance expired first is no longer `active` here). Returns the
+/// holds it expired.
 async fn expire_due_holds(
     tx: &mut Transaction<'_, Postgres>,
     held: &mut Held,
     terms: OfferTerms,
     now: OffsetDateTime,
-) -> Result<(), BookingError> {
+    webhooks: &Subscribed,
+) -> Result<Vec<Uuid>, BookingError> {
     let seat_ids: Vec<Uuid> = held.seats.keys().copied().collect();
-    let returned: Vec<Uuid> = sqlx::query_scalar(
+    let returned: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "UPDATE holds SET status = 'expired', ended_at = $2
          WHERE seat_type_id = ANY($1) AND status = 'active' AND expires_at <= $2
-         RETURNING seat_type_id",
+         RETURNING id, seat_type_id",
     )
     .bind(&seat_ids)
     .bind(now)
     .fetch_all(&mut **tx)
     .await?;
-    for seat_type_id in &returned {
-        if let Some(locked) = held.seats.get_mut(seat_type_id) {
+    let mut expired = Vec::with_capacity(returned.len());
+    let mut freed = Vec::with_capacity(returned.len());
+    for (hold_id, seat_type_id) in returned {
+        if let Some(locked) = held.seats.get_mut(&seat_type_id) {
             locked.seat.remaining += 1;
         }
+        expired.push(hold_id);
+        freed.push(seat_type_id);
     }
-    hand_on(tx, held, returned, terms, now).await
+    hand_on(tx, held, freed, terms, now, webhooks).await?;
+    Ok(expired)
 }
 
 /// Offers the seats freed for `seat_types` to their waiting lists (under the batch's locks),
@@ -295,13 +321,14 @@ async fn hand_on(
     mut seat_types: Vec<Uuid>,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<(), BookingError> {
     if seat_types.is_empty() {
         return Ok(());
     }
     seat_types.sort_unstable();
     seat_types.dedup();
-    held.offers += waitlist::hand_on(tx, &seat_types, terms, now).await?;
+    held.offers += waitlist::hand_on(tx, &seat_types, terms, now, webhooks).await?;
     let rows = sqlx::query("SELECT id, remaining FROM seat_types WHERE id = ANY($1)")
         .bind(&seat_types)
         .fetch_all(&mut **tx)

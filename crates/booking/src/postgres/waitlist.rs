@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::statements::{constraint_to_rule, notify};
+use super::webhooks::enqueue;
 use crate::command::saved_json;
 use crate::error::BookingError;
 use crate::rows::{entry_columns, entry_from_row};
@@ -21,6 +22,7 @@ use crate::waitlist::{
     JoinRequest, NextInLine, OfferTerms, OfferedSeat, WaitlistEntry, WaitlistStatus, offer_email,
     offered_hold,
 };
+use crate::webhook::{Subscribed, WebhookEvent};
 
 /// What a waiting-list command changed, for the writer to publish once it has committed.
 pub struct Left {
@@ -90,6 +92,7 @@ pub async fn leave(
     user_id: Uuid,
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Left {
     let mut concert = None;
     let result = async {
@@ -125,7 +128,7 @@ pub async fn leave(
             .rows_affected();
             if ended == 1 {
                 concert = Some(entry.concert_id);
-                offers = hand_on(&mut tx, &[entry.seat_type_id], terms, now).await?;
+                offers = hand_on(&mut tx, &[entry.seat_type_id], terms, now, webhooks).await?;
                 notify(&mut tx, &HashSet::from([entry.concert_id])).await?;
             }
         }
@@ -170,13 +173,15 @@ pub async fn end_for_concert(
 /// transaction (which holds the sales' locks): per seat type, as many holds as it has seats
 /// left and fans waiting, each in the first fan's name for the offer time; the entries
 /// `offered`; the offers' emails queued. A fan who has booked the concert otherwise since they
-/// joined is `left` first (they cannot hold a second seat). Set-based: a handful of statements
-/// however many seats an expiry storm freed. Returns how many seats were offered.
+/// joined is `left` first (they cannot hold a second seat). Each offer queues its
+/// `waitlist.offered` event (subject: the hold). Set-based: a handful of statements however
+/// many seats an expiry storm freed. Returns how many seats were offered.
 pub async fn hand_on(
     tx: &mut Transaction<'_, Postgres>,
     seat_types: &[Uuid],
     terms: OfferTerms,
     now: OffsetDateTime,
+    webhooks: &Subscribed,
 ) -> Result<usize, BookingError> {
     if seat_types.is_empty() {
         return Ok(0);
@@ -238,6 +243,11 @@ pub async fn hand_on(
         offers.add(&hold);
     }
     offers.write(tx, terms, now).await?;
+    let events = offers
+        .ids
+        .iter()
+        .map(|hold| (WebhookEvent::WaitlistOffered, *hold));
+    enqueue(tx, webhooks, events, now).await?;
     Ok(line.len())
 }
 

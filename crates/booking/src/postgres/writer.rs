@@ -21,6 +21,7 @@ use crate::domain::Booking;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::waitlist::OfferTerms;
+use crate::webhook::Subscribed;
 
 /// How often a batch that hit a deadlock or serialization failure is tried again.
 const ATTEMPTS: usize = 4;
@@ -34,6 +35,8 @@ pub struct PgWriter {
     on_email: Option<Arc<Notify>>,
     on_schedule: Arc<Notify>,
     offers: OfferTerms,
+    /// The event types some webhook endpoint subscribes to: which events a change queues.
+    webhooks: Subscribed,
 }
 
 /// One batch's bookings and cancellations, and where their answers go.
@@ -53,6 +56,7 @@ impl PgWriter {
             on_email: wiring.on_email.clone(),
             on_schedule: wiring.schedule.clone(),
             offers: wiring.offers,
+            webhooks: wiring.webhooks.clone(),
         }
     }
 
@@ -72,18 +76,32 @@ impl PgWriter {
                     Command::Administer(admin) => self.administer(admin).await,
                     // Hold commands, each in a transaction of its own.
                     Command::Hold(request, reply) => {
-                        let changed =
-                            holds::hold(&self.pool, &request, self.offers, self.now()).await;
+                        let changed = holds::hold(
+                            &self.pool,
+                            &request,
+                            self.offers,
+                            self.now(),
+                            &self.webhooks,
+                        )
+                        .await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::Release(hold_id, user_id, reply) => {
-                        let changed =
-                            holds::release(&self.pool, hold_id, user_id, self.offers, self.now())
-                                .await;
+                        let changed = holds::release(
+                            &self.pool,
+                            hold_id,
+                            user_id,
+                            self.offers,
+                            self.now(),
+                            &self.webhooks,
+                        )
+                        .await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::Pay(paid, reply) => {
-                        let changed = holds::pay(&self.pool, &paid, self.offers, self.now()).await;
+                        let changed =
+                            holds::pay(&self.pool, &paid, self.offers, self.now(), &self.webhooks)
+                                .await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::PaymentFailed(failed, reply) => {
@@ -91,16 +109,24 @@ impl PgWriter {
                         self.after_hold(changed, reply).await;
                     }
                     Command::ExpireHolds(reply) => {
-                        let changed = holds::expire_all(&self.pool, self.offers, self.now()).await;
+                        let changed =
+                            holds::expire_all(&self.pool, self.offers, self.now(), &self.webhooks)
+                                .await;
                         self.after_hold(changed, reply).await;
                     }
                     Command::JoinWaitlist(request, reply) => {
                         let _ = reply.send(waitlist::join(&self.pool, &request, self.now()).await);
                     }
                     Command::LeaveWaitlist(entry_id, user_id, reply) => {
-                        let left =
-                            waitlist::leave(&self.pool, entry_id, user_id, self.offers, self.now())
-                                .await;
+                        let left = waitlist::leave(
+                            &self.pool,
+                            entry_id,
+                            user_id,
+                            self.offers,
+                            self.now(),
+                            &self.webhooks,
+                        )
+                        .await;
                         let changed = holds::Changed {
                             result: left.result,
                             concerts: left.concert.into_iter().collect(),
@@ -129,7 +155,16 @@ impl PgWriter {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            match settle(&self.pool, &books, &cancels, self.offers, now).await {
+            match settle(
+                &self.pool,
+                &books,
+                &cancels,
+                self.offers,
+                now,
+                &self.webhooks,
+            )
+            .await
+            {
                 Err(BookingError::Store(error)) if attempt < ATTEMPTS && retryable(&error) => {
                     tracing::debug!(%error, attempt, "booking batch conflicted; running it again");
                 }
@@ -217,6 +252,7 @@ impl PgWriter {
                             capacity,
                             self.offers,
                             now,
+                            &self.webhooks,
                         )
                         .await;
                         self.after(concert_id, reply, result).await;
@@ -230,7 +266,8 @@ impl PgWriter {
                 }
             }
             Admin::CancelConcert(concert_id, reply) => {
-                let result = admin::cancel_concert(&self.pool, concert_id, now).await;
+                let result =
+                    admin::cancel_concert(&self.pool, concert_id, now, &self.webhooks).await;
                 let emails = *result.as_ref().unwrap_or(&0);
                 self.wake_email(emails);
                 self.after(concert_id, reply, result.map(|_| ())).await;

@@ -23,6 +23,7 @@ pub enum Job {
     Refunds(RefundJob),
     /// Decides a scan at the door and checks the ticket in when it admits.
     CheckIn(Scan, Reply<CheckedIn>),
+    Webhooks(super::webhooks::WebhookJob),
 }
 
 /// A change to the refund queue, asked by the refund worker.
@@ -56,6 +57,8 @@ pub struct Effects {
     pub next_hold_expiry: Option<Option<OffsetDateTime>>,
     /// A savepoint could not be released or rolled back: the batch must not commit.
     pub poisoned: bool,
+    /// Webhook events of the batch, queued just before it commits (`webhooks::flush`).
+    pub webhooks: Vec<crate::webhook::Queued>,
 }
 
 /// The view changes of one command, kept apart until its savepoint is released, so that a
@@ -74,6 +77,7 @@ pub struct Staged {
     /// Seat types (with their concerts) whose seats the command freed: the writer offers them
     /// to their waiting lists before the command counts as done.
     pub freed: Vec<(Uuid, Uuid)>,
+    pub webhooks: Vec<crate::webhook::Queued>,
 }
 
 impl Effects {
@@ -89,6 +93,7 @@ impl Effects {
         self.touched.extend(staged.touched);
         self.emails += staged.emails;
         self.holds_changed |= staged.holds_changed;
+        self.webhooks.extend(staged.webhooks);
     }
 
     /// `remaining` of a seat type as this batch has left it so far.

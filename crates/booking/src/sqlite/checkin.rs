@@ -10,6 +10,7 @@ use super::statements::constraint_to_rule;
 use crate::checkin::{CheckedIn, Decision, Scan, TicketRow, decide};
 use crate::domain::BookingStatus;
 use crate::error::BookingError;
+use crate::webhook::{Queued, WebhookEvent};
 
 /// Decides `scan` and, when it admits, checks the ticket in at `now`. No savepoint: the one
 /// insert either stands or is undone by SQLite, and the schema's trigger refuses a cancelled
@@ -18,6 +19,7 @@ pub(super) fn check_in(
     conn: &Connection,
     scan: &Scan,
     now: OffsetDateTime,
+    webhooks: &mut Vec<Queued>,
 ) -> Result<CheckedIn, BookingError> {
     let ticket = ticket_row(conn, scan)?;
     match decide(ticket.as_ref(), scan)? {
@@ -35,6 +37,7 @@ pub(super) fn check_in(
             ])
             .map_err(constraint_to_rule)?;
             let ticket = ticket.ok_or(BookingError::InvalidTicket("no such booking"))?;
+            webhooks.push((WebhookEvent::CheckinCreated, ticket.booking_id));
             Ok(CheckedIn {
                 booking_id: ticket.booking_id,
                 user_id: ticket.user_id,

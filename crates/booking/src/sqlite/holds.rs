@@ -24,6 +24,7 @@ use crate::hold::{
     hold_fingerprint, new_hold,
 };
 use crate::view::{SharedInventory, bookable};
+use crate::webhook::WebhookEvent;
 
 const HOLD_COLUMNS: &str = "id, user_id, concert_id, seat_type_id, status, price_cents, currency, \
      created_at, expires_at, booking_id, provider, payment_status, client_secret, payment_ref";
@@ -126,10 +127,13 @@ pub(super) fn expire_due(
     let mut expire = conn.prepare_cached(
         "UPDATE holds SET status = 'expired', ended_at = ?1
          WHERE status = 'active' AND expires_at <= ?1
-         RETURNING seat_type_id, concert_id",
+         RETURNING seat_type_id, concert_id, id",
     )?;
     let ended: Vec<(Uuid, Uuid)> = expire
         .query_map(params![to_millis(now)], |row| {
+            staged
+                .webhooks
+                .push((WebhookEvent::HoldExpired, row.get(2)?));
             Ok((row.get(0)?, row.get(1)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -296,6 +300,9 @@ pub(super) fn complete(
     store::enqueue_emails(conn, EmailKind::BookingConfirmed, &[booking.id], now)?;
     stage_remaining(conn, staged, [(hold.seat_type_id, hold.concert_id)])?;
     staged.emails += 1;
+    staged
+        .webhooks
+        .push((WebhookEvent::BookingConfirmed, booking.id));
     Ok(completed)
 }
 
@@ -316,6 +323,7 @@ pub(super) fn refund_unbookable(
         .execute(params![to_millis(now), hold.id])?;
         staged.freed.push((hold.seat_type_id, hold.concert_id));
         stage_remaining(conn, staged, [(hold.seat_type_id, hold.concert_id)])?;
+        staged.webhooks.push((WebhookEvent::HoldExpired, hold.id));
     }
     let Some(reference) = &paid.reference else {
         return Ok(());

@@ -21,6 +21,7 @@ mod refunds;
 mod rules;
 pub mod statements;
 mod waitlist;
+pub mod webhooks;
 pub mod writer;
 
 use std::time::Duration;
@@ -65,7 +66,7 @@ impl SqliteBooking {
         let (path, durability) = (db.path.clone(), db.durability);
         let local_worker = wiring.on_email.is_some();
         let now = wiring.clock.now();
-        let (conn, inventory) = tokio::task::spawn_blocking(move || {
+        let (conn, inventory, subscribed) = tokio::task::spawn_blocking(move || {
             let conn = statements::open(&path, durability)?;
             if local_worker {
                 let released = outbox::release_leases(&conn, now)?;
@@ -74,9 +75,11 @@ impl SqliteBooking {
                 }
             }
             let inventory = statements::load_inventory(&conn)?;
-            Ok::<_, BookingError>((conn, inventory))
+            let subscribed = webhooks::start(&conn, now)?;
+            Ok::<_, BookingError>((conn, inventory, subscribed))
         })
         .await??;
+        wiring.webhooks.set(subscribed);
         let view = SharedInventory::new(inventory);
         let (writer, jobs) = mpsc::channel(QUEUE_CAPACITY);
         let task = Writer::new(conn, view.clone(), wiring);

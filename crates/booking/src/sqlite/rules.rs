@@ -22,6 +22,7 @@ use crate::error::BookingError;
 use crate::hold::{Hold, Paid};
 use crate::view::{ConcertSale, Seat, SharedInventory, bookable};
 use crate::waitlist::OfferTerms;
+use crate::webhook::WebhookEvent;
 
 /// Runs `$step` (an expression using `$conn`) inside a savepoint: released on success, rolled
 /// back on failure, so a failing command leaves nothing behind and its neighbours commit. If the
@@ -163,7 +164,11 @@ pub(super) fn apply(
         }
         Job::Outbox(job) => change_outbox(tx, job, now),
         Job::Refunds(job) => change_refunds(tx, job, now),
-        Job::CheckIn(scan, reply) => answer(reply, checkin::check_in(tx, &scan, now)),
+        Job::CheckIn(scan, reply) => answer(
+            reply,
+            checkin::check_in(tx, &scan, now, &mut effects.webhooks),
+        ),
+        Job::Webhooks(job) => super::webhooks::apply(tx, job, now),
     }
 }
 
@@ -344,6 +349,9 @@ fn book(
     staged.remaining.push((request.seat_type_id, remaining - 1));
     staged.touched.push(request.concert_id);
     staged.emails += 1;
+    staged
+        .webhooks
+        .push((WebhookEvent::BookingConfirmed, booking.id));
     Ok(BookOutcome::Created(booking))
 }
 
@@ -454,6 +462,9 @@ pub(super) fn book_run(
             staged.remaining.push((request.seat_type_id, remaining - 1));
             staged.touched.push(request.concert_id);
             staged.emails += 1;
+            staged
+                .webhooks
+                .push((WebhookEvent::BookingConfirmed, booking.id));
             effects.absorb(staged, true);
             answers.push(answer(reply, Ok(BookOutcome::Created(booking))));
         }
@@ -503,6 +514,9 @@ fn cancel(
         .freed
         .push((booking.seat_type_id, booking.concert_id));
     staged.emails += 1;
+    staged
+        .webhooks
+        .push((WebhookEvent::BookingCancelled, cancelled.id));
     Ok(cancelled)
 }
 
@@ -620,6 +634,9 @@ fn cancel_concert(
     store::enqueue_emails(conn, EmailKind::BookingCancelled, &ids, now)?;
     refunds::queue_for_bookings(conn, &cancelled, now)?;
     staged.emails += cancelled.len();
+    staged
+        .webhooks
+        .extend(ids.iter().map(|id| (WebhookEvent::BookingCancelled, *id)));
     staged.concerts.push((
         concert_id,
         ConcertSale {

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::batch::Staged;
 use super::statements::{constraint_to_rule, enqueue_payload};
+use super::webhooks::enqueue_webhook;
 use crate::command::saved_json;
 use crate::error::BookingError;
 use crate::hold::Hold;
@@ -20,6 +21,7 @@ use crate::waitlist::{
     JoinRequest, NextInLine, OfferTerms, OfferedSeat, WaitlistEntry, WaitlistStatus, offer_email,
     offered_hold,
 };
+use crate::webhook::WebhookEvent;
 
 /// An entry from the columns of [`entry_columns!`], in their order.
 fn entry_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WaitlistEntry> {
@@ -149,9 +151,10 @@ pub(super) fn hand_on(
         leave_if_seated(conn, seat_type_id, now)?;
         while let Some((seq, next)) = next_in_line(conn, seat_type_id)? {
             match offer(conn, seq, &next, terms, now) {
-                Ok(()) => {
+                Ok(hold_id) => {
                     staged.emails += 1;
                     staged.holds_changed = true;
+                    enqueue_webhook(staged, WebhookEvent::WaitlistOffered, hold_id);
                 }
                 Err(BookingError::AlreadyBooked) => {
                     conn.prepare_cached(
@@ -222,14 +225,14 @@ fn next_in_line(
 }
 
 /// Offers one seat to the fan of entry `seq`: their hold (whose insert the schema checks like
-/// any hold's), the entry `offered`, the email queued.
+/// any hold's), the entry `offered`, the email queued. Returns the hold's id.
 fn offer(
     conn: &Connection,
     seq: i64,
     next: &NextInLine,
     terms: OfferTerms,
     now: OffsetDateTime,
-) -> Result<(), BookingError> {
+) -> Result<Uuid, BookingError> {
     let hold = offered_hold(next, terms, now);
     conn.prepare_cached(
         "INSERT INTO holds (id, user_id, concert_id, seat_type_id, status, price_cents, currency,
@@ -253,7 +256,8 @@ fn offer(
     )?
     .execute(params![hold.id, to_millis(now), seq])?;
     let email = offer_email(&hold, offered_seat(conn, &hold)?);
-    enqueue_payload(conn, EmailKind::WaitlistOffered, &saved_json(&email)?, now)
+    enqueue_payload(conn, EmailKind::WaitlistOffered, &saved_json(&email)?, now)?;
+    Ok(hold.id)
 }
 
 /// What the offer's email says about the concert and the seat type.

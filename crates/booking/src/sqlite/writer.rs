@@ -21,13 +21,14 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use super::batch::{Answer, Effects, Job, Staged};
 use super::checkpoint::{self, Checkpointer};
 use super::rules::{apply, book_run};
-use super::{holds, statements, waitlist};
+use super::{holds, statements, waitlist, webhooks};
 use crate::command::{BookOutcome, BookRequest, Command, Reply, Wiring, fill_batch};
 use crate::domain::is_due;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 use crate::view::{ConcertSale, SharedInventory};
 use crate::waitlist::OfferTerms;
+use crate::webhook::Subscribed;
 
 /// The writer thread's state.
 pub struct Writer {
@@ -43,6 +44,8 @@ pub struct Writer {
     checkpointer: Option<Checkpointer>,
     /// What a waiting-list offer is.
     offers: OfferTerms,
+    /// The event types some webhook endpoint subscribes to: which events a batch queues.
+    webhooks: Subscribed,
 }
 
 impl Writer {
@@ -56,6 +59,7 @@ impl Writer {
             on_schedule: wiring.schedule.clone(),
             checkpointer: None,
             offers: wiring.offers,
+            webhooks: wiring.webhooks.clone(),
         }
     }
 
@@ -154,6 +158,7 @@ impl Writer {
             if effects.holds_changed {
                 effects.next_hold_expiry = Some(statements::next_hold_expiry(&tx)?);
             }
+            webhooks::flush(&tx, &self.webhooks, &self.view, &mut effects, now)?;
             if effects.poisoned {
                 tx.rollback()?;
                 return Err(BookingError::Corrupt(

@@ -21,6 +21,8 @@
 //! - `tickets`: signed ticket codes, their QR code and email, and check-in at the door.
 //! - `crash`: `kill -9` during a booking storm loses no acknowledged booking or email.
 //! - `crash_checkout`: `kill -9` while fans pay loses no paid hold; expired holds hold nothing.
+//! - `webhooks`: endpoints, signed deliveries to a real receiver, retries, `410`, a hanging
+//!   receiver, the forgery guard; `crash_webhooks`: `kill -9` with undelivered events loses none.
 
 #![allow(clippy::unwrap_used)]
 
@@ -34,6 +36,7 @@ mod concerts;
 mod connections;
 mod crash;
 mod crash_checkout;
+mod crash_webhooks;
 mod emails;
 mod errors;
 mod helpers;
@@ -49,3 +52,4 @@ mod startup;
 mod stripe;
 mod tickets;
 mod waitlist;
+mod webhooks;

@@ -26,6 +26,8 @@ mod concerts;
 mod crash;
 #[path = "../api/crash_checkout.rs"]
 mod crash_checkout;
+#[path = "../api/crash_webhooks.rs"]
+mod crash_webhooks;
 #[path = "../api/emails.rs"]
 mod emails;
 #[path = "../api/errors.rs"]
@@ -52,3 +54,5 @@ mod stripe;
 mod tickets;
 #[path = "../api/waitlist.rs"]
 mod waitlist;
+#[path = "../api/webhooks.rs"]
+mod webhooks;
