@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::emails::{mails, mails_of};
 use crate::helpers::{TestApp, assert_problem, concert_body, id_of, poll_until, spawn_admin_app};
+use crate::webhooks::{Mode, Receiver};
 
 impl TestApp {
     /// `POST /api/v1/concerts/{id}/waitlist` for `seat_type_id`.
@@ -262,4 +263,48 @@ async fn leaving_while_offered_hands_the_seat_to_the_next_fan() {
         .await;
     assert_eq!(next["status"], "offered");
     assert_eq!(app.remaining(&concert_id, &seat).await, 0);
+}
+
+#[tokio::test]
+async fn an_offer_is_announced_to_webhooks_as_waitlist_offered() {
+    let (app, admin) = crate::helpers::spawn_admin_app_with(|config| {
+        config.webhooks.allow_private = true;
+    })
+    .await;
+    let receiver = Receiver::start(Mode::Ok).await;
+    let body = json!({"url": receiver.url, "events": ["waitlist.offered"]});
+    let created: Value = app
+        .post_json_with_token("/api/v1/webhooks", &admin, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    receiver.trust(created["secret"].as_str().unwrap());
+    let concert = app
+        .create_concert(&admin, &concert_body("Announced", 86_400, 1))
+        .await;
+    let (concert_id, seat) = (id_of(&concert), id_of(&concert["seat_types"][0]));
+    let holder = app.register_user("holder@example.com").await;
+    let booking = app.book_ok(&holder.access_token, &concert_id, &seat).await;
+    let fan = app.register_user("fan@example.com").await;
+    let entry: Value = app
+        .join_waitlist(&fan.access_token, &concert_id, &seat)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.cancel_booking(&holder.access_token, &id_of(&booking))
+        .await;
+    let offered = app.waitlist_entry(&fan.access_token, &id_of(&entry)).await;
+    let hold_id = offered["hold_id"].as_str().unwrap().to_owned();
+    let got = poll_until(20, "waitlist.offered delivered", || async {
+        receiver
+            .about("waitlist.offered", &hold_id)
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(got.body["data"]["user_id"], fan.user_id());
+    assert_eq!(got.body["data"]["status"], "active");
+    assert_eq!(got.body["data"]["seat_type_id"], seat.as_str());
 }
