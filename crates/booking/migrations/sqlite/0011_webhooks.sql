@@ -57,7 +57,9 @@ CREATE TABLE webhook_deliveries (
     leased          INTEGER NOT NULL DEFAULT 0 CHECK (leased IN (0, 1)),
     PRIMARY KEY (endpoint_id, event_id),
     CONSTRAINT delivered_is_done CHECK (delivered_at IS NULL OR next_attempt_at IS NULL)
-) STRICT;
+) STRICT, WITHOUT ROWID;
+-- WITHOUT ROWID: the rows live in their primary key's tree, one tree fewer to write for every
+-- event queued in a booking's batch.
 
 -- The worker's claim: the due ones, oldest first.
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)

@@ -397,6 +397,10 @@ pub async fn sold_out(pool: &PgPool, seat_type_id: Uuid) -> Result<Option<SoldOu
 }
 
 impl PgBooking {
+    pub fn writer_backlog(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
+    }
+
     pub async fn create_webhook(
         &self,
         endpoint: NewEndpoint,

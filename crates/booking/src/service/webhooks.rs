@@ -5,11 +5,12 @@
 //! each event says, and hands each to a task of its own, at most [`Settings::concurrency`] at
 //! once, each bounded by [`Settings::timeout`]. Outcomes are recorded in batches as they come
 //! back. A receiver that is slow or hangs holds one of those tasks until its timeout — never the
-//! writer, never a booking. It claims nothing while no endpoint subscribes to anything.
+//! writer, never a booking. It claims nothing while no endpoint subscribes to anything, and while
+//! the writer has a queue (an on-sale) it lets bookings go first, for up to a second at a time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -23,8 +24,19 @@ use crate::webhook::{
     Attempted, Claimed, Delivery, Endpoint, EventSet, NewEndpoint, Outcome, Settings, new_secret,
 };
 
-/// How often the worker looks for due deliveries while it has nothing to do.
+/// How often the worker looks for due deliveries while it has nothing to do, and how long
+/// outcomes wait at most to be recorded.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How many outcomes are recorded at once at most.
+const RECORD_BATCH: usize = 64;
+
+/// A writer queue longer than this is an on-sale in progress: deliveries wait for it...
+const BUSY_BACKLOG: usize = 8;
+
+/// ...for at most this many half-polls in a row (one second), so that they go on, if slower,
+/// under a load that never ends.
+const MAX_DEFERRED: u32 = 10;
 
 /// How this process delivers webhooks: the settings and the deliveries' HTTP client.
 #[derive(Debug, Clone)]
@@ -166,9 +178,12 @@ pub(super) async fn run_webhooks(inner: Weak<Inner>, owner: Uuid, stop: Cancella
         Err(error) => tracing::warn!(%error, "cannot release webhook leases"),
     }
     drop(service);
-    let permits = Arc::new(Semaphore::new(webhooks.settings.concurrency.max(1)));
+    let concurrency = webhooks.settings.concurrency.max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
     let (done, mut outcomes) = mpsc::unbounded_channel::<Attempted>();
     let mut finished: Vec<Attempted> = Vec::new();
+    let mut recorded = Instant::now();
+    let mut deferred = 0;
     loop {
         while let Ok(attempted) = outcomes.try_recv() {
             finished.push(attempted);
@@ -176,30 +191,44 @@ pub(super) async fn run_webhooks(inner: Weak<Inner>, owner: Uuid, stop: Cancella
         let Some(service) = inner.upgrade() else {
             return;
         };
-        if !finished.is_empty() {
-            record(&service, std::mem::take(&mut finished)).await;
-        }
         let free = permits.available_permits();
+        // Outcomes are recorded a batch at a time: one writer job for many deliveries.
+        let idle = free == concurrency;
+        if !finished.is_empty()
+            && (idle || finished.len() >= RECORD_BATCH || recorded.elapsed() >= POLL)
+        {
+            record(&service, std::mem::take(&mut finished)).await;
+            recorded = Instant::now();
+        }
         let mut claimed = 0;
-        if free > 0 && !subscribed.get().is_empty() {
-            let lease = webhooks.settings.lease();
-            let limit = u32::try_from(free).unwrap_or(u32::MAX);
-            match service.store.claim_webhooks(owner, limit, lease).await {
-                Ok(due) => {
-                    claimed = due.len();
-                    dispatch(&service, &webhooks, due, &permits, &done).await;
+        // Claims wait for half the slots to be free, so that each claim is a batch.
+        if free * 2 >= concurrency && !subscribed.get().is_empty() {
+            // Bookings first: while the writer has a queue, deliveries wait (a moment, never
+            // more than `MAX_DEFERRED` polls in a row).
+            if service.store.writer_backlog() > BUSY_BACKLOG && deferred < MAX_DEFERRED {
+                deferred += 1;
+            } else {
+                deferred = 0;
+                let lease = webhooks.settings.lease();
+                let limit = u32::try_from(free).unwrap_or(u32::MAX);
+                match service.store.claim_webhooks(owner, limit, lease).await {
+                    Ok(due) => {
+                        claimed = due.len();
+                        dispatch(&service, &webhooks, due, &permits, &done).await;
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
                 }
-                Err(error) => tracing::warn!(%error, "cannot claim webhook deliveries"),
             }
         }
         drop(service);
         if claimed > 0 && claimed == free {
             continue;
         }
+        let pause = if deferred > 0 { POLL / 2 } else { POLL };
         tokio::select! {
             () = stop.cancelled() => return,
             Some(attempted) = outcomes.recv() => finished.push(attempted),
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }

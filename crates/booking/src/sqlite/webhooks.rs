@@ -210,8 +210,8 @@ fn claim(
 ) -> Result<Vec<Claimed>, BookingError> {
     let mut statement = conn.prepare_cached(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, leased = 1, next_attempt_at = ?1
-         WHERE rowid IN (
-            SELECT rowid FROM webhook_deliveries
+         WHERE (endpoint_id, event_id) IN (
+            SELECT endpoint_id, event_id FROM webhook_deliveries
             WHERE next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3)
          RETURNING endpoint_id, event_id, event, subject_id, created_at, attempts",
     )?;
@@ -452,6 +452,10 @@ pub async fn sold_out(
 }
 
 impl SqliteBooking {
+    pub fn writer_backlog(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
+    }
+
     pub async fn create_webhook(
         &self,
         endpoint: NewEndpoint,

@@ -86,6 +86,12 @@ impl BookingStore {
         dispatch!(self, engine => engine.record_webhooks(attempts, subscribed).await)
     }
 
+    /// How many commands wait for this process's writer: the webhook worker lets bookings go
+    /// first while there is a queue.
+    pub fn writer_backlog(&self) -> usize {
+        dispatch!(self, engine => engine.writer_backlog())
+    }
+
     /// Makes the deliveries `owner`'s previous run leased due at once.
     pub async fn release_webhook_leases(&self, owner: Uuid) -> Result<u64, BookingError> {
         dispatch!(self, engine => engine.release_webhook_leases(owner).await)
