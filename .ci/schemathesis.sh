@@ -17,6 +17,9 @@ max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-20}
 seed=${SCHEMATHESIS_SEED-1}
 
 echo "== python tools"
+# pip installs for the user when the system's site is not writable: its scripts go there.
+PATH="$(python3 -m site --user-base)/bin:$PATH"
+export PATH
 python3 -c 'import schemathesis' 2>/dev/null || python3 -m pip install --quiet 'schemathesis>=4.32,<5'
 python3 -c 'import openapi_spec_validator' 2>/dev/null \
   || python3 -m pip install --quiet 'openapi-spec-validator>=0.9'
