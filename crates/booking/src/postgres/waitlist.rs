@@ -173,7 +173,8 @@ pub async fn end_for_concert(
 /// transaction (which holds the sales' locks): per seat type, as many holds as it has seats
 /// left and fans waiting, each in the first fan's name for the offer time; the entries
 /// `offered`; the offers' emails queued. A fan who has booked the concert otherwise since they
-/// joined is `left` first (they cannot hold a second seat). Each offer queues its
+/// joined — a confirmed booking, or a hold still stored active — leaves the line when their turn
+/// comes (they cannot hold a second seat), and the seat goes to the next. Each offer queues its
 /// `waitlist.offered` event (subject: the hold). Set-based: a handful of statements however
 /// many seats an expiry storm freed. Returns how many seats were offered.
 pub async fn hand_on(
@@ -183,72 +184,66 @@ pub async fn hand_on(
     now: OffsetDateTime,
     webhooks: &Subscribed,
 ) -> Result<usize, BookingError> {
+    let mut offered = 0;
     if seat_types.is_empty() {
-        return Ok(0);
+        return Ok(offered);
     }
-    sqlx::query(
-        "UPDATE waitlist AS w SET status = 'left', ended_at = $2
-         WHERE w.seat_type_id = ANY($1) AND w.status = 'waiting'
-           AND (EXISTS (SELECT 1 FROM bookings AS b WHERE b.user_id = w.user_id
-                        AND b.concert_id = w.concert_id AND b.status = 'confirmed')
-                OR EXISTS (SELECT 1 FROM holds AS h WHERE h.user_id = w.user_id
-                        AND h.concert_id = w.concert_id AND h.status = 'active'
-                        AND h.expires_at > $2))",
-    )
-    .bind(seat_types)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    let line = sqlx::query(
-        "SELECT w.seq, w.user_id, w.concert_id, w.seat_type_id, t.price_cents, t.currency,
-                s.name AS concert_name, s.artist, s.venue, s.time_zone, s.starts_at,
-                t.name AS seat_type_name
-         FROM (SELECT l.*, row_number() OVER (PARTITION BY l.seat_type_id ORDER BY l.seq) AS n
-               FROM waitlist AS l
-               WHERE l.seat_type_id = ANY($1) AND l.status = 'waiting') AS w
-         JOIN seat_types AS t ON t.id = w.seat_type_id
-         JOIN sales AS s ON s.concert_id = t.concert_id
-         WHERE w.n <= t.remaining
-           AND s.cancelled_at IS NULL AND s.starts_at > $2
-           AND (s.sales_open_at IS NULL OR s.sales_open_at <= $2)
-         ORDER BY w.seq",
-    )
-    .bind(seat_types)
-    .bind(now)
-    .fetch_all(&mut **tx)
-    .await?;
-    if line.is_empty() {
-        return Ok(0);
+    loop {
+        // The first fans in line, as many per seat type as it has free seats; a fan who holds a
+        // seat of the concert (a confirmed booking, or a hold stored active) is `seated`.
+        let line = sqlx::query(
+            "SELECT w.seq, w.user_id, w.concert_id, w.seat_type_id, t.price_cents, t.currency,
+                    s.name AS concert_name, s.artist, s.venue, s.time_zone, s.starts_at,
+                    t.name AS seat_type_name,
+                    (EXISTS (SELECT 1 FROM bookings AS b WHERE b.user_id = w.user_id
+                             AND b.concert_id = w.concert_id AND b.status = 'confirmed')
+                     OR EXISTS (SELECT 1 FROM holds AS h WHERE h.user_id = w.user_id
+                             AND h.concert_id = w.concert_id AND h.status = 'active'))
+                    AS seated
+             FROM (SELECT l.*,
+                          row_number() OVER (PARTITION BY l.seat_type_id ORDER BY l.seq) AS n
+                   FROM waitlist AS l
+                   WHERE l.seat_type_id = ANY($1) AND l.status = 'waiting') AS w
+             JOIN seat_types AS t ON t.id = w.seat_type_id
+             JOIN sales AS s ON s.concert_id = t.concert_id
+             WHERE w.n <= t.remaining
+               AND s.cancelled_at IS NULL AND s.starts_at > $2
+               AND (s.sales_open_at IS NULL OR s.sales_open_at <= $2)
+             ORDER BY w.seq",
+        )
+        .bind(seat_types)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+        let mut seated = Vec::new();
+        let mut offers = Offers::default();
+        for row in &line {
+            if row.try_get::<bool, _>("seated")? {
+                seated.push(row.try_get::<i64, _>("seq")?);
+                continue;
+            }
+            offers.push(row, terms, now)?;
+        }
+        if !offers.ids.is_empty() {
+            offers.write(tx, terms, now).await?;
+            let events = offers
+                .ids
+                .iter()
+                .map(|hold| (WebhookEvent::WaitlistOffered, *hold));
+            enqueue(tx, webhooks, events, now).await?;
+            offered += offers.ids.len();
+        }
+        if seated.is_empty() {
+            break;
+        }
+        // Seated fans leave the line; the seats they were not given go to the fans behind.
+        sqlx::query("UPDATE waitlist SET status = 'left', ended_at = $2 WHERE seq = ANY($1)")
+            .bind(&seated)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
     }
-    let mut offers = Offers::default();
-    for row in &line {
-        let next = NextInLine {
-            user_id: row.try_get("user_id")?,
-            concert_id: row.try_get("concert_id")?,
-            seat_type_id: row.try_get("seat_type_id")?,
-            price_cents: row.try_get("price_cents")?,
-            currency: row.try_get("currency")?,
-        };
-        let hold = offered_hold(&next, terms, now);
-        let seat = OfferedSeat {
-            concert_name: row.try_get("concert_name")?,
-            artist: row.try_get("artist")?,
-            venue: row.try_get("venue")?,
-            time_zone: row.try_get("time_zone")?,
-            starts_at: row.try_get("starts_at")?,
-            seat_type_name: row.try_get("seat_type_name")?,
-        };
-        offers.emails.push(saved_json(&offer_email(&hold, seat))?);
-        offers.seqs.push(row.try_get("seq")?);
-        offers.add(&hold);
-    }
-    offers.write(tx, terms, now).await?;
-    let events = offers
-        .ids
-        .iter()
-        .map(|hold| (WebhookEvent::WaitlistOffered, *hold));
-    enqueue(tx, webhooks, events, now).await?;
-    Ok(line.len())
+    Ok(offered)
 }
 
 /// The offers [`hand_on`] makes, column by column, for set-based statements.
@@ -265,6 +260,35 @@ struct Offers {
 }
 
 impl Offers {
+    /// The offer to the fan of `row` (a row of [`hand_on`]'s line).
+    fn push(
+        &mut self,
+        row: &sqlx::postgres::PgRow,
+        terms: OfferTerms,
+        now: OffsetDateTime,
+    ) -> Result<(), BookingError> {
+        let next = NextInLine {
+            user_id: row.try_get("user_id")?,
+            concert_id: row.try_get("concert_id")?,
+            seat_type_id: row.try_get("seat_type_id")?,
+            price_cents: row.try_get("price_cents")?,
+            currency: row.try_get("currency")?,
+        };
+        let hold = offered_hold(&next, terms, now);
+        let seat = OfferedSeat {
+            concert_name: row.try_get("concert_name")?,
+            artist: row.try_get("artist")?,
+            venue: row.try_get("venue")?,
+            time_zone: row.try_get("time_zone")?,
+            starts_at: row.try_get("starts_at")?,
+            seat_type_name: row.try_get("seat_type_name")?,
+        };
+        self.emails.push(saved_json(&offer_email(&hold, seat))?);
+        self.seqs.push(row.try_get("seq")?);
+        self.add(&hold);
+        Ok(())
+    }
+
     fn add(&mut self, hold: &crate::hold::Hold) {
         self.ids.push(hold.id);
         self.users.push(hold.user_id);

@@ -135,9 +135,10 @@ pub(super) fn end_for_concert(
 
 /// Offers the seats the command freed (`staged.freed`) to the fans first in line for them: for
 /// each seat left of such a seat type, while anyone waits, a hold in the first fan's name for
-/// the offer time, the entry `offered`, and the offer's email queued. Fans who have booked or
-/// hold a seat of the concert since they joined leave the line first (the schema would refuse
-/// them a second seat). Stages each seat type's `remaining` as it ends.
+/// the offer time, the entry `offered`, and the offer's email queued. A fan who has booked or
+/// holds a seat of the concert since they joined (the schema refuses them a second one) leaves
+/// the line when their turn comes, and the seat goes to the next. Stages each seat type's
+/// `remaining` as it ends.
 pub(super) fn hand_on(
     conn: &Connection,
     terms: OfferTerms,
@@ -148,8 +149,7 @@ pub(super) fn hand_on(
     freed.sort_unstable();
     freed.dedup();
     for (seat_type_id, concert_id) in freed {
-        leave_if_seated(conn, seat_type_id, now)?;
-        while let Some((seq, next)) = next_in_line(conn, seat_type_id)? {
+        while let Some((seq, next)) = next_in_line(conn, seat_type_id, now)? {
             match offer(conn, seq, &next, terms, now) {
                 Ok(hold_id) => {
                     staged.emails += 1;
@@ -176,40 +176,24 @@ pub(super) fn hand_on(
     Ok(())
 }
 
-/// Takes off the seat type's line every fan who has booked or holds a seat of the concert since
-/// they joined: they cannot be offered a second one.
-fn leave_if_seated(
-    conn: &Connection,
-    seat_type_id: Uuid,
-    now: OffsetDateTime,
-) -> Result<(), BookingError> {
-    conn.prepare_cached(
-        "UPDATE waitlist AS w SET status = 'left', ended_at = ?2
-         WHERE w.seat_type_id = ?1 AND w.status = 'waiting'
-           AND (EXISTS (SELECT 1 FROM bookings AS b WHERE b.user_id = w.user_id
-                        AND b.concert_id = w.concert_id AND b.status = 'confirmed')
-                OR EXISTS (SELECT 1 FROM holds AS h WHERE h.user_id = w.user_id
-                        AND h.concert_id = w.concert_id AND h.status = 'active'
-                        AND h.expires_at > ?2))",
-    )?
-    .execute(params![seat_type_id, to_millis(now)])?;
-    Ok(())
-}
-
-/// The first fan waiting for the seat type, when it has a seat left.
+/// The first fan waiting for the seat type, when it has a seat left and its sale is open.
 fn next_in_line(
     conn: &Connection,
     seat_type_id: Uuid,
+    now: OffsetDateTime,
 ) -> Result<Option<(i64, NextInLine)>, BookingError> {
     Ok(conn
         .prepare_cached(
             "SELECT w.seq, w.user_id, w.concert_id, t.price_cents, t.currency
              FROM seat_types AS t
+             JOIN sales AS s ON s.concert_id = t.concert_id
              JOIN waitlist AS w ON w.seat_type_id = t.id AND w.status = 'waiting'
              WHERE t.id = ?1 AND t.remaining > 0
+               AND s.cancelled_at IS NULL AND s.starts_at > ?2
+               AND (s.sales_open_at IS NULL OR s.sales_open_at <= ?2)
              ORDER BY w.seq LIMIT 1",
         )?
-        .query_row(params![seat_type_id], |row| {
+        .query_row(params![seat_type_id, to_millis(now)], |row| {
             Ok((
                 row.get(0)?,
                 NextInLine {

@@ -131,19 +131,10 @@ impl Model {
         }
     }
 
-    /// A seat of type `seat` came free: fans of its line who hold a seat of the concert leave it,
-    /// then, while sales are open, the first fans waiting are offered the free seats.
+    /// A seat of type `seat` came free: while sales are open, the first fans waiting are offered
+    /// the free seats; a fan whose turn comes while they hold a seat of the concert leaves the
+    /// line instead.
     fn hand_on(&mut self, seat: usize, now: i64, minutes: i64) {
-        let seated: Vec<usize> = self
-            .line
-            .iter()
-            .filter(|(user, wanted)| *wanted == seat && self.claims(*user, now))
-            .map(|(user, _)| *user)
-            .collect();
-        for user in seated {
-            self.line.retain(|(waiting, _)| *waiting != user);
-            self.set_entry(user, WaitlistStatus::Left);
-        }
         if !(1..4).contains(&minutes) {
             return;
         }
@@ -152,6 +143,10 @@ impl Model {
                 break;
             };
             let (user, _) = self.line.remove(place);
+            if self.claims(user, now) {
+                self.set_entry(user, WaitlistStatus::Left);
+                continue;
+            }
             let expires = now + HOLD_SECONDS;
             let id = Uuid::nil();
             let offer = true;
