@@ -1,6 +1,6 @@
 //! What both stores read alike through sqlx, written once for both: a booking by id, a saved
 //! answer, the outbox's depth, the sales report, a ticket and the check-in counts, waiting-list
-//! entries, and the rows
+//! entries, a seat type's sell-out for webhooks, and the rows
 //! they decode. The engines differ only in how they keep an instant (milliseconds on SQLite,
 //! `timestamptz` on PostgreSQL) and a status code, which [`StoredRow`] hides; `$n` placeholders
 //! serve both. What the engines read differently (a page of bookings, the inventory) stays in
@@ -21,6 +21,7 @@ use crate::domain::{Booking, BookingPayment, BookingStatus};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldPayment, HoldStatus, PaymentStatus, Provider};
 use crate::waitlist::{WaitlistEntry, WaitlistStatus};
+use crate::webhook::SoldOut;
 
 /// A row of either store, with its engine's way of keeping instants and small integers.
 pub trait StoredRow: Row {
@@ -492,4 +493,44 @@ where
     .fetch_all(executor)
     .await?;
     rows.iter().map(entry_from_row).collect()
+}
+
+/// A seat type's sell-out as a `concert.sold_out` event shows it, read now.
+pub async fn sold_out<'c, DB, E>(
+    executor: E,
+    seat_type_id: Uuid,
+) -> Result<Option<SoldOut>, BookingError>
+where
+    DB: Database,
+    E: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'t> Uuid: Encode<'t, DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    for<'r> Uuid: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> i32: Decode<'r, DB> + Type<DB>,
+{
+    // An integer, not a boolean: SQLite has none, and both engines decode an int4 alike.
+    let row = sqlx::query::<DB>(
+        "SELECT t.concert_id, t.name, t.capacity, t.remaining,
+                CASE WHEN EXISTS (SELECT 1 FROM seat_types o
+                                  WHERE o.concert_id = t.concert_id AND o.remaining > 0)
+                     THEN 0 ELSE 1 END AS concert_sold_out
+         FROM seat_types t WHERE t.id = $1",
+    )
+    .bind(seat_type_id)
+    .fetch_optional(executor)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(SoldOut {
+        concert_id: row.try_get("concert_id")?,
+        seat_type_id,
+        seat_type_name: row.try_get("name")?,
+        capacity: row.try_get("capacity")?,
+        remaining: row.try_get("remaining")?,
+        concert_sold_out: row.try_get::<i32, _>("concert_sold_out")? != 0,
+    }))
 }

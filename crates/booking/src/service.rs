@@ -36,7 +36,7 @@ use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_sales_timer};
 use crate::payments::Checkout;
 use crate::store::BookingStore;
-use crate::view::{SharedInventory, bookable};
+use crate::view::{self, ConcertSale, Seat, SharedInventory, bookable};
 use crate::waitlist::OfferTerms;
 
 /// The sales report of one concert (API contract, `GET /concerts/{id}/sales`).
@@ -303,6 +303,24 @@ impl BookingService {
     /// does not know is refused here only when the view cannot lag the store; otherwise (another
     /// instance may have just provisioned it) the writer decides from the store.
     fn precheck(&self, concert_id: Uuid, seat_type_id: Uuid) -> Result<(), BookingError> {
+        self.check_in_view(concert_id, seat_type_id, |view, concert, seat, now| {
+            bookable(now, concert, view.may_have_seat(seat, now))
+        })
+    }
+
+    /// Runs `check` on the concert and seat type as the view has them at the service's time. One
+    /// the view does not know is refused here only when the view cannot lag the store.
+    fn check_in_view(
+        &self,
+        concert_id: Uuid,
+        seat_type_id: Uuid,
+        check: impl FnOnce(
+            &view::Inventory,
+            &ConcertSale,
+            &Seat,
+            OffsetDateTime,
+        ) -> Result<(), BookingError>,
+    ) -> Result<(), BookingError> {
         let now = self.inner.clock.now();
         let view = self.inner.view.read();
         let known = view
@@ -311,7 +329,7 @@ impl BookingService {
             .ok_or(BookingError::ConcertNotFound)
             .and_then(|concert| Ok((concert, view.seat_of(concert_id, seat_type_id)?)));
         match known {
-            Ok((concert, seat)) => bookable(now, concert, view.may_have_seat(seat, now)),
+            Ok((concert, seat)) => check(&view, concert, seat, now),
             Err(_) if self.inner.store.view_may_lag() => Ok(()),
             Err(unknown) => Err(unknown),
         }

@@ -45,7 +45,7 @@ impl<T> Changed<T> {
 }
 
 /// Locks a concert's sale for a hold's transaction; `None` when Booking does not sell it.
-async fn lock_sale(
+pub(super) async fn lock_sale(
     tx: &mut Transaction<'_, Postgres>,
     concert_id: Uuid,
 ) -> Result<Option<ConcertSale>, BookingError> {

@@ -13,6 +13,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::holds::lock_sale;
 use super::statements::{constraint_to_rule, notify};
 use super::webhooks::enqueue;
 use crate::command::saved_json;
@@ -33,20 +34,6 @@ pub struct Left {
     pub offers: usize,
 }
 
-/// Locks the concert's sale; `false` when Booking does not sell it.
-async fn lock_sale(
-    tx: &mut Transaction<'_, Postgres>,
-    concert_id: Uuid,
-) -> Result<bool, BookingError> {
-    Ok(
-        sqlx::query("SELECT 1 FROM sales WHERE concert_id = $1 FOR NO KEY UPDATE")
-            .bind(concert_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .is_some(),
-    )
-}
-
 /// Puts the fan on the seat type's list; the schema refuses what may not wait (see the
 /// migration), under the sale's lock.
 pub async fn join(
@@ -55,9 +42,9 @@ pub async fn join(
     now: OffsetDateTime,
 ) -> Result<WaitlistEntry, BookingError> {
     let mut tx = pool.begin().await?;
-    if !lock_sale(&mut tx, request.concert_id).await? {
-        return Err(BookingError::ConcertNotFound);
-    }
+    lock_sale(&mut tx, request.concert_id)
+        .await?
+        .ok_or(BookingError::ConcertNotFound)?;
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO waitlist (id, user_id, concert_id, seat_type_id, status, created_at)

@@ -17,7 +17,7 @@ use super::statements::ms;
 use crate::error::BookingError;
 use crate::webhook::{
     Attempted, Claimed, Delivery, Endpoint, EventSet, NewEndpoint, Outcome, Queued,
-    SUBSCRIPTIONS_POLL, SoldOut, Subscribed, WebhookEvent,
+    SUBSCRIPTIONS_POLL, Subscribed, WebhookEvent,
 };
 
 /// Queues `events` in the caller's transaction for the endpoints that subscribe to each: one
@@ -371,31 +371,6 @@ pub async fn deliveries(
     .collect()
 }
 
-/// A seat type's sell-out as a `concert.sold_out` event shows it, read now.
-pub async fn sold_out(pool: &PgPool, seat_type_id: Uuid) -> Result<Option<SoldOut>, BookingError> {
-    let row = sqlx::query(
-        "SELECT t.concert_id, t.name, t.capacity, t.remaining,
-                NOT EXISTS (SELECT 1 FROM seat_types o
-                            WHERE o.concert_id = t.concert_id AND o.remaining > 0)
-                    AS concert_sold_out
-         FROM seat_types t WHERE t.id = $1",
-    )
-    .bind(seat_type_id)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|row| {
-        Ok(SoldOut {
-            concert_id: row.try_get("concert_id")?,
-            seat_type_id,
-            seat_type_name: row.try_get("name")?,
-            capacity: row.try_get("capacity")?,
-            remaining: row.try_get("remaining")?,
-            concert_sold_out: row.try_get("concert_sold_out")?,
-        })
-    })
-    .transpose()
-}
-
 impl PgBooking {
     pub fn writer_backlog(&self) -> usize {
         self.writer.max_capacity() - self.writer.capacity()
@@ -459,9 +434,5 @@ impl PgBooking {
         limit: u32,
     ) -> Result<Vec<Delivery>, BookingError> {
         deliveries(&self.db.pool, endpoint_id, before, limit).await
-    }
-
-    pub async fn sold_out(&self, seat_type_id: Uuid) -> Result<Option<SoldOut>, BookingError> {
-        sold_out(&self.db.pool, seat_type_id).await
     }
 }

@@ -74,20 +74,13 @@ impl BookingService {
     /// The checks of a join the view answers exactly: the concert and seat type exist, and the
     /// sale is not closed. Seats left or not is the store's to say, under its lock.
     fn precheck_known(&self, concert_id: Uuid, seat_type_id: Uuid) -> Result<(), BookingError> {
-        let now = self.inner.clock.now();
-        let view = self.inner.view.read();
-        let known = view
-            .concerts
-            .get(&concert_id)
-            .ok_or(BookingError::ConcertNotFound)
-            .and_then(|concert| Ok((concert, view.seat_of(concert_id, seat_type_id)?)));
-        match known {
-            Ok((concert, _)) => match sale_state(now, concert.starts_at, concert.cancelled) {
+        self.check_in_view(
+            concert_id,
+            seat_type_id,
+            |_, concert, _, now| match sale_state(now, concert.starts_at, concert.cancelled) {
                 SaleState::Open => Ok(()),
                 SaleState::Started | SaleState::Cancelled => Err(BookingError::BookingClosed),
             },
-            Err(_) if self.inner.store.view_may_lag() => Ok(()),
-            Err(unknown) => Err(unknown),
-        }
+        )
     }
 }

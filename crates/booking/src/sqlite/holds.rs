@@ -195,6 +195,27 @@ pub(super) fn hold(
         .unwrap_or(seat.remaining);
     bookable(now, &sale, remaining > 0)?;
     let hold = new_hold(request, &seat, now);
+    insert_hold(conn, &hold)?;
+    if let Some(key) = &request.key {
+        store::save_response(
+            conn,
+            request.user_id,
+            key.as_str(),
+            &fingerprint,
+            201,
+            &saved_json(&hold)?,
+            now,
+        )?;
+    }
+    staged.remaining.push((request.seat_type_id, remaining - 1));
+    staged.touched.push(request.concert_id);
+    staged.holds_changed = true;
+    Ok(Made::Created(hold))
+}
+
+/// Inserts a new active hold; the schema's triggers take its seat, or refuse it (sold out, a
+/// closed sale, a user who holds a seat of the concert already).
+pub(super) fn insert_hold(conn: &Connection, hold: &Hold) -> Result<(), BookingError> {
     conn.prepare_cached(
         "INSERT INTO holds (id, user_id, concert_id, seat_type_id, status, price_cents, currency,
                             created_at, expires_at, provider, payment_status, payment_ref,
@@ -215,21 +236,7 @@ pub(super) fn hold(
         hold.payment.client_secret,
     ])
     .map_err(constraint_to_rule)?;
-    if let Some(key) = &request.key {
-        store::save_response(
-            conn,
-            request.user_id,
-            key.as_str(),
-            &fingerprint,
-            201,
-            &saved_json(&hold)?,
-            now,
-        )?;
-    }
-    staged.remaining.push((request.seat_type_id, remaining - 1));
-    staged.touched.push(request.concert_id);
-    staged.holds_changed = true;
-    Ok(Made::Created(hold))
+    Ok(())
 }
 
 /// Lets a hold go before it expires; its seat returns at once.

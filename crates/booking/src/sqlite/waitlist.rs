@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::batch::Staged;
+use super::holds::insert_hold;
 use super::statements::{constraint_to_rule, enqueue_payload};
 use super::webhooks::enqueue_webhook;
 use crate::command::saved_json;
@@ -218,23 +219,7 @@ fn offer(
     now: OffsetDateTime,
 ) -> Result<Uuid, BookingError> {
     let hold = offered_hold(next, terms, now);
-    conn.prepare_cached(
-        "INSERT INTO holds (id, user_id, concert_id, seat_type_id, status, price_cents, currency,
-                            created_at, expires_at, provider, payment_status)
-         VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?6, ?7, ?8, ?9, 'requires_payment')",
-    )?
-    .execute(params![
-        hold.id,
-        hold.user_id,
-        hold.concert_id,
-        hold.seat_type_id,
-        hold.price_cents,
-        hold.currency,
-        to_millis(hold.created_at),
-        to_millis(hold.expires_at),
-        hold.payment.provider.as_str(),
-    ])
-    .map_err(constraint_to_rule)?;
+    insert_hold(conn, &hold)?;
     conn.prepare_cached(
         "UPDATE waitlist SET status = 'offered', hold_id = ?1, offered_at = ?2 WHERE seq = ?3",
     )?

@@ -23,8 +23,8 @@ use crate::command::Reply;
 use crate::error::BookingError;
 use crate::view::SharedInventory;
 use crate::webhook::{
-    Attempted, Claimed, Delivery, Endpoint, EventSet, NewEndpoint, Outcome, Queued, SoldOut,
-    Subscribed, WebhookEvent,
+    Attempted, Claimed, Delivery, Endpoint, EventSet, NewEndpoint, Outcome, Queued, Subscribed,
+    WebhookEvent,
 };
 
 /// Rows per multi-row insert of deliveries (4 parameters a row).
@@ -423,34 +423,6 @@ pub async fn deliveries(
     .collect()
 }
 
-/// A seat type's sell-out as a `concert.sold_out` event shows it, read now.
-pub async fn sold_out(
-    pool: &SqlitePool,
-    seat_type_id: Uuid,
-) -> Result<Option<SoldOut>, BookingError> {
-    let row = sqlx::query(
-        "SELECT t.concert_id, t.name, t.capacity, t.remaining,
-                NOT EXISTS (SELECT 1 FROM seat_types o
-                            WHERE o.concert_id = t.concert_id AND o.remaining > 0)
-                    AS concert_sold_out
-         FROM seat_types t WHERE t.id = $1",
-    )
-    .bind(seat_type_id)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|row| {
-        Ok(SoldOut {
-            concert_id: row.try_get("concert_id")?,
-            seat_type_id,
-            seat_type_name: row.try_get("name")?,
-            capacity: row.try_get("capacity")?,
-            remaining: row.try_get("remaining")?,
-            concert_sold_out: row.try_get::<i64, _>("concert_sold_out")? != 0,
-        })
-    })
-    .transpose()
-}
-
 impl SqliteBooking {
     pub fn writer_backlog(&self) -> usize {
         self.writer.max_capacity() - self.writer.capacity()
@@ -531,10 +503,6 @@ impl SqliteBooking {
         limit: u32,
     ) -> Result<Vec<Delivery>, BookingError> {
         deliveries(self.read_pool(), endpoint_id, before, limit).await
-    }
-
-    pub async fn sold_out(&self, seat_type_id: Uuid) -> Result<Option<SoldOut>, BookingError> {
-        sold_out(self.read_pool(), seat_type_id).await
     }
 }
 

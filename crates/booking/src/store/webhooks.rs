@@ -132,7 +132,8 @@ impl BookingStore {
                 })
             }
             WebhookEvent::ConcertSoldOut => {
-                let seat = dispatch!(self, engine => engine.sold_out(subject).await)?;
+                let seat =
+                    dispatch!(self, engine => rows::sold_out(engine.read_pool(), subject).await)?;
                 seat.map(serde_json::to_value)
             }
         };
