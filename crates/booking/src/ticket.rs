@@ -1,18 +1,28 @@
 //! Tickets: the code of a confirmed booking, signed with the deployment's ticket key, so that a
 //! door can tell a real ticket from a forged one with nothing but the public key.
 //!
-//! A code is the unpadded base64url (RFC 4648 §5) of 97 bytes:
+//! A code is the unpadded base64url (RFC 4648 §5) of 113 bytes:
 //!
-//! | bytes  | what |
-//! | ------ | ---- |
-//! | 0      | the format version, `1` |
-//! | 1–16   | the booking id (the UUID's 16 bytes) |
-//! | 17–32  | the concert id |
-//! | 33–96  | the Ed25519 signature (RFC 8032) of bytes 0–32 |
+//! | bytes   | what |
+//! | ------- | ---- |
+//! | 0       | the format version, `2` |
+//! | 1–16    | the booking id (the UUID's 16 bytes) |
+//! | 17–32   | the concert id |
+//! | 33–96   | the Ed25519 signature (RFC 8032) of bytes 0–32 |
+//! | 97–112  | the first 16 bytes of HMAC-SHA-256 of bytes 0–96, keyed by the deployment |
 //!
-//! 130 characters, URL-safe, the same for as long as the booking exists (Ed25519 signatures are
-//! deterministic). The code says nothing about whether the booking still stands: a cancelled
-//! booking's code verifies and is refused at the door by the store ([`crate::store`]).
+//! 151 characters, URL-safe, the same for as long as the booking exists (Ed25519 signatures are
+//! deterministic). A scanner that holds only the public key verifies the signature (bytes 0–96)
+//! and ignores the rest; the deployment itself checks the tag, which only it can make — a
+//! microsecond against the tens of an Ed25519 operation, at the door's busiest moment. The tag
+//! key is derived from the ticket key (the key's deterministic signature of a fixed label), so
+//! every instance that shares the key file shares it, and nothing else need be kept.
+//!
+//! Codes of the first format (version `1`: the 97 bytes above without the tag, 130 characters)
+//! stay tickets: the deployment signs their 33 bytes again and compares.
+//!
+//! The code says nothing about whether the booking still stands: a cancelled booking's code
+//! verifies and is refused at the door by the store ([`crate::store`]).
 //!
 //! The key is kept like the token key: generated once into the data directory
 //! (`ticket-ed25519.pem`), or given as a PKCS#8 PEM file (`--ticket-key-file`,
@@ -21,6 +31,7 @@
 use std::path::Path;
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,13 +42,22 @@ use uuid::Uuid;
 pub const GENERATED_TICKET_KEY_FILE: &str = "ticket-ed25519.pem";
 
 /// The format version, the code's first byte.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first format's version: signed, without the tag.
+const VERSION_1: u8 = 1;
 /// Version, booking id, concert id: what is signed.
 const SIGNED_LEN: usize = 1 + 16 + 16;
 const SIGNATURE_LEN: usize = 64;
-const CODE_BYTES: usize = SIGNED_LEN + SIGNATURE_LEN;
+/// What the tag covers: the signed bytes and the signature.
+const TAGGED_LEN: usize = SIGNED_LEN + SIGNATURE_LEN;
+const TAG_LEN: usize = 16;
+const CODE_BYTES: usize = TAGGED_LEN + TAG_LEN;
 /// The length of every code, in characters.
 pub const CODE_LEN: usize = (CODE_BYTES * 4).div_ceil(3);
+/// The length of a code of the first format.
+const CODE_1_LEN: usize = (TAGGED_LEN * 4).div_ceil(3);
+/// What the ticket key signs to make the tag key.
+const TAG_KEY_LABEL: &[u8] = b"boxoffice ticket code tag key, version 2";
 
 /// What a genuine code says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,19 +87,13 @@ impl NotATicket {
     }
 }
 
-/// How many verified signatures are remembered (about 100 bytes each).
-const VERIFIED_KEPT: usize = 100_000;
-
-/// The deployment's ticket key: signs codes, verifies them, and publishes its public half.
+/// The deployment's ticket key: signs codes, checks them, and publishes its public half.
 pub struct TicketKeys {
     pair: Ed25519KeyPair,
+    /// Keys the tag of a code (see the module's documentation).
+    tag_key: hmac::Key,
     public_key_pem: String,
     origin: KeyOrigin,
-    /// The signatures verified lately, by booking: a ticket is scanned more than once (a second
-    /// door, a scanner's retry), and an Ed25519 verification costs far more than the rest of a
-    /// scan. A code whose bytes are exactly those of a verified one is the same signed
-    /// statement, so it is taken without verifying again; anything else is verified.
-    verified: quick_cache::sync::Cache<Uuid, (Uuid, [u8; SIGNATURE_LEN])>,
 }
 
 impl std::fmt::Debug for TicketKeys {
@@ -107,11 +121,13 @@ impl TicketKeys {
 
     fn from_pair(pair: Ed25519KeyPair, origin: KeyOrigin) -> Self {
         let public_key_pem = public_key_pem(pair.public_key().as_ref());
+        // Deterministic, and only the private key's holder can compute it.
+        let tag_key = hmac::Key::new(hmac::HMAC_SHA256, pair.sign(TAG_KEY_LABEL).as_ref());
         Self {
             pair,
+            tag_key,
             public_key_pem,
             origin,
-            verified: quick_cache::sync::Cache::new(VERIFIED_KEPT),
         }
     }
 
@@ -133,46 +149,54 @@ impl TicketKeys {
         bytes.extend_from_slice(concert_id.as_bytes());
         let signature = self.pair.sign(&bytes);
         bytes.extend_from_slice(signature.as_ref());
+        let tag = hmac::sign(&self.tag_key, &bytes);
+        bytes.extend_from_slice(&tag.as_ref()[..TAG_LEN]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// What `code` says, if this deployment's key signed it. Cheap checks first: a code of the
-    /// wrong length is refused before it is decoded, and nothing is looked up before the
-    /// signature verifies (or is one verified before, byte for byte).
+    /// What `code` says, if this deployment made it. Cheap checks first: a code of neither
+    /// format's length is refused before it is decoded, and nothing is looked up before the
+    /// tag (or, for a code of the first format, the signature) matches.
     pub fn verify(&self, code: &str) -> Result<TicketClaim, NotATicket> {
-        if code.len() != CODE_LEN {
-            return Err(NotATicket::Malformed);
-        }
+        let (version, bytes_len) = match code.len() {
+            CODE_LEN => (VERSION, CODE_BYTES),
+            CODE_1_LEN => (VERSION_1, TAGGED_LEN),
+            _ => return Err(NotATicket::Malformed),
+        };
         let bytes = URL_SAFE_NO_PAD
             .decode(code)
             .map_err(|_| NotATicket::Malformed)?;
-        let (signed, signature) = bytes.split_at(SIGNED_LEN);
-        if signed[0] != VERSION {
-            return Err(NotATicket::UnknownVersion);
+        if bytes.len() != bytes_len {
+            return Err(NotATicket::Malformed);
+        }
+        match (bytes[0], version) {
+            (VERSION, VERSION) => {
+                let (tagged, tag) = bytes.split_at(TAGGED_LEN);
+                let expected = hmac::sign(&self.tag_key, tagged);
+                verify_slices_are_equal(&expected.as_ref()[..TAG_LEN], tag)
+                    .map_err(|_| NotATicket::BadSignature)?;
+            }
+            (VERSION_1, VERSION_1) => {
+                // Ed25519 signatures are deterministic (RFC 8032 §5.1.6): this key's signature
+                // of these 33 bytes is exactly one byte string, and only the holder of the
+                // private key can produce it — signing again and comparing gives the verdict
+                // verification gives, for a third of its cost.
+                let (signed, signature) = bytes.split_at(SIGNED_LEN);
+                let expected = self.pair.sign(signed);
+                verify_slices_are_equal(expected.as_ref(), signature)
+                    .map_err(|_| NotATicket::BadSignature)?;
+            }
+            // A code the length of the first format is one, or nothing.
+            (_, VERSION_1) => return Err(NotATicket::Malformed),
+            _ => return Err(NotATicket::UnknownVersion),
         }
         let id = |range: std::ops::Range<usize>| {
-            Uuid::from_slice(&signed[range]).map_err(|_| NotATicket::Malformed)
+            Uuid::from_slice(&bytes[range]).map_err(|_| NotATicket::Malformed)
         };
-        let claim = TicketClaim {
+        Ok(TicketClaim {
             booking_id: id(1..17)?,
             concert_id: id(17..33)?,
-        };
-        let signature: [u8; SIGNATURE_LEN] =
-            signature.try_into().map_err(|_| NotATicket::Malformed)?;
-        let known = self.verified.get(&claim.booking_id);
-        if known != Some((claim.concert_id, signature)) {
-            // Ed25519 signatures are deterministic (RFC 8032 §5.1.6): this key's signature of
-            // these 33 bytes is exactly one byte string, and signing it again costs about a
-            // third of verifying. Only the holder of the private key can produce it, so a code
-            // that carries it is genuine — the same verdict verification gives, cheaper. (A
-            // scanner without the private key verifies with the public key instead.)
-            let expected = self.pair.sign(signed);
-            verify_slices_are_equal(expected.as_ref(), &signature)
-                .map_err(|_| NotATicket::BadSignature)?;
-            self.verified
-                .insert(claim.booking_id, (claim.concert_id, signature));
-        }
-        Ok(claim)
+        })
     }
 }
 
@@ -208,21 +232,62 @@ mod tests {
         );
     }
 
+    /// A code of the first format (no tag), as earlier builds made them.
+    fn first_format_code(keys: &TicketKeys, booking_id: Uuid, concert_id: Uuid) -> String {
+        let mut bytes = vec![VERSION_1];
+        bytes.extend_from_slice(booking_id.as_bytes());
+        bytes.extend_from_slice(concert_id.as_bytes());
+        let signature = keys.pair.sign(&bytes);
+        bytes.extend_from_slice(signature.as_ref());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
     #[test]
-    fn a_code_verified_before_passes_again_and_nothing_else_borrows_its_standing() {
+    fn a_code_of_the_first_format_is_still_a_ticket_and_checked_as_strictly() {
         let keys = TicketKeys::ephemeral();
         let (booking_id, concert_id) = (Uuid::now_v7(), Uuid::now_v7());
-        let code = keys.code(booking_id, concert_id);
-        assert!(keys.verify(&code).is_ok());
-        assert!(keys.verify(&code).is_ok(), "again, from what was verified");
-        // The same booking with another concert, or another signature, is checked afresh.
-        let other = TicketKeys::ephemeral().code(booking_id, concert_id);
+        let code = first_format_code(&keys, booking_id, concert_id);
+        assert_eq!(code.len(), CODE_1_LEN);
+        assert_eq!(
+            keys.verify(&code),
+            Ok(TicketClaim {
+                booking_id,
+                concert_id
+            })
+        );
+        let other = first_format_code(&TicketKeys::ephemeral(), booking_id, concert_id);
         assert_eq!(keys.verify(&other), Err(NotATicket::BadSignature));
         let mut bytes = URL_SAFE_NO_PAD.decode(&code).unwrap();
         bytes[17] ^= 1;
-        let moved = URL_SAFE_NO_PAD.encode(&bytes);
-        assert_eq!(keys.verify(&moved), Err(NotATicket::BadSignature));
-        assert!(keys.verify(&code).is_ok());
+        assert_eq!(
+            keys.verify(&URL_SAFE_NO_PAD.encode(&bytes)),
+            Err(NotATicket::BadSignature)
+        );
+    }
+
+    #[test]
+    fn the_tag_binds_the_signature_and_a_version_is_its_length() {
+        let keys = TicketKeys::ephemeral();
+        let code = keys.code(Uuid::now_v7(), Uuid::now_v7());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&code).unwrap();
+        // Another signature under the same tag: refused, though the ids are genuine.
+        bytes[40] ^= 1;
+        assert_eq!(
+            keys.verify(&URL_SAFE_NO_PAD.encode(&bytes)),
+            Err(NotATicket::BadSignature)
+        );
+        bytes[40] ^= 1;
+        bytes[0] = 3;
+        assert_eq!(
+            keys.verify(&URL_SAFE_NO_PAD.encode(&bytes)),
+            Err(NotATicket::UnknownVersion)
+        );
+        // The first 97 bytes alone pass for a first-format code only if they say version 1.
+        bytes[0] = VERSION;
+        assert_eq!(
+            keys.verify(&URL_SAFE_NO_PAD.encode(&bytes[..TAGGED_LEN])),
+            Err(NotATicket::Malformed)
+        );
     }
 
     #[test]
@@ -233,8 +298,8 @@ mod tests {
         for _ in 0..20 {
             let code = keys.code(Uuid::now_v7(), Uuid::now_v7());
             let bytes = URL_SAFE_NO_PAD.decode(&code).unwrap();
-            let (signed, signature) = bytes.split_at(SIGNED_LEN);
-            assert!(public.verify(signed, signature).is_ok());
+            let (signed, rest) = bytes.split_at(SIGNED_LEN);
+            assert!(public.verify(signed, &rest[..SIGNATURE_LEN]).is_ok());
             assert!(keys.verify(&code).is_ok());
         }
     }

@@ -59,6 +59,10 @@ pub struct Effects {
     pub poisoned: bool,
     /// Webhook events of the batch, queued just before it commits (`webhooks::flush`).
     pub webhooks: Vec<crate::webhook::Queued>,
+    /// Tickets the batch checked in, with their scans' nonces: remembered once it commits.
+    pub admitted: Vec<(CheckedIn, Option<String>)>,
+    /// Bookings the batch cancelled: forgotten as checked in once it commits.
+    pub cancelled: Vec<Uuid>,
 }
 
 /// The view changes of one command, kept apart until its savepoint is released, so that a
@@ -78,6 +82,8 @@ pub struct Staged {
     /// to their waiting lists before the command counts as done.
     pub freed: Vec<(Uuid, Uuid)>,
     pub webhooks: Vec<crate::webhook::Queued>,
+    /// Bookings the command cancelled.
+    pub cancelled: Vec<Uuid>,
 }
 
 impl Effects {
@@ -94,6 +100,7 @@ impl Effects {
         self.emails += staged.emails;
         self.holds_changed |= staged.holds_changed;
         self.webhooks.extend(staged.webhooks);
+        self.cancelled.extend(staged.cancelled);
     }
 
     /// `remaining` of a seat type as this batch has left it so far.

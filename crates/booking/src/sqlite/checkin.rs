@@ -6,11 +6,12 @@ use boxoffice_shared::clock::{from_millis, to_millis};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::OffsetDateTime;
 
+use super::batch::Effects;
 use super::statements::constraint_to_rule;
 use crate::checkin::{CheckedIn, Decision, Scan, TicketRow, decide};
 use crate::domain::BookingStatus;
 use crate::error::BookingError;
-use crate::webhook::{Queued, WebhookEvent};
+use crate::webhook::WebhookEvent;
 
 /// Decides `scan` and, when it admits, checks the ticket in at `now`. No savepoint: the one
 /// insert either stands or is undone by SQLite, and the schema's trigger refuses a cancelled
@@ -19,7 +20,7 @@ pub(super) fn check_in(
     conn: &Connection,
     scan: &Scan,
     now: OffsetDateTime,
-    webhooks: &mut Vec<Queued>,
+    effects: &mut Effects,
 ) -> Result<CheckedIn, BookingError> {
     let ticket = ticket_row(conn, scan)?;
     match decide(ticket.as_ref(), scan)? {
@@ -37,13 +38,19 @@ pub(super) fn check_in(
             ])
             .map_err(constraint_to_rule)?;
             let ticket = ticket.ok_or(BookingError::InvalidTicket("no such booking"))?;
-            webhooks.push((WebhookEvent::CheckinCreated, ticket.booking_id));
-            Ok(CheckedIn {
+            effects
+                .webhooks
+                .push((WebhookEvent::CheckinCreated, ticket.booking_id));
+            let checked_in = CheckedIn {
                 booking_id: ticket.booking_id,
                 user_id: ticket.user_id,
                 seat_type_id: ticket.seat_type_id,
                 checked_in_at: now,
-            })
+            };
+            effects
+                .admitted
+                .push((checked_in.clone(), scan.nonce.clone()));
+            Ok(checked_in)
         }
     }
 }

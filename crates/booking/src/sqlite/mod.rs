@@ -24,6 +24,7 @@ mod waitlist;
 pub mod webhooks;
 pub mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice_shared::clients::OutboxMessage;
@@ -36,7 +37,7 @@ use uuid::Uuid;
 
 use self::batch::{Job, OutboxJob, RefundJob};
 use self::writer::Writer;
-use crate::checkin::{CheckedIn, Scan};
+use crate::checkin::{Admissions, CheckedIn, Scan};
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, Reply, SalesRows, Wiring};
 use crate::domain::{Booking, BookingStatus};
 use crate::error::BookingError;
@@ -51,6 +52,8 @@ pub static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqli
 pub struct SqliteBooking {
     db: SqliteStore,
     writer: mpsc::Sender<Job>,
+    /// The tickets the writer checked in: a repeat scan is answered from here.
+    admitted: Arc<Admissions>,
 }
 
 impl SqliteBooking {
@@ -82,7 +85,8 @@ impl SqliteBooking {
         wiring.webhooks.set(subscribed);
         let view = SharedInventory::new(inventory);
         let (writer, jobs) = mpsc::channel(QUEUE_CAPACITY);
-        let task = Writer::new(conn, view.clone(), wiring);
+        let admitted = Arc::new(Admissions::default());
+        let task = Writer::new(conn, view.clone(), wiring, admitted.clone());
         let (finished, writer_done) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name("booking-writer".into())
@@ -93,7 +97,14 @@ impl SqliteBooking {
         tasks.spawn(async move {
             let _ = writer_done.await;
         });
-        Ok((Self { db, writer }, view))
+        Ok((
+            Self {
+                db,
+                writer,
+                admitted,
+            },
+            view,
+        ))
     }
 
     /// Queues `command` if the queue has room now.
@@ -212,8 +223,12 @@ impl SqliteBooking {
         self.job(|reply| Job::Outbox(make(reply))).await
     }
 
-    /// Decides a scan of a genuine ticket and checks it in when it admits, in the writer.
+    /// Decides a scan of a genuine ticket and checks it in when it admits, in the writer — or,
+    /// for a ticket the writer already checked in, from what it remembers.
     pub async fn check_in(&self, scan: Scan) -> Result<CheckedIn, BookingError> {
+        if let Some(answer) = self.admitted.answer(&scan) {
+            return answer;
+        }
         self.job(|reply| Job::CheckIn(scan, reply)).await
     }
 

@@ -164,10 +164,7 @@ pub(super) fn apply(
         }
         Job::Outbox(job) => change_outbox(tx, job, now),
         Job::Refunds(job) => change_refunds(tx, job, now),
-        Job::CheckIn(scan, reply) => answer(
-            reply,
-            checkin::check_in(tx, &scan, now, &mut effects.webhooks),
-        ),
+        Job::CheckIn(scan, reply) => answer(reply, checkin::check_in(tx, &scan, now, effects)),
         Job::Webhooks(job) => super::webhooks::apply(tx, job, now),
     }
 }
@@ -517,6 +514,7 @@ fn cancel(
     staged
         .webhooks
         .push((WebhookEvent::BookingCancelled, cancelled.id));
+    staged.cancelled.push(cancelled.id);
     Ok(cancelled)
 }
 
@@ -637,6 +635,7 @@ fn cancel_concert(
     staged
         .webhooks
         .extend(ids.iter().map(|id| (WebhookEvent::BookingCancelled, *id)));
+    staged.cancelled.extend(ids);
     staged.concerts.push((
         concert_id,
         ConcertSale {

@@ -22,6 +22,7 @@ use super::batch::{Answer, Effects, Job, Staged};
 use super::checkpoint::{self, Checkpointer};
 use super::rules::{apply, book_run};
 use super::{holds, statements, waitlist, webhooks};
+use crate::checkin::Admissions;
 use crate::command::{BookOutcome, BookRequest, Command, Reply, Wiring, fill_batch};
 use crate::domain::is_due;
 use crate::error::BookingError;
@@ -46,10 +47,17 @@ pub struct Writer {
     offers: OfferTerms,
     /// The event types some webhook endpoint subscribes to: which events a batch queues.
     webhooks: Subscribed,
+    /// The tickets checked in here, for the door's repeat scans.
+    admitted: Arc<Admissions>,
 }
 
 impl Writer {
-    pub fn new(conn: Connection, view: SharedInventory, wiring: &Wiring) -> Self {
+    pub fn new(
+        conn: Connection,
+        view: SharedInventory,
+        wiring: &Wiring,
+        admitted: Arc<Admissions>,
+    ) -> Self {
         Self {
             conn,
             view,
@@ -60,6 +68,7 @@ impl Writer {
             checkpointer: None,
             offers: wiring.offers,
             webhooks: wiring.webhooks.clone(),
+            admitted,
         }
     }
 
@@ -188,6 +197,13 @@ impl Writer {
     }
 
     fn publish(&self, effects: Effects) {
+        // Before the answers: a cancel is answered only once its ticket is forgotten here.
+        for (checked_in, nonce) in effects.admitted {
+            self.admitted.admit(checked_in, nonce);
+        }
+        for booking_id in effects.cancelled {
+            self.admitted.forget(booking_id);
+        }
         let schedule_changed = !effects.concerts.is_empty() || effects.next_hold_expiry.is_some();
         {
             let mut view = self.view.write();

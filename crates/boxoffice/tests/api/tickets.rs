@@ -81,10 +81,12 @@ fn verify_offline(public_key_pem: &str, code: &str) -> Option<(uuid::Uuid, uuid:
     // An Ed25519 SubjectPublicKeyInfo is a 12-byte header and the 32-byte key.
     let key = spki.get(12..).filter(|key| key.len() == 32)?;
     let bytes = URL_SAFE_NO_PAD.decode(code).ok()?;
-    if bytes.len() != 97 || bytes[0] != 1 {
+    // Version 2: the signed 33 bytes, their 64-byte signature, then the deployment's own tag.
+    if bytes.len() != 113 || bytes[0] != 2 {
         return None;
     }
-    let (signed, signature) = bytes.split_at(33);
+    let (signed, rest) = bytes.split_at(33);
+    let signature = &rest[..64];
     UnparsedPublicKey::new(&ED25519, key)
         .verify(signed, signature)
         .ok()?;
@@ -303,6 +305,20 @@ async fn door_staff_check_a_ticket_in_once_and_refuse_what_is_not_a_ticket_of_th
         counts["seat_types"],
         json!([{"id": seat_type_id, "name": "General", "confirmed": 1, "checked_in": 1}])
     );
+
+    // A ticket cancelled after its check-in is refused as cancelled from then on (its scan's
+    // retry still gets its answer), whether its booking or its concert was cancelled.
+    app.cancel_booking(&fan.access_token, &booking).await;
+    let response = app.scan(token, &concert_id, &code, Some("scan-3")).await;
+    assert_problem(response, StatusCode::CONFLICT, "ticket_cancelled").await;
+    let retry = app.scan(token, &concert_id, &code, Some("scan-1")).await;
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    let response = app
+        .post_with_token(&format!("/api/v1/concerts/{other_concert}/cancel"), &admin)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app.scan(token, &other_concert, &other_code, None).await;
+    assert_problem(response, StatusCode::CONFLICT, "ticket_cancelled").await;
 }
 
 #[tokio::test]
