@@ -388,12 +388,12 @@ fn build_router(services: &Services, trusted_proxies: &[IpAddr]) -> Router {
     if let Some(booking) = &services.booking {
         api = api.merge(boxoffice_booking::router(booking.clone()));
     }
-    ops::with_operations(
+    ops::with_pages(ops::with_operations(
         api,
         services.internal.clone(),
         services.checks.clone(),
         trusted_proxies,
-    )
+    ))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
@@ -421,5 +421,9 @@ fn build_gateway(
         ],
         http: reqwest::Client::new(),
     };
-    Ok(ops::gateway_with_operations(gateway.router(), checks, docs))
+    Ok(ops::with_pages(ops::gateway_with_operations(
+        gateway.router(),
+        checks,
+        docs,
+    )))
 }

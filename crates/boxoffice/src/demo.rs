@@ -145,6 +145,7 @@ pub fn guide(base: &str) -> String {
     let (fan_email, fan_password, ..) = DEMO_ACCOUNTS[1];
     format!(
         "\n  boxoffice demo is running at {base}\n\n\
+         \x20 The shop:   {base}/  (organisers: {base}/organiser, door staff: {base}/door)\n\
          \x20 API docs:   {base}/docs\n\
          \x20 Demo admin: {admin_email} / {admin_password}\n\
          \x20 Demo fan:   {fan_email} / {fan_password}\n\n\

@@ -118,7 +118,6 @@ pub fn with_operations(
     empty_query_values_are_absent(&mut openapi);
 
     let router = router
-        .route("/", axum::routing::get(home))
         .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi))
         .merge(internal)
         .fallback(not_found)
@@ -168,38 +167,8 @@ pub fn gateway_with_operations(
         .route(OPENAPI_PATH, axum::routing::get(merged_openapi))
         .with_state(Arc::new(docs));
     let swagger = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from(OPENAPI_PATH));
-    let home = Router::new().route("/", axum::routing::get(home));
-    shared_layers(
-        gateway
-            .merge(operations)
-            .merge(document)
-            .merge(swagger)
-            .merge(home),
-    )
+    shared_layers(gateway.merge(operations).merge(document).merge(swagger))
 }
-
-/// What a browser finds at `/`: where the API, its documentation and the concerts are. (The web
-/// shop will live here.)
-async fn home() -> axum::response::Html<&'static str> {
-    axum::response::Html(HOME_PAGE)
-}
-
-const HOME_PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>boxoffice</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5">
-<h1>boxoffice</h1>
-<p>Concert tickets that are never oversold. This server speaks JSON over HTTP:</p>
-<ul>
-<li><a href="/docs">/docs</a>: the interactive API page (try every call from the browser)</li>
-<li><a href="/api/v1/openapi.json">/api/v1/openapi.json</a>: the OpenAPI 3.1 document</li>
-<li><a href="/api/v1/concerts">/api/v1/concerts</a>: the concerts on sale</li>
-<li><a href="/healthz">/healthz</a> and <a href="/metrics">/metrics</a>: for operators</li>
-</ul>
-</body>
-</html>
-"#;
 
 /// Where the gateway finds the services' own OpenAPI documents: each service's instances, and
 /// the client to ask them with.
@@ -272,6 +241,12 @@ fn operations(checks: Vec<Arc<dyn ReadyCheck>>) -> OpenApiRouter {
 }
 
 /// Metrics, panics as problems, request ids and request spans, for every route.
+/// `api` (a router [`with_operations`] or [`gateway_with_operations`] made) with the pages of
+/// the web shop beside it, under the same layers; the pages call `api` in process.
+pub fn with_pages(api: Router) -> Router {
+    shared_layers(boxoffice_web::router(api.clone())).merge(api)
+}
+
 fn shared_layers(router: Router) -> Router {
     router
         .layer(middleware::from_fn(refuse_oversized_body))

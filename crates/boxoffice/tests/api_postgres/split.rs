@@ -512,6 +512,40 @@ async fn the_gateway_serves_the_whole_deployments_openapi_document_and_docs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_the_shop_whose_pages_reach_every_service() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let admin = cluster.admin_token().await;
+    let (concert, _) = cluster.concert(&admin, "Split Shop", 3).await;
+    let page = |path: &str| {
+        let (client, url) = (cluster.client.clone(), cluster.url(path));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    // The list (Catalog), the concert with its counts (Catalog and Booking), sign-in (Auth).
+    let (status, home) = page("/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(home.contains("Split Shop"), "{home}");
+    let (status, concert_page) = page(&format!("/concerts/{concert}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(concert_page.contains(">3</span> of 3"), "{concert_page}");
+    let (status, signin) = page("/signin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(signin.contains("name=\"csrf\""));
+    // A page for admins, without a session: sent to the sign-in page.
+    let response = cluster
+        .client
+        .get(cluster.url("/organiser"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.url().path(), "/signin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_availability_stream_through_the_gateway_sees_both_instances_commits() {
     let Some(cluster) = Cluster::start().await else {
         return;

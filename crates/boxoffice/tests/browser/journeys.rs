@@ -1,0 +1,268 @@
+//! The journeys, each in a fresh headless Chromium against a fresh server.
+
+use fantoccini::Locator;
+
+use crate::Browser;
+use crate::helpers::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, TestApp, concert_body, id_of, spawn_admin_app,
+};
+
+/// A concert of `capacity` General seats at 250.00 USD, starting in a day; its id.
+async fn concert(app: &TestApp, admin: &str, name: &str, capacity: u64) -> String {
+    id_of(
+        &app.create_concert(admin, &concert_body(name, 86_400, capacity))
+            .await,
+    )
+}
+
+async fn sign_in(browser: &Browser, base: &str, login: &str, password: &str) {
+    browser.goto(&format!("{base}/signin")).await;
+    browser.fill("login", login).await;
+    browser.fill("password", password).await;
+    browser.click("Sign in").await;
+    wait_for_path(browser, |path| path != "/signin").await;
+}
+
+async fn sign_out(browser: &Browser) {
+    browser.click("Sign out").await;
+    wait_for_path(browser, |path| path == "/").await;
+}
+
+/// Waits (a few seconds at most) until the browser's path satisfies `done`.
+async fn wait_for_path(browser: &Browser, done: impl Fn(&str) -> bool) {
+    for _ in 0..100 {
+        if done(&browser.path().await) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("still at {}", browser.path().await);
+}
+
+/// Checks the radio button of `value`.
+async fn choose(browser: &Browser, value: &str) {
+    browser
+        .client
+        .find(Locator::Css(&format!("input[value=\"{value}\"]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_the_door_admits_it_once()
+ {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (app, admin) = spawn_admin_app().await;
+    let base = app.base.clone();
+    let concert_id = concert(&app, &admin, "Browser Night", 5).await;
+
+    browser.goto(&format!("{base}/")).await;
+    browser.snapshot("home").await;
+    browser.click("Browser Night").await;
+    wait_for_path(&browser, |path| path.starts_with("/concerts/")).await;
+    browser.snapshot("concert").await;
+    browser.click("Buy a General ticket").await;
+    // Not signed in: to the sign-in page, then an account, then back to the concert.
+    wait_for_path(&browser, |path| path == "/signin").await;
+    browser.snapshot("signin").await;
+    browser.click("Create an account").await;
+    wait_for_path(&browser, |path| path == "/signup").await;
+    browser.fill("full_name", "Ada Browser").await;
+    browser.fill("email", "ada@browser.test").await;
+    browser.fill("password", PASSWORD).await;
+    browser.snapshot("signup").await;
+    browser.click("Create the account").await;
+    wait_for_path(&browser, |path| path == format!("/concerts/{concert_id}")).await;
+
+    browser.click("Buy a General ticket").await;
+    wait_for_path(&browser, |path| path.starts_with("/holds/")).await;
+    assert!(
+        browser.text(".countdown").await.contains("left"),
+        "the countdown runs"
+    );
+    browser.snapshot("checkout").await;
+    // A declined card first: the reason, and the reservation still there.
+    choose(&browser, "pm_card_visa_chargeDeclined").await;
+    browser.click("Pay 250.00 USD").await;
+    wait_for_path(&browser, |path| path.ends_with("/pay")).await;
+    assert!(browser.text(".notice").await.contains("declined"));
+    choose(&browser, "pm_card_visa").await;
+    browser.click("Pay 250.00 USD").await;
+    wait_for_path(&browser, |path| path.starts_with("/tickets/")).await;
+    assert_eq!(browser.text("[data-ticket-status]").await, "Valid");
+    let code = browser.text("[data-code]").await;
+    assert!(code.len() > 100, "a ticket code: {code}");
+    let qr = browser
+        .client
+        .find(Locator::Css("figure.qr svg"))
+        .await
+        .expect("the QR code is on the page");
+    assert!(
+        qr.rectangle().await.unwrap().2 >= 200.0,
+        "the QR code is big enough"
+    );
+    browser.snapshot("ticket").await;
+    browser.click("All my tickets").await;
+    wait_for_path(&browser, |path| path == "/tickets").await;
+    assert!(browser.source().await.contains("Browser Night"));
+    browser.snapshot("tickets").await;
+
+    // The fan may not open the door or the back office: refused as the API refuses.
+    for page in ["/door", "/organiser"] {
+        browser.goto(&format!("{base}{page}")).await;
+        assert!(
+            browser
+                .text(".notice")
+                .await
+                .contains("organisers or door staff"),
+            "{page} refused"
+        );
+    }
+    browser.goto(&format!("{base}/tickets")).await;
+    sign_out(&browser).await;
+
+    // At the door (an admin may scan): admitted once, then refused with the time.
+    sign_in(&browser, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.goto(&format!("{base}/door/{concert_id}")).await;
+    browser.fill("code", &code).await;
+    browser.click("Check in").await;
+    wait_for_path(&browser, |path| path == format!("/door/{concert_id}")).await;
+    assert_eq!(browser.text("[data-answer] .headline").await, "Admitted");
+    assert!(browser.text("[data-answer]").await.contains("Ada Browser"));
+    browser.snapshot("door-admitted").await;
+    browser.fill("code", &code).await;
+    browser.click("Check in").await;
+    wait_for_path(&browser, |path| path == format!("/door/{concert_id}")).await;
+    assert_eq!(
+        browser.text("[data-answer] .headline").await,
+        "Already checked in"
+    );
+    browser.snapshot("door-refused").await;
+    browser.fill("code", "not-a-ticket").await;
+    browser.click("Check in").await;
+    wait_for_path(&browser, |path| path == format!("/door/{concert_id}")).await;
+    assert_eq!(
+        browser.text("[data-answer] .headline").await,
+        "Not a valid ticket"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organiser_creates_a_concert_and_sees_a_sale_appear_on_its_dashboard() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (app, _admin) = spawn_admin_app().await;
+    let base = app.base.clone();
+    sign_in(&browser, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    browser.goto(&format!("{base}/organiser")).await;
+    browser.snapshot("organiser").await;
+    browser.click("New concert").await;
+    wait_for_path(&browser, |path| path == "/organiser/concerts/new").await;
+    let starts = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]"
+        ))
+        .unwrap();
+    browser.fill("name", "Dashboard Live").await;
+    browser.fill("artist", "The Organisers").await;
+    browser.fill("venue", "Main Hall").await;
+    // A datetime-local field takes its value by script in headless Chromium.
+    browser
+        .client
+        .execute(
+            "document.getElementById('starts_at').value = arguments[0];",
+            vec![serde_json::json!(starts)],
+        )
+        .await
+        .unwrap();
+    browser.fill("seat_name_0", "Floor").await;
+    browser.fill("seat_price_0", "40.00").await;
+    browser.fill("seat_capacity_0", "100").await;
+    browser.fill("seat_name_1", "Balcony").await;
+    browser.fill("seat_price_1", "25").await;
+    browser.fill("seat_capacity_1", "50").await;
+    browser.snapshot("organiser-new").await;
+    browser.click("Create the concert").await;
+    wait_for_path(&browser, |path| path.starts_with("/organiser/concerts/0")).await;
+    let concert_id = browser.path().await.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(browser.text("[data-sales] tbody tr [data-sold]").await, "0");
+
+    // A fan buys a Floor ticket through the API; the dashboard shows it.
+    let concert: serde_json::Value = app
+        .client
+        .get(format!("{base}/api/v1/concerts/{concert_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(concert["seat_types"][0]["price_cents"], 4000);
+    let fan = app.register_user("dashboard-fan@example.com").await;
+    app.book_ok(
+        &fan.access_token,
+        &concert_id,
+        &id_of(&concert["seat_types"][0]),
+    )
+    .await;
+    browser
+        .goto(&format!("{base}/organiser/concerts/{concert_id}"))
+        .await;
+    assert_eq!(browser.text("[data-sales] tbody tr [data-sold]").await, "1");
+    assert!(browser.source().await.contains("40.00 USD"));
+    browser.snapshot("organiser-dashboard").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_a_fan_joins_the_waiting_list_is_offered_the_freed_seat_and_pays() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (app, admin) = spawn_admin_app().await;
+    let base = app.base.clone();
+    let concert_id = concert(&app, &admin, "Tiny Show", 1).await;
+    let seat = {
+        let concert: serde_json::Value = app
+            .client
+            .get(format!("{base}/api/v1/concerts/{concert_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        id_of(&concert["seat_types"][0])
+    };
+    let first = app.register_user("first@example.com").await;
+    let booking = id_of(&app.book_ok(&first.access_token, &concert_id, &seat).await);
+    app.register_user("second@example.com").await;
+
+    sign_in(&browser, &base, "second@example.com", PASSWORD).await;
+    browser.goto(&format!("{base}/concerts/{concert_id}")).await;
+    browser.click("Join the General waiting list").await;
+    wait_for_path(&browser, |path| path == "/waitlist").await;
+    assert!(browser.source().await.contains("number 1 in line"));
+    browser.snapshot("waitlist").await;
+
+    // The first fan cancels: the seat is offered to the second at once.
+    app.cancel_booking(&first.access_token, &booking).await;
+    browser.goto(&format!("{base}/waitlist")).await;
+    assert!(
+        browser
+            .source()
+            .await
+            .contains("A ticket is reserved for you")
+    );
+    browser.snapshot("waitlist-offered").await;
+    browser.click("Pay for your ticket").await;
+    wait_for_path(&browser, |path| path.starts_with("/holds/")).await;
+    browser.click("Pay 250.00 USD").await;
+    wait_for_path(&browser, |path| path.starts_with("/tickets/")).await;
+    assert_eq!(browser.text("[data-ticket-status]").await, "Valid");
+}

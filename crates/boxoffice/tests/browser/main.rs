@@ -1,0 +1,203 @@
+//! The web shop in a real browser: Debian's Chromium, headless, driven through `chromedriver`
+//! (WebDriver) by fantoccini, against a server on port 0 — the journeys of fans, organisers and
+//! door staff, with a screenshot of each main page under `target/browser-screenshots/` and the
+//! accessibility basics checked on each (a language, a title, one `h1`, a label for every
+//! field, a name for every button and image).
+//!
+//! Without Chromium and chromedriver each test says so and passes; with `BOXOFFICE_CI=1` (CI
+//! installs them) that is a failure.
+
+#![allow(clippy::unwrap_used)]
+
+const ON_POSTGRES: bool = false;
+
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+
+mod journeys;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// Where Debian puts them.
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A headless Chromium session, and the chromedriver that runs it (stopped on drop).
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+impl Browser {
+    /// A fresh browser, or `None` (said on stderr) when this machine has no Chromium.
+    pub async fn start() -> Option<Browser> {
+        if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+            assert!(
+                std::env::var("BOXOFFICE_CI").is_err(),
+                "CI needs Chromium: apt-get install chromium chromium-driver"
+            );
+            eprintln!(
+                "skipped: no {CHROMIUM} or {CHROMEDRIVER} (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        }
+        let port = helpers::free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver listens");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1200,1000",
+        ];
+        let mut args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session");
+        Some(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("the page loads");
+    }
+
+    /// Types `text` into the field `#id`.
+    pub async fn fill(&self, id: &str, text: &str) {
+        let field = self
+            .client
+            .find(Locator::Css(&format!("#{id}")))
+            .await
+            .unwrap_or_else(|_| panic!("a field #{id}"));
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    /// Clicks the button whose text contains `text` (or, if there is none, the link).
+    pub async fn click(&self, text: &str) {
+        for kind in ["button", "a"] {
+            let xpath = format!("//{kind}[contains(normalize-space(.), '{text}')]");
+            if let Ok(element) = self.client.find(Locator::XPath(&xpath)).await {
+                element.click().await.unwrap();
+                return;
+            }
+        }
+        panic!("something to click that says {text:?}");
+    }
+
+    /// The text of the first element matching `css`.
+    pub async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("an element {css}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    pub async fn source(&self) -> String {
+        self.client.source().await.unwrap()
+    }
+
+    /// Saves a screenshot of the page as `target/browser-screenshots/NAME.png`, then checks the
+    /// page's accessibility basics.
+    pub async fn snapshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let dir = screenshots_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        self.check_accessibility(name).await;
+    }
+
+    /// A language, a title, exactly one `h1`, a label for every field, a name for every button
+    /// and for every image; what is missing is named in the failure.
+    async fn check_accessibility(&self, name: &str) {
+        let problems: Value = self
+            .client
+            .execute(ACCESSIBILITY_CHECK, Vec::new())
+            .await
+            .expect("the check runs");
+        let problems = problems.as_array().cloned().unwrap_or_default();
+        assert!(
+            problems.is_empty(),
+            "accessibility problems on {name}: {problems:?}"
+        );
+    }
+}
+
+const ACCESSIBILITY_CHECK: &str = r#"
+const problems = [];
+if (!document.documentElement.lang) problems.push("no lang on <html>");
+if (!document.title.trim()) problems.push("no <title>");
+const h1 = document.querySelectorAll("h1").length;
+if (h1 !== 1) problems.push(h1 + " h1 elements");
+for (const field of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+  const labelled = (field.id && document.querySelector('label[for="' + field.id + '"]'))
+    || field.closest("label") || field.getAttribute("aria-label");
+  if (!labelled) problems.push("a field without a label: " + (field.name || field.outerHTML));
+}
+for (const button of document.querySelectorAll("button, a")) {
+  if (!button.hidden && !button.textContent.trim() && !button.getAttribute("aria-label"))
+    problems.push("a button or link without a name: " + button.outerHTML);
+}
+for (const image of document.querySelectorAll("img")) {
+  if (!image.hasAttribute("alt")) problems.push("an image without alt: " + image.outerHTML);
+}
+return problems;
+"#;
+
+/// `target/browser-screenshots`, beside the build.
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("browser-screenshots")
+}

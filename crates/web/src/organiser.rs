@@ -1,0 +1,362 @@
+//! The organiser's back office (admins): every concert, a new concert with its ticket types and
+//! on-sale time, and a concert's sales dashboard — sold, held and remaining per ticket type,
+//! drawn as a bar chart on the server (SVG) — where the concert can be called off.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Api, Refusal};
+use crate::format::{Concert, Page, amount};
+use crate::page::{Chrome, PageError, encode, render, see_other};
+use crate::session::Visitor;
+
+pub fn routes() -> Router<Api> {
+    Router::new()
+        .route("/organiser", get(concerts))
+        .route("/organiser/concerts", post(create))
+        .route("/organiser/concerts/new", get(new_concert))
+        .route("/organiser/concerts/{id}", get(dashboard))
+        .route("/organiser/concerts/{id}/cancel", post(cancel))
+}
+
+/// `forbidden` unless the visitor is an admin (the API refuses everyone else too).
+fn admin(visitor: &Visitor, back: &str) -> Result<(), PageError> {
+    if visitor.require(back)?.is_admin() {
+        Ok(())
+    } else {
+        Err(PageError::Refused(Refusal::forbidden()))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "organiser_concerts.html")]
+struct ConcertsPage {
+    chrome: Chrome,
+    concerts: Vec<Concert>,
+}
+
+async fn concerts(State(api): State<Api>, visitor: Visitor) -> Result<Response, PageError> {
+    admin(&visitor, "/organiser")?;
+    let page: Page<Concert> = api
+        .get(&visitor.caller, "/api/v1/concerts?status=all&limit=100")
+        .await?;
+    let template = ConcertsPage {
+        chrome: Chrome::of(&visitor),
+        concerts: page.items,
+    };
+    Ok(render(visitor, StatusCode::OK, &template))
+}
+
+/// The new-concert form, as typed (empty at first).
+#[derive(Debug, Default, Deserialize)]
+struct ConcertForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    artist: String,
+    #[serde(default)]
+    venue: String,
+    #[serde(default)]
+    description: String,
+    /// `YYYY-MM-DDTHH:MM`, UTC (an `<input type="datetime-local">`).
+    #[serde(default)]
+    starts_at: String,
+    #[serde(default)]
+    sales_open_at: String,
+    #[serde(default)]
+    seat_name: Vec<String>,
+    #[serde(default)]
+    seat_price: Vec<String>,
+    #[serde(default)]
+    seat_capacity: Vec<String>,
+}
+
+/// How many ticket-type rows the form offers.
+const SEAT_ROWS: usize = 3;
+
+#[derive(Template)]
+#[template(path = "organiser_new.html")]
+struct NewConcertPage {
+    chrome: Chrome,
+    form: ConcertForm,
+}
+
+impl NewConcertPage {
+    /// Row `i` of the ticket types as typed: name, price, capacity.
+    fn seat(&self, i: &usize) -> (String, String, String) {
+        let at = |list: &Vec<String>| list.get(*i).cloned().unwrap_or_default();
+        (
+            at(&self.form.seat_name),
+            at(&self.form.seat_price),
+            at(&self.form.seat_capacity),
+        )
+    }
+
+    fn rows(&self) -> std::ops::Range<usize> {
+        0..SEAT_ROWS
+    }
+}
+
+async fn new_concert(visitor: Visitor) -> Result<Response, PageError> {
+    admin(&visitor, "/organiser/concerts/new")?;
+    let page = NewConcertPage {
+        chrome: Chrome::of(&visitor),
+        form: ConcertForm::default(),
+    };
+    Ok(render(visitor, StatusCode::OK, &page))
+}
+
+async fn create(
+    State(api): State<Api>,
+    visitor: Visitor,
+    body: axum::body::Bytes,
+) -> Result<Response, PageError> {
+    // Repeated fields (one per ticket-type row) need the list-aware form decoder.
+    let form: ConcertForm = serde_html_form::from_bytes(&body).map_err(|_| PageError::BadForm)?;
+    visitor.check_csrf(&form.csrf)?;
+    admin(&visitor, "/organiser/concerts/new")?;
+    let body = concert_body(&form);
+    match api
+        .call::<Concert>(
+            &visitor.caller,
+            Method::POST,
+            "/api/v1/concerts",
+            Some(&body),
+        )
+        .await
+    {
+        Ok(concert) => Ok(see_other(
+            visitor,
+            &format!("/organiser/concerts/{}", concert.id),
+        )),
+        Err(refusal) => {
+            let chrome = Chrome::of(&visitor).with_notice(refusal.sentence());
+            let page = NewConcertPage { chrome, form };
+            Ok(render(visitor, refusal.status, &page))
+        }
+    }
+}
+
+/// The API's body for the form: times are UTC; a price is in the currency's units (`12.50`);
+/// empty ticket-type rows are left out. What is wrong is the API's to say.
+fn concert_body(form: &ConcertForm) -> Value {
+    let time = |text: &str| {
+        let text = text.trim();
+        match text.len() {
+            0 => Value::Null,
+            16 => json!(format!("{text}:00Z")),
+            _ => json!(format!("{text}Z")),
+        }
+    };
+    let seats: Vec<Value> = (0..form.seat_name.len())
+        .filter(|&i| !form.seat_name[i].trim().is_empty())
+        .map(|i| {
+            let price = form.seat_price.get(i).map(String::as_str).unwrap_or("0");
+            let capacity = form.seat_capacity.get(i).map(String::as_str).unwrap_or("");
+            json!({
+                "name": form.seat_name[i].trim(),
+                "price_cents": cents(price).map_or(json!(price), |cents| json!(cents)),
+                "capacity": capacity.trim().parse::<i64>().map_or(json!(capacity), |n| json!(n)),
+            })
+        })
+        .collect();
+    let mut body = json!({
+        "name": form.name.trim(),
+        "artist": form.artist.trim(),
+        "venue": form.venue.trim(),
+        "description": form.description.trim(),
+        "starts_at": time(&form.starts_at),
+        "seat_types": seats,
+    });
+    if !form.sales_open_at.trim().is_empty() {
+        body["sales_open_at"] = time(&form.sales_open_at);
+    }
+    body
+}
+
+/// `12.5` or `12.50` as 1250 cents.
+fn cents(price: &str) -> Option<i64> {
+    let price = price.trim();
+    let (units, fraction) = price.split_once('.').unwrap_or((price, ""));
+    if fraction.len() > 2 || units.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let units: i64 = if units.is_empty() {
+        0
+    } else {
+        units.parse().ok()?
+    };
+    let fraction: i64 = format!("{fraction:0<2}").parse().ok()?;
+    units.checked_mul(100)?.checked_add(fraction)
+}
+
+/// One ticket type's sales, as the dashboard shows them.
+struct SeatSales {
+    name: String,
+    capacity: i64,
+    sold: i64,
+    held: i64,
+    remaining: i64,
+    revenue: String,
+}
+
+#[derive(Template)]
+#[template(path = "organiser_dashboard.html")]
+struct DashboardPage {
+    chrome: Chrome,
+    concert: Concert,
+    seats: Vec<SeatSales>,
+    confirmed: i64,
+    cancelled: i64,
+    chart: String,
+}
+
+async fn dashboard(
+    State(api): State<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    admin(&visitor, &format!("/organiser/concerts/{id}"))?;
+    dashboard_page(&api, visitor, &id, StatusCode::OK, None).await
+}
+
+async fn dashboard_page(
+    api: &Api,
+    visitor: Visitor,
+    id: &str,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Result<Response, PageError> {
+    let id = encode(id);
+    let concert: Concert = api
+        .get(&visitor.caller, &format!("/api/v1/concerts/{id}"))
+        .await?;
+    let sales: Value = api
+        .get(&visitor.caller, &format!("/api/v1/concerts/{id}/sales"))
+        .await?;
+    let number = |value: &Value, key: &str| value[key].as_i64().unwrap_or_default();
+    let seats: Vec<SeatSales> = sales["seat_types"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|seat| SeatSales {
+            name: seat["name"].as_str().unwrap_or_default().to_owned(),
+            capacity: number(seat, "capacity"),
+            sold: number(seat, "sold"),
+            held: number(seat, "held"),
+            remaining: number(seat, "remaining"),
+            revenue: amount(
+                number(seat, "revenue_cents"),
+                seat["currency"].as_str().unwrap_or_default(),
+            ),
+        })
+        .collect();
+    let mut chrome = Chrome::of(&visitor);
+    chrome.notice = notice;
+    let page = DashboardPage {
+        chrome,
+        chart: chart(&seats),
+        concert,
+        confirmed: number(&sales, "bookings_confirmed"),
+        cancelled: number(&sales, "bookings_cancelled"),
+        seats,
+    };
+    Ok(render(visitor, status, &page))
+}
+
+/// A horizontal bar per ticket type — sold, held, remaining — as SVG, with a text alternative.
+fn chart(seats: &[SeatSales]) -> String {
+    const WIDTH: f64 = 600.0;
+    const BAR: usize = 28;
+    const LABEL: f64 = 140.0;
+    let height = seats.len() * (BAR + 12) + 12;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" \
+         role=\"img\" aria-labelledby=\"chart-title\" class=\"chart\">\
+         <title id=\"chart-title\">Sold, held and remaining tickets per type</title>"
+    );
+    for (i, seat) in seats.iter().enumerate() {
+        let y = 12 + i * (BAR + 12);
+        let scale = (WIDTH - LABEL - 10.0) / (seat.capacity.max(1) as f64);
+        let mut x = LABEL;
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{}\" class=\"label\">{}</text>",
+            y + BAR / 2 + 5,
+            escape(&seat.name)
+        ));
+        for (count, class) in [
+            (seat.sold, "sold"),
+            (seat.held, "held"),
+            (seat.remaining, "remaining"),
+        ] {
+            let width = count as f64 * scale;
+            svg.push_str(&format!(
+                "<rect x=\"{x:.1}\" y=\"{y}\" width=\"{width:.1}\" height=\"{BAR}\" class=\"{class}\">\
+                 <title>{count} {class}</title></rect>"
+            ));
+            x += width;
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// Calls the concert off: every ticket cancelled and refunded, by the API.
+async fn cancel(
+    State(api): State<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    admin(&visitor, &format!("/organiser/concerts/{id}"))?;
+    let path = format!("/api/v1/concerts/{}/cancel", encode(&id));
+    match api
+        .call::<Value>(&visitor.caller, Method::POST, &path, None)
+        .await
+    {
+        Ok(_) => Ok(see_other(visitor, &format!("/organiser/concerts/{id}"))),
+        Err(refusal) => {
+            let sentence = refusal.sentence();
+            dashboard_page(&api, visitor, &id, refusal.status, Some(sentence)).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_read_as_cents() {
+        assert_eq!(cents("12.50"), Some(1250));
+        assert_eq!(cents("12.5"), Some(1250));
+        assert_eq!(cents("12"), Some(1200));
+        assert_eq!(cents("0"), Some(0));
+        assert_eq!(cents(".5"), Some(50));
+        assert_eq!(cents("1.234"), None);
+        assert_eq!(cents("abc"), None);
+        assert_eq!(cents(""), None);
+    }
+}
