@@ -11,7 +11,8 @@
 //!   access token runs out) and the CSRF token every form carries.
 //! - [`shop`]: what fans see — concerts, checkout, tickets, the waiting list; [`account`]:
 //!   signing up, in and out.
-//! - [`door`]: the check-in page of door staff; [`organiser`]: the organiser's back office.
+//! - [`door`]: the check-in page of door staff; [`organiser`]: the organiser's back office
+//!   (concerts and their sales), [`settings`]: its people, roles and webhooks.
 //! - [`assets`]: the stylesheet and the small script, inside the binary.
 //!
 //! Pages work without JavaScript where they can (browse, sign in, book, pay, check in); the
@@ -25,6 +26,7 @@ mod format;
 mod organiser;
 mod page;
 pub mod session;
+mod settings;
 mod shop;
 
 use axum::Router;
@@ -38,6 +40,7 @@ pub fn router(api: Router) -> Router {
         .merge(account::routes())
         .merge(door::routes())
         .merge(organiser::routes())
+        .merge(settings::routes())
         .merge(assets::routes())
         .with_state(api)
 }

@@ -12,10 +12,11 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{Api, Refusal};
+use crate::api::Api;
 use crate::format::{Concert, Page, amount};
 use crate::page::{Chrome, PageError, encode, render, see_other};
 use crate::session::Visitor;
+use crate::settings::admin;
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -24,15 +25,6 @@ pub fn routes() -> Router<Api> {
         .route("/organiser/concerts/new", get(new_concert))
         .route("/organiser/concerts/{id}", get(dashboard))
         .route("/organiser/concerts/{id}/cancel", post(cancel))
-}
-
-/// `forbidden` unless the visitor is an admin (the API refuses everyone else too).
-fn admin(visitor: &Visitor, back: &str) -> Result<(), PageError> {
-    if visitor.require(back)?.is_admin() {
-        Ok(())
-    } else {
-        Err(PageError::Refused(Refusal::forbidden()))
-    }
 }
 
 #[derive(Template)]

@@ -5,6 +5,7 @@ use fantoccini::Locator;
 use crate::Browser;
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, TestApp, concert_body, id_of, spawn_admin_app,
+    spawn_admin_app_with,
 };
 
 /// A concert of `capacity` General seats at 250.00 USD, starting in a day; its id.
@@ -153,11 +154,11 @@ async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_organiser_creates_a_concert_and_sees_a_sale_appear_on_its_dashboard() {
+async fn an_organiser_creates_a_concert_sees_a_sale_on_its_dashboard_and_sets_roles_and_webhooks() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let (app, _admin) = spawn_admin_app().await;
+    let (app, _admin) = spawn_admin_app_with(|config| config.webhooks.allow_private = true).await;
     let base = app.base.clone();
     sign_in(&browser, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     browser.goto(&format!("{base}/organiser")).await;
@@ -217,6 +218,51 @@ async fn an_organiser_creates_a_concert_and_sees_a_sale_appear_on_its_dashboard(
     assert_eq!(browser.text("[data-sales] tbody tr [data-sold]").await, "1");
     assert!(browser.source().await.contains("40.00 USD"));
     browser.snapshot("organiser-dashboard").await;
+
+    // The fan becomes door staff.
+    browser
+        .goto(&format!("{base}/organiser/users?q=dashboard-fan"))
+        .await;
+    browser
+        .client
+        .execute(
+            "document.querySelector('select[name=role]').value = 'staff';",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    browser.snapshot("organiser-users").await;
+    browser.click("Save").await;
+    let admin = app.admin_token().await;
+    let mut role = serde_json::Value::Null;
+    for _ in 0..100 {
+        let users: serde_json::Value = app
+            .client
+            .get(format!("{base}/api/v1/admin/users?q=dashboard-fan"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        role = users["items"][0]["role"].clone();
+        if role == "staff" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(role, "staff");
+
+    // A webhook: its secret shown once, then listed with its events.
+    browser.goto(&format!("{base}/organiser/webhooks")).await;
+    browser.fill("url", "http://127.0.0.1:9/hooks").await;
+    choose(&browser, "booking.confirmed").await;
+    browser.click("Add the webhook").await;
+    wait_for_path(&browser, |path| path == "/organiser/webhooks").await;
+    assert!(browser.text("[data-secret]").await.starts_with("whsec_"));
+    assert!(browser.source().await.contains("booking.confirmed"));
+    browser.snapshot("organiser-webhooks").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
