@@ -67,6 +67,7 @@ async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_
     browser.click("Browser Night").await;
     wait_for_path(&browser, |path| path.starts_with("/concerts/")).await;
     browser.snapshot("concert").await;
+    browser.check_phone_width("concert").await;
     browser.click("Buy a General ticket").await;
     // Not signed in: to the sign-in page, then an account, then back to the concert.
     wait_for_path(&browser, |path| path == "/signin").await;
@@ -87,6 +88,7 @@ async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_
         "the countdown runs"
     );
     browser.snapshot("checkout").await;
+    browser.check_phone_width("checkout").await;
     // A declined card first: the reason, and the reservation still there.
     choose(&browser, "pm_card_visa_chargeDeclined").await;
     browser.click("Pay 250.00 USD").await;
@@ -108,6 +110,7 @@ async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_
         "the QR code is big enough"
     );
     browser.snapshot("ticket").await;
+    browser.check_phone_width("ticket").await;
     browser.click("All my tickets").await;
     wait_for_path(&browser, |path| path == "/tickets").await;
     assert!(browser.source().await.contains("Browser Night"));
@@ -136,6 +139,7 @@ async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_
     assert_eq!(browser.text("[data-answer] .headline").await, "Admitted");
     assert!(browser.text("[data-answer]").await.contains("Ada Browser"));
     browser.snapshot("door-admitted").await;
+    browser.check_phone_width("door").await;
     browser.fill("code", &code).await;
     browser.click("Check in").await;
     wait_for_path(&browser, |path| path == format!("/door/{concert_id}")).await;

@@ -157,6 +157,28 @@ impl Browser {
         self.check_accessibility(name).await;
     }
 
+    /// Shows the page at a phone's width (390 CSS pixels), saves `NAME-phone.png`, and checks that
+    /// nothing makes the page wider than the screen; then back to the desktop width.
+    pub async fn check_phone_width(&self, name: &str) {
+        self.client.set_window_size(390, 844).await.unwrap();
+        let wider: Value = self
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::create_dir_all(screenshots_dir()).unwrap();
+        std::fs::write(screenshots_dir().join(format!("{name}-phone.png")), png).unwrap();
+        self.client.set_window_size(1200, 1000).await.unwrap();
+        assert!(
+            wider.as_i64().unwrap_or_default() <= 0,
+            "{name} is wider than a phone by {wider} px"
+        );
+    }
+
     /// A language, a title, exactly one `h1`, a label for every field, a name for every button
     /// and for every image; what is missing is named in the failure.
     async fn check_accessibility(&self, name: &str) {
