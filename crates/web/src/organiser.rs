@@ -25,6 +25,11 @@ pub fn routes() -> Router<Api> {
         .route("/organiser/concerts/new", get(new_concert))
         .route("/organiser/concerts/{id}", get(dashboard))
         .route("/organiser/concerts/{id}/cancel", post(cancel))
+        .route(
+            "/organiser/concerts/{id}/edit",
+            get(edit_concert).post(save_concert),
+        )
+        .route("/organiser/concerts/{id}/seat-types", post(add_seat_type))
 }
 
 #[derive(Template)]
@@ -141,38 +146,172 @@ async fn create(
 /// The API's body for the form: times are UTC; a price is in the currency's units (`12.50`);
 /// empty ticket-type rows are left out. What is wrong is the API's to say.
 fn concert_body(form: &ConcertForm) -> Value {
-    let time = |text: &str| {
-        let text = text.trim();
-        match text.len() {
-            0 => Value::Null,
-            16 => json!(format!("{text}:00Z")),
-            _ => json!(format!("{text}Z")),
-        }
-    };
     let seats: Vec<Value> = (0..form.seat_name.len())
         .filter(|&i| !form.seat_name[i].trim().is_empty())
         .map(|i| {
-            let price = form.seat_price.get(i).map(String::as_str).unwrap_or("0");
-            let capacity = form.seat_capacity.get(i).map(String::as_str).unwrap_or("");
-            json!({
-                "name": form.seat_name[i].trim(),
-                "price_cents": cents(price).map_or(json!(price), |cents| json!(cents)),
-                "capacity": capacity.trim().parse::<i64>().map_or(json!(capacity), |n| json!(n)),
-            })
+            seat_body(
+                &form.seat_name[i],
+                form.seat_price.get(i).map(String::as_str).unwrap_or("0"),
+                form.seat_capacity.get(i).map(String::as_str).unwrap_or(""),
+            )
         })
         .collect();
-    let mut body = json!({
+    let mut body = details_body(form);
+    body["seat_types"] = json!(seats);
+    if body["sales_open_at"].is_null() {
+        // Left empty on a new concert: open at once (the API's default).
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("sales_open_at");
+        }
+    }
+    body
+}
+
+/// A concert's details as the form has them (a `PATCH` body): an empty on-sale time is `null`,
+/// "open now".
+fn details_body(form: &ConcertForm) -> Value {
+    json!({
         "name": form.name.trim(),
         "artist": form.artist.trim(),
         "venue": form.venue.trim(),
         "description": form.description.trim(),
-        "starts_at": time(&form.starts_at),
-        "seat_types": seats,
-    });
-    if !form.sales_open_at.trim().is_empty() {
-        body["sales_open_at"] = time(&form.sales_open_at);
+        "starts_at": utc(&form.starts_at),
+        "sales_open_at": utc(&form.sales_open_at),
+    })
+}
+
+/// An `<input type="datetime-local">` value read as UTC, RFC 3339; `null` when empty.
+fn utc(text: &str) -> Value {
+    let text = text.trim();
+    match text.len() {
+        0 => Value::Null,
+        16 => json!(format!("{text}:00Z")),
+        _ => json!(format!("{text}Z")),
     }
-    body
+}
+
+/// A ticket type as typed: a price in the currency's units (`12.50`); what does not read as a
+/// number goes to the API as typed, for it to refuse by name.
+fn seat_body(name: &str, price: &str, capacity: &str) -> Value {
+    json!({
+        "name": name.trim(),
+        "price_cents": cents(price).map_or(json!(price), |cents| json!(cents)),
+        "capacity": capacity.trim().parse::<i64>().map_or(json!(capacity), |n| json!(n)),
+    })
+}
+
+/// `YYYY-MM-DDTHH:MM` in UTC, as a `datetime-local` field shows it.
+fn local_input(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "organiser_edit.html")]
+struct EditPage {
+    chrome: Chrome,
+    concert: Concert,
+    form: ConcertForm,
+}
+
+async fn edit_concert(
+    State(api): State<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    admin(&visitor, &format!("/organiser/concerts/{id}/edit"))?;
+    let concert: Concert = api
+        .get(
+            &visitor.caller,
+            &format!("/api/v1/concerts/{}", encode(&id)),
+        )
+        .await?;
+    let form = ConcertForm {
+        name: concert.name.clone(),
+        artist: concert.artist.clone(),
+        venue: concert.venue.clone(),
+        description: concert.description.clone(),
+        starts_at: local_input(concert.starts_at),
+        sales_open_at: concert.sales_open_at.map(local_input).unwrap_or_default(),
+        ..ConcertForm::default()
+    };
+    let page = EditPage {
+        chrome: Chrome::of(&visitor),
+        concert,
+        form,
+    };
+    Ok(render(visitor, StatusCode::OK, &page))
+}
+
+/// Saves a concert's details and on-sale time; a refusal shows the form again as typed.
+async fn save_concert(
+    State(api): State<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<ConcertForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    admin(&visitor, &format!("/organiser/concerts/{id}/edit"))?;
+    let path = format!("/api/v1/concerts/{}", encode(&id));
+    match api
+        .call::<Concert>(
+            &visitor.caller,
+            Method::PATCH,
+            &path,
+            Some(&details_body(&form)),
+        )
+        .await
+    {
+        Ok(concert) => Ok(see_other(
+            visitor,
+            &format!("/organiser/concerts/{}", concert.id),
+        )),
+        Err(refusal) => {
+            let concert: Concert = api.get(&visitor.caller, &path).await?;
+            let chrome = Chrome::of(&visitor).with_notice(refusal.sentence());
+            let page = EditPage {
+                chrome,
+                concert,
+                form,
+            };
+            Ok(render(visitor, refusal.status, &page))
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SeatTypeForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    price: String,
+    #[serde(default)]
+    capacity: String,
+}
+
+/// Adds a ticket type to a concert.
+async fn add_seat_type(
+    State(api): State<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Form(form): Form<SeatTypeForm>,
+) -> Result<Response, PageError> {
+    visitor.check_csrf(&form.csrf)?;
+    admin(&visitor, &format!("/organiser/concerts/{id}/edit"))?;
+    let path = format!("/api/v1/concerts/{}/seat-types", encode(&id));
+    let body = seat_body(&form.name, &form.price, &form.capacity);
+    match api
+        .call::<Value>(&visitor.caller, Method::POST, &path, Some(&body))
+        .await
+    {
+        Ok(_) => Ok(see_other(visitor, &format!("/organiser/concerts/{id}"))),
+        Err(refusal) => {
+            let sentence = refusal.sentence();
+            dashboard_page(&api, visitor, &id, refusal.status, Some(sentence)).await
+        }
+    }
 }
 
 /// `12.5` or `12.50` as 1250 cents.

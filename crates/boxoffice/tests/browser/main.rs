@@ -128,6 +128,33 @@ impl Browser {
         panic!("something to click that says {text:?}");
     }
 
+    /// Waits (a few seconds at most) for an element matching `css`: the page after a form that
+    /// comes back to the same path.
+    pub async fn wait_for(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|_| panic!("an element {css} appears"));
+    }
+
+    /// Waits (a few seconds at most) until the first element matching `css` says `expected`,
+    /// and fails with what it said last.
+    pub async fn wait_for_text(&self, css: &str, expected: &str) {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                last = element.text().await.unwrap_or_default();
+                if last.contains(expected) {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} says {last:?}, not {expected:?}");
+    }
+
     /// The text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
         self.client
