@@ -252,6 +252,8 @@ pub struct SalesRows {
     pub seat_types: Vec<SeatSalesRow>,
     pub confirmed: i64,
     pub cancelled: i64,
+    /// Confirmed bookings by the UTC day they were made (`YYYY-MM-DD`), oldest first.
+    pub by_day: Vec<(String, i64)>,
 }
 
 /// What a store is started with: how its writer tells the rest of the service what changed.

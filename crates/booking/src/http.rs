@@ -127,6 +127,17 @@ pub struct SalesResponse {
     pub seat_types: Vec<SeatTypeSales>,
     pub bookings_confirmed: i64,
     pub bookings_cancelled: i64,
+    /// Sales over time: the bookings still confirmed, by the UTC day they were made, oldest
+    /// first (days without one left out).
+    pub by_day: Vec<DaySales>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DaySales {
+    /// `YYYY-MM-DD`, UTC.
+    #[schema(example = "2027-05-01")]
+    pub day: String,
+    pub sold: i64,
 }
 
 pub fn parse_id(raw: &str, not_found: BookingError) -> Result<Uuid, BookingError> {
@@ -451,5 +462,10 @@ pub async fn get_sales(
             .collect(),
         bookings_confirmed: report.bookings_confirmed,
         bookings_cancelled: report.bookings_cancelled,
+        by_day: report
+            .by_day
+            .into_iter()
+            .map(|(day, sold)| DaySales { day, sold })
+            .collect(),
     }))
 }

@@ -156,8 +156,8 @@ where
 }
 
 /// The sales report from its seat types (`id, name, capacity, remaining, price_cents,
-/// currency`) and its booking counts (`status, n`).
-pub fn sales_from_rows<R>(seats: &[R], counts: &[R]) -> Result<SalesRows, sqlx::Error>
+/// currency`), its booking counts (`status, n`) and its confirmed bookings per day (`day, n`).
+pub fn sales_from_rows<R>(seats: &[R], counts: &[R], days: &[R]) -> Result<SalesRows, sqlx::Error>
 where
     R: Row,
     for<'a> &'a str: ColumnIndex<R>,
@@ -187,6 +187,10 @@ where
             .collect::<Result<_, sqlx::Error>>()?,
         confirmed: counts.get("confirmed").copied().unwrap_or(0),
         cancelled: counts.get("cancelled").copied().unwrap_or(0),
+        by_day: days
+            .iter()
+            .map(|row| Ok((row.try_get("day")?, row.try_get("n")?)))
+            .collect::<Result<_, sqlx::Error>>()?,
     })
 }
 
@@ -285,11 +289,13 @@ where
 }
 
 /// The sales report's rows of one concert; `None` when Booking does not sell it. `seats` is the
-/// engine's query of the concert's seat types in the order they were added (`$1`: the concert).
+/// engine's query of the concert's seat types in the order they were added, `days` its query of
+/// confirmed bookings per UTC day (`$1`: the concert; dialects differ on dates).
 pub async fn sales<'c, DB, E>(
     executor: E,
     concert_id: Uuid,
     seats: &'static str,
+    days: &'static str,
 ) -> Result<Option<SalesRows>, BookingError>
 where
     DB: Database,
@@ -318,7 +324,11 @@ where
     .bind(concert_id)
     .fetch_all(executor)
     .await?;
-    Ok(Some(sales_from_rows(&seats, &counts)?))
+    let days = sqlx::query::<DB>(days)
+        .bind(concert_id)
+        .fetch_all(executor)
+        .await?;
+    Ok(Some(sales_from_rows(&seats, &counts, &days)?))
 }
 
 /// A ticket: its booking and its check-in, if any.

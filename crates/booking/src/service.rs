@@ -45,6 +45,8 @@ pub struct SalesReport {
     pub seat_types: Vec<SeatSales>,
     pub bookings_confirmed: i64,
     pub bookings_cancelled: i64,
+    /// Confirmed bookings by the UTC day they were made, oldest first.
+    pub by_day: Vec<(String, i64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -415,6 +417,7 @@ impl BookingService {
                 .collect(),
             bookings_confirmed: rows.confirmed,
             bookings_cancelled: rows.cancelled,
+            by_day: rows.by_day,
         })
     }
 }

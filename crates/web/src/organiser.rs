@@ -349,6 +349,8 @@ struct DashboardPage {
     confirmed: i64,
     cancelled: i64,
     chart: String,
+    /// Sales over time: tickets sold per day, as SVG.
+    days_chart: String,
 }
 
 async fn dashboard(
@@ -391,11 +393,23 @@ async fn dashboard_page(
             ),
         })
         .collect();
+    let days: Vec<(String, i64)> = sales["by_day"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|day| {
+            (
+                day["day"].as_str().unwrap_or_default().to_owned(),
+                number(day, "sold"),
+            )
+        })
+        .collect();
     let mut chrome = Chrome::of(&visitor);
     chrome.notice = notice;
     let page = DashboardPage {
         chrome,
         chart: chart(&seats),
+        days_chart: days_chart(&days),
         concert,
         confirmed: number(&sales, "bookings_confirmed"),
         cancelled: number(&sales, "bookings_cancelled"),
@@ -435,6 +449,41 @@ fn chart(seats: &[SeatSales]) -> String {
                  <title>{count} {class}</title></rect>"
             ));
             x += width;
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A column per day with sales (the last 60), its height the tickets sold that day, as SVG.
+fn days_chart(days: &[(String, i64)]) -> String {
+    const HEIGHT: f64 = 160.0;
+    const COLUMN: f64 = 24.0;
+    let days = &days[days.len().saturating_sub(60)..];
+    let most = days.iter().map(|(_, sold)| *sold).max().unwrap_or(0).max(1) as f64;
+    let width = (days.len() as f64 * COLUMN).max(COLUMN) + 40.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" \
+         width=\"{width}\" height=\"{height}\" role=\"img\" aria-labelledby=\"days-title\" \
+         class=\"chart days\"><title id=\"days-title\">Tickets sold per day</title>",
+        height = HEIGHT + 40.0
+    );
+    for (i, (day, sold)) in days.iter().enumerate() {
+        let height = *sold as f64 / most * HEIGHT;
+        let x = 20.0 + i as f64 * COLUMN;
+        svg.push_str(&format!(
+            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{height:.1}\" class=\"sold\">\
+             <title>{}: {sold} sold</title></rect>",
+            10.0 + HEIGHT - height,
+            COLUMN - 4.0,
+            escape(day)
+        ));
+        if i == 0 || i + 1 == days.len() {
+            svg.push_str(&format!(
+                "<text x=\"{x:.1}\" y=\"{}\" class=\"label\">{}</text>",
+                HEIGHT + 30.0,
+                escape(day.get(5..).unwrap_or(day))
+            ));
         }
     }
     svg.push_str("</svg>");

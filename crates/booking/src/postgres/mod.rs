@@ -207,7 +207,13 @@ impl PgBooking {
     }
 
     pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
-        rows::sales(self.read_pool(), concert_id, reads::SALES_SEATS).await
+        rows::sales(
+            self.read_pool(),
+            concert_id,
+            reads::SALES_SEATS,
+            reads::SALES_BY_DAY,
+        )
+        .await
     }
 
     /// Decides a scan of a genuine ticket and checks it in when it admits.

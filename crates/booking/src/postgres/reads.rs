@@ -84,6 +84,11 @@ pub const SALES_SEATS: &str = "SELECT id, name, capacity, remaining, price_cents
                AND r.refunded_at IS NOT NULL) AS refunded_cents
      FROM seat_types WHERE concert_id = $1 ORDER BY position";
 
+/// A concert's confirmed bookings per UTC day they were made.
+pub const SALES_BY_DAY: &str =
+    "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, count(*)::int8 AS n
+     FROM bookings WHERE concert_id = $1 AND status = 'confirmed' GROUP BY day ORDER BY day";
+
 /// Concerts and seat types as read from the store, with the version of each row.
 pub struct Snapshot {
     pub inventory: Inventory,

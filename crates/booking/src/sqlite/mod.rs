@@ -166,7 +166,13 @@ impl SqliteBooking {
     }
 
     pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
-        rows::sales(self.read_pool(), concert_id, reads::SALES_SEATS).await
+        rows::sales(
+            self.read_pool(),
+            concert_id,
+            reads::SALES_SEATS,
+            reads::SALES_BY_DAY,
+        )
+        .await
     }
 
     /// The outbox changes go through the writer: it holds the only write connection.

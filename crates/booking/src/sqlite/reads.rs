@@ -49,6 +49,10 @@ pub const SALES_SEATS: &str = "SELECT id, name, capacity, remaining, price_cents
                AND r.refunded_at IS NOT NULL) AS refunded_cents
      FROM seat_types WHERE concert_id = $1 ORDER BY rowid";
 
+/// A concert's confirmed bookings per UTC day they were made (times are milliseconds).
+pub const SALES_BY_DAY: &str = "SELECT date(created_at / 1000, 'unixepoch') AS day, count(*) AS n
+     FROM bookings WHERE concert_id = $1 AND status = 'confirmed' GROUP BY day ORDER BY day";
+
 /// One page of a user's holds, newest first, strictly older than `before` when given, with
 /// `status` as it stands at `now`: an active hold at or past its expiry counts as expired.
 pub async fn list_holds<'c>(

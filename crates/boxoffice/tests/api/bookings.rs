@@ -169,6 +169,9 @@ async fn the_last_seat_goes_then_sold_out() {
     let sales = app.sales(&admin, &concert).await;
     assert_eq!(sales["seat_types"][0]["sold"], 2);
     assert_eq!(sales["bookings_confirmed"], 2);
+    // Sales over time: both on the (UTC) day the bookings say they were made.
+    let created = mine_created_day(&app, &users[0].access_token).await;
+    assert_eq!(sales["by_day"], json!([{"day": created, "sold": 2}]));
 
     // A cancellation puts it back on sale.
     let mine = get_ok(&app, "/api/v1/bookings", &users[0].access_token).await;
@@ -596,4 +599,10 @@ async fn twenty_simultaneous_cancels_cancel_once() {
     let sales = app.sales(&admin, &concert).await;
     assert_eq!(sales["bookings_confirmed"], 1);
     assert_eq!(sales["bookings_cancelled"], 1);
+}
+
+/// The UTC day of the caller's newest booking, as its `created_at` says.
+async fn mine_created_day(app: &TestApp, token: &str) -> String {
+    let mine = get_ok(app, "/api/v1/bookings", token).await;
+    mine["items"][0]["created_at"].as_str().unwrap()[..10].to_owned()
 }

@@ -626,6 +626,11 @@ async fn cancelling_a_concert_cancels_its_bookings_and_is_idempotent() {
     let sales = app.sales(&admin, &id).await;
     assert_eq!(sales["bookings_confirmed"], 0);
     assert_eq!(sales["bookings_cancelled"], 3);
+    assert_eq!(
+        sales["by_day"],
+        json!([]),
+        "cancelled bookings are not sales"
+    );
     assert_eq!(sales["seat_types"][0]["sold"], 0);
 
     // Sales are closed.
