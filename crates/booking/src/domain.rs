@@ -332,3 +332,12 @@ mod tests {
         }
     }
 }
+
+/// Whose bookings a list is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookingsOf {
+    /// A user's (`GET /bookings`).
+    User(Uuid),
+    /// A concert's (`GET /concerts/{id}/bookings`, admins).
+    Concert(Uuid),
+}

@@ -45,6 +45,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .routes(routes!(get_availability))
         .routes(routes!(stream_availability))
         .routes(routes!(get_sales))
+        .routes(routes!(list_concert_bookings))
         .merge(holds::router())
         .merge(payments::router())
         .merge(tickets::router())
@@ -292,6 +293,47 @@ pub async fn list_bookings(
     let (limit, before) = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
     let items = service
         .list(caller, query.status, before, limit + 1)
+        .await?;
+    let (items, next_cursor) = paging::page(items, limit, |booking| booking.id);
+    Ok(Json(BookingPage { items, next_cursor }))
+}
+
+problem_responses!(
+    struct ListConcertBookingsProblems {
+        Unauthenticated,
+        Forbidden: "the caller is not an admin",
+        ConcertNotFound: "no such concert (also for a malformed id)",
+        ValidationFailed: "a bad `status`, `limit` or `cursor`, or an unknown parameter",
+        Unavailable,
+    }
+);
+
+/// A concert's bookings, newest first (admin): whoever booked them, confirmed or cancelled.
+#[utoipa::path(
+    get, path = "/api/v1/concerts/{id}/bookings", tag = "bookings",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "Concert id; anything that is not a UUID is not found either"),
+        ListBookingsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of the concert's bookings, newest first", body = BookingPage),
+        ListConcertBookingsProblems,
+    )
+)]
+pub async fn list_concert_bookings(
+    State(service): State<BookingService>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+    Query(query): Query<ListBookingsQuery>,
+) -> Result<Json<BookingPage>, BookingError> {
+    if !caller.is_admin() {
+        return Err(BookingError::Forbidden("admin"));
+    }
+    let concert_id = parse_id(&id, BookingError::ConcertNotFound)?;
+    let (limit, before) = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
+    let items = service
+        .list_for_concert(caller, concert_id, query.status, before, limit + 1)
         .await?;
     let (items, next_cursor) = paging::page(items, limit, |booking| booking.id);
     Ok(Json(BookingPage { items, next_cursor }))

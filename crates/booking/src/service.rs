@@ -31,7 +31,7 @@ use uuid::Uuid;
 use crate::command::{
     Admin, BookOutcome, BookRequest, Canceller, Command, Made, NotQueued, Reply, Wiring, replay,
 };
-use crate::domain::{Booking, BookingStatus, IdempotencyKey, request_fingerprint};
+use crate::domain::{Booking, BookingStatus, BookingsOf, IdempotencyKey, request_fingerprint};
 use crate::error::BookingError;
 use crate::events::{AvailabilityEvent, run_sales_timer};
 use crate::payments::Checkout;
@@ -376,7 +376,28 @@ impl BookingService {
     ) -> Result<Vec<Booking>, BookingError> {
         self.inner
             .store
-            .list_bookings(caller.user_id, status, before, limit)
+            .list_bookings(BookingsOf::User(caller.user_id), status, before, limit)
+            .await
+    }
+
+    /// A concert's bookings, newest first, for admins.
+    pub async fn list_for_concert(
+        &self,
+        caller: AuthUser,
+        concert_id: Uuid,
+        status: Option<BookingStatus>,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Booking>, BookingError> {
+        if !caller.is_admin() {
+            return Err(BookingError::Forbidden("admin"));
+        }
+        if !self.inner.view.read().concerts.contains_key(&concert_id) {
+            return Err(BookingError::ConcertNotFound);
+        }
+        self.inner
+            .store
+            .list_bookings(BookingsOf::Concert(concert_id), status, before, limit)
             .await
     }
 

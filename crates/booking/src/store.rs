@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::checkin::{CheckedIn, Scan, SeatCheckins, TicketRow};
 use crate::command::{Command, NotQueued, Refund, SalesRows, SavedResponse, Wiring};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, BookingsOf};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
 use crate::postgres::PgBooking;
@@ -109,15 +109,16 @@ impl BookingStore {
         dispatch!(self, engine => rows::booking_by_id(engine.read_pool(), id).await)
     }
 
-    /// One page of a user's bookings, newest first, strictly older than `before` when given.
+    /// One page of a user's or a concert's bookings, newest first, strictly older than `before`
+    /// when given.
     pub async fn list_bookings(
         &self,
-        user_id: Uuid,
+        of: BookingsOf,
         status: Option<BookingStatus>,
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
-        dispatch!(self, engine => engine.list_bookings(user_id, status, before, limit).await)
+        dispatch!(self, engine => engine.list_bookings(of, status, before, limit).await)
     }
 
     /// One hold, whoever holds it, as stored.

@@ -3,8 +3,9 @@
 //! The table is an allow-list of the public path families of the API contract (`shared/API.md`).
 //! Anything not on it — `/internal/...` service-to-service routes above all — has no owner and is
 //! answered 404 by the gateway itself. The concert paths are shared: the availability reads, the
-//! availability stream, the sales report and the check-ins come from Booking's store (it owns
-//! every seat and ticket), the rest of `/api/v1/concerts...` from Catalog.
+//! availability stream, the sales report, the concert's bookings, the check-ins and the waiting
+//! list come from Booking's store (it owns every seat and ticket), the rest of
+//! `/api/v1/concerts...` from Catalog.
 
 use std::fmt;
 
@@ -16,7 +17,7 @@ pub enum Service {
     /// Concerts and seat types: `/api/v1/concerts...` except what Booking answers.
     Catalog,
     /// Bookings, holds, payments, tickets, and a concert's availability, availability stream,
-    /// sales and check-ins.
+    /// sales, bookings, check-ins and waiting list.
     Booking,
 }
 
@@ -104,6 +105,7 @@ fn concert_owner(tail: &str) -> Service {
         (false, [Some("availability"), None, None])
         | (false, [Some("availability"), Some("stream"), None])
         | (false, [Some("sales"), None, None])
+        | (false, [Some("bookings"), None, None])
         | (false, [Some("checkins"), None, None])
         | (false, [Some("waitlist"), None, None]) => Service::Booking,
         _ => Service::Catalog,
@@ -153,6 +155,7 @@ mod tests {
                 Some(Service::Booking),
             ),
             ("/api/v1/concerts/c1/sales", Some(Service::Booking)),
+            ("/api/v1/concerts/c1/bookings", Some(Service::Booking)),
             ("/api/v1/concerts/c1/checkins", Some(Service::Booking)),
             ("/api/v1/concerts/c1/waitlist", Some(Service::Booking)),
             ("/api/v1/waitlist", Some(Service::Booking)),

@@ -134,6 +134,7 @@ impl Hold {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Booking {
     pub id: Uuid,
+    pub user_id: Uuid,
     pub concert_id: Uuid,
     pub seat_type_id: Uuid,
     pub status: String,

@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::Form;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::{Method, StatusCode};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::format::{Concert, Page, amount};
+use crate::format::{Booking, Concert, Page, amount};
 use crate::page::{Chrome, PageError, encode, render, see_other};
 use crate::session::Visitor;
 use crate::settings::admin;
@@ -30,6 +30,7 @@ pub fn routes() -> Router<Api> {
             get(edit_concert).post(save_concert),
         )
         .route("/organiser/concerts/{id}/seat-types", post(add_seat_type))
+        .route("/organiser/concerts/{id}/bookings", get(bookings))
 }
 
 #[derive(Template)]
@@ -539,4 +540,51 @@ mod tests {
         assert_eq!(cents("abc"), None);
         assert_eq!(cents(""), None);
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Cursor {
+    #[serde(default)]
+    cursor: String,
+}
+
+#[derive(Template)]
+#[template(path = "organiser_bookings.html")]
+struct BookingsPage {
+    chrome: Chrome,
+    concert: Concert,
+    bookings: Vec<Booking>,
+    next: Option<String>,
+}
+
+/// A concert's bookings, newest first, 50 a page.
+async fn bookings(
+    State(api): State<Api>,
+    visitor: Visitor,
+    Path(id): Path<String>,
+    Query(page): Query<Cursor>,
+) -> Result<Response, PageError> {
+    admin(&visitor, &format!("/organiser/concerts/{id}/bookings"))?;
+    let id = encode(&id);
+    let concert: Concert = api
+        .get(&visitor.caller, &format!("/api/v1/concerts/{id}"))
+        .await?;
+    let mut path = format!("/api/v1/concerts/{id}/bookings?limit=50");
+    if !page.cursor.is_empty() {
+        path.push_str(&format!("&cursor={}", encode(&page.cursor)));
+    }
+    let listed: Page<Booking> = api.get(&visitor.caller, &path).await?;
+    let next = listed.next_cursor.map(|cursor| {
+        format!(
+            "/organiser/concerts/{id}/bookings?cursor={}",
+            encode(&cursor)
+        )
+    });
+    let template = BookingsPage {
+        chrome: Chrome::of(&visitor),
+        concert,
+        bookings: listed.items,
+        next,
+    };
+    Ok(render(visitor, StatusCode::OK, &template))
 }

@@ -84,7 +84,7 @@ use self::view::PgView;
 use self::writer::PgWriter;
 use crate::checkin::{CheckedIn, Scan};
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, SalesRows, Wiring};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, BookingsOf};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
 use crate::rows;
@@ -181,12 +181,12 @@ impl PgBooking {
 
     pub async fn list_bookings(
         &self,
-        user_id: Uuid,
+        of: BookingsOf,
         status: Option<BookingStatus>,
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
-        reads::list_bookings(&self.db.pool, user_id, status, before, limit).await
+        reads::list_bookings(&self.db.pool, of, status, before, limit).await
     }
 
     pub async fn list_holds(

@@ -39,7 +39,7 @@ use self::batch::{Job, OutboxJob, RefundJob};
 use self::writer::Writer;
 use crate::checkin::{Admissions, CheckedIn, Scan};
 use crate::command::{Command, NotQueued, QUEUE_CAPACITY, Refund, Reply, SalesRows, Wiring};
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, BookingsOf};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
 use crate::rows;
@@ -140,12 +140,12 @@ impl SqliteBooking {
 
     pub async fn list_bookings(
         &self,
-        user_id: Uuid,
+        of: BookingsOf,
         status: Option<BookingStatus>,
         before: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Booking>, BookingError> {
-        reads::list_bookings(&self.db.read, user_id, status, before, limit).await
+        reads::list_bookings(&self.db.read, of, status, before, limit).await
     }
 
     pub async fn list_holds(

@@ -7,34 +7,46 @@ use sqlx::SqliteExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{Booking, BookingStatus};
+use crate::domain::{Booking, BookingStatus, BookingsOf};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
 use crate::rows::{booking_columns, booking_from_row, hold_columns, hold_from_row};
 
-/// One page of a user's bookings, newest first, strictly older than `before` when given.
+/// One page of a user's or a concert's bookings, newest first, strictly older than `before`
+/// when given.
 pub async fn list_bookings<'c>(
     executor: impl SqliteExecutor<'c>,
-    user_id: Uuid,
+    of: BookingsOf,
     status: Option<BookingStatus>,
     before: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<Booking>, BookingError> {
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        booking_columns!(),
-        " FROM bookings
-         WHERE user_id = ?1
-           AND (?2 IS NULL OR status = ?2)
-           AND (?3 IS NULL OR id < ?3)
-         ORDER BY id DESC LIMIT ?4"
-    ))
-    .bind(user_id)
-    .bind(status.map(BookingStatus::as_str))
-    .bind(before)
-    .bind(i64::from(limit))
-    .fetch_all(executor)
-    .await?;
+    macro_rules! page_of {
+        ($column:literal) => {
+            concat!(
+                "SELECT ",
+                booking_columns!(),
+                " FROM bookings
+                 WHERE ",
+                $column,
+                " = ?1
+                   AND (?2 IS NULL OR status = ?2)
+                   AND (?3 IS NULL OR id < ?3)
+                 ORDER BY id DESC LIMIT ?4"
+            )
+        };
+    }
+    let (query, id) = match of {
+        BookingsOf::User(id) => (page_of!("user_id"), id),
+        BookingsOf::Concert(id) => (page_of!("concert_id"), id),
+    };
+    let rows = sqlx::query(query)
+        .bind(id)
+        .bind(status.map(BookingStatus::as_str))
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(executor)
+        .await?;
     rows.iter().map(booking_from_row).collect()
 }
 

@@ -606,3 +606,50 @@ async fn mine_created_day(app: &TestApp, token: &str) -> String {
     let mine = get_ok(app, "/api/v1/bookings", token).await;
     mine["items"][0]["created_at"].as_str().unwrap()[..10].to_owned()
 }
+
+#[tokio::test]
+async fn an_admin_lists_a_concerts_bookings_newest_first_and_nobody_else_may() {
+    let (app, admin) = spawn_admin_app().await;
+    let (concert, seat_type) = concert_with(&app, &admin, 86_400, 10).await;
+    let (other, other_seat) = concert_with(&app, &admin, 86_400, 10).await;
+    let users = app.register_users("lister", 3).await;
+    let mut ids = Vec::new();
+    for user in &users {
+        ids.push(id_of(
+            &app.book_ok(&user.access_token, &concert, &seat_type).await,
+        ));
+    }
+    app.book_ok(&users[0].access_token, &other, &other_seat)
+        .await;
+    app.cancel_booking(&users[1].access_token, &ids[1]).await;
+
+    let path = format!("/api/v1/concerts/{concert}/bookings");
+    let page = get_ok(&app, &format!("{path}?limit=2"), &admin).await;
+    let listed: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(
+        listed,
+        [ids[2].clone(), ids[1].clone()],
+        "newest first, of this concert only"
+    );
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let rest = get_ok(&app, &format!("{path}?limit=2&cursor={cursor}"), &admin).await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_eq!(id_of(&rest["items"][0]), ids[0]);
+    assert!(rest["next_cursor"].is_null());
+    let cancelled = get_ok(&app, &format!("{path}?status=cancelled"), &admin).await;
+    assert_eq!(cancelled["items"].as_array().unwrap().len(), 1);
+    assert_eq!(id_of(&cancelled["items"][0]), ids[1]);
+
+    let response = app.get_with_token(&path, &users[0].access_token).await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    let response = app.get(&path).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let unknown = "/api/v1/concerts/01900000-0000-7000-8000-000000000000/bookings";
+    let response = app.get_with_token(unknown, &admin).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "concert_not_found").await;
+}

@@ -218,6 +218,15 @@ async fn an_organiser_creates_a_concert_sees_a_sale_on_its_dashboard_and_sets_ro
     assert_eq!(browser.text("[data-sales] tbody tr [data-sold]").await, "1");
     assert!(browser.source().await.contains("40.00 USD"));
     browser.snapshot("organiser-dashboard").await;
+    browser.click("Every booking").await;
+    wait_for_path(&browser, |path| path.ends_with("/bookings")).await;
+    assert_eq!(
+        browser.text("[data-bookings] tbody tr .status").await,
+        "Confirmed"
+    );
+    browser.snapshot("organiser-bookings").await;
+    browser.click("Back to the dashboard").await;
+    wait_for_path(&browser, |path| !path.ends_with("/bookings")).await;
 
     // Sales move to a later on-sale time; a VIP ticket type is added.
     browser.click("Edit the concert").await;
