@@ -1,12 +1,14 @@
 //! Webhooks (API contract, "Webhooks (v1.1)"): what an organiser's endpoint subscribes to, the
 //! events, and the rules of their delivery — for both engines.
 //!
-//! An event is queued *by reference* in the transaction that causes it: one row per subscribed
-//! endpoint naming the event's subject (a booking, a hold, a seat type), in the store's
-//! `webhook_deliveries` table (the outbox pattern of the emails). Fan-out to endpoints happens
-//! there, at enqueue, with one `INSERT … SELECT` joined to the endpoints that subscribe: the
-//! dispatcher then only reads and updates rows, and an event goes exactly to the endpoints that
-//! subscribed when it happened.
+//! An event is queued *by reference* in the transaction that causes it: one row naming its type
+//! and subject (a booking, a hold, a seat type) in the store's `webhook_events` table (the
+//! outbox pattern of the emails), whatever the number of endpoints. The delivery worker fans
+//! events out later, in order, with one `INSERT … SELECT` joined to the endpoints that subscribe
+//! (active, and created by the event's time): one `webhook_deliveries` row per endpoint and
+//! event, written in the same transaction that moves the store's fan-out cursor past them. A
+//! booking's transaction thus writes one row per event, and the rows per endpoint are written
+//! when the writer has time for them.
 //!
 //! Nothing is written when no endpoint subscribes to an event's type: every process keeps the
 //! set of subscribed types in memory ([`Subscribed`]) and skips the statement. On SQLite the set
@@ -171,6 +173,12 @@ impl Subscribed {
 
 /// An event of a transaction: its type and its subject (the id the data is read by).
 pub type Queued = (WebhookEvent, Uuid);
+
+/// [`WebhookEvent::bit`] in SQL, of a column `event` holding [`WebhookEvent::as_str`]: how the
+/// fan-out joins a stored event to the endpoints that subscribe to it (both engines).
+pub const EVENT_BIT_SQL: &str = "CASE event WHEN 'booking.confirmed' THEN 1 \
+    WHEN 'booking.cancelled' THEN 2 WHEN 'hold.expired' THEN 4 WHEN 'checkin.created' THEN 8 \
+    WHEN 'concert.sold_out' THEN 16 WHEN 'waitlist.offered' THEN 32 END";
 
 /// How deliveries are made; the defaults are the contract's.
 #[derive(Debug, Clone)]
@@ -366,6 +374,14 @@ mod tests {
             assert_eq!(set.events(), vec![event]);
         }
         assert_eq!(WebhookEvent::parse("booking.created"), None);
+    }
+
+    #[test]
+    fn the_sql_bits_are_the_bits() {
+        for event in WebhookEvent::ALL {
+            let when = format!("WHEN '{}' THEN {} ", event.as_str(), event.bit());
+            assert!(EVENT_BIT_SQL.contains(when.trim_end()), "{when}");
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! Webhooks on PostgreSQL: events queued in the transaction that causes them ([`enqueue`]),
-//! endpoints changed on the pool, deliveries claimed by the workers of every instance with
-//! `FOR UPDATE SKIP LOCKED` and a lease owned by the instance, and the set of subscribed types
-//! followed by a poll ([`follow_subscriptions`]). `concert.sold_out` is queued by the schema
-//! (migration `0010_webhooks.sql`): it is caused by a count, which every instance moves.
+//! Webhooks on PostgreSQL: events queued in the transaction that causes them ([`enqueue`]), one
+//! row each, fanned out to the subscribed endpoints by the workers ([`fan_out`]: one instance at
+//! a time, in the order the schema makes gap-free), endpoints changed on the pool, deliveries
+//! claimed by the workers of every instance with `FOR UPDATE SKIP LOCKED` and a lease owned by
+//! the instance, and the set of subscribed types followed by a poll ([`follow_subscriptions`]).
+//! `concert.sold_out` is queued by the schema (migrations `0010_webhooks.sql` and
+//! `0011_webhook_events.sql`): it is caused by a count, which every instance moves.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::postgres::PgRow;
@@ -16,13 +19,36 @@ use super::PgBooking;
 use super::statements::ms;
 use crate::error::BookingError;
 use crate::webhook::{
-    Attempted, Claimed, Delivery, Endpoint, EventSet, NewEndpoint, Outcome, Queued,
+    Attempted, Claimed, Delivery, EVENT_BIT_SQL, Endpoint, EventSet, NewEndpoint, Outcome, Queued,
     SUBSCRIPTIONS_POLL, Subscribed, WebhookEvent,
 };
 
-/// Queues `events` in the caller's transaction for the endpoints that subscribe to each: one
-/// `INSERT … SELECT FROM UNNEST` for all of them, and no statement at all when this instance
-/// knows of no endpoint subscribing to any of them.
+/// The fan-out of the events after the cursor (`$1`, `$2`) whose transactions have all ended
+/// (`xact` below the snapshot's `xmin`), `$3` at most: their deliveries, and the last event
+/// taken with how many.
+static FAN_OUT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH batch AS (
+            SELECT xact, seq, event_id, event, subject_id, created_at, {EVENT_BIT_SQL} AS bit
+            FROM webhook_events
+            WHERE (xact, seq) > ($1, $2)
+              AND xact < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+            ORDER BY xact, seq LIMIT $3),
+         delivered AS (
+            INSERT INTO webhook_deliveries
+                (endpoint_id, event_id, event, subject_id, created_at, next_attempt_at)
+            SELECT e.id, b.event_id, b.event, b.subject_id, b.created_at, b.created_at
+            FROM batch b
+            JOIN webhook_endpoints e ON (e.events & b.bit) <> 0 AND e.disabled_at IS NULL
+                                    AND e.created_at <= b.created_at)
+         SELECT (SELECT count(*) FROM batch) AS events, last.xact, last.seq
+         FROM (SELECT xact, seq FROM batch ORDER BY xact DESC, seq DESC LIMIT 1) AS last"
+    )
+});
+
+/// Queues `events` in the caller's transaction, one `webhook_events` row each whatever the number
+/// of endpoints ([`fan_out`] writes those): one `INSERT … SELECT FROM UNNEST` for all of them,
+/// and no statement at all when this instance knows of no endpoint subscribing to any of them.
 pub async fn enqueue(
     tx: &mut Transaction<'_, Postgres>,
     subscribed: &Subscribed,
@@ -36,33 +62,61 @@ pub async fn enqueue(
     let mut ids = Vec::new();
     let mut types = Vec::new();
     let mut subjects = Vec::new();
-    let mut bits = Vec::new();
     for (event, subject) in events {
         if wanted.contains(event) {
             ids.push(Uuid::now_v7());
             types.push(event.as_str());
             subjects.push(subject);
-            bits.push(event.bit() as i32);
         }
     }
     if ids.is_empty() {
         return Ok(());
     }
     sqlx::query(
-        "INSERT INTO webhook_deliveries
-            (endpoint_id, event_id, event, subject_id, created_at, next_attempt_at)
-         SELECT e.id, v.id, v.event, v.subject, $5, $5
-         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int4[]) AS v(id, event, subject, bit)
-         JOIN webhook_endpoints AS e ON (e.events & v.bit) <> 0 AND e.disabled_at IS NULL",
+        "INSERT INTO webhook_events (event_id, event, subject_id, created_at)
+         SELECT v.id, v.event, v.subject, $4
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[]) AS v(id, event, subject)",
     )
     .bind(&ids)
     .bind(&types)
     .bind(&subjects)
-    .bind(&bits)
     .bind(ms(now))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Writes the deliveries of up to `limit` events after the fan-out cursor — one per endpoint
+/// active and subscribed to the event's type, created by the event's time — and moves the cursor
+/// past them, in one transaction. The cursor's row is locked first, so the workers of several
+/// instances fan out one range after another: none writes a delivery twice, and since only
+/// events of ended transactions are taken, in the order of the cursor, none is skipped. (The
+/// horizon is the server's: a long transaction, in any of its databases, holds the fan-out of
+/// the events committed after it began until it ends.) Answers how many events.
+pub async fn fan_out(pool: &PgPool, limit: u32) -> Result<usize, BookingError> {
+    let mut tx = pool.begin().await?;
+    let (xact, seq): (i64, i64) = sqlx::query_as("SELECT xact, seq FROM webhook_fanout FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let taken = sqlx::query(sqlx::AssertSqlSafe(FAN_OUT.as_str()))
+        .bind(xact)
+        .bind(seq)
+        .bind(i64::from(limit))
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(taken) = taken else {
+        // Nothing to fan out: the lock ends with the transaction.
+        tx.rollback().await?;
+        return Ok(0);
+    };
+    let events: i64 = taken.try_get("events")?;
+    sqlx::query("UPDATE webhook_fanout SET xact = $1, seq = $2")
+        .bind(taken.try_get::<i64, _>("xact")?)
+        .bind(taken.try_get::<i64, _>("seq")?)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(usize::try_from(events).unwrap_or(0))
 }
 
 /// The event types some active endpoint subscribes to.
@@ -392,6 +446,10 @@ impl PgBooking {
         delete(&self.db.pool, id, self.clock.now(), subscribed).await
     }
 
+    pub async fn fan_out_webhooks(&self, limit: u32) -> Result<usize, BookingError> {
+        fan_out(&self.db.pool, limit).await
+    }
+
     pub async fn claim_webhooks(
         &self,
         owner: Uuid,
@@ -434,5 +492,180 @@ impl PgBooking {
         limit: u32,
     ) -> Result<Vec<Delivery>, BookingError> {
         deliveries(&self.db.pool, endpoint_id, before, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use boxoffice_shared::pgtest::TestDatabase;
+
+    use super::*;
+
+    /// A migrated store with two endpoints for `booking.confirmed`, and the set that says so.
+    async fn store(test: &str) -> Option<(TestDatabase, PgPool, Subscribed)> {
+        let database = TestDatabase::create(test).await?;
+        let pool = PgPool::connect(&database.url)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        super::super::MIGRATIONS
+            .run(&pool)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let subscribed = Subscribed::default();
+        for secret in ["a", "b"] {
+            let endpoint = NewEndpoint {
+                id: Uuid::now_v7(),
+                url: "http://127.0.0.1:9/hook".into(),
+                events: EventSet::from_bits(1),
+                secret: format!("whsec_{}", secret.repeat(40)),
+                created_at: OffsetDateTime::UNIX_EPOCH,
+            };
+            create(&pool, &endpoint, &subscribed)
+                .await
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+        Some((database, pool, subscribed))
+    }
+
+    async fn queue(pool: &PgPool, subscribed: &Subscribed, count: usize) -> Vec<Uuid> {
+        let mut tx = pool.begin().await.unwrap_or_else(|error| panic!("{error}"));
+        let subjects: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
+        let events = subjects
+            .iter()
+            .map(|subject| (WebhookEvent::BookingConfirmed, *subject));
+        enqueue(&mut tx, subscribed, events, OffsetDateTime::now_utc())
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        tx.commit().await.unwrap_or_else(|error| panic!("{error}"));
+        subjects
+    }
+
+    /// Deliveries per subject.
+    async fn deliveries_by_subject(pool: &PgPool) -> HashMap<Uuid, i64> {
+        sqlx::query_as("SELECT subject_id, count(*) FROM webhook_deliveries GROUP BY subject_id")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+            .into_iter()
+            .collect()
+    }
+
+    async fn fan(pool: &PgPool, limit: u32) -> usize {
+        fan_out(pool, limit)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Fans out until `expected` events are, or panics after ten seconds: a transaction of the
+    /// server's other databases (other tests) may hold the horizon back a moment.
+    async fn fan_all(pool: &PgPool, expected: usize) -> usize {
+        let mut fanned = 0;
+        for _ in 0..1000 {
+            fanned += fan(pool, 100).await;
+            if fanned >= expected {
+                return fanned;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{fanned} of {expected} events fanned out");
+    }
+
+    #[tokio::test]
+    async fn an_event_committed_after_a_later_one_is_not_skipped() {
+        let Some((_database, pool, subscribed)) = store("postgres::webhooks::order").await else {
+            return;
+        };
+        // The first event's transaction is still open when a second one commits.
+        let mut first = pool.begin().await.unwrap_or_else(|error| panic!("{error}"));
+        let early = Uuid::now_v7();
+        let event = [(WebhookEvent::BookingConfirmed, early)];
+        enqueue(&mut first, &subscribed, event, OffsetDateTime::now_utc())
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let late = queue(&pool, &subscribed, 1).await;
+        // Neither may be taken yet: the cursor would pass the first, unseen.
+        assert_eq!(fan(&pool, 10).await, 0);
+        first
+            .commit()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(fan_all(&pool, 2).await, 2);
+        assert_eq!(fan(&pool, 10).await, 0);
+        let delivered = deliveries_by_subject(&pool).await;
+        assert_eq!(delivered.get(&early), Some(&2));
+        assert_eq!(delivered.get(&late[0]), Some(&2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_fan_outs_deliver_every_event_once_to_each_endpoint() {
+        let Some((_database, pool, subscribed)) = store("postgres::webhooks::race").await else {
+            return;
+        };
+        let writers: Vec<_> = (0..6)
+            .map(|_| {
+                let (pool, subscribed) = (pool.clone(), subscribed.clone());
+                tokio::spawn(async move {
+                    let mut subjects = Vec::new();
+                    for round in 0..20 {
+                        subjects.extend(queue(&pool, &subscribed, 1 + round % 3).await);
+                    }
+                    subjects
+                })
+            })
+            .collect();
+        let stop = CancellationToken::new();
+        let fanners: Vec<_> = (0..4)
+            .map(|_| {
+                let (pool, stop) = (pool.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut fanned = 0;
+                    while !stop.is_cancelled() {
+                        fanned += fan(&pool, 7).await;
+                    }
+                    fanned
+                })
+            })
+            .collect();
+        let mut subjects = Vec::new();
+        for writer in writers {
+            subjects.extend(writer.await.unwrap_or_else(|error| panic!("{error}")));
+        }
+        stop.cancel();
+        let mut fanned = 0;
+        for fanner in fanners {
+            fanned += fanner.await.unwrap_or_else(|error| panic!("{error}"));
+        }
+        fanned += fan_all(&pool, subjects.len().saturating_sub(fanned)).await;
+        assert_eq!(fanned, subjects.len(), "each event fanned out once");
+        let delivered = deliveries_by_subject(&pool).await;
+        assert_eq!(delivered.len(), subjects.len(), "no event skipped");
+        assert!(
+            subjects
+                .iter()
+                .all(|subject| delivered.get(subject) == Some(&2)),
+            "one delivery per endpoint and event"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_stay_as_written_and_the_cursor_only_moves_forward() {
+        let Some((_database, pool, subscribed)) = store("postgres::webhooks::rules").await else {
+            return;
+        };
+        queue(&pool, &subscribed, 1).await;
+        assert_eq!(fan_all(&pool, 1).await, 1);
+        for refused in [
+            "DELETE FROM webhook_events",
+            "UPDATE webhook_events SET created_at = now()",
+            "UPDATE webhook_fanout SET xact = 0, seq = 0",
+            "DELETE FROM webhook_fanout",
+        ] {
+            assert!(
+                sqlx::query(refused).execute(&pool).await.is_err(),
+                "{refused}"
+            );
+        }
     }
 }

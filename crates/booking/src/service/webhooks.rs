@@ -1,12 +1,16 @@
 //! Webhooks on [`BookingService`]: the endpoints admins manage, and the delivery worker.
 //!
-//! The worker runs wherever Booking runs, off the writer: it claims due deliveries (leased; on
+//! The worker runs wherever Booking runs, off the writer. It first fans out the events queued
+//! since it last looked — writes their deliveries, one per subscribed endpoint, a batch of events
+//! per job (on PostgreSQL one instance at a time) — then claims due deliveries (leased; on
 //! PostgreSQL with `SKIP LOCKED`, so the workers of several instances share them), reads what
 //! each event says, and hands each to a task of its own, at most [`Settings::concurrency`] at
 //! once, each bounded by [`Settings::timeout`]. Outcomes are recorded in batches as they come
 //! back. A receiver that is slow or hangs holds one of those tasks until its timeout — never the
-//! writer, never a booking. It claims nothing while no endpoint subscribes to anything, and while
-//! the writer has a queue (an on-sale) it lets bookings go first, for up to a second at a time.
+//! writer, never a booking. It does nothing while no endpoint subscribes to anything, and while
+//! the writer has a queue (an on-sale) it lets bookings go first: it fans out only
+//! [`FAN_OUT_BUSY`] events a poll, and claims nothing for up to a second at a time. Events
+//! queued while no worker runs (stopped, crashed) wait in the store for the next one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -30,6 +34,13 @@ const POLL: Duration = Duration::from_millis(200);
 
 /// How many outcomes are recorded at once at most.
 const RECORD_BATCH: usize = 64;
+
+/// Events fanned out per job while the writer has no queue.
+const FAN_OUT_BATCH: u32 = 512;
+
+/// Events fanned out per poll while the writer has a queue: the on-sale keeps the writer, and
+/// the fan-out still moves.
+const FAN_OUT_BUSY: u32 = 32;
 
 /// A writer queue longer than this is an on-sale in progress: deliveries wait for it...
 const BUSY_BACKLOG: usize = 8;
@@ -201,11 +212,18 @@ pub(super) async fn run_webhooks(inner: Weak<Inner>, owner: Uuid, stop: Cancella
             recorded = Instant::now();
         }
         let mut claimed = 0;
+        let subscribing = !subscribed.get().is_empty();
+        let busy = service.store.writer_backlog() > BUSY_BACKLOG;
+        let fanned = if subscribing {
+            fan_out(&service, busy).await
+        } else {
+            0
+        };
         // Claims wait for half the slots to be free, so that each claim is a batch.
-        if free * 2 >= concurrency && !subscribed.get().is_empty() {
+        if free * 2 >= concurrency && subscribing {
             // Bookings first: while the writer has a queue, deliveries wait (a moment, never
             // more than `MAX_DEFERRED` polls in a row).
-            if service.store.writer_backlog() > BUSY_BACKLOG && deferred < MAX_DEFERRED {
+            if busy && deferred < MAX_DEFERRED {
                 deferred += 1;
             } else {
                 deferred = 0;
@@ -221,7 +239,8 @@ pub(super) async fn run_webhooks(inner: Weak<Inner>, owner: Uuid, stop: Cancella
             }
         }
         drop(service);
-        if claimed > 0 && claimed == free {
+        // A full batch either way: there is likely more, now.
+        if (claimed > 0 && claimed == free) || fanned == FAN_OUT_BATCH as usize {
             continue;
         }
         let pause = if deferred > 0 { POLL / 2 } else { POLL };
@@ -229,6 +248,20 @@ pub(super) async fn run_webhooks(inner: Weak<Inner>, owner: Uuid, stop: Cancella
             () = stop.cancelled() => return,
             Some(attempted) = outcomes.recv() => finished.push(attempted),
             () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Fans out a batch of queued events: [`FAN_OUT_BUSY`] of them while the writer is `busy`,
+/// [`FAN_OUT_BATCH`] otherwise. Answers how many; an error is logged, and the events wait for the
+/// next poll.
+async fn fan_out(inner: &Inner, busy: bool) -> usize {
+    let limit = if busy { FAN_OUT_BUSY } else { FAN_OUT_BATCH };
+    match inner.store.fan_out_webhooks(limit).await {
+        Ok(fanned) => fanned,
+        Err(error) => {
+            tracing::warn!(%error, "cannot fan out webhook events");
+            0
         }
     }
 }

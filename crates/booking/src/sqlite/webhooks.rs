@@ -3,10 +3,12 @@
 //! async pool.
 //!
 //! Commands stage their events ([`super::batch::Staged`]`::webhooks`: one push, no SQL); just
-//! before the batch commits, [`flush`] adds the seat types the batch sold out and writes them
-//! all with one multi-row `INSERT … SELECT` joined to the subscribing endpoints — or writes
-//! nothing when no endpoint subscribes to any of them. The set of subscribed types is exact: only
-//! this writer changes endpoints, and it updates the set once each change has committed.
+//! before the batch commits, [`flush`] adds the seat types the batch sold out and writes one
+//! `webhook_events` row per event whose type some endpoint subscribes to — or nothing when none
+//! is. The set of subscribed types is exact: only this writer changes endpoints, and it updates
+//! the set once each change has committed. The worker's [`fan_out`] job then writes the
+//! deliveries of the events after the fan-out cursor, a batch at a time, and moves the cursor in
+//! the same transaction: the writer commits in `seq` order, so the cursor skips nothing.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -23,12 +25,9 @@ use crate::command::Reply;
 use crate::error::BookingError;
 use crate::view::SharedInventory;
 use crate::webhook::{
-    Attempted, Claimed, Delivery, Endpoint, EventSet, NewEndpoint, Outcome, Queued, Subscribed,
-    WebhookEvent,
+    Attempted, Claimed, Delivery, EVENT_BIT_SQL, Endpoint, EventSet, NewEndpoint, Outcome, Queued,
+    Subscribed, WebhookEvent,
 };
-
-/// Rows per multi-row insert of deliveries (4 parameters a row).
-const ROWS_PER_INSERT: usize = 200;
 
 /// A change to webhooks, made by the writer in its batch.
 #[derive(Debug)]
@@ -36,6 +35,8 @@ pub enum WebhookJob {
     Create(NewEndpoint, Subscribed, Reply<()>),
     /// Disables an endpoint as deleted; answers whether there was one to delete.
     Delete(Uuid, Subscribed, Reply<bool>),
+    /// Fans out up to this many events; answers how many.
+    FanOut(u32, Reply<usize>),
     Claim(u32, Duration, Reply<Vec<Claimed>>),
     Record(Vec<Attempted>, Subscribed, Reply<()>),
 }
@@ -81,37 +82,59 @@ pub(super) fn flush(
     enqueue(conn, &events, now)
 }
 
-/// Queues `events` for the endpoints that subscribe to each, now, in the caller's transaction:
-/// one row per endpoint and event, by reference.
+/// Queues `events`, now, in the caller's transaction: one `webhook_events` row each, by
+/// reference, whatever the number of endpoints ([`fan_out`] writes those). One single-row
+/// statement, prepared once: its text does not change with the number of events.
 pub fn enqueue(
     conn: &Connection,
     events: &[Queued],
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let at = to_millis(now);
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
-        let mut statement = conn.prepare_cached(&format!(
-            "INSERT INTO webhook_deliveries
-                (endpoint_id, event_id, event, subject_id, created_at, next_attempt_at)
-             SELECT e.id, v.column1, v.column2, v.column3, ?1, ?1
-             FROM (VALUES {values}) AS v
-             JOIN webhook_endpoints AS e ON (e.events & v.column4) <> 0 AND e.disabled_at IS NULL"
-        ))?;
-        statement.raw_bind_parameter(1, at)?;
-        let mut index = 1;
-        for (event, subject) in chunk {
-            let event_id = Uuid::now_v7();
-            let row: [&dyn rusqlite::ToSql; 4] =
-                [&event_id, &event.as_str(), subject, &event.bit()];
-            for value in row {
-                index += 1;
-                statement.raw_bind_parameter(index, value)?;
-            }
-        }
-        statement.raw_execute()?;
+    let mut statement = conn.prepare_cached(
+        "INSERT INTO webhook_events (event_id, event, subject_id, created_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (event, subject) in events {
+        statement.execute(params![Uuid::now_v7(), event.as_str(), subject, at])?;
     }
     Ok(())
+}
+
+/// Writes the deliveries of up to `limit` events after the fan-out cursor, in `seq` order — one
+/// per endpoint active and subscribed to the event's type, created by the event's time — and
+/// moves the cursor past them, in the caller's transaction. Answers how many events.
+pub fn fan_out(conn: &Connection, limit: u32) -> Result<usize, BookingError> {
+    let from: i64 = conn
+        .prepare_cached("SELECT seq FROM webhook_fanout")?
+        .query_row([], |row| row.get(0))?;
+    let (upto, count): (Option<i64>, i64) = conn
+        .prepare_cached(
+            "SELECT max(seq), count(*) FROM
+                (SELECT seq FROM webhook_events WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+        )?
+        .query_row(params![from, i64::from(limit)], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    let Some(upto) = upto else {
+        return Ok(0);
+    };
+    conn.prepare_cached(&format!(
+        "INSERT INTO webhook_deliveries
+            (endpoint_id, event_id, event, subject_id, created_at, next_attempt_at)
+         SELECT e.id, v.event_id, v.event, v.subject_id, v.created_at, v.created_at
+         FROM (SELECT *, {EVENT_BIT_SQL} AS bit FROM webhook_events
+               WHERE seq > ?1 AND seq <= ?2) AS v
+         JOIN webhook_endpoints AS e ON (e.events & v.bit) <> 0 AND e.disabled_at IS NULL
+                                    AND e.created_at <= v.created_at"
+    ))?
+    .execute(params![from, upto])?;
+    conn.prepare_cached("UPDATE webhook_fanout SET seq = ?1")?
+        .execute(params![upto])?;
+    Ok(usize::try_from(count).unwrap_or(0))
 }
 
 /// Runs a webhook job in the batch's transaction. A change to endpoints updates the process's
@@ -127,6 +150,7 @@ pub(super) fn apply(conn: &Connection, job: WebhookJob, now: OffsetDateTime) -> 
                 delete(conn, id, now).and_then(|found| subscriptions(conn).map(|set| (found, set)));
             after_change(reply, result, subscribed)
         }
+        WebhookJob::FanOut(limit, reply) => answer(reply, all_or_nothing(conn, fan_out, limit)),
         WebhookJob::Claim(limit, lease, reply) => {
             let until = now + time::Duration::try_from(lease).unwrap_or(time::Duration::MINUTE);
             answer(reply, claim(conn, now, until, limit))
@@ -136,6 +160,23 @@ pub(super) fn apply(conn: &Connection, job: WebhookJob, now: OffsetDateTime) -> 
             after_change(reply, result.map(|set| ((), set)), subscribed)
         }
     }
+}
+
+/// Runs `job` under a savepoint: the deliveries and the cursor's move stand together or not at
+/// all, whatever the rest of the batch does.
+fn all_or_nothing<T>(
+    conn: &Connection,
+    job: impl FnOnce(&Connection, u32) -> Result<T, BookingError>,
+    limit: u32,
+) -> Result<T, BookingError> {
+    conn.execute_batch("SAVEPOINT fan_out")?;
+    let result = job(conn, limit);
+    let end = match result {
+        Ok(_) => "RELEASE fan_out",
+        Err(_) => "ROLLBACK TO fan_out; RELEASE fan_out",
+    };
+    conn.execute_batch(end)?;
+    result
 }
 
 /// Answers `reply` once the batch's fate is known and, if it committed, makes `set` the
@@ -448,6 +489,21 @@ impl SqliteBooking {
             .await
     }
 
+    /// Fans out up to `limit` events through the writer. Asks the writer only when the read pool
+    /// sees an event after the cursor, so an idle worker costs the writer no commits.
+    pub async fn fan_out_webhooks(&self, limit: u32) -> Result<usize, BookingError> {
+        let waiting: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_events WHERE seq > (SELECT seq FROM webhook_fanout) LIMIT 1",
+        )
+        .fetch_optional(self.read_pool())
+        .await?;
+        if waiting.is_none() {
+            return Ok(0);
+        }
+        self.job(|reply| Job::Webhooks(WebhookJob::FanOut(limit, reply)))
+            .await
+    }
+
     /// One process, one worker: `_owner` is for PostgreSQL's instances. Asks the writer only
     /// when the read pool sees a due delivery, so an idle worker costs the writer no commits.
     pub async fn claim_webhooks(
@@ -515,8 +571,13 @@ mod tests {
     /// one for `concert.sold_out`.
     fn store() -> Connection {
         let conn = Connection::open_in_memory().unwrap_or_else(|error| panic!("{error}"));
-        conn.execute_batch(include_str!("../../migrations/sqlite/0011_webhooks.sql"))
-            .unwrap_or_else(|error| panic!("{error}"));
+        for migration in [
+            include_str!("../../migrations/sqlite/0011_webhooks.sql"),
+            include_str!("../../migrations/sqlite/0012_webhook_events.sql"),
+        ] {
+            conn.execute_batch(migration)
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
         for (events, secret) in [(1u32, "a"), (16, "b")] {
             let endpoint = NewEndpoint {
                 id: Uuid::now_v7(),
@@ -530,9 +591,25 @@ mod tests {
         conn
     }
 
+    /// The events queued: one row each, whatever the number of endpoints.
     fn queued(conn: &Connection) -> Vec<(String, Uuid)> {
+        rows(
+            conn,
+            "SELECT event, subject_id FROM webhook_events ORDER BY event",
+        )
+    }
+
+    /// The deliveries written by the fan-out.
+    fn delivering(conn: &Connection) -> Vec<(String, Uuid)> {
+        rows(
+            conn,
+            "SELECT event, subject_id FROM webhook_deliveries ORDER BY event",
+        )
+    }
+
+    fn rows(conn: &Connection, query: &str) -> Vec<(String, Uuid)> {
         let mut statement = conn
-            .prepare("SELECT event, subject_id FROM webhook_deliveries ORDER BY event")
+            .prepare(query)
             .unwrap_or_else(|error| panic!("{error}"));
         statement
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -619,5 +696,106 @@ mod tests {
         )
         .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(queued(&conn).len(), 2);
+        assert!(delivering(&conn).is_empty());
+    }
+
+    fn queue(conn: &Connection, events: &[Queued]) {
+        enqueue(conn, events, OffsetDateTime::UNIX_EPOCH).unwrap_or_else(|error| panic!("{error}"));
+    }
+
+    fn fan(conn: &Connection, limit: u32) -> usize {
+        all_or_nothing(conn, fan_out, limit).unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    #[test]
+    fn the_fan_out_writes_each_subscriber_its_delivery_once_in_order() {
+        let conn = store();
+        // A second endpoint for `booking.confirmed`, and one deleted: not delivered to.
+        for deleted in [false, true] {
+            let endpoint = NewEndpoint {
+                id: Uuid::now_v7(),
+                url: "http://127.0.0.1:9/other".into(),
+                events: EventSet::from_bits(1),
+                secret: format!("whsec_{}", "c".repeat(40)),
+                created_at: OffsetDateTime::UNIX_EPOCH,
+            };
+            create(&conn, &endpoint).unwrap_or_else(|error| panic!("{error}"));
+            if deleted {
+                delete(&conn, endpoint.id, OffsetDateTime::UNIX_EPOCH)
+                    .unwrap_or_else(|error| panic!("{error}"));
+            }
+        }
+        let bookings: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        let events: Vec<Queued> = (bookings.iter())
+            .map(|id| (WebhookEvent::BookingConfirmed, *id))
+            .collect();
+        queue(&conn, &events[..3]);
+        assert_eq!(fan(&conn, 2), 2);
+        queue(&conn, &events[3..]);
+        assert_eq!(fan(&conn, 10), 3);
+        assert_eq!(fan(&conn, 10), 0);
+        let delivered = delivering(&conn);
+        assert_eq!(delivered.len(), 10, "two endpoints, five events");
+        for booking in &bookings {
+            let mut ids: Vec<Uuid> = conn
+                .prepare("SELECT DISTINCT event_id FROM webhook_deliveries WHERE subject_id = ?1")
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([booking], |row| row.get(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(ids.len(), 1, "one event id for every endpoint");
+            let event: Uuid = conn
+                .query_row(
+                    "SELECT event_id FROM webhook_events WHERE subject_id = ?1",
+                    [booking],
+                    |row| row.get(0),
+                )
+                .unwrap_or_else(|error| panic!("{error}"));
+            assert_eq!(ids.pop(), Some(event));
+        }
+    }
+
+    #[test]
+    fn an_endpoint_created_after_an_event_does_not_receive_it() {
+        let conn = store();
+        queue(&conn, &[(WebhookEvent::ConcertSoldOut, Uuid::now_v7())]);
+        let later = NewEndpoint {
+            id: Uuid::now_v7(),
+            url: "http://127.0.0.1:9/later".into(),
+            events: EventSet::from_bits(16),
+            secret: format!("whsec_{}", "d".repeat(40)),
+            created_at: OffsetDateTime::UNIX_EPOCH + time::Duration::SECOND,
+        };
+        create(&conn, &later).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(fan(&conn, 10), 1);
+        let endpoints: Vec<Uuid> = conn
+            .prepare("SELECT endpoint_id FROM webhook_deliveries")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(endpoints.len(), 1);
+        assert_ne!(endpoints.first(), Some(&later.id));
+    }
+
+    #[test]
+    fn events_stay_as_written_and_the_cursor_only_moves_forward() {
+        let conn = store();
+        queue(&conn, &[(WebhookEvent::BookingConfirmed, Uuid::now_v7())]);
+        assert_eq!(fan(&conn, 10), 1);
+        assert!(conn.execute("DELETE FROM webhook_events", []).is_err());
+        assert!(
+            conn.execute("UPDATE webhook_events SET created_at = 5", [])
+                .is_err()
+        );
+        assert!(
+            conn.execute("UPDATE webhook_fanout SET seq = 0", [])
+                .is_err()
+        );
+        assert!(conn.execute("DELETE FROM webhook_fanout", []).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! Webhooks on the Booking store: endpoints, the delivery queue, and what an event says — on the
-//! engine the store runs on (`sqlite/webhooks.rs`, `postgres/webhooks.rs`).
+//! Webhooks on the Booking store: endpoints, the queued events and their fan-out, the delivery
+//! queue, and what an event says — on the engine the store runs on (`sqlite/webhooks.rs`,
+//! `postgres/webhooks.rs`).
 
 use std::time::Duration;
 
@@ -65,6 +66,12 @@ impl BookingStore {
         limit: u32,
     ) -> Result<Vec<Delivery>, BookingError> {
         dispatch!(self, engine => engine.webhook_deliveries(endpoint_id, before, limit).await)
+    }
+
+    /// Writes the deliveries of up to `limit` queued events, in order, and moves the fan-out
+    /// cursor past them (one instance at a time); answers how many events.
+    pub async fn fan_out_webhooks(&self, limit: u32) -> Result<usize, BookingError> {
+        dispatch!(self, engine => engine.fan_out_webhooks(limit).await)
     }
 
     /// Leases up to `limit` due deliveries to `owner` (this instance) for `lease`.

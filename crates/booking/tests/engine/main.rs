@@ -1676,3 +1676,4 @@ async fn a_concert_cancelled_through_one_instance_during_a_storm_on_the_other_fr
 mod holds;
 mod model;
 mod waitlist;
+mod webhooks;
