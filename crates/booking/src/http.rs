@@ -333,7 +333,7 @@ pub async fn list_concert_bookings(
     let concert_id = parse_id(&id, BookingError::ConcertNotFound)?;
     let (limit, before) = page_request(query.limit.as_deref(), query.cursor.as_deref())?;
     let items = service
-        .list_for_concert(caller, concert_id, query.status, before, limit + 1)
+        .list_for_concert(concert_id, query.status, before, limit + 1)
         .await?;
     let (items, next_cursor) = paging::page(items, limit, |booking| booking.id);
     Ok(Json(BookingPage { items, next_cursor }))

@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{Api, Refusal};
+use crate::api::Api;
 use crate::page::{Chrome, PageError, render, see_other};
 use crate::session::{Tokens, Visitor};
 
@@ -92,14 +92,9 @@ async fn sign_in(
                 next,
                 login: form.login,
             };
-            Ok(render(visitor, refused(&refusal), &page))
+            Ok(render(visitor, refusal.status, &page))
         }
     }
-}
-
-/// The status a refused form is shown again with.
-fn refused(refusal: &Refusal) -> StatusCode {
-    refusal.status
 }
 
 #[derive(Template)]
@@ -164,7 +159,7 @@ async fn sign_up(
                 email: form.email,
                 full_name: form.full_name,
             };
-            Ok(render(visitor, refused(&refusal), &page))
+            Ok(render(visitor, refusal.status, &page))
         }
     }
 }

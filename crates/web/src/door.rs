@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{Api, Refusal};
-use crate::format::{Concert, Page};
+use crate::format::{Concert, Page, parse_iso};
 use crate::page::{Chrome, PageError, encode, render};
 use crate::session::Visitor;
 
@@ -32,7 +32,7 @@ struct ConcertsPage {
 
 /// The concerts to come, to pick the one at the door.
 async fn concerts(State(api): State<Api>, visitor: Visitor) -> Result<Response, PageError> {
-    door_staff(&visitor, "/door")?;
+    visitor.require_door_staff("/door")?;
     let page: Page<Concert> = api
         .get(
             &visitor.caller,
@@ -76,7 +76,7 @@ async fn door(
     visitor: Visitor,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    door_staff(&visitor, &format!("/door/{id}"))?;
+    visitor.require_door_staff(&format!("/door/{id}"))?;
     door_page(&api, visitor, &id, None, StatusCode::OK).await
 }
 
@@ -133,7 +133,7 @@ async fn scan(
     Form(form): Form<ScanForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    door_staff(&visitor, &format!("/door/{id}"))?;
+    visitor.require_door_staff(&format!("/door/{id}"))?;
     let mut body = json!({ "code": form.code.trim() });
     if !form.nonce.is_empty() {
         body["nonce"] = json!(form.nonce);
@@ -189,9 +189,7 @@ fn checked_in_at(refusal: &Refusal) -> String {
         .extra
         .get("checked_in_at")
         .and_then(Value::as_str)
-        .and_then(|at| {
-            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()
-        })
+        .and_then(parse_iso)
         .map(|at| format!("This ticket was checked in at {}.", when_seconds(at)))
         .unwrap_or_else(|| "This ticket was checked in before.".into())
 }
@@ -202,14 +200,4 @@ fn when_seconds(at: time::OffsetDateTime) -> String {
         "[hour]:[minute]:[second] UTC, [weekday repr:short] [day padding:none] [month repr:short] [year]"
     );
     at.format(&format).unwrap_or_default()
-}
-
-/// `forbidden` unless the visitor is door staff or an admin (the API refuses the rest too).
-fn door_staff(visitor: &Visitor, back: &str) -> Result<(), PageError> {
-    let user = visitor.require(back)?;
-    if user.is_door_staff() {
-        Ok(())
-    } else {
-        Err(PageError::Refused(Refusal::forbidden()))
-    }
 }

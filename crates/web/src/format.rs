@@ -241,6 +241,11 @@ pub fn clock(at: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
+/// An RFC 3339 time as the API writes them.
+pub fn parse_iso(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
 /// RFC 3339, for `<time datetime>` and scripts.
 pub fn iso(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()

@@ -14,9 +14,8 @@ use serde_json::{Value, json};
 
 use crate::api::Api;
 use crate::format::{Booking, Concert, Page, amount};
-use crate::page::{Chrome, PageError, encode, render, see_other};
+use crate::page::{Chrome, CsrfForm, PageError, encode, render, see_other};
 use crate::session::Visitor;
-use crate::settings::admin;
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -41,7 +40,7 @@ struct ConcertsPage {
 }
 
 async fn concerts(State(api): State<Api>, visitor: Visitor) -> Result<Response, PageError> {
-    admin(&visitor, "/organiser")?;
+    visitor.require_admin("/organiser")?;
     let page: Page<Concert> = api
         .get(&visitor.caller, "/api/v1/concerts?status=all&limit=100")
         .await?;
@@ -105,7 +104,7 @@ impl NewConcertPage {
 }
 
 async fn new_concert(visitor: Visitor) -> Result<Response, PageError> {
-    admin(&visitor, "/organiser/concerts/new")?;
+    visitor.require_admin("/organiser/concerts/new")?;
     let page = NewConcertPage {
         chrome: Chrome::of(&visitor),
         form: ConcertForm::default(),
@@ -121,7 +120,7 @@ async fn create(
     // Repeated fields (one per ticket-type row) need the list-aware form decoder.
     let form: ConcertForm = serde_html_form::from_bytes(&body).map_err(|_| PageError::BadForm)?;
     visitor.check_csrf(&form.csrf)?;
-    admin(&visitor, "/organiser/concerts/new")?;
+    visitor.require_admin("/organiser/concerts/new")?;
     let body = concert_body(&form);
     match api
         .call::<Concert>(
@@ -222,7 +221,7 @@ async fn edit_concert(
     visitor: Visitor,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    admin(&visitor, &format!("/organiser/concerts/{id}/edit"))?;
+    visitor.require_admin(&format!("/organiser/concerts/{id}/edit"))?;
     let concert: Concert = api
         .get(
             &visitor.caller,
@@ -254,7 +253,7 @@ async fn save_concert(
     Form(form): Form<ConcertForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    admin(&visitor, &format!("/organiser/concerts/{id}/edit"))?;
+    visitor.require_admin(&format!("/organiser/concerts/{id}/edit"))?;
     let path = format!("/api/v1/concerts/{}", encode(&id));
     match api
         .call::<Concert>(
@@ -300,7 +299,7 @@ async fn add_seat_type(
     Form(form): Form<SeatTypeForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    admin(&visitor, &format!("/organiser/concerts/{id}/edit"))?;
+    visitor.require_admin(&format!("/organiser/concerts/{id}/edit"))?;
     let path = format!("/api/v1/concerts/{}/seat-types", encode(&id));
     let body = seat_body(&form.name, &form.price, &form.capacity);
     match api
@@ -359,7 +358,7 @@ async fn dashboard(
     visitor: Visitor,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    admin(&visitor, &format!("/organiser/concerts/{id}"))?;
+    visitor.require_admin(&format!("/organiser/concerts/{id}"))?;
     dashboard_page(&api, visitor, &id, StatusCode::OK, None).await
 }
 
@@ -405,8 +404,7 @@ async fn dashboard_page(
             )
         })
         .collect();
-    let mut chrome = Chrome::of(&visitor);
-    chrome.notice = notice;
+    let chrome = Chrome::of(&visitor).with_notice(notice);
     let page = DashboardPage {
         chrome,
         chart: chart(&seats),
@@ -491,16 +489,11 @@ fn days_chart(days: &[(String, i64)]) -> String {
     svg
 }
 
+/// `text` escaped for HTML (and the SVG inside it), as the templates escape.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    csrf: String,
+    askama::filters::escape(text, askama::filters::Html)
+        .map(|safe| safe.to_string())
+        .unwrap_or_default()
 }
 
 /// Calls the concert off: every ticket cancelled and refunded, by the API.
@@ -511,7 +504,7 @@ async fn cancel(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    admin(&visitor, &format!("/organiser/concerts/{id}"))?;
+    visitor.require_admin(&format!("/organiser/concerts/{id}"))?;
     let path = format!("/api/v1/concerts/{}/cancel", encode(&id));
     match api
         .call::<Value>(&visitor.caller, Method::POST, &path, None)
@@ -564,7 +557,7 @@ async fn bookings(
     Path(id): Path<String>,
     Query(page): Query<Cursor>,
 ) -> Result<Response, PageError> {
-    admin(&visitor, &format!("/organiser/concerts/{id}/bookings"))?;
+    visitor.require_admin(&format!("/organiser/concerts/{id}/bookings"))?;
     let id = encode(&id);
     let concert: Concert = api
         .get(&visitor.caller, &format!("/api/v1/concerts/{id}"))

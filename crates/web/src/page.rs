@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use http::StatusCode;
 
 use crate::api::Refusal;
-use crate::session::{SignedIn, Visitor};
+use crate::session::{Denied, SignedIn, Visitor};
 
 /// The layout's data: who is signed in (for the links), the CSRF token (for the sign-out
 /// form), and a message to show above the page.
@@ -28,8 +28,9 @@ impl Chrome {
         }
     }
 
-    pub fn with_notice(mut self, notice: impl Into<String>) -> Self {
-        self.notice = Some(notice.into());
+    /// The same chrome with a message above the page (`None`: none).
+    pub fn with_notice(mut self, notice: impl Into<Option<String>>) -> Self {
+        self.notice = notice.into();
         self
     }
 
@@ -62,6 +63,12 @@ pub fn see_other(visitor: Visitor, to: &str) -> Response {
     visitor.respond(Redirect::to(to))
 }
 
+/// A form that carries nothing but this browser's CSRF token (a button: cancel, delete, …).
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    pub csrf: String,
+}
+
 /// Why a page could not be shown.
 #[derive(Debug)]
 pub enum PageError {
@@ -75,6 +82,17 @@ pub enum PageError {
     Refused(Refusal),
     /// A page failed to render.
     Broken,
+}
+
+impl From<Denied> for PageError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::SignIn(back) => Self::SignIn(back),
+            // Said as the API says it to anyone without the role.
+            Denied::Role => Self::Refused(Refusal::forbidden()),
+            Denied::Csrf => Self::Csrf,
+        }
+    }
 }
 
 impl From<Refusal> for PageError {

@@ -18,7 +18,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::api::{Api, Caller};
-use crate::page::PageError;
 
 const ACCESS: &str = "bo_access";
 const REFRESH: &str = "bo_refresh";
@@ -54,6 +53,17 @@ impl SignedIn {
     pub fn is_door_staff(&self) -> bool {
         matches!(self.role, Role::Staff | Role::Admin)
     }
+}
+
+/// Why a visitor may not go on (the pages answer each: [`crate::page::PageError`]).
+#[derive(Debug)]
+pub enum Denied {
+    /// Not signed in: to the sign-in page, then back to this path.
+    SignIn(String),
+    /// Signed in without the role the page is for.
+    Role,
+    /// A form without this browser's CSRF token.
+    Csrf,
 }
 
 /// A login's or a refresh's answer.
@@ -167,8 +177,8 @@ impl Visitor {
         }
     }
 
-    /// `forbidden` unless `token` is this browser's CSRF token.
-    pub fn check_csrf(&self, token: &str) -> Result<(), PageError> {
+    /// [`Denied::Csrf`] unless `token` is this browser's CSRF token.
+    pub fn check_csrf(&self, token: &str) -> Result<(), Denied> {
         let (ours, theirs) = (self.csrf.as_bytes(), token.as_bytes());
         let same = ours.len() == theirs.len()
             && ours
@@ -179,13 +189,36 @@ impl Visitor {
         if same && !ours.is_empty() {
             Ok(())
         } else {
-            Err(PageError::Csrf)
+            Err(Denied::Csrf)
         }
     }
 
     /// The signed-in user, or a redirect to the sign-in page that comes back to `back`.
-    pub fn require(&self, back: &str) -> Result<SignedIn, PageError> {
-        self.user.ok_or_else(|| PageError::SignIn(back.to_owned()))
+    pub fn require(&self, back: &str) -> Result<SignedIn, Denied> {
+        self.user.ok_or_else(|| Denied::SignIn(back.to_owned()))
+    }
+
+    /// [`Self::require`], then `forbidden` unless the user is an admin (as the API would say).
+    pub fn require_admin(&self, back: &str) -> Result<SignedIn, Denied> {
+        self.require_role(back, SignedIn::is_admin)
+    }
+
+    /// [`Self::require`], then `forbidden` unless the user is door staff or an admin.
+    pub fn require_door_staff(&self, back: &str) -> Result<SignedIn, Denied> {
+        self.require_role(back, SignedIn::is_door_staff)
+    }
+
+    fn require_role(
+        &self,
+        back: &str,
+        allowed: impl Fn(&SignedIn) -> bool,
+    ) -> Result<SignedIn, Denied> {
+        let user = self.require(back)?;
+        if allowed(&user) {
+            Ok(user)
+        } else {
+            Err(Denied::Role)
+        }
     }
 
     /// `response` with this visitor's cookies.

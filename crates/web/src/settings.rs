@@ -11,9 +11,9 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{Api, Refusal};
-use crate::format::{Page, iso, when};
-use crate::page::{Chrome, PageError, encode, render, see_other};
+use crate::api::Api;
+use crate::format::{Page, iso, parse_iso, when};
+use crate::page::{Chrome, CsrfForm, PageError, encode, render, see_other};
 use crate::session::Visitor;
 
 pub fn routes() -> Router<Api> {
@@ -23,15 +23,6 @@ pub fn routes() -> Router<Api> {
         .route("/organiser/webhooks", get(webhooks).post(add_webhook))
         .route("/organiser/webhooks/{id}", get(deliveries))
         .route("/organiser/webhooks/{id}/delete", post(delete_webhook))
-}
-
-/// `forbidden` unless the visitor is an admin (the API refuses everyone else too).
-pub fn admin(visitor: &Visitor, back: &str) -> Result<(), PageError> {
-    if visitor.require(back)?.is_admin() {
-        Ok(())
-    } else {
-        Err(PageError::Refused(Refusal::forbidden()))
-    }
 }
 
 /// A user as the API answers it.
@@ -70,7 +61,7 @@ async fn users(
     visitor: Visitor,
     Query(search): Query<Search>,
 ) -> Result<Response, PageError> {
-    admin(&visitor, "/organiser/users")?;
+    visitor.require_admin("/organiser/users")?;
     users_page(&api, visitor, search.q, StatusCode::OK, None).await
 }
 
@@ -83,8 +74,7 @@ async fn users_page(
 ) -> Result<Response, PageError> {
     let path = format!("/api/v1/admin/users?limit=50&q={}", encode(q.trim()));
     let page: Page<User> = api.get(&visitor.caller, &path).await?;
-    let mut chrome = Chrome::of(&visitor);
-    chrome.notice = notice;
+    let chrome = Chrome::of(&visitor).with_notice(notice);
     let template = UsersPage {
         chrome,
         q,
@@ -108,7 +98,7 @@ async fn set_role(
     Form(form): Form<RoleForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    admin(&visitor, "/organiser/users")?;
+    visitor.require_admin("/organiser/users")?;
     let path = format!("/api/v1/admin/users/{}", encode(&id));
     let body = json!({ "role": form.role });
     match api
@@ -165,7 +155,7 @@ struct WebhooksPage {
 }
 
 async fn webhooks(State(api): State<Api>, visitor: Visitor) -> Result<Response, PageError> {
-    admin(&visitor, "/organiser/webhooks")?;
+    visitor.require_admin("/organiser/webhooks")?;
     webhooks_page(&api, visitor, StatusCode::OK, None, None, String::new()).await
 }
 
@@ -180,8 +170,7 @@ async fn webhooks_page(
     let page: Page<Endpoint> = api
         .get(&visitor.caller, "/api/v1/webhooks?limit=100")
         .await?;
-    let mut chrome = Chrome::of(&visitor);
-    chrome.notice = notice;
+    let chrome = Chrome::of(&visitor).with_notice(notice);
     let template = WebhooksPage {
         chrome,
         endpoints: page.items,
@@ -207,7 +196,7 @@ async fn add_webhook(
     }
     let form: AddForm = serde_html_form::from_bytes(&body).map_err(|_| PageError::BadForm)?;
     visitor.check_csrf(&form.csrf)?;
-    admin(&visitor, "/organiser/webhooks")?;
+    visitor.require_admin("/organiser/webhooks")?;
     let body = json!({ "url": form.url.trim(), "events": form.events });
     match api
         .call::<Value>(
@@ -245,11 +234,6 @@ async fn add_webhook(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    csrf: String,
-}
-
 /// Deletes an endpoint: nothing is sent to it afterwards.
 async fn delete_webhook(
     State(api): State<Api>,
@@ -258,7 +242,7 @@ async fn delete_webhook(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, PageError> {
     visitor.check_csrf(&form.csrf)?;
-    admin(&visitor, "/organiser/webhooks")?;
+    visitor.require_admin("/organiser/webhooks")?;
     let path = format!("/api/v1/webhooks/{}", encode(&id));
     api.call::<Value>(&visitor.caller, Method::DELETE, &path, None)
         .await?;
@@ -288,7 +272,7 @@ async fn deliveries(
     visitor: Visitor,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    admin(&visitor, &format!("/organiser/webhooks/{id}"))?;
+    visitor.require_admin(&format!("/organiser/webhooks/{id}"))?;
     let id = encode(&id);
     let endpoint: Endpoint = api
         .get(&visitor.caller, &format!("/api/v1/webhooks/{id}"))
@@ -302,10 +286,7 @@ async fn deliveries(
     let at = |value: &Value| {
         value
             .as_str()
-            .and_then(|text| {
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .and_then(parse_iso)
             .map(|at| format!("{} ({})", when(at), iso(at)))
             .unwrap_or_else(|| "—".into())
     };

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::api::{Api, Refusal};
 use crate::format::{Booking, Concert, Hold, Page, Ticket, WaitlistEntry};
-use crate::page::{Chrome, PageError, encode, render, see_other};
+use crate::page::{Chrome, CsrfForm, PageError, encode, render, see_other};
 use crate::session::Visitor;
 
 pub fn routes() -> Router<Api> {
@@ -122,8 +122,7 @@ fn concert_page(
     concert: Concert,
     notice: Option<String>,
 ) -> Response {
-    let mut chrome = Chrome::of(&visitor);
-    chrome.notice = notice;
+    let chrome = Chrome::of(&visitor).with_notice(notice);
     render(visitor, status, &ConcertPage { chrome, concert })
 }
 
@@ -231,8 +230,7 @@ async fn checkout_page(
     }
     let concert = read_concert(&api, &visitor, &hold.concert_id.to_string()).await?;
     let seat_name = concert.seat_name(hold.seat_type_id);
-    let mut chrome = Chrome::of(&visitor);
-    chrome.notice = notice;
+    let chrome = Chrome::of(&visitor).with_notice(notice);
     let page = CheckoutPage {
         chrome,
         hold,
@@ -280,11 +278,6 @@ async fn pay(
             checkout_page(api, visitor, &id, refusal.status, Some(sentence)).await
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct CsrfForm {
-    csrf: String,
 }
 
 /// Lets a held seat go, back to the concert.
@@ -434,8 +427,7 @@ async fn ticket_page(
         .map_or(qr.clone(), |start| qr[start..].to_owned());
     let concert = read_concert(&api, &visitor, &booking.concert_id.to_string()).await?;
     let seat_name = concert.seat_name(booking.seat_type_id);
-    let mut chrome = Chrome::of(&visitor);
-    chrome.notice = notice;
+    let chrome = Chrome::of(&visitor).with_notice(notice);
     let page = TicketPage {
         chrome,
         booking,
