@@ -12,7 +12,7 @@ use sqlx::{Acquire, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::reads::{sale_from_row, seat_from_row};
+use super::reads::{lock_sale, seat_from_row};
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use super::waitlist;
 use super::webhooks::enqueue;
@@ -22,7 +22,7 @@ use crate::command::{
 use crate::error::BookingError;
 use crate::hold::{Failed, Hold, HoldRequest, HoldStatus, Paid, hold_fingerprint, new_hold};
 use crate::rows::{hold_columns, hold_from_row, saved_response};
-use crate::view::{ConcertSale, bookable};
+use crate::view::bookable;
 use crate::waitlist::OfferTerms;
 use crate::webhook::{Subscribed, WebhookEvent};
 
@@ -42,21 +42,6 @@ impl<T> Changed<T> {
             emails,
         }
     }
-}
-
-/// Locks a concert's sale for a hold's transaction; `None` when Booking does not sell it.
-pub(super) async fn lock_sale(
-    tx: &mut Transaction<'_, Postgres>,
-    concert_id: Uuid,
-) -> Result<Option<ConcertSale>, BookingError> {
-    let row = sqlx::query(
-        "SELECT name, venue, starts_at, cancelled_at, sales_open_at FROM sales
-         WHERE concert_id = $1 FOR NO KEY UPDATE",
-    )
-    .bind(concert_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.as_ref().map(sale_from_row).transpose()?)
 }
 
 /// Expires the concert's holds due at `now` (the trigger returns their seats), queues their

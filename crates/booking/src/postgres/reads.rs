@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -187,4 +187,19 @@ pub fn seat_from_row(row: &PgRow) -> Result<Seat, sqlx::Error> {
         capacity: row.try_get("capacity")?,
         remaining: row.try_get("remaining")?,
     })
+}
+
+/// Locks a concert's sale for a transaction that takes or offers its seats (holds, the waiting list); `None` when Booking does not sell it.
+pub async fn lock_sale(
+    tx: &mut Transaction<'_, Postgres>,
+    concert_id: Uuid,
+) -> Result<Option<ConcertSale>, BookingError> {
+    let row = sqlx::query(
+        "SELECT name, venue, starts_at, cancelled_at, sales_open_at FROM sales
+         WHERE concert_id = $1 FOR NO KEY UPDATE",
+    )
+    .bind(concert_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(sale_from_row).transpose()?)
 }

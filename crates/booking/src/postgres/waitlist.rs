@@ -13,7 +13,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::holds::lock_sale;
+use super::reads::lock_sale;
 use super::statements::{constraint_to_rule, notify};
 use super::webhooks::enqueue;
 use crate::command::saved_json;

@@ -13,6 +13,7 @@ use crate::checkin::{CheckedIn, Scan};
 use crate::command::{Command, Refund, Reply};
 use crate::error::BookingError;
 use crate::view::{ConcertSale, Seat, SharedInventory};
+use crate::webhook::{Attempted, Claimed, NewEndpoint, Subscribed};
 
 /// What the SQLite writer runs: the service's commands, and the outbox's changes, which go
 /// through the writer too since it holds the only write connection.
@@ -23,7 +24,7 @@ pub enum Job {
     Refunds(RefundJob),
     /// Decides a scan at the door and checks the ticket in when it admits.
     CheckIn(Scan, Reply<CheckedIn>),
-    Webhooks(super::webhooks::WebhookJob),
+    Webhooks(WebhookJob),
 }
 
 /// A change to the refund queue, asked by the refund worker.
@@ -40,6 +41,18 @@ pub enum OutboxJob {
     Claim(u32, Duration, Reply<Vec<OutboxMessage>>),
     Acknowledge(Vec<Uuid>, Reply<()>),
     Retry(Uuid, OffsetDateTime, String, Reply<()>),
+}
+
+/// A change to webhooks, made by the writer in its batch.
+#[derive(Debug)]
+pub enum WebhookJob {
+    Create(NewEndpoint, Subscribed, Reply<()>),
+    /// Disables an endpoint as deleted; answers whether there was one to delete.
+    Delete(Uuid, Subscribed, Reply<bool>),
+    /// Fans out up to this many events; answers how many.
+    FanOut(u32, Reply<usize>),
+    Claim(u32, Duration, Reply<Vec<Claimed>>),
+    Record(Vec<Attempted>, Subscribed, Reply<()>),
 }
 
 /// Changes a batch makes to the in-memory view, applied only once the batch is committed.

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::SqliteBooking;
-use super::batch::{Answer, Effects, Job, Staged, answer};
+use super::batch::{Answer, Effects, Job, Staged, WebhookJob, answer};
 use crate::command::Reply;
 use crate::error::BookingError;
 use crate::view::SharedInventory;
@@ -28,18 +28,6 @@ use crate::webhook::{
     Attempted, Claimed, Delivery, EVENT_BIT_SQL, Endpoint, EventSet, NewEndpoint, Outcome, Queued,
     Subscribed, WebhookEvent,
 };
-
-/// A change to webhooks, made by the writer in its batch.
-#[derive(Debug)]
-pub enum WebhookJob {
-    Create(NewEndpoint, Subscribed, Reply<()>),
-    /// Disables an endpoint as deleted; answers whether there was one to delete.
-    Delete(Uuid, Subscribed, Reply<bool>),
-    /// Fans out up to this many events; answers how many.
-    FanOut(u32, Reply<usize>),
-    Claim(u32, Duration, Reply<Vec<Claimed>>),
-    Record(Vec<Attempted>, Subscribed, Reply<()>),
-}
 
 /// Queues `event` about `subject_id` with the rest of a command's changes (the waiting list's
 /// `waitlist.offered`, subject the offer's hold, say): written by [`flush`] just before the batch

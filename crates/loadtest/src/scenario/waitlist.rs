@@ -223,10 +223,9 @@ async fn pay_offers(
     Ok((booked, failures))
 }
 
-/// A sold-out seat type, its waiting list, and a stream of cancels; offers in line order, never
-/// a seat to the public while anyone waits.
-pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcome> {
-    let started = Instant::now();
+/// The one seat type the scenario sells (half the users' worth unless `--seat-types` says), and
+/// its capacity, which must leave users to wait in line.
+fn seat_type(args: &LoadtestArgs) -> anyhow::Result<(Vec<SeatTypeSpec>, usize)> {
     let default = [SeatTypeSpec {
         name: "Waitlisted".to_owned(),
         capacity: (args.users() as u64 / 2).max(1),
@@ -241,6 +240,14 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
         args.users() > capacity + 1,
         "the waitlist scenario needs more --users than seats: the rest wait in line"
     );
+    Ok((specs, capacity))
+}
+
+/// A sold-out seat type, its waiting list, and a stream of cancels; offers in line order, never
+/// a seat to the public while anyone waits.
+pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let (specs, capacity) = seat_type(args)?;
     let (admin, stage, users, _) = prepare(ctx, args, &specs, args.users()).await?;
     args.note(&format!("{capacity} holders sell the seat type out…"));
     let (mut ledger, failures) = book_each(
@@ -265,19 +272,7 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
 
     // The phase: the cancels, each followed by a try of the public (the back of the line).
     let public: Vec<usize> = line[cancels..].iter().map(|(user, _)| *user).collect();
-    let mut steps = Vec::new();
-    let mut calls = Vec::new();
-    for booking in 0..cancels {
-        let booked = &ledger.confirmed[booking];
-        steps.push(Step::Cancel(booking));
-        calls.push(
-            Call::post(&format!("/api/v1/bookings/{}/cancel", booked.id), None)?
-                .with_auth(users[booked.user].auth.clone()),
-        );
-        let fan = public[booking % public.len()];
-        steps.push(Step::Public(fan));
-        calls.push(stage.book[0].clone().with_auth(users[fan].auth.clone()));
-    }
+    let (steps, calls) = schedule(&ledger, &users, &stage, &public, cancels)?;
     let total = steps.len() as u64;
     let shared = Shared {
         steps: Arc::new(steps),
@@ -324,9 +319,7 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
             format!(
                 "{} of {cancels} cancels answered 200{}",
                 cancelled.len(),
-                cancel_failures
-                    .first()
-                    .map_or(String::new(), |first| format!("; first other: {first}"))
+                first(&cancel_failures, "other")
             ),
         ),
         Check::new(
@@ -335,9 +328,7 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
             format!(
                 "{sold_out} of {} public attempts answered 409 sold_out{}",
                 sold_out + public_other.len() as u64,
-                public_other
-                    .first()
-                    .map_or(String::new(), |first| format!("; first other: {first}"))
+                first(&public_other, "other")
             ),
         ),
         order,
@@ -346,9 +337,7 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
             pay_failures.is_empty() && offers == cancelled.len(),
             format!(
                 "{offers} offered fans paid their holds and hold a booking{}",
-                pay_failures
-                    .first()
-                    .map_or(String::new(), |first| format!("; first failure: {first}"))
+                first(&pay_failures, "failure")
             ),
         ),
     ];
@@ -366,4 +355,36 @@ pub(super) async fn run(ctx: &Ctx, args: &LoadtestArgs) -> anyhow::Result<Outcom
         checks,
         ..Outcome::new(Some(stage), users.len(), setup, expectation, phase)
     })
+}
+
+/// The phase's steps and their calls: each of the first `cancels` holders cancels, and a fan from
+/// the back of the line (`public`) tries to book right after.
+fn schedule(
+    ledger: &verify::Ledger,
+    users: &[verify::User],
+    stage: &crate::setup::Stage,
+    public: &[usize],
+    cancels: usize,
+) -> anyhow::Result<(Vec<Step>, Vec<Call>)> {
+    let mut steps = Vec::new();
+    let mut calls = Vec::new();
+    for booking in 0..cancels {
+        let booked = &ledger.confirmed[booking];
+        steps.push(Step::Cancel(booking));
+        calls.push(
+            Call::post(&format!("/api/v1/bookings/{}/cancel", booked.id), None)?
+                .with_auth(users[booked.user].auth.clone()),
+        );
+        let fan = public[booking % public.len()];
+        steps.push(Step::Public(fan));
+        calls.push(stage.book[0].clone().with_auth(users[fan].auth.clone()));
+    }
+    Ok((steps, calls))
+}
+
+/// "; first WHAT: …" naming the first of `failures`, or nothing when there is none.
+fn first(failures: &[String], what: &str) -> String {
+    failures
+        .first()
+        .map_or(String::new(), |first| format!("; first {what}: {first}"))
 }
