@@ -150,7 +150,6 @@ def reexports_of(modules, module, lines):
             names = [path.split("::")[-1]]
             heads = [path.rsplit("::", 1)[0] + "::"] if "::" in path else [""]
         for name, head in zip(names, heads):
-            name = name.split("as")[-1] if False else name
             segs = [s for s in head.split("::") if s]
             if segs[:1] == ["crate"]:
                 target = tuple(segs[1:])
