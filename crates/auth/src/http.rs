@@ -43,7 +43,7 @@ pub fn router(service: AuthService) -> OpenApiRouter {
         .routes(routes!(get_me, patch_me))
         .routes(routes!(create_load_test_accounts))
         .routes(routes!(admin::list_users))
-        .routes(routes!(admin::set_role))
+        .routes(routes!(admin::get_user, admin::set_role))
         .with_state(service)
 }
 

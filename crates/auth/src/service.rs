@@ -308,6 +308,15 @@ impl AuthService {
             .ok_or(AuthError::AccountGone)
     }
 
+    /// Any user, by id (for an admin): 404 `user_not_found` for none.
+    pub async fn user(&self, user_id: Uuid) -> Result<UserRecord, AuthError> {
+        self.inner
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AuthError::UserNotFound)
+    }
+
     pub async fn update_me(
         &self,
         user_id: Uuid,

@@ -229,6 +229,7 @@ fn mail(config: &Config) -> boxoffice_notifications::open::Mail<'_> {
             .clone()
             .unwrap_or_else(|| config.data_dir.join("mail")),
         from: config.mail_from.as_deref(),
+        shop: config.public_url.as_deref(),
     }
 }
 

@@ -120,6 +120,10 @@ pub struct StorageArgs {
     /// `boxoffice <tickets@boxoffice.localhost>`.
     #[arg(long, env = "BOXOFFICE_MAIL_FROM")]
     pub mail_from: Option<String>,
+    /// The shop's address as fans reach it (`https://tickets.example.com`), for the links in
+    /// emails; default: the listen address when it is a specific one with a fixed port.
+    #[arg(long, env = "BOXOFFICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// argon2id memory cost in KiB (default: OWASP's 19456). Lower only for tests.
     #[arg(long, env = "BOXOFFICE_ARGON2_MEMORY_KIB", default_value_t = PasswordParams::OWASP.memory_kib)]
     pub argon2_memory_kib: u32,
@@ -319,6 +323,25 @@ pub struct AdminCreateArgs {
     pub storage: StorageArgs,
 }
 
+/// The shop's public address: as given (an `http` or `https` URL), or the listen address when
+/// that is one a browser can reach (a specific address, a fixed port).
+fn public_url(given: Option<&str>, listen: SocketAddr) -> anyhow::Result<Option<String>> {
+    match given.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => {
+            let uri: http::Uri = url
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--public-url {url:?} is not a URL"))?;
+            anyhow::ensure!(
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some(),
+                "--public-url {url:?} must be an http:// or https:// address"
+            );
+            Ok(Some(url.trim_end_matches('/').to_owned()))
+        }
+        None if listen.ip().is_unspecified() || listen.port() == 0 => Ok(None),
+        None => Ok(Some(format!("http://{listen}"))),
+    }
+}
+
 impl StorageArgs {
     /// The configuration these flags describe, listening on `listen`.
     pub fn into_config(self, listen: SocketAddr) -> anyhow::Result<Config> {
@@ -331,6 +354,7 @@ impl StorageArgs {
         config.mail_url = self.mail_url;
         config.mail_dir = self.mail_dir;
         config.mail_from = self.mail_from;
+        config.public_url = public_url(self.public_url.as_deref(), listen)?;
         config.auth = AuthConfig {
             password: PasswordParams {
                 memory_kib: self.argon2_memory_kib,

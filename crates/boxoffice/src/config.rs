@@ -129,6 +129,9 @@ pub struct Config {
     pub mail_dir: Option<PathBuf>,
     /// The sender of emails, `Name <address>` (`BOXOFFICE_MAIL_FROM`); `None` for the default.
     pub mail_from: Option<String>,
+    /// The shop's public address, for the links in emails (`BOXOFFICE_PUBLIC_URL`); `None`: no
+    /// links.
+    pub public_url: Option<String>,
     pub auth: AuthConfig,
     pub clock: SharedClock,
     /// The services this process runs.
@@ -173,6 +176,7 @@ impl Config {
             mail_url: None,
             mail_dir: None,
             mail_from: None,
+            public_url: None,
             auth: AuthConfig::default(),
             clock: boxoffice_shared::clock::system(),
             roles: Roles::ALL_IN_ONE,

@@ -184,6 +184,9 @@ pub struct NotificationsConfig {
     /// The `From:` of every email, display name included (see [`sender`]); also the
     /// `ORGANIZER` of the attached calendar event. Default [`DEFAULT_FROM`].
     pub from: Mailbox,
+    /// The shop's public address (`--public-url`), for the links in emails; without it emails
+    /// carry no links.
+    pub shop_url: Option<String>,
 }
 
 impl NotificationsConfig {
@@ -197,6 +200,7 @@ impl NotificationsConfig {
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(15 * 60),
             from: default_from(),
+            shop_url: None,
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Mail<'a> {
     pub dir: PathBuf,
     /// The sender, `Name <address>`; `None` for the default.
     pub from: Option<&'a str>,
+    /// The shop's public address, for the links in emails; `None`: no links.
+    pub shop: Option<&'a str>,
 }
 
 /// Starts the mail transport and the worker; `waker` is how an in-process Booking wakes it.
@@ -47,7 +49,10 @@ pub async fn open(
     let transport = MailTransport::start(&transport_config)
         .await
         .context("starting the mail transport")?;
-    let config = NotificationsConfig::new(transport_config).with_from(mail.from)?;
+    let config = NotificationsConfig {
+        shop_url: mail.shop.map(str::to_owned),
+        ..NotificationsConfig::new(transport_config).with_from(mail.from)?
+    };
     wiring.tasks.spawn(run(
         outbox,
         users,

@@ -43,11 +43,14 @@ pub fn message_id_header(message_id: Uuid) -> String {
     format!("<{message_id}@boxoffice>")
 }
 
-/// Renders `message` for `contact`, sent by `from` at `now` (the `Date:` header).
+/// Renders `message` for `contact`, sent by `from` at `now` (the `Date:` header). With the
+/// address of the shop (`shop`, its public base URL), the email links to the page it is about:
+/// the ticket, the fan's tickets, or the offered seat's checkout.
 pub fn render(
     message: &OutboxMessage,
     contact: &Contact,
     from: &Mailbox,
+    shop: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<Message, NotificationsError> {
     let address = contact.email.trim();
@@ -61,7 +64,7 @@ pub fn render(
     let name = header_text(&contact.full_name);
     let to = Mailbox::new((!name.is_empty()).then_some(name), address);
 
-    let view = View::new(message);
+    let view = View::new(message, shop);
     let email = Message::builder()
         .message_id(Some(message_id_header(message.message_id)))
         .date(SystemTime::from(now))
@@ -121,16 +124,34 @@ struct View<'a> {
     starts_at: String,
     at: String,
     price: String,
+    /// What the email links to in the shop, and its address.
+    link: Option<(&'static str, String)>,
 }
 
 impl<'a> View<'a> {
-    fn new(message: &'a OutboxMessage) -> Self {
+    fn new(message: &'a OutboxMessage, shop: Option<&str>) -> Self {
         let booking = &message.booking;
+        let link = shop
+            .map(|base| base.trim().trim_end_matches('/'))
+            .filter(|base| !base.is_empty())
+            .map(|base| {
+                let id = booking.booking_id;
+                match message.kind {
+                    EmailKind::BookingConfirmed => {
+                        ("Your ticket online", format!("{base}/tickets/{id}"))
+                    }
+                    EmailKind::BookingCancelled => ("Your tickets", format!("{base}/tickets")),
+                    EmailKind::WaitlistOffered => {
+                        ("Pay for the seat", format!("{base}/holds/{id}"))
+                    }
+                }
+            });
         Self {
             message,
             starts_at: readable(booking.starts_at, &booking.time_zone),
             at: readable(booking.at, &booking.time_zone),
             price: format_price(booking.price_cents, &booking.currency),
+            link,
         }
     }
 
@@ -164,6 +185,10 @@ impl<'a> View<'a> {
             EmailKind::BookingCancelled => {
                 "This booking no longer admits you to the concert. The attached calendar file \
                  removes the concert from your calendar."
+            }
+            EmailKind::WaitlistOffered if self.link.is_some() => {
+                "Pay for the seat before the time above to make it yours (the link above). After \
+                 that time it goes to the next fan on the waiting list."
             }
             EmailKind::WaitlistOffered => {
                 "Pay for the seat before the time above to make it yours (your holds in the box \
@@ -247,6 +272,9 @@ impl<'a> View<'a> {
                 "\nYour ticket: show this code (or the QR code of this email) at the door.\n{code}\n"
             );
         }
+        if let Some((label, url)) = &self.link {
+            let _ = write!(text, "\n{label}: {url}\n");
+        }
         let _ = write!(text, "\n{}\n\n-- \nboxoffice\n", self.footer());
         text
     }
@@ -278,6 +306,10 @@ impl<'a> View<'a> {
                  <p><code style=\"word-break:break-all\">{}</code></p>\n",
                 escape_html(code)
             );
+        }
+        if let Some((label, url)) = &self.link {
+            let url = escape_html(url);
+            let _ = writeln!(html, "<p><a href=\"{url}\">{label}</a>: {url}</p>");
         }
         let _ = write!(
             html,

@@ -252,7 +252,8 @@ impl Worker {
         let Some(contact) = self.users.contact(message.booking.user_id).await? else {
             return Ok(Outcome::NoRecipient);
         };
-        let email = render(message, &contact, &self.from, self.clock.now())?;
+        let shop = self.config.shop_url.as_deref();
+        let email = render(message, &contact, &self.from, shop, self.clock.now())?;
         self.transport.send(&email, message.message_id).await?;
         Ok(Outcome::Sent)
     }

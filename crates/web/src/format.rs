@@ -19,6 +19,8 @@ pub struct Concert {
     pub starts_at: OffsetDateTime,
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub sales_open_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub category: String,
     pub status: String,
     pub booking_open: bool,
     pub seat_types: Vec<SeatType>,
@@ -144,6 +146,15 @@ pub struct Booking {
     pub created_at: OffsetDateTime,
     #[serde(default)]
     pub payment: Option<Payment>,
+}
+
+/// A user as the admins' API answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub full_name: String,
+    pub role: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

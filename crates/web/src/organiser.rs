@@ -2,6 +2,8 @@
 //! on-sale time, and a concert's sales dashboard — sold, held and remaining per ticket type,
 //! drawn as a bar chart on the server (SVG) — where the concert can be called off.
 
+use std::collections::{HashMap, HashSet};
+
 use askama::Template;
 use axum::Form;
 use axum::Router;
@@ -11,11 +13,16 @@ use axum::routing::{get, post};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::api::Api;
-use crate::format::{Booking, Concert, Page, amount};
+use crate::format::{Booking, Concert, Page, User, amount};
 use crate::page::{Chrome, CsrfForm, PageError, encode, render, see_other};
 use crate::session::Visitor;
+
+mod seat_types;
+
+use seat_types::seat_body;
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -28,7 +35,11 @@ pub fn routes() -> Router<Api> {
             "/organiser/concerts/{id}/edit",
             get(edit_concert).post(save_concert),
         )
-        .route("/organiser/concerts/{id}/seat-types", post(add_seat_type))
+        .route("/organiser/concerts/{id}/seat-types", post(seat_types::add))
+        .route(
+            "/organiser/concerts/{id}/seat-types/{seat_type_id}",
+            post(seat_types::set_capacity),
+        )
         .route("/organiser/concerts/{id}/bookings", get(bookings))
 }
 
@@ -190,16 +201,6 @@ fn utc(text: &str) -> Value {
     }
 }
 
-/// A ticket type as typed: a price in the currency's units (`12.50`); what does not read as a
-/// number goes to the API as typed, for it to refuse by name.
-fn seat_body(name: &str, price: &str, capacity: &str) -> Value {
-    json!({
-        "name": name.trim(),
-        "price_cents": cents(price).map_or(json!(price), |cents| json!(cents)),
-        "capacity": capacity.trim().parse::<i64>().map_or(json!(capacity), |n| json!(n)),
-    })
-}
-
 /// `YYYY-MM-DDTHH:MM` in UTC, as a `datetime-local` field shows it.
 fn local_input(at: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
@@ -279,55 +280,6 @@ async fn save_concert(
             Ok(render(visitor, refusal.status, &page))
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct SeatTypeForm {
-    csrf: String,
-    name: String,
-    #[serde(default)]
-    price: String,
-    #[serde(default)]
-    capacity: String,
-}
-
-/// Adds a ticket type to a concert.
-async fn add_seat_type(
-    State(api): State<Api>,
-    visitor: Visitor,
-    Path(id): Path<String>,
-    Form(form): Form<SeatTypeForm>,
-) -> Result<Response, PageError> {
-    visitor.check_csrf(&form.csrf)?;
-    visitor.require_admin(&format!("/organiser/concerts/{id}/edit"))?;
-    let path = format!("/api/v1/concerts/{}/seat-types", encode(&id));
-    let body = seat_body(&form.name, &form.price, &form.capacity);
-    match api
-        .call::<Value>(&visitor.caller, Method::POST, &path, Some(&body))
-        .await
-    {
-        Ok(_) => Ok(see_other(visitor, &format!("/organiser/concerts/{id}"))),
-        Err(refusal) => {
-            let sentence = refusal.sentence();
-            dashboard_page(&api, visitor, &id, refusal.status, Some(sentence)).await
-        }
-    }
-}
-
-/// `12.5` or `12.50` as 1250 cents.
-fn cents(price: &str) -> Option<i64> {
-    let price = price.trim();
-    let (units, fraction) = price.split_once('.').unwrap_or((price, ""));
-    if fraction.len() > 2 || units.is_empty() && fraction.is_empty() {
-        return None;
-    }
-    let units: i64 = if units.is_empty() {
-        0
-    } else {
-        units.parse().ok()?
-    };
-    let fraction: i64 = format!("{fraction:0<2}").parse().ok()?;
-    units.checked_mul(100)?.checked_add(fraction)
 }
 
 /// One ticket type's sales, as the dashboard shows them.
@@ -506,32 +458,25 @@ async fn cancel(
     visitor.check_csrf(&form.csrf)?;
     visitor.require_admin(&format!("/organiser/concerts/{id}"))?;
     let path = format!("/api/v1/concerts/{}/cancel", encode(&id));
-    match api
-        .call::<Value>(&visitor.caller, Method::POST, &path, None)
-        .await
-    {
+    change_then_dashboard(&api, visitor, &id, Method::POST, &path, None).await
+}
+
+/// Asks the API for a change to concert `id`, then shows its dashboard: after a redirect when
+/// the change is made, at once with the refusal as a sentence when it is not.
+async fn change_then_dashboard(
+    api: &Api,
+    visitor: Visitor,
+    id: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Response, PageError> {
+    match api.call::<Value>(&visitor.caller, method, path, body).await {
         Ok(_) => Ok(see_other(visitor, &format!("/organiser/concerts/{id}"))),
         Err(refusal) => {
             let sentence = refusal.sentence();
-            dashboard_page(&api, visitor, &id, refusal.status, Some(sentence)).await
+            dashboard_page(api, visitor, id, refusal.status, Some(sentence)).await
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prices_read_as_cents() {
-        assert_eq!(cents("12.50"), Some(1250));
-        assert_eq!(cents("12.5"), Some(1250));
-        assert_eq!(cents("12"), Some(1200));
-        assert_eq!(cents("0"), Some(0));
-        assert_eq!(cents(".5"), Some(50));
-        assert_eq!(cents("1.234"), None);
-        assert_eq!(cents("abc"), None);
-        assert_eq!(cents(""), None);
     }
 }
 
@@ -547,6 +492,8 @@ struct BookingsPage {
     chrome: Chrome,
     concert: Concert,
     bookings: Vec<Booking>,
+    /// The holders of `bookings` that could be named.
+    customers: HashMap<Uuid, User>,
     next: Option<String>,
 }
 
@@ -567,6 +514,7 @@ async fn bookings(
         path.push_str(&format!("&cursor={}", encode(&page.cursor)));
     }
     let listed: Page<Booking> = api.get(&visitor.caller, &path).await?;
+    let customers = customers(&api, &visitor, &listed.items).await;
     let next = listed.next_cursor.map(|cursor| {
         format!(
             "/organiser/concerts/{id}/bookings?cursor={}",
@@ -577,7 +525,31 @@ async fn bookings(
         chrome: Chrome::of(&visitor),
         concert,
         bookings: listed.items,
+        customers,
         next,
     };
     Ok(render(visitor, StatusCode::OK, &template))
+}
+
+/// Who holds each of `bookings`, asked of the admins' user API at once for every distinct
+/// holder; a holder it cannot name (an account gone, an answer lost) is left out, and the page
+/// shows their id instead.
+async fn customers(api: &Api, visitor: &Visitor, bookings: &[Booking]) -> HashMap<Uuid, User> {
+    let mut asks = tokio::task::JoinSet::new();
+    let holders: HashSet<Uuid> = bookings.iter().map(|booking| booking.user_id).collect();
+    for holder in holders {
+        let (api, caller) = (api.clone(), visitor.caller.clone());
+        asks.spawn(async move {
+            api.get::<User>(&caller, &format!("/api/v1/admin/users/{holder}"))
+                .await
+                .ok()
+        });
+    }
+    let mut customers = HashMap::new();
+    while let Some(answer) = asks.join_next().await {
+        if let Ok(Some(user)) = answer {
+            customers.insert(user.id, user);
+        }
+    }
+    customers
 }

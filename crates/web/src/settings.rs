@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::format::{Page, iso, parse_iso, when};
+use crate::format::{Page, User, iso, parse_iso, when};
 use crate::page::{Chrome, CsrfForm, PageError, encode, render, see_other};
 use crate::session::Visitor;
 
@@ -23,15 +23,6 @@ pub fn routes() -> Router<Api> {
         .route("/organiser/webhooks", get(webhooks).post(add_webhook))
         .route("/organiser/webhooks/{id}", get(deliveries))
         .route("/organiser/webhooks/{id}/delete", post(delete_webhook))
-}
-
-/// A user as the API answers it.
-#[derive(Debug, Deserialize)]
-struct User {
-    id: uuid::Uuid,
-    email: String,
-    full_name: String,
-    role: String,
 }
 
 #[derive(Template)]

@@ -50,54 +50,123 @@ struct Search {
     #[serde(default)]
     when: String,
     #[serde(default)]
+    category: String,
+    /// A day (`YYYY-MM-DD`, as a date field sends it): concerts from its start, in UTC.
+    #[serde(default)]
+    from: String,
+    /// A day: concerts up to its end, in UTC.
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
     cursor: String,
 }
+
+impl Search {
+    /// The API's list query for this search (without the cursor), or what is wrong with a day.
+    fn query(&self) -> Result<String, String> {
+        let status = if self.when == "on_sale" {
+            "on_sale"
+        } else {
+            "available"
+        };
+        let mut query = format!("status={status}&q={}", encode(self.q.trim()));
+        if !self.category.trim().is_empty() {
+            query.push_str(&format!("&category={}", encode(self.category.trim())));
+        }
+        for (name, day, time) in [
+            ("from", &self.from, "00:00:00"),
+            ("to", &self.to, "23:59:59"),
+        ] {
+            let day = day.trim();
+            if day.is_empty() {
+                continue;
+            }
+            if time::Date::parse(day, DAY).is_err() {
+                return Err(format!("“{day}” is not a day: write it as 2027-05-01."));
+            }
+            query.push_str(&format!("&{name}={day}T{time}Z"));
+        }
+        Ok(query)
+    }
+
+    /// This search's own address, for the link to the next page.
+    fn link(&self, cursor: &str) -> String {
+        format!(
+            "/?q={}&when={}&category={}&from={}&to={}&cursor={}",
+            encode(&self.q),
+            encode(&self.when),
+            encode(&self.category),
+            encode(&self.from),
+            encode(&self.to),
+            encode(cursor)
+        )
+    }
+}
+
+/// How a date field writes a day.
+const DAY: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
 
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
     chrome: Chrome,
-    q: String,
-    when: String,
+    search: Search,
+    /// The categories of the concerts to come, for the filter.
+    categories: Vec<String>,
     concerts: Vec<Concert>,
     next: Option<String>,
 }
 
-/// The concerts still to come (or only those on sale), searchable by name, artist or venue.
+/// The concerts still to come (or only those on sale), searchable by name, artist or venue and
+/// filtered by category and by the days they start on.
 async fn home(
     State(api): State<Api>,
     visitor: Visitor,
     Query(search): Query<Search>,
 ) -> Result<Response, PageError> {
-    let status = if search.when == "on_sale" {
-        "on_sale"
-    } else {
-        "available"
+    let (concerts, next, notice) = match search.query() {
+        Ok(mut query) => {
+            if !search.cursor.is_empty() {
+                query.push_str(&format!("&cursor={}", encode(&search.cursor)));
+            }
+            let page: Page<Concert> = api
+                .get(
+                    &visitor.caller,
+                    &format!("/api/v1/concerts?limit=24&{query}"),
+                )
+                .await?;
+            let next = page.next_cursor.map(|cursor| search.link(&cursor));
+            (page.items, next, None)
+        }
+        Err(notice) => (Vec::new(), None, Some(notice)),
     };
-    let mut path = format!(
-        "/api/v1/concerts?limit=24&status={status}&q={}",
-        encode(search.q.trim())
-    );
-    if !search.cursor.is_empty() {
-        path.push_str(&format!("&cursor={}", encode(&search.cursor)));
-    }
-    let page: Page<Concert> = api.get(&visitor.caller, &path).await?;
-    let next = page.next_cursor.map(|cursor| {
-        format!(
-            "/?q={}&when={}&cursor={}",
-            encode(&search.q),
-            encode(&search.when),
-            encode(&cursor)
-        )
-    });
+    let categories = categories(&api, &visitor).await?;
     let template = HomePage {
-        chrome: Chrome::of(&visitor),
-        q: search.q,
-        when: search.when,
-        concerts: page.items,
+        chrome: Chrome::of(&visitor).with_notice(notice),
+        search,
+        categories,
+        concerts,
         next,
     };
     Ok(render(visitor, StatusCode::OK, &template))
+}
+
+/// The categories of the next hundred concerts to come, in order of first appearance.
+async fn categories(api: &Api, visitor: &Visitor) -> Result<Vec<String>, PageError> {
+    let page: Page<Concert> = api
+        .get(
+            &visitor.caller,
+            "/api/v1/concerts?limit=100&status=available",
+        )
+        .await?;
+    let mut categories: Vec<String> = Vec::new();
+    for concert in page.items {
+        if !concert.category.is_empty() && !categories.contains(&concert.category) {
+            categories.push(concert.category);
+        }
+    }
+    Ok(categories)
 }
 
 #[derive(Template)]

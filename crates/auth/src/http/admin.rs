@@ -1,5 +1,6 @@
 //! The admins' user management (API contract, "Roles"): `GET /api/v1/admin/users` and
-//! `PATCH /api/v1/admin/users/{id}`.
+//! `PATCH /api/v1/admin/users/{id}`; and, beyond the contract, `GET /api/v1/admin/users/{id}`
+//! (one user, for the back office's bookings list to name its customers).
 
 use axum::extract::{Path, State};
 use boxoffice_shared::extract::{Json, Query};
@@ -99,6 +100,35 @@ pub async fn list_users(
         items: users.into_iter().map(User::from).collect(),
         next_cursor,
     }))
+}
+
+problem_responses!(
+    struct GetUserProblems {
+        Unauthenticated,
+        Forbidden: "not an admin",
+        NotFound: "no such user (also for a malformed id)",
+        Unavailable,
+    }
+);
+
+/// One user (admin): who holds a booking, say.
+#[utoipa::path(
+    get, path = "/api/v1/admin/users/{id}", tag = "auth",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "User id; anything that is not a UUID is not found either")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        GetUserProblems,
+    )
+)]
+pub async fn get_user(
+    State(service): State<AuthService>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<User>, AuthError> {
+    caller.require_admin().map_err(|_| AuthError::Forbidden)?;
+    let id = Uuid::parse_str(id.trim()).map_err(|_| AuthError::UserNotFound)?;
+    Ok(Json(service.user(id).await?.into()))
 }
 
 problem_responses!(

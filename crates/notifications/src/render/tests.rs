@@ -44,6 +44,7 @@ fn rendered(kind: EmailKind) -> (Message, String) {
         &sample(kind),
         &contact(),
         &from,
+        None,
         datetime!(2027-01-02 03:04:06 UTC),
     )
     .unwrap();
@@ -72,7 +73,7 @@ fn a_paid_booking_says_what_was_paid_and_its_cancellation_what_is_refunded() {
             provider: "stripe".into(),
             amount_cents: 25000,
         });
-        View::new(&message).payment()
+        View::new(&message, None).payment()
     };
     assert_eq!(
         payment(EmailKind::BookingConfirmed),
@@ -81,7 +82,7 @@ fn a_paid_booking_says_what_was_paid_and_its_cancellation_what_is_refunded() {
     let (label, refund) = payment(EmailKind::BookingCancelled).unwrap();
     assert_eq!(label, "Refund");
     assert!(refund.starts_with("250.00 USD, in full"), "{refund}");
-    let plain = View::new(&sample(EmailKind::BookingConfirmed)).plain("Ada");
+    let plain = View::new(&sample(EmailKind::BookingConfirmed), None).plain("Ada");
     assert!(
         !plain.contains("Paid:"),
         "a free or unpaid booking has no payment row"
@@ -161,7 +162,7 @@ fn both_parts_are_present_with_every_field() {
     assert!(plain < html, "the preferred (HTML) part must come last");
 
     let message = sample(EmailKind::BookingConfirmed);
-    let view = View::new(&message);
+    let view = View::new(&message, None);
     let plain = view.plain("Ada <Lovelace>");
     for needle in [
         "Hello Ada <Lovelace>,",
@@ -185,7 +186,7 @@ fn a_confirmation_with_a_ticket_shows_its_code_and_qr_code_and_a_cancellation_do
     let code = "AQGQAAAAAABwAIAAAAAAAACwAZAAAAAAcACAAAAAAAAAAQ";
     let mut message = sample(EmailKind::BookingConfirmed);
     message.booking.ticket_code = Some(code.into());
-    let view = View::new(&message);
+    let view = View::new(&message, None);
     assert!(
         view.plain("Ada")
             .contains(&format!("at the door.\n{code}\n"))
@@ -203,8 +204,12 @@ fn a_confirmation_with_a_ticket_shows_its_code_and_qr_code_and_a_cancellation_do
         full_name: "Ada".into(),
     };
     let now = datetime!(2027-01-02 03:04:05 UTC);
-    let sent =
-        String::from_utf8(render(&message, &contact, &from, now).unwrap().formatted()).unwrap();
+    let sent = String::from_utf8(
+        render(&message, &contact, &from, None, now)
+            .unwrap()
+            .formatted(),
+    )
+    .unwrap();
     assert!(sent.contains("Content-Type: multipart/related"), "{sent}");
     assert!(sent.contains("Content-Type: image/svg+xml"), "{sent}");
     assert!(
@@ -215,7 +220,7 @@ fn a_confirmation_with_a_ticket_shows_its_code_and_qr_code_and_a_cancellation_do
     let mut cancelled = sample(EmailKind::BookingCancelled);
     cancelled.booking.ticket_code = Some(code.into());
     let sent = String::from_utf8(
-        render(&cancelled, &contact, &from, now)
+        render(&cancelled, &contact, &from, None, now)
             .unwrap()
             .formatted(),
     )
@@ -229,7 +234,7 @@ fn a_confirmation_with_a_ticket_shows_its_code_and_qr_code_and_a_cancellation_do
 #[test]
 fn html_part_escapes_user_provided_text() {
     let message = sample(EmailKind::BookingConfirmed);
-    let view = View::new(&message);
+    let view = View::new(&message, None);
     let html = view.html("Ada <Lovelace>");
     assert!(!html.contains("<script>"), "{html}");
     for needle in [
@@ -256,7 +261,7 @@ fn cancellations_say_so() {
         message.headers().get_raw("X-Boxoffice-Kind"),
         Some("booking_cancelled")
     );
-    let plain = View::new(&sample(EmailKind::BookingCancelled)).plain("Ada");
+    let plain = View::new(&sample(EmailKind::BookingCancelled), None).plain("Ada");
     // The values stand apart from the longest label and line up.
     assert!(
         plain.contains("Booking reference: 01900000-0000-7000-8000-0000000000b0\n"),
@@ -304,14 +309,14 @@ fn times_read_as_words_on_the_venues_clocks() {
 fn a_concert_without_an_artist_has_no_artist_row() {
     let mut message = sample(EmailKind::BookingConfirmed);
     message.booking.artist.clear();
-    let plain = View::new(&message).plain("Ada");
+    let plain = View::new(&message, None).plain("Ada");
     assert!(!plain.contains("Artist"), "{plain}");
 }
 
 #[test]
 fn a_confirmation_confirms_the_booking_and_gives_its_reference() {
     let message = sample(EmailKind::BookingConfirmed);
-    let view = View::new(&message);
+    let view = View::new(&message, None);
     let (plain, html) = (view.plain("Ada"), view.html("Ada"));
     for part in [&plain, &html] {
         assert!(!part.contains("ticket at the door"), "{part}");
@@ -411,6 +416,7 @@ fn the_sender_shows_the_operators_display_name() {
         &sample(EmailKind::BookingConfirmed),
         &contact(),
         &from,
+        None,
         datetime!(2027-01-02 03:04:06 UTC),
     )
     .unwrap();
@@ -440,6 +446,7 @@ fn an_invalid_recipient_is_undeliverable() {
         &sample(EmailKind::BookingConfirmed),
         &nobody,
         &from,
+        None,
         OffsetDateTime::UNIX_EPOCH,
     )
     .unwrap_err();
@@ -460,7 +467,7 @@ fn an_offer_says_until_when_the_seat_is_held_and_has_no_calendar_file() {
         Some("waitlist_offered")
     );
     assert!(!text.contains("text/calendar"), "{text}");
-    let plain = View::new(&sample(EmailKind::WaitlistOffered)).plain("Ada");
+    let plain = View::new(&sample(EmailKind::WaitlistOffered), None).plain("Ada");
     assert!(
         plain.contains("Offer reference:   01900000-0000-7000-8000-0000000000b0\n"),
         "{plain}"
@@ -471,4 +478,45 @@ fn an_offer_says_until_when_the_seat_is_held_and_has_no_calendar_file() {
     );
     assert!(plain.contains("next fan on the waiting list"), "{plain}");
     assert!(!plain.contains("Your ticket"), "{plain}");
+}
+
+#[test]
+fn with_the_shops_address_each_email_links_to_its_page() {
+    let shop = Some("https://tickets.example.com/");
+    let id = "01900000-0000-7000-8000-0000000000b0";
+    let cases = [
+        (
+            EmailKind::BookingConfirmed,
+            format!("Your ticket online: https://tickets.example.com/tickets/{id}"),
+        ),
+        (
+            EmailKind::BookingCancelled,
+            "Your tickets: https://tickets.example.com/tickets".to_owned(),
+        ),
+        (
+            EmailKind::WaitlistOffered,
+            format!("Pay for the seat: https://tickets.example.com/holds/{id}"),
+        ),
+    ];
+    for (kind, line) in cases {
+        let message = sample(kind);
+        let view = View::new(&message, shop);
+        let plain = view.plain("Ada");
+        assert!(plain.contains(&format!("\n{line}\n")), "{plain}");
+        let (label, url) = line.split_once(": ").unwrap();
+        assert!(
+            view.html("Ada")
+                .contains(&format!("<a href=\"{url}\">{label}</a>")),
+            "{}",
+            view.html("Ada")
+        );
+    }
+    let message = sample(EmailKind::WaitlistOffered);
+    let offer = View::new(&message, shop).plain("Ada");
+    assert!(!offer.contains("POST /api/v1/holds"), "{offer}");
+    let offer = View::new(&message, None).plain("Ada");
+    assert!(
+        offer.contains("POST /api/v1/holds") && !offer.contains("http"),
+        "{offer}"
+    );
 }
