@@ -1,6 +1,7 @@
 //! The journeys, each in a fresh headless Chromium against a fresh server.
 
 use fantoccini::Locator;
+use fantoccini::key::Key;
 
 use crate::Browser;
 use crate::helpers::{
@@ -64,6 +65,20 @@ async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_
 
     browser.goto(&format!("{base}/")).await;
     browser.snapshot("home").await;
+    // The filters: by category (the select offers the concerts' own), and by day.
+    assert!(browser.source().await.contains("<option value=\"concert\""));
+    browser.goto(&format!("{base}/?category=opera")).await;
+    assert!(browser.source().await.contains("No concert matches."));
+    let tomorrow = (time::OffsetDateTime::now_utc() + time::Duration::days(1)).date();
+    browser
+        .goto(&format!(
+            "{base}/?category=concert&from={tomorrow}&to={tomorrow}"
+        ))
+        .await;
+    assert!(browser.source().await.contains("Browser Night"));
+    browser.goto(&format!("{base}/?from=someday")).await;
+    assert!(browser.text(".notice").await.contains("is not a day"));
+    browser.goto(&format!("{base}/")).await;
     browser.click("Browser Night").await;
     wait_for_path(&browser, |path| path.starts_with("/concerts/")).await;
     browser.snapshot("concert").await;
@@ -224,6 +239,11 @@ async fn an_organiser_creates_a_concert_sees_a_sale_on_its_dashboard_and_sets_ro
         browser.text("[data-bookings] tbody tr .status").await,
         "Confirmed"
     );
+    let row = browser.text("[data-bookings] tbody tr").await;
+    assert!(
+        row.contains("Ada Lovelace") && row.contains("dashboard-fan@example.com"),
+        "the customer is named: {row}"
+    );
     browser.snapshot("organiser-bookings").await;
     browser.click("Back to the dashboard").await;
     wait_for_path(&browser, |path| !path.ends_with("/bookings")).await;
@@ -256,6 +276,32 @@ async fn an_organiser_creates_a_concert_sees_a_sale_on_its_dashboard_and_sets_ro
     browser.click("Add the ticket type").await;
     wait_for_path(&browser, |path| !path.ends_with("/edit")).await;
     assert!(browser.source().await.contains("VIP"));
+
+    // The Floor grows to 120 tickets; no capacity may be below what is sold.
+    let floor = id_of(&concert["seat_types"][0]);
+    browser.click("Edit the concert").await;
+    wait_for_path(&browser, |path| path.ends_with("/edit")).await;
+    browser.fill(&format!("capacity-{floor}"), "120").await;
+    browser.click("Save the capacity of Floor").await;
+    wait_for_path(&browser, |path| !path.ends_with("/edit")).await;
+    let capacity = |concert: serde_json::Value| concert["seat_types"][0]["capacity"].clone();
+    let read = || async {
+        app.client
+            .get(format!("{base}/api/v1/concerts/{concert_id}"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(capacity(read().await), 120);
+    browser.click("Edit the concert").await;
+    wait_for_path(&browser, |path| path.ends_with("/edit")).await;
+    browser.fill(&format!("capacity-{floor}"), "0").await;
+    browser.click("Save the capacity of Floor").await;
+    browser.wait_for(".notice").await;
+    assert_eq!(capacity(read().await), 120);
 
     // The fan becomes door staff.
     browser
@@ -349,4 +395,42 @@ async fn sold_out_a_fan_joins_the_waiting_list_is_offered_the_freed_seat_and_pay
     browser.click("Pay 250.00 USD").await;
     wait_for_path(&browser, |path| path.starts_with("/tickets/")).await;
     assert_eq!(browser.text("[data-ticket-status]").await, "Valid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_signs_in_and_buys_a_ticket_with_the_keyboard_alone() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let (app, admin) = spawn_admin_app().await;
+    let base = app.base.clone();
+    let concert_id = concert(&app, &admin, "Keyboard Night", 5).await;
+    app.register_user("keys@browser.test").await;
+
+    browser.goto(&format!("{base}/")).await;
+    browser.tab_to("a[href='/signin']").await;
+    browser.press(Key::Enter).await;
+    wait_for_path(&browser, |path| path == "/signin").await;
+    browser.tab_to("#login").await;
+    browser.type_here("keys@browser.test").await;
+    browser.tab_to("#password").await;
+    browser.type_here(PASSWORD).await;
+    browser.press(Key::Enter).await;
+    wait_for_path(&browser, |path| path != "/signin").await;
+
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .tab_to(&format!("a[href='/concerts/{concert_id}']"))
+        .await;
+    browser.press(Key::Enter).await;
+    wait_for_path(&browser, |path| path == format!("/concerts/{concert_id}")).await;
+    browser.tab_to("form[action$='/hold'] button").await;
+    browser.press(Key::Enter).await;
+    wait_for_path(&browser, |path| path.starts_with("/holds/")).await;
+    // The first test card is chosen already; the arrow keys would choose another.
+    browser.tab_to("form.pay button").await;
+    browser.press(Key::Enter).await;
+    wait_for_path(&browser, |path| path.starts_with("/tickets/")).await;
+    assert_eq!(browser.text("[data-ticket-status]").await, "Valid");
+    browser.tab_to("a[href='/tickets']").await;
 }

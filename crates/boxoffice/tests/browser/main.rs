@@ -1,8 +1,9 @@
 //! The web shop in a real browser: Debian's Chromium, headless, driven through `chromedriver`
 //! (WebDriver) by fantoccini, against a server on port 0 — the journeys of fans, organisers and
-//! door staff, with a screenshot of each main page under `target/browser-screenshots/` and the
-//! accessibility basics checked on each (a language, a title, one `h1`, a label for every
-//! field, a name for every button and image).
+//! door staff, with a screenshot of each main page under `target/browser-screenshots/` and
+//! accessibility checked on each: the basics (a language, a title, one `h1`, a label for every
+//! field, a name for every button and image), and axe-core's WCAG 2.1 A/AA rules when it is
+//! installed (`npm install --prefix target/npm axe-core`; CI does).
 //!
 //! Without Chromium and chromedriver each test says so and passes; with `BOXOFFICE_CI=1` (CI
 //! installs them) that is a failure.
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -128,6 +130,50 @@ impl Browser {
         panic!("something to click that says {text:?}");
     }
 
+    /// Presses `key` where the focus is.
+    pub async fn press(&self, key: Key) {
+        self.focused()
+            .await
+            .send_keys(&key.to_string())
+            .await
+            .unwrap();
+    }
+
+    /// Types `text` where the focus is.
+    pub async fn type_here(&self, text: &str) {
+        self.focused().await.send_keys(text).await.unwrap();
+    }
+
+    async fn focused(&self) -> fantoccini::elements::Element {
+        self.client
+            .active_element()
+            .await
+            .expect("something has the focus")
+    }
+
+    /// Presses Tab (60 times at most) until the focus is on the element `css` names, and checks
+    /// that a sighted keyboard user can see where the focus is (an outline).
+    pub async fn tab_to(&self, css: &str) {
+        for _ in 0..60 {
+            let here: Value = self
+                .client
+                .execute(
+                    "const at = document.activeElement;
+                     return at && at.matches(arguments[0])
+                       ? getComputedStyle(at).outlineStyle : null;",
+                    vec![json!(css)],
+                )
+                .await
+                .unwrap();
+            if let Some(outline) = here.as_str() {
+                assert_ne!(outline, "none", "the focus on {css} shows");
+                return;
+            }
+            self.press(Key::Tab).await;
+        }
+        panic!("Tab never reaches {css}");
+    }
+
     /// Waits (a few seconds at most) for an element matching `css`: the page after a form that
     /// comes back to the same path.
     pub async fn wait_for(&self, css: &str) {
@@ -206,18 +252,31 @@ impl Browser {
         );
     }
 
-    /// A language, a title, exactly one `h1`, a label for every field, a name for every button
-    /// and for every image; what is missing is named in the failure.
+    /// The house's basics (a language, a title, exactly one `h1`, a label for every field, a
+    /// name for every button and image), then axe-core's WCAG 2.1 A and AA rules (contrast,
+    /// landmarks, ARIA, ...) when it is installed; what fails is named in the failure.
     async fn check_accessibility(&self, name: &str) {
         let problems: Value = self
             .client
             .execute(ACCESSIBILITY_CHECK, Vec::new())
             .await
             .expect("the check runs");
-        let problems = problems.as_array().cloned().unwrap_or_default();
+        let mut problems = problems.as_array().cloned().unwrap_or_default();
+        if let Some(axe) = axe_source() {
+            self.client
+                .execute(&axe, Vec::new())
+                .await
+                .expect("axe-core loads");
+            let violations: Value = self
+                .client
+                .execute_async(AXE_RUN, Vec::new())
+                .await
+                .expect("axe-core runs");
+            problems.extend(violations.as_array().cloned().unwrap_or_default());
+        }
         assert!(
             problems.is_empty(),
-            "accessibility problems on {name}: {problems:?}"
+            "accessibility problems on {name}: {problems:#?}"
         );
     }
 }
@@ -243,10 +302,54 @@ for (const image of document.querySelectorAll("img")) {
 return problems;
 "#;
 
+/// Runs axe-core on the page for the WCAG 2.0 and 2.1 A and AA rules and answers its
+/// violations, one line each with the first places it found them.
+const AXE_RUN: &str = r#"
+const done = arguments[arguments.length - 1];
+axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } })
+  .then(result => done(result.violations.map(v =>
+    v.id + " (" + v.impact + "): " + v.help + " at " +
+    v.nodes.slice(0, 3).map(n => n.target.join(" ") + " [" + n.failureSummary + "]").join("; "))))
+  .catch(error => done(["axe-core failed: " + error]));
+"#;
+
+/// axe-core's script (`npm install --prefix target/npm axe-core`, as CI does; or the file
+/// `BOXOFFICE_AXE_JS` names), read once. Without it the house's checks run alone, said once on
+/// stderr; in CI that is a failure.
+fn axe_source() -> Option<String> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let path = std::env::var_os("BOXOFFICE_AXE_JS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target_dir().join("npm/node_modules/axe-core/axe.min.js"));
+        match std::fs::read_to_string(&path) {
+            Ok(source) => Some(source),
+            Err(error) => {
+                assert!(
+                    std::env::var("BOXOFFICE_CI").is_err(),
+                    "CI checks pages with axe-core, not found at {}: {error}",
+                    path.display()
+                );
+                eprintln!(
+                    "axe-core not found at {} ({error}): only the basic accessibility checks run \
+                     (npm install --prefix target/npm axe-core)",
+                    path.display()
+                );
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+/// The build's target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
 /// `target/browser-screenshots`, beside the build.
 fn screenshots_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("browser-screenshots")
+    target_dir().join("browser-screenshots")
 }
