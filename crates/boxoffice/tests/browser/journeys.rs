@@ -65,6 +65,7 @@ async fn a_fan_signs_up_buys_a_ticket_through_checkout_and_sees_its_qr_code_and_
 
     browser.goto(&format!("{base}/")).await;
     browser.snapshot("home").await;
+    browser.check_phone_width("home").await;
     // The filters: by category (the select offers the concerts' own), and by day.
     assert!(browser.source().await.contains("<option value=\"concert\""));
     browser.goto(&format!("{base}/?category=opera")).await;
