@@ -25,8 +25,10 @@ python3 -c 'import openapi_spec_validator' 2>/dev/null \
   || python3 -m pip install --quiet 'openapi-spec-validator>=0.9'
 schemathesis --version
 
-echo "== cargo build -p boxoffice"
-cargo build -p boxoffice --locked
+echo "== cargo build --workspace"
+# The whole workspace, as `cargo test --workspace` built it just before: `-p boxoffice` alone
+# unifies the dependencies' features differently and compiled most crates a second time.
+cargo build --workspace --locked
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 binary="$target_dir/debug/boxoffice"
