@@ -75,19 +75,26 @@ def test_block_lines(lines):
     i = 0
     while i < len(lines):
         if lines[i].strip().startswith("#[cfg(test)]"):
-            depth, started, j = 0, False, i + 1
-            while j < len(lines):
-                depth += lines[j].count("{") - lines[j].count("}")
-                started = started or "{" in lines[j]
-                if started and depth <= 0:
-                    break
-                if not started and lines[j].rstrip().endswith(";"):
-                    break
-                j += 1
+            j, _ = item_end(lines, i + 1)
             inside.update(range(i, j + 1))
             i = j
         i += 1
     return inside
+
+
+def item_end(lines, start):
+    """The line where the item starting at `start` ends (its braces balance, or a `;` ends it
+    before any brace), and whether it has a body."""
+    depth, started, j = 0, False, start
+    while j < len(lines):
+        depth += lines[j].count("{") - lines[j].count("}")
+        started = started or "{" in lines[j]
+        if started and depth <= 0:
+            break
+        if not started and lines[j].rstrip().endswith(";"):
+            break
+        j += 1
+    return j, started
 
 
 def long_functions(lines, skip, limit):
@@ -95,15 +102,7 @@ def long_functions(lines, skip, limit):
         m = FN.match(line)
         if not m or i in skip:
             continue
-        depth, started, j = 0, False, i
-        while j < len(lines):
-            depth += lines[j].count("{") - lines[j].count("}")
-            started = started or "{" in lines[j]
-            if started and depth <= 0:
-                break
-            if not started and lines[j].rstrip().endswith(";"):
-                break
-            j += 1
+        j, started = item_end(lines, i)
         if started and j - i + 1 > limit:
             yield m.group(7), i + 1, j - i + 1
 
@@ -131,9 +130,6 @@ def resolve(modules, parts, reexports=None):
         seen.add(key)
         parts = reexports[key]
     return parts
-
-
-USE = re.compile(r"^\s*pub(\([^)]*\))?\s+use\s+([^;]+);")
 
 
 def reexports_of(modules, module, lines):
@@ -167,7 +163,7 @@ def reexports_of(modules, module, lines):
     return found
 
 
-def imports(crate_src, modules, module, lines, skip, reexports):
+def imports(modules, module, lines, skip, reexports):
     deps = set()
     children = {m[-1]: m for m in modules if len(m) == len(module) + 1 and m[:-1] == module}
     for i, line in enumerate(lines):
@@ -246,7 +242,7 @@ def main():
         graph = {}
         for path, (lines, skip) in parsed.items():
             module = module_of(crate_src, path)
-            deps = imports(crate_src, modules, module, lines, skip, reexports)
+            deps = imports(modules, module, lines, skip, reexports)
             graph.setdefault(module, set()).update(deps)
         for group in cycles(graph):
             names = ", ".join(sorted("::".join(m) or "(root)" for m in group))
