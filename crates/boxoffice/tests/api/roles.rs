@@ -184,3 +184,30 @@ async fn role_changes_are_refused_for_unknown_users_bad_roles_non_admins_and_the
     assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(app.me_ok(&user.access_token).await["role"], "customer");
 }
+
+#[tokio::test]
+async fn an_admin_reads_one_user_by_id_and_nobody_else_may() {
+    let (app, admin) = spawn_admin_app().await;
+    let fan = app.register_user("one@example.com").await;
+    let id = fan.user["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/admin/users/{id}");
+
+    let response = app.get_with_token(&path, &admin).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user["id"], id.as_str());
+    assert_eq!(user["email"], "one@example.com");
+    assert_eq!(user["role"], "customer");
+    assert!(user.get("password_hash").is_none());
+
+    for unknown in ["01900000-0000-7000-8000-000000000000", "not-a-uuid"] {
+        let response = app
+            .get_with_token(&format!("/api/v1/admin/users/{unknown}"), &admin)
+            .await;
+        assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let response = app.get_with_token(&path, &fan.access_token).await;
+    assert_problem(response, StatusCode::FORBIDDEN, "forbidden").await;
+    let response = app.get(&path).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+}
