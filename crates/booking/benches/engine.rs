@@ -64,6 +64,7 @@ async fn concert(service: &BookingService, capacity: i64) -> (Uuid, Uuid) {
             time_zone: "UTC".into(),
             starts_at: OffsetDateTime::now_utc() + time::Duration::days(1),
             sales_open_at: None,
+            waiting_room: None,
             seat_types: vec![SeatInventory {
                 seat_type_id,
                 name: "GA".into(),

@@ -1,6 +1,6 @@
 //! Booking rules that need no I/O.
 
-use boxoffice_shared::clients::{BookingEmail, EmailKind, EmailPayment};
+use boxoffice_shared::clients::{BookingEmail, EmailKind, EmailPayment, WaitingRoom};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -199,6 +199,59 @@ pub fn check_start(starts_at: OffsetDateTime, now: OffsetDateTime) -> Result<(),
     }
 }
 
+/// A waiting room is provisioned only with settings in range (API contract, "Waiting room for
+/// on-sales"); Catalog checks them too, and the store's CHECKs a third time.
+pub fn check_waiting_room(room: Option<WaitingRoom>) -> Result<(), BookingError> {
+    let Some(room) = room else {
+        return Ok(());
+    };
+    if !(1..=WaitingRoom::MAX_ADMIT_PER_MINUTE).contains(&room.admit_per_minute) {
+        Err(BookingError::invalid(
+            "waiting_room.admit_per_minute",
+            "must be between 1 and 1000000",
+        ))
+    } else if !(WaitingRoom::MIN_ADMISSION_TTL_SECONDS..=WaitingRoom::MAX_ADMISSION_TTL_SECONDS)
+        .contains(&room.admission_ttl_seconds)
+    {
+        Err(BookingError::invalid(
+            "waiting_room.admission_ttl_seconds",
+            "must be between 60 and 86400",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A concert's waiting room from its stored columns (`waiting_room_admit_per_minute,
+/// waiting_room_admission_ttl_seconds`): both NULL for a concert without one.
+pub fn waiting_room_from_columns(
+    admit_per_minute: Option<i64>,
+    admission_ttl_seconds: Option<i64>,
+) -> Result<Option<WaitingRoom>, BookingError> {
+    let setting = |value: i64| {
+        u32::try_from(value)
+            .map_err(|_| BookingError::Corrupt(format!("waiting room setting {value}")))
+    };
+    match (admit_per_minute, admission_ttl_seconds) {
+        (None, None) => Ok(None),
+        (Some(admit), Some(ttl)) => Ok(Some(WaitingRoom {
+            admit_per_minute: setting(admit)?,
+            admission_ttl_seconds: setting(ttl)?,
+        })),
+        _ => Err(BookingError::Corrupt(
+            "a concert's waiting room is half stored".into(),
+        )),
+    }
+}
+
+/// The stored columns of a waiting room, as [`waiting_room_from_columns`] reads them.
+pub fn waiting_room_columns(room: Option<WaitingRoom>) -> (Option<i64>, Option<i64>) {
+    (
+        room.map(|room| i64::from(room.admit_per_minute)),
+        room.map(|room| i64::from(room.admission_ttl_seconds)),
+    )
+}
+
 /// A client's `Idempotency-Key`: 1 to 255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
@@ -294,6 +347,45 @@ pub fn missing_booking(booking_id: Uuid) -> BookingError {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn waiting_rooms_are_checked_and_stored_as_two_columns() {
+        let room = WaitingRoom {
+            admit_per_minute: 1_000,
+            admission_ttl_seconds: 600,
+        };
+        assert!(check_waiting_room(None).is_ok());
+        assert!(check_waiting_room(Some(room)).is_ok());
+        for bad in [
+            WaitingRoom {
+                admit_per_minute: 0,
+                ..room
+            },
+            WaitingRoom {
+                admit_per_minute: WaitingRoom::MAX_ADMIT_PER_MINUTE + 1,
+                ..room
+            },
+            WaitingRoom {
+                admission_ttl_seconds: WaitingRoom::MIN_ADMISSION_TTL_SECONDS - 1,
+                ..room
+            },
+            WaitingRoom {
+                admission_ttl_seconds: WaitingRoom::MAX_ADMISSION_TTL_SECONDS + 1,
+                ..room
+            },
+        ] {
+            assert!(matches!(
+                check_waiting_room(Some(bad)),
+                Err(BookingError::Validation(_))
+            ));
+        }
+        let (admit, ttl) = waiting_room_columns(Some(room));
+        assert_eq!(waiting_room_from_columns(admit, ttl).ok(), Some(Some(room)));
+        assert_eq!(waiting_room_columns(None), (None, None));
+        assert_eq!(waiting_room_from_columns(None, None).ok(), Some(None));
+        assert!(waiting_room_from_columns(Some(5), None).is_err());
+        assert!(waiting_room_from_columns(Some(-1), Some(60)).is_err());
+    }
 
     #[test]
     fn sales_close_at_the_start_instant_exactly() {

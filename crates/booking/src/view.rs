@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use boxoffice_shared::clients::{Availability, SeatAvailability};
+use boxoffice_shared::clients::{Availability, SeatAvailability, WaitingRoom};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -26,6 +26,8 @@ pub struct ConcertSale {
     pub starts_at: OffsetDateTime,
     /// When sales open; `None`: open since the concert was put on sale.
     pub opens_at: Option<OffsetDateTime>,
+    /// The waiting room in front of its sales, as last provisioned; `None`: none.
+    pub waiting_room: Option<WaitingRoom>,
     pub cancelled: bool,
     /// Its seat types, in the order they were added.
     pub seat_types: Vec<Uuid>,
@@ -178,6 +180,7 @@ mod tests {
                 venue: "Hall".into(),
                 starts_at: datetime!(2027-01-01 20:00 UTC),
                 opens_at: None,
+                waiting_room: None,
                 cancelled: false,
                 seat_types: ids,
             },

@@ -118,6 +118,7 @@ pub async fn load(
             starts_at: FutureStart::parse(starts_at, now).map_err(anyhow::Error::msg)?,
             time_zone: TimeZoneName::parse(DEMO_TIME_ZONE).map_err(anyhow::Error::msg)?,
             sales_open_at,
+            waiting_room: None,
             seat_types: seats
                 .into_iter()
                 .map(|(seat, price, capacity)| {

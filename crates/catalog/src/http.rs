@@ -29,6 +29,7 @@ use crate::service::{CatalogService, ConcertPage, ConcertView, ListQuery, SeatTy
 mod requests;
 pub use requests::{
     CreateConcertRequest, SeatTypeRequest, UpdateConcertRequest, UpdateSeatTypeRequest,
+    WaitingRoomRequest,
 };
 
 impl FromRef<CatalogService> for Authenticator {
@@ -88,6 +89,8 @@ pub struct Concert {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-01T10:00:00Z")]
     pub sales_open_at: Option<OffsetDateTime>,
+    /// The waiting room in front of its sales; `null`: none, anyone may book once sales open.
+    pub waiting_room: Option<WaitingRoom>,
     /// `cancelled` if called off, else `closed` once started, else `scheduled` before
     /// `sales_open_at`, else `sold_out` when no seat type has a seat left, else `on_sale`.
     pub status: ConcertStatus,
@@ -110,9 +113,31 @@ impl From<ConcertView> for Concert {
             starts_at: concert.starts_at,
             time_zone: concert.time_zone,
             sales_open_at: concert.sales_open_at,
+            waiting_room: concert.waiting_room.map(WaitingRoom::from),
             status: view.status,
             booking_open,
             seat_types: view.seat_types.into_iter().map(SeatType::from).collect(),
+        }
+    }
+}
+
+/// A concert's waiting room (API contract, "Waiting room for on-sales"): while it has one,
+/// bookings and holds need an admission from its queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaitingRoom {
+    /// People admitted from the queue per minute.
+    #[schema(example = 1000, minimum = 1, maximum = 1_000_000)]
+    pub admit_per_minute: u32,
+    /// How long an admission lasts, in seconds.
+    #[schema(example = 600, minimum = 60, maximum = 86_400)]
+    pub admission_ttl_seconds: u32,
+}
+
+impl From<boxoffice_shared::clients::WaitingRoom> for WaitingRoom {
+    fn from(room: boxoffice_shared::clients::WaitingRoom) -> Self {
+        Self {
+            admit_per_minute: room.admit_per_minute,
+            admission_ttl_seconds: room.admission_ttl_seconds,
         }
     }
 }

@@ -277,8 +277,8 @@ impl CatalogService {
         })
     }
 
-    /// Changes a concert's metadata while it is open; Booking learns the new name, venue and
-    /// start.
+    /// Changes a concert's metadata while it is open; Booking learns the new name, venue, start,
+    /// on-sale time and waiting room.
     pub async fn update_concert(
         &self,
         id: Uuid,
@@ -389,7 +389,8 @@ impl CatalogService {
     }
 
     /// Pushes the concert as it is now to Booking unless Booking has already seen this version:
-    /// provision (name, artist, venue, zone, start, unknown seat types), then cancel if it was called off.
+    /// provision (name, artist, venue, zone, start, on-sale time, waiting room, unknown seat
+    /// types), then cancel if it was called off.
     pub async fn sync_concert(&self, id: Uuid) -> Result<(), CatalogError> {
         let _serialized = self.sync_lock(id).lock().await;
         let Some(record) = self.inner.store.concert(id).await? else {
@@ -418,6 +419,7 @@ impl CatalogService {
             time_zone: record.time_zone.clone(),
             starts_at: record.starts_at,
             sales_open_at: record.sales_open_at,
+            waiting_room: record.waiting_room,
             seat_types: record
                 .seat_types
                 .iter()

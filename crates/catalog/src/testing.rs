@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use boxoffice_shared::clients::{
-    Availability, ClientError, ConcertInventory, Inventory, SeatAvailability,
+    Availability, ClientError, ConcertInventory, Inventory, SeatAvailability, WaitingRoom,
 };
 use boxoffice_shared::clock::{Clock, ManualClock, SharedClock};
 use boxoffice_shared::db::SqliteStore;
@@ -44,6 +44,8 @@ pub struct FakeConcert {
     pub venue: String,
     pub starts_at: OffsetDateTime,
     pub cancelled: bool,
+    /// The waiting room last provisioned.
+    pub waiting_room: Option<WaitingRoom>,
     /// Seat type → (capacity, sold), in provisioning order.
     pub seats: Vec<(Uuid, i64, i64)>,
 }
@@ -112,6 +114,7 @@ impl Inventory for FakeInventory {
                 venue: String::new(),
                 starts_at: concert.starts_at,
                 cancelled: false,
+                waiting_room: None,
                 seats: Vec::new(),
             });
         if entry.cancelled || entry.starts_at <= now {
@@ -123,6 +126,7 @@ impl Inventory for FakeInventory {
         entry.name = concert.name.clone();
         entry.venue = concert.venue.clone();
         entry.starts_at = concert.starts_at;
+        entry.waiting_room = concert.waiting_room;
         for seat in &concert.seat_types {
             if !entry.seats.iter().any(|known| known.0 == seat.seat_type_id) {
                 entry.seats.push((seat.seat_type_id, seat.capacity, 0));
@@ -283,6 +287,7 @@ pub fn new_concert(
         starts_at: FutureStart::parse(START + time::Duration::hours(hours), START).unwrap(),
         time_zone: TimeZoneName::default_zone(),
         sales_open_at: None,
+        waiting_room: None,
         seat_types: seats
             .iter()
             .map(|(name, capacity)| new_seat_type(name, *capacity))

@@ -72,7 +72,29 @@ pub struct ConcertInventory {
     /// release, which did not send it).
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub sales_open_at: Option<OffsetDateTime>,
+    /// The concert's waiting room; `None`: none (and from a Catalog of an earlier release, which
+    /// did not send it).
+    #[serde(default)]
+    pub waiting_room: Option<WaitingRoom>,
     pub seat_types: Vec<SeatInventory>,
+}
+
+/// A concert's waiting room (API v1.1, "Waiting room for on-sales"): while set, bookings and
+/// holds for the concert need an admission, and people are admitted from its queue at
+/// `admit_per_minute`; an admission is good for `admission_ttl_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRoom {
+    pub admit_per_minute: u32,
+    pub admission_ttl_seconds: u32,
+}
+
+impl WaitingRoom {
+    /// The most people a waiting room admits per minute.
+    pub const MAX_ADMIT_PER_MINUTE: u32 = 1_000_000;
+    /// The longest an admission lasts: a day.
+    pub const MAX_ADMISSION_TTL_SECONDS: u32 = 86_400;
+    /// The shortest an admission lasts: a minute.
+    pub const MIN_ADMISSION_TTL_SECONDS: u32 = 60;
 }
 
 /// One seat type's inventory.
@@ -107,8 +129,8 @@ pub struct SeatAvailability {
 #[async_trait]
 pub trait Inventory: Send + Sync {
     /// Creates the concert's sale window and any seat types not yet known, and updates the
-    /// concert's name, artist, venue, time zone and start. Idempotent: provisioning the same concert twice is the
-    /// same as once. Refused with `booking_closed` once the concert has started or was cancelled.
+    /// concert's name, artist, venue, time zone, start, on-sale time and waiting room. Idempotent:
+    /// provisioning the same concert twice is the same as once. Refused with `booking_closed` once the concert has started or was cancelled.
     async fn provision(&self, concert: &ConcertInventory) -> Result<(), ClientError>;
 
     /// Changes a seat type's capacity: it may grow, and shrink only down to what is sold

@@ -13,7 +13,7 @@ use boxoffice_shared::ErrorCode;
 use boxoffice_shared::clients::{
     Availability, BookingEmail, ClientError, ConcertInventory, Contact, EmailKind, Inventory,
     OutboxMessage, OutboxSource, RevocationSource, RevokedSession, SeatAvailability, SeatInventory,
-    UserDirectory,
+    UserDirectory, WaitingRoom,
 };
 use boxoffice_shared::clock::{Clock, ManualClock};
 use boxoffice_shared::remote::{
@@ -346,6 +346,10 @@ fn concert(seats: &[(Uuid, i64)]) -> ConcertInventory {
         time_zone: "Europe/Berlin".into(),
         starts_at: OffsetDateTime::now_utc() + time::Duration::days(30),
         sales_open_at: Some(OffsetDateTime::now_utc().replace_nanosecond(0).unwrap()),
+        waiting_room: Some(WaitingRoom {
+            admit_per_minute: 1_000,
+            admission_ttl_seconds: 600,
+        }),
         seat_types: seats
             .iter()
             .map(|(id, capacity)| SeatInventory {

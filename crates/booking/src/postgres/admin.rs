@@ -13,7 +13,9 @@ use super::refunds::queue_for_bookings;
 use super::statements::{enqueue_emails, ms, notify};
 use super::waitlist;
 use super::webhooks::enqueue;
-use crate::domain::{SaleState, check_capacity, check_start, sale_state};
+use crate::domain::{
+    SaleState, check_capacity, check_start, check_waiting_room, sale_state, waiting_room_columns,
+};
 use crate::error::BookingError;
 use crate::rows::{booking_columns, booking_from_row};
 use crate::waitlist::OfferTerms;
@@ -25,6 +27,8 @@ pub async fn provision(
     now: OffsetDateTime,
 ) -> Result<(), BookingError> {
     check_start(concert.starts_at, now)?;
+    check_waiting_room(concert.waiting_room)?;
+    let (admit_per_minute, admission_ttl_seconds) = waiting_room_columns(concert.waiting_room);
     let mut tx = pool.begin().await?;
     let current =
         sqlx::query("SELECT starts_at, cancelled_at FROM sales WHERE concert_id = $1 FOR UPDATE")
@@ -41,12 +45,15 @@ pub async fn provision(
         }
     }
     sqlx::query(
-        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone, sales_open_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone, sales_open_at,
+                            waiting_room_admit_per_minute, waiting_room_admission_ttl_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (concert_id) DO UPDATE SET
             name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at,
             artist = excluded.artist, time_zone = excluded.time_zone,
-            sales_open_at = excluded.sales_open_at",
+            sales_open_at = excluded.sales_open_at,
+            waiting_room_admit_per_minute = excluded.waiting_room_admit_per_minute,
+            waiting_room_admission_ttl_seconds = excluded.waiting_room_admission_ttl_seconds",
     )
     .bind(concert.concert_id)
     .bind(&concert.name)
@@ -55,6 +62,8 @@ pub async fn provision(
     .bind(&concert.artist)
     .bind(&concert.time_zone)
     .bind(concert.sales_open_at.map(ms))
+    .bind(admit_per_minute)
+    .bind(admission_ttl_seconds)
     .execute(&mut *tx)
     .await?;
     for seat in &concert.seat_types {

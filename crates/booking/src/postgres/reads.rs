@@ -9,7 +9,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::{Booking, BookingStatus, BookingsOf};
+use crate::domain::{Booking, BookingStatus, BookingsOf, waiting_room_from_columns};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
 use crate::rows::{booking_columns, booking_from_row, hold_columns, hold_from_row};
@@ -124,7 +124,9 @@ pub async fn load_inventory(
     let mut inventory = Inventory::default();
     let mut versions = Versions::default();
     let concerts = sqlx::query(
-        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at, version FROM sales
+        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at,
+                waiting_room_admit_per_minute, waiting_room_admission_ttl_seconds, version
+         FROM sales
          WHERE $1::uuid[] IS NULL OR concert_id = ANY($1)",
     )
     .bind(&only)
@@ -162,14 +164,31 @@ pub async fn load_inventory(
     })
 }
 
-/// A sale window from its `name, venue, starts_at, sales_open_at, cancelled_at`, without its
-/// seat types.
+/// The `sales` columns [`sale_from_row`] reads, as a literal so that queries stay `&'static str`.
+macro_rules! sale_columns {
+    () => {
+        "name, venue, starts_at, cancelled_at, sales_open_at, \
+         waiting_room_admit_per_minute, waiting_room_admission_ttl_seconds"
+    };
+}
+pub(crate) use sale_columns;
+
+/// A sale window from the columns of [`sale_columns!`], without its seat types.
 pub fn sale_from_row(row: &PgRow) -> Result<ConcertSale, sqlx::Error> {
+    let setting = |column: &str| {
+        row.try_get::<Option<i32>, _>(column)
+            .map(|value| value.map(i64::from))
+    };
     Ok(ConcertSale {
         name: row.try_get("name")?,
         venue: row.try_get("venue")?,
         starts_at: row.try_get("starts_at")?,
         opens_at: row.try_get("sales_open_at")?,
+        waiting_room: waiting_room_from_columns(
+            setting("waiting_room_admit_per_minute")?,
+            setting("waiting_room_admission_ttl_seconds")?,
+        )
+        .map_err(|error| sqlx::Error::Decode(error.to_string().into()))?,
         cancelled: row
             .try_get::<Option<OffsetDateTime>, _>("cancelled_at")?
             .is_some(),
@@ -194,10 +213,11 @@ pub async fn lock_sale(
     tx: &mut Transaction<'_, Postgres>,
     concert_id: Uuid,
 ) -> Result<Option<ConcertSale>, BookingError> {
-    let row = sqlx::query(
-        "SELECT name, venue, starts_at, cancelled_at, sales_open_at FROM sales
-         WHERE concert_id = $1 FOR NO KEY UPDATE",
-    )
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        sale_columns!(),
+        " FROM sales WHERE concert_id = $1 FOR NO KEY UPDATE"
+    ))
     .bind(concert_id)
     .fetch_optional(&mut **tx)
     .await?;

@@ -11,7 +11,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::reads::{sale_from_row, seat_from_row};
+use super::reads::{sale_columns, sale_from_row, seat_from_row};
 use super::refunds::queue_for_bookings;
 use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
 use super::waitlist;
@@ -224,12 +224,14 @@ async fn lock_sales(
     cancel_ids: &[Uuid],
 ) -> Result<HashMap<Uuid, ConcertSale>, BookingError> {
     let concert_ids: Vec<Uuid> = books.iter().map(|request| request.concert_id).collect();
-    Ok(sqlx::query(
-        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at FROM sales
-         WHERE concert_id = ANY($1)
-            OR concert_id IN (SELECT concert_id FROM bookings WHERE id = ANY($2))
-         ORDER BY concert_id FOR SHARE",
-    )
+    Ok(sqlx::query(concat!(
+        "SELECT concert_id, ",
+        sale_columns!(),
+        " FROM sales
+             WHERE concert_id = ANY($1)
+                OR concert_id IN (SELECT concert_id FROM bookings WHERE id = ANY($2))
+             ORDER BY concert_id FOR SHARE"
+    ))
     .bind(&concert_ids)
     .bind(cancel_ids)
     .fetch_all(&mut **tx)

@@ -16,7 +16,8 @@ use crate::command::{
     payable_in_one_step, refunds_payment, replay, unbookable_answer,
 };
 use crate::domain::{
-    Booking, BookingStatus, SaleState, check_capacity, check_start, request_fingerprint, sale_state,
+    Booking, BookingStatus, SaleState, check_capacity, check_start, check_waiting_room,
+    request_fingerprint, sale_state,
 };
 use crate::error::BookingError;
 use crate::hold::{Hold, Paid};
@@ -532,6 +533,7 @@ fn provision(
         return Err(BookingError::BookingClosed);
     }
     check_start(concert.starts_at, now)?;
+    check_waiting_room(concert.waiting_room)?;
     let added = store::provision(conn, concert)?;
     staged.concerts.push((
         concert.concert_id,
@@ -540,6 +542,7 @@ fn provision(
             venue: concert.venue.clone(),
             starts_at: concert.starts_at,
             opens_at: concert.sales_open_at,
+            waiting_room: concert.waiting_room,
             cancelled: false,
             seat_types: Vec::new(),
         },

@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::command::SavedResponse;
-use crate::domain::{Booking, BookingPayment, BookingStatus};
+use crate::domain::{
+    Booking, BookingPayment, BookingStatus, waiting_room_columns, waiting_room_from_columns,
+};
 use crate::error::BookingError;
 use crate::payments::simulated_charge;
 use crate::view::{ConcertSale, Inventory, Seat};
@@ -78,7 +80,9 @@ fn booking_from_row(row: &Row<'_>) -> rusqlite::Result<Booking> {
 pub fn load_inventory(conn: &Connection) -> Result<Inventory, BookingError> {
     let mut inventory = Inventory::default();
     let mut concerts = conn.prepare(
-        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at FROM sales",
+        "SELECT concert_id, name, venue, starts_at, cancelled_at, sales_open_at,
+                waiting_room_admit_per_minute, waiting_room_admission_ttl_seconds
+         FROM sales",
     )?;
     let rows = concerts.query_map([], |row| {
         Ok((
@@ -88,6 +92,15 @@ pub fn load_inventory(conn: &Connection) -> Result<Inventory, BookingError> {
                 venue: row.get(2)?,
                 starts_at: from_millis(row.get(3)?),
                 opens_at: row.get::<_, Option<i64>>(5)?.map(from_millis),
+                waiting_room: waiting_room_from_columns(row.get(6)?, row.get(7)?).map_err(
+                    |error| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            6,
+                            rusqlite::types::Type::Integer,
+                            error.to_string().into(),
+                        )
+                    },
+                )?,
                 cancelled: row.get::<_, Option<i64>>(4)?.is_some(),
                 seat_types: Vec::new(),
             },
@@ -323,18 +336,23 @@ pub fn enqueue_emails(
     Ok(())
 }
 
-/// Creates or updates a concert's sale window and adds the seat types it does not have yet.
+/// Creates or updates a concert's sale window (its waiting room included) and adds the seat types
+/// it does not have yet.
 pub fn provision(
     conn: &Connection,
     concert: &ConcertInventory,
 ) -> Result<Vec<SeatInventory>, BookingError> {
+    let (admit_per_minute, admission_ttl_seconds) = waiting_room_columns(concert.waiting_room);
     conn.prepare_cached(
-        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone, sales_open_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO sales (concert_id, name, venue, starts_at, artist, time_zone, sales_open_at,
+                            waiting_room_admit_per_minute, waiting_room_admission_ttl_seconds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (concert_id) DO UPDATE SET
             name = excluded.name, venue = excluded.venue, starts_at = excluded.starts_at,
             artist = excluded.artist, time_zone = excluded.time_zone,
-            sales_open_at = excluded.sales_open_at",
+            sales_open_at = excluded.sales_open_at,
+            waiting_room_admit_per_minute = excluded.waiting_room_admit_per_minute,
+            waiting_room_admission_ttl_seconds = excluded.waiting_room_admission_ttl_seconds",
     )?
     .execute(params![
         concert.concert_id,
@@ -344,6 +362,8 @@ pub fn provision(
         concert.artist,
         concert.time_zone,
         concert.sales_open_at.map(to_millis),
+        admit_per_minute,
+        admission_ttl_seconds,
     ])?;
     let mut added = Vec::new();
     let mut insert = conn.prepare_cached(

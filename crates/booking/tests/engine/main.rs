@@ -19,8 +19,10 @@ use boxoffice_booking::BookingService;
 use boxoffice_booking::command::BookOutcome;
 use boxoffice_booking::domain::{Booking, BookingStatus, IdempotencyKey};
 use boxoffice_booking::payments::Checkout;
+use boxoffice_shared::ErrorCode;
 use boxoffice_shared::clients::{
-    BookingEmail, ConcertInventory, EmailKind, EmailPayment, Inventory, OutboxSource, SeatInventory,
+    BookingEmail, ClientError, ConcertInventory, EmailKind, EmailPayment, Inventory, OutboxSource,
+    SeatInventory, WaitingRoom,
 };
 use boxoffice_shared::clock::{Clock, ManualClock, SharedClock};
 use boxoffice_shared::db::{PgStore, SqliteStore, Store};
@@ -153,6 +155,24 @@ async fn engine(backend: &Backend) -> Engine {
     engine_with_clock(backend, boxoffice_shared::clock::system()).await
 }
 
+/// An engine on the store of `backend` in `dir`, opened again at each call: a restart.
+async fn reopen(backend: &Backend, dir: &tempfile::TempDir) -> Engine {
+    let (store, database): (Store, _) = match backend {
+        Backend::Sqlite => {
+            let store = SqliteStore::open(&dir.path().join("booking.db"), 4)
+                .await
+                .unwrap();
+            (store.into(), None)
+        }
+        Backend::Postgres(database) => {
+            let store = PgStore::connect(&database.url, "booking", 8).await.unwrap();
+            (store.into(), Some(database.clone()))
+        }
+    };
+    let clock = boxoffice_shared::clock::system();
+    start_engine(store, clock, Checkout::default(), None, database).await
+}
+
 fn customer() -> AuthUser {
     AuthUser {
         user_id: Uuid::now_v7(),
@@ -177,7 +197,22 @@ async fn concert_opening(
     starts_at: OffsetDateTime,
     capacities: &[i64],
 ) -> (Uuid, Vec<Uuid>) {
-    let concert_id = Uuid::now_v7();
+    let concert = ConcertInventory {
+        sales_open_at,
+        ..inventory(starts_at, capacities)
+    };
+    let ids = concert
+        .seat_types
+        .iter()
+        .map(|seat| seat.seat_type_id)
+        .collect();
+    engine.service.provision(&concert).await.unwrap();
+    (concert.concert_id, ids)
+}
+
+/// A new concert as Catalog provisions it, with one seat type per capacity, on sale at once and
+/// without a waiting room.
+fn inventory(starts_at: OffsetDateTime, capacities: &[i64]) -> ConcertInventory {
     let seat_types: Vec<SeatInventory> = capacities
         .iter()
         .enumerate()
@@ -189,22 +224,17 @@ async fn concert_opening(
             capacity: *capacity,
         })
         .collect();
-    let ids = seat_types.iter().map(|seat| seat.seat_type_id).collect();
-    engine
-        .service
-        .provision(&ConcertInventory {
-            concert_id,
-            name: "Night Show".into(),
-            artist: "Aurora".into(),
-            venue: "Hall".into(),
-            time_zone: "Europe/Oslo".into(),
-            starts_at,
-            sales_open_at,
-            seat_types,
-        })
-        .await
-        .unwrap();
-    (concert_id, ids)
+    ConcertInventory {
+        concert_id: Uuid::now_v7(),
+        name: "Night Show".into(),
+        artist: "Aurora".into(),
+        venue: "Hall".into(),
+        time_zone: "Europe/Oslo".into(),
+        starts_at,
+        sales_open_at: None,
+        waiting_room: None,
+        seat_types,
+    }
 }
 
 fn in_a_day() -> OffsetDateTime {
@@ -759,6 +789,73 @@ on_every_backend! {
                 .booking_open
         );
         assert_eq!(counts(&engine, seats[0]).await, (10, 9, 1));
+    }
+}
+
+/// The waiting room of a concert as the engine's in-memory view has it.
+fn waiting_room_in_view(engine: &Engine, concert_id: Uuid) -> Option<WaitingRoom> {
+    engine
+        .service
+        .view()
+        .read()
+        .concerts
+        .get(&concert_id)
+        .unwrap_or_else(|| panic!("the view does not know {concert_id}"))
+        .waiting_room
+}
+
+on_every_backend! {
+    /// The waiting room Catalog provisions is in the view as soon as provisioning answers, each
+    /// provision replaces or removes it, and a restart reads it back from the store.
+    async fn a_provisioned_waiting_room_reaches_the_view_and_is_loaded_at_start_up(
+        backend: Backend
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = reopen(&backend, &dir).await;
+        let room = WaitingRoom {
+            admit_per_minute: 1_000,
+            admission_ttl_seconds: 600,
+        };
+        let mut show = ConcertInventory {
+            waiting_room: Some(room),
+            ..inventory(in_a_day(), &[10])
+        };
+        let id = show.concert_id;
+        engine.service.provision(&show).await.unwrap();
+        assert_eq!(waiting_room_in_view(&engine, id), Some(room));
+        let faster = WaitingRoom {
+            admit_per_minute: 5_000,
+            ..room
+        };
+        show.waiting_room = Some(faster);
+        engine.service.provision(&show).await.unwrap();
+        assert_eq!(waiting_room_in_view(&engine, id), Some(faster));
+        drop(engine);
+
+        let restarted = reopen(&backend, &dir).await;
+        assert_eq!(waiting_room_in_view(&restarted, id), Some(faster));
+        show.waiting_room = None;
+        restarted.service.provision(&show).await.unwrap();
+        assert_eq!(waiting_room_in_view(&restarted, id), None);
+        // Out of range: refused, and nothing changes.
+        show.waiting_room = Some(WaitingRoom {
+            admission_ttl_seconds: WaitingRoom::MIN_ADMISSION_TTL_SECONDS - 1,
+            ..room
+        });
+        let refused = restarted.service.provision(&show).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(ClientError::Rejected { code: ErrorCode::ValidationFailed, .. })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(waiting_room_in_view(&restarted, id), None);
+        drop(restarted);
+
+        let again = reopen(&backend, &dir).await;
+        assert_eq!(waiting_room_in_view(&again, id), None);
+        assert_eq!(counts(&again, show.seat_types[0].seat_type_id).await, (10, 10, 0));
     }
 }
 

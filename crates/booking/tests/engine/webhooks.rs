@@ -46,24 +46,6 @@ async fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     (url, bodies)
 }
 
-/// The store of `backend` in `dir`, opened again at each call.
-async fn reopen(backend: &Backend, dir: &tempfile::TempDir) -> Engine {
-    let (store, database): (Store, _) = match backend {
-        Backend::Sqlite => {
-            let store = SqliteStore::open(&dir.path().join("booking.db"), 4)
-                .await
-                .unwrap();
-            (store.into(), None)
-        }
-        Backend::Postgres(database) => {
-            let store = PgStore::connect(&database.url, "booking", 8).await.unwrap();
-            (store.into(), Some(database.clone()))
-        }
-    };
-    let clock = boxoffice_shared::clock::system();
-    start_engine(store, clock, Checkout::default(), None, database).await
-}
-
 fn deliver(engine: &Engine, owner: Uuid) {
     let settings = Settings {
         allow_private: true,

@@ -2,14 +2,15 @@
 //! field is checked and every refusal named, so one 422 lists all that is wrong.
 
 use boxoffice_shared::FieldErrors;
-use boxoffice_shared::extract::present_rfc3339;
+use boxoffice_shared::clients::WaitingRoom;
+use boxoffice_shared::extract::{present, present_rfc3339};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::domain::{
     Capacity, Category, ConcertChange, Currency, Description, FutureStart, NewConcert, NewSeatType,
-    PriceCents, SeatTypeName, TimeZoneName, Title,
+    PriceCents, SeatTypeName, TimeZoneName, Title, WaitingRoomSettings,
 };
 use crate::error::CatalogError;
 
@@ -54,6 +55,37 @@ impl SeatTypeRequest {
             price_cents: price_cents?,
             currency: currency?,
             capacity: capacity?,
+        })
+    }
+}
+
+/// A concert's waiting room (API contract, "Waiting room for on-sales"): while it has one,
+/// bookings and holds need an admission from its queue.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitingRoomRequest {
+    /// People admitted from the queue per minute, 1 to 1,000,000.
+    #[schema(example = 1000, minimum = 1, maximum = 1_000_000)]
+    pub admit_per_minute: i64,
+    /// How long an admission lasts, 60 to 86,400 seconds.
+    #[schema(example = 600, minimum = 60, maximum = 86_400)]
+    pub admission_ttl_seconds: i64,
+}
+
+impl WaitingRoomRequest {
+    /// Parses into a waiting room, reporting invalid fields as `waiting_room.<field>`.
+    fn parse(self, errors: &mut FieldErrors) -> Option<WaitingRoom> {
+        let admit_per_minute = errors.check(
+            "waiting_room.admit_per_minute",
+            WaitingRoomSettings::parse_admit_per_minute(self.admit_per_minute),
+        );
+        let admission_ttl_seconds = errors.check(
+            "waiting_room.admission_ttl_seconds",
+            WaitingRoomSettings::parse_admission_ttl_seconds(self.admission_ttl_seconds),
+        );
+        Some(WaitingRoom {
+            admit_per_minute: admit_per_minute?,
+            admission_ttl_seconds: admission_ttl_seconds?,
         })
     }
 }
@@ -104,6 +136,8 @@ pub struct CreateConcertRequest {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-01T10:00:00Z")]
     pub sales_open_at: Option<OffsetDateTime>,
+    /// A waiting room in front of its sales; absent or `null`: none.
+    pub waiting_room: Option<WaitingRoomRequest>,
     /// 1 to 20 seat types, names unique ignoring case.
     #[schema(min_items = 1, max_items = 20)]
     pub seat_types: Vec<SeatTypeRequest>,
@@ -140,6 +174,10 @@ impl CreateConcertRequest {
         if sales_open_at.is_some_and(|at| at >= self.starts_at) {
             errors.push("sales_open_at", "must be before starts_at");
         }
+        let waiting_room = match self.waiting_room {
+            None => Some(None),
+            Some(room) => room.parse(&mut errors).map(Some),
+        };
 
         let count = self.seat_types.len();
         if !(1..=NewConcert::MAX_SEAT_TYPES).contains(&count) {
@@ -178,6 +216,7 @@ impl CreateConcertRequest {
                     starts_at: starts_at?,
                     time_zone: time_zone?,
                     sales_open_at,
+                    waiting_room: waiting_room?,
                     seat_types,
                 })
             })
@@ -227,6 +266,10 @@ pub struct UpdateConcertRequest {
     #[serde(default, deserialize_with = "present_rfc3339")]
     #[schema(value_type = Option<String>, format = DateTime, example = "2027-03-01T10:00:00Z")]
     pub sales_open_at: Option<Option<OffsetDateTime>>,
+    /// A waiting room in front of its sales, replacing any it had; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<WaitingRoomRequest>)]
+    pub waiting_room: Option<Option<WaitingRoomRequest>>,
 }
 
 impl UpdateConcertRequest {
@@ -262,6 +305,11 @@ impl UpdateConcertRequest {
                 .map(|raw| TimeZoneName::parse(&raw))
                 .transpose(),
         );
+        let waiting_room = match self.waiting_room {
+            None => Some(None),
+            Some(None) => Some(Some(None)),
+            Some(Some(room)) => room.parse(&mut errors).map(|room| Some(Some(room))),
+        };
         errors
             .finish(|| {
                 Some(ConcertChange {
@@ -275,6 +323,7 @@ impl UpdateConcertRequest {
                     sales_open_at: self
                         .sales_open_at
                         .map(|at| at.map(|at| at.to_offset(time::UtcOffset::UTC))),
+                    waiting_room: waiting_room?,
                 })
             })
             .map_err(CatalogError::Validation)

@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use boxoffice_shared::clients::WaitingRoom;
+
 use crate::domain::Title;
 use crate::testing::{Harness, new_concert, new_seat_type};
 use crate::worker::Reconciler;
@@ -130,6 +132,44 @@ async fn changes_made_while_booking_is_down_reach_it_later() {
         h.service.concert(id).await.unwrap().seat_types[1].remaining,
         4
     );
+}
+
+#[tokio::test]
+async fn a_waiting_room_reaches_booking_on_create_and_on_every_change() {
+    let h = Harness::new().await;
+    let room = WaitingRoom {
+        admit_per_minute: 500,
+        admission_ttl_seconds: 300,
+    };
+    let concert = NewConcert {
+        waiting_room: Some(room),
+        ..new_concert("Show", "A", "V", 24, &[("GA", 3)])
+    };
+    let created = h.service.create_concert(concert).await.unwrap();
+    assert_eq!(created.concert.waiting_room, Some(room));
+    let id = created.concert.id;
+    assert_eq!(h.inventory.concert(id).unwrap().waiting_room, Some(room));
+
+    let faster = WaitingRoom {
+        admit_per_minute: 2_000,
+        ..room
+    };
+    let change = |waiting_room| ConcertChange {
+        waiting_room: Some(waiting_room),
+        ..ConcertChange::default()
+    };
+    let changed = h
+        .service
+        .update_concert(id, change(Some(faster)))
+        .await
+        .unwrap();
+    assert_eq!(changed.concert.waiting_room, Some(faster));
+    assert_eq!(h.inventory.concert(id).unwrap().waiting_room, Some(faster));
+
+    let removed = h.service.update_concert(id, change(None)).await.unwrap();
+    assert_eq!(removed.concert.waiting_room, None);
+    assert_eq!(h.inventory.concert(id).unwrap().waiting_room, None);
+    assert!(h.service.unsynced(10).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -27,6 +27,7 @@ mod sqlite;
 
 use std::collections::HashMap;
 
+use boxoffice_shared::clients::WaitingRoom;
 use boxoffice_shared::clock::to_millis;
 use boxoffice_shared::db::Store;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Pool, QueryBuilder, Row, Type};
@@ -50,6 +51,8 @@ pub struct ConcertRecord {
     pub time_zone: String,
     /// When sales open; `None`: on sale since it was created.
     pub sales_open_at: Option<OffsetDateTime>,
+    /// The waiting room in front of its sales; `None`: none.
+    pub waiting_room: Option<WaitingRoom>,
     pub cancelled_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
@@ -476,7 +479,8 @@ fn duplicate_name<E: Engine>(error: sqlx::Error, field: &str) -> CatalogError {
 macro_rules! concert_columns {
     () => {
         "c.id, c.name, c.artist, c.venue, c.description, c.category, c.starts_at, c.time_zone, \
-         c.sales_open_at, c.cancelled_at, c.created_at, c.updated_at, c.version, c.synced_version"
+         c.sales_open_at, c.waiting_room_admit_per_minute, c.waiting_room_admission_ttl_seconds, \
+         c.cancelled_at, c.created_at, c.updated_at, c.version, c.synced_version"
     };
 }
 use concert_columns;
@@ -661,6 +665,7 @@ where
     for<'r> Uuid: Decode<'r, DB> + Type<DB>,
     for<'r> String: Decode<'r, DB> + Type<DB>,
     for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> i32: Decode<'r, DB> + Type<DB>,
     for<'c> &'c str: ColumnIndex<DB::Row>,
 {
     Ok(ConcertRecord {
@@ -673,6 +678,10 @@ where
         starts_at: DB::instant(row, "starts_at")?,
         time_zone: row.try_get("time_zone")?,
         sales_open_at: DB::optional_instant(row, "sales_open_at")?,
+        waiting_room: waiting_room_from_columns(
+            row.try_get("waiting_room_admit_per_minute")?,
+            row.try_get("waiting_room_admission_ttl_seconds")?,
+        )?,
         cancelled_at: DB::optional_instant(row, "cancelled_at")?,
         created_at: DB::instant(row, "created_at")?,
         updated_at: DB::instant(row, "updated_at")?,
@@ -680,6 +689,34 @@ where
         synced_version: row.try_get("synced_version")?,
         seat_types: Vec::new(),
     })
+}
+
+/// A waiting room from its two columns, which the schema only sets together and in range.
+fn waiting_room_from_columns(
+    admit_per_minute: Option<i32>,
+    admission_ttl_seconds: Option<i32>,
+) -> Result<Option<WaitingRoom>, sqlx::Error> {
+    match (admit_per_minute, admission_ttl_seconds) {
+        (None, None) => Ok(None),
+        (Some(admit), Some(ttl)) => match (u32::try_from(admit), u32::try_from(ttl)) {
+            (Ok(admit_per_minute), Ok(admission_ttl_seconds)) => Ok(Some(WaitingRoom {
+                admit_per_minute,
+                admission_ttl_seconds,
+            })),
+            _ => Err(sqlx::Error::Decode(
+                "a negative waiting room setting".into(),
+            )),
+        },
+        _ => Err(sqlx::Error::Decode("half a waiting room".into())),
+    }
+}
+
+/// The waiting room's two columns as bound: both `NULL` for none.
+fn waiting_room_columns(room: Option<WaitingRoom>) -> (Option<i64>, Option<i64>) {
+    (
+        room.map(|room| i64::from(room.admit_per_minute)),
+        room.map(|room| i64::from(room.admission_ttl_seconds)),
+    )
 }
 
 /// A seat type and the concert it belongs to.

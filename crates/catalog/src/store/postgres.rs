@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{
     ConcertRecord, Engine, ListFilter, SEAT_TYPE_NAME_INDEX, SeatTypeRecord, concert_columns,
-    concert_from_row, list_query, seat_type_columns, seat_type_from_row,
+    concert_from_row, list_query, seat_type_columns, seat_type_from_row, waiting_room_columns,
 };
 use crate::domain::{ConcertChange, Cursor, NewConcert, NewSeatType, SearchText};
 
@@ -67,11 +67,13 @@ impl Engine for Postgres {
         concert: &NewConcert,
         now: OffsetDateTime,
     ) -> Result<(), sqlx::Error> {
+        let (admit_per_minute, admission_ttl_seconds) = waiting_room_columns(concert.waiting_room);
         sqlx::query(
             "INSERT INTO concerts (id, name, artist, venue, description, category,
                                    starts_at, created_at, updated_at, time_zone,
-                                   sales_open_at, version, synced_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, 1, 0)",
+                                   sales_open_at, waiting_room_admit_per_minute,
+                                   waiting_room_admission_ttl_seconds, version, synced_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, 1, 0)",
         )
         .bind(id)
         .bind(concert.name.as_str())
@@ -83,6 +85,8 @@ impl Engine for Postgres {
         .bind(pg_instant(now))
         .bind(concert.time_zone.as_str())
         .bind(concert.sales_open_at.map(pg_instant))
+        .bind(admit_per_minute)
+        .bind(admission_ttl_seconds)
         .execute(conn)
         .await?;
         Ok(())
@@ -134,6 +138,8 @@ impl Engine for Postgres {
         now: OffsetDateTime,
     ) -> Result<u64, sqlx::Error> {
         let changed = !change.is_empty();
+        let (admit_per_minute, admission_ttl_seconds) =
+            waiting_room_columns(change.waiting_room.flatten());
         Ok(sqlx::query(
             "UPDATE concerts SET
                 name = coalesce($1, name),
@@ -144,6 +150,10 @@ impl Engine for Postgres {
                 starts_at = coalesce($6, starts_at),
                 time_zone = coalesce($7, time_zone),
                 sales_open_at = CASE WHEN $12 THEN $13 ELSE sales_open_at END,
+                waiting_room_admit_per_minute =
+                    CASE WHEN $14 THEN $15 ELSE waiting_room_admit_per_minute END,
+                waiting_room_admission_ttl_seconds =
+                    CASE WHEN $14 THEN $16 ELSE waiting_room_admission_ttl_seconds END,
                 version = version + $8,
                 updated_at = CASE WHEN $9 THEN $10 ELSE updated_at END
              WHERE id = $11 AND cancelled_at IS NULL AND starts_at > $10",
@@ -161,6 +171,9 @@ impl Engine for Postgres {
         .bind(id)
         .bind(change.sales_open_at.is_some())
         .bind(change.sales_open_at.flatten().map(pg_instant))
+        .bind(change.waiting_room.is_some())
+        .bind(admit_per_minute)
+        .bind(admission_ttl_seconds)
         .execute(conn)
         .await?
         .rows_affected())

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     ConcertRecord, Engine, ListFilter, SEAT_TYPE_NAME_INDEX, SeatTypeRecord, concert_columns,
-    concert_from_row, list_query, seat_type_columns, seat_type_from_row,
+    concert_from_row, list_query, seat_type_columns, seat_type_from_row, waiting_room_columns,
 };
 use crate::domain::{ConcertChange, Cursor, NewConcert, NewSeatType, SearchText};
 
@@ -68,11 +68,13 @@ impl Engine for Sqlite {
         concert: &NewConcert,
         now: OffsetDateTime,
     ) -> Result<(), sqlx::Error> {
+        let (admit_per_minute, admission_ttl_seconds) = waiting_room_columns(concert.waiting_room);
         sqlx::query(
             "INSERT INTO concerts (id, name, artist, venue, description, category,
                                    starts_at, created_at, updated_at, time_zone,
-                                   sales_open_at, version, synced_version)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
+                                   sales_open_at, waiting_room_admit_per_minute,
+                                   waiting_room_admission_ttl_seconds, version, synced_version)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0)",
         )
         .bind(id)
         .bind(concert.name.as_str())
@@ -85,6 +87,8 @@ impl Engine for Sqlite {
         .bind(to_millis(now))
         .bind(concert.time_zone.as_str())
         .bind(concert.sales_open_at.map(to_millis))
+        .bind(admit_per_minute)
+        .bind(admission_ttl_seconds)
         .execute(conn)
         .await?;
         Ok(())
@@ -136,6 +140,8 @@ impl Engine for Sqlite {
         now: OffsetDateTime,
     ) -> Result<u64, sqlx::Error> {
         let changed = !change.is_empty();
+        let (admit_per_minute, admission_ttl_seconds) =
+            waiting_room_columns(change.waiting_room.flatten());
         Ok(sqlx::query(
             "UPDATE concerts SET
                 name = coalesce(?, name),
@@ -146,6 +152,10 @@ impl Engine for Sqlite {
                 starts_at = coalesce(?, starts_at),
                 time_zone = coalesce(?, time_zone),
                 sales_open_at = CASE WHEN ? THEN ? ELSE sales_open_at END,
+                waiting_room_admit_per_minute =
+                    CASE WHEN ? THEN ? ELSE waiting_room_admit_per_minute END,
+                waiting_room_admission_ttl_seconds =
+                    CASE WHEN ? THEN ? ELSE waiting_room_admission_ttl_seconds END,
                 version = version + ?,
                 updated_at = CASE WHEN ? THEN ? ELSE updated_at END
              WHERE id = ? AND cancelled_at IS NULL AND starts_at > ?",
@@ -159,6 +169,10 @@ impl Engine for Sqlite {
         .bind(change.time_zone.as_ref().map(|v| v.as_str()))
         .bind(change.sales_open_at.is_some())
         .bind(change.sales_open_at.flatten().map(to_millis))
+        .bind(change.waiting_room.is_some())
+        .bind(admit_per_minute)
+        .bind(change.waiting_room.is_some())
+        .bind(admission_ttl_seconds)
         .bind(i64::from(changed))
         .bind(changed)
         .bind(to_millis(now))

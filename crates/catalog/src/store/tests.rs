@@ -8,6 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use boxoffice_shared::clients::WaitingRoom;
 use boxoffice_shared::db::{PgStore, SqliteStore, pg_options};
 use boxoffice_shared::pgtest::TestDatabase;
 use time::Duration;
@@ -165,6 +166,7 @@ contract!(
     instants_are_kept_to_the_millisecond,
     updates_change_only_what_is_given_and_bump_the_version,
     on_sale_times_are_set_cleared_and_kept_before_the_start,
+    waiting_rooms_are_set_changed_removed_and_kept,
     guarded_changes_refuse_started_cancelled_and_unknown_concerts,
     seat_type_names_are_unique_per_concert_ignoring_case,
     seat_types_are_added_in_order_up_to_the_limit,
@@ -253,6 +255,10 @@ async fn inserts_and_reads_a_concert_with_its_seat_types(store: &CatalogStore) {
     concert.category = Category::parse("Pop").unwrap();
     concert.time_zone = TimeZoneName::parse("Europe/London").unwrap();
     concert.sales_open_at = Some(START + Duration::hours(1));
+    concert.waiting_room = Some(WaitingRoom {
+        admit_per_minute: 1_000_000,
+        admission_ttl_seconds: 86_400,
+    });
     let id = Uuid::now_v7();
     let seat_ids = [Uuid::now_v7(), Uuid::now_v7()];
     let record = store
@@ -277,6 +283,10 @@ async fn inserts_and_reads_a_concert_with_its_seat_types(store: &CatalogStore) {
         starts_at: START + Duration::hours(3),
         time_zone: "Europe/London".to_owned(),
         sales_open_at: Some(START + Duration::hours(1)),
+        waiting_room: Some(WaitingRoom {
+            admit_per_minute: 1_000_000,
+            admission_ttl_seconds: 86_400,
+        }),
         cancelled_at: None,
         created_at: START,
         updated_at: START,
@@ -356,6 +366,45 @@ async fn on_sale_times_are_set_cleared_and_kept_before_the_start(store: &Catalog
         panic!("update refused");
     };
     assert_eq!(cleared.sales_open_at, None);
+}
+
+async fn waiting_rooms_are_set_changed_removed_and_kept(store: &CatalogStore) {
+    let record = insert_synced(store, &new_concert("Show", "A", "V", 5, &[("GA", 5)])).await;
+    assert_eq!(record.waiting_room, None);
+    let set = |room: Option<WaitingRoom>| ConcertChange {
+        waiting_room: Some(room),
+        ..ConcertChange::default()
+    };
+    let id = record.id;
+    let update = |change: ConcertChange| async move {
+        match store.update_concert(id, &change, START).await {
+            Ok(Guarded::Done(updated)) => updated,
+            other => panic!("update refused: {other:?}"),
+        }
+    };
+    let room = WaitingRoom {
+        admit_per_minute: 1,
+        admission_ttl_seconds: 60,
+    };
+    let with_room = update(set(Some(room))).await;
+    assert_eq!(with_room.waiting_room, Some(room));
+    assert_eq!(with_room.version, record.version + 1);
+    assert!(!with_room.is_synced());
+    let slower = WaitingRoom {
+        admission_ttl_seconds: 900,
+        ..room
+    };
+    assert_eq!(update(set(Some(slower))).await.waiting_room, Some(slower));
+    // A change that does not name it keeps it.
+    let rename = ConcertChange {
+        name: Some(Title::parse("Renamed").unwrap()),
+        ..ConcertChange::default()
+    };
+    assert_eq!(update(rename).await.waiting_room, Some(slower));
+    // `null` removes it.
+    let removed = update(set(None)).await;
+    assert_eq!(removed.waiting_room, None);
+    assert_eq!(store.concert(id).await.unwrap().unwrap().waiting_room, None);
 }
 
 async fn instants_are_kept_to_the_millisecond(store: &CatalogStore) {
