@@ -58,6 +58,12 @@ pub enum BookingError {
     WaitlistEntryNotFound,
     #[error("webhook not found")]
     WebhookNotFound,
+    /// The concert has a waiting room and the request no valid admission to it.
+    #[error("admission required")]
+    AdmissionRequired,
+    /// Nothing here: no waiting room for the concert, or no place of the caller's in it.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
     /// The ticket's one successful scan was at this instant.
     #[error("already checked in")]
     AlreadyCheckedIn(time::OffsetDateTime),
@@ -157,6 +163,13 @@ impl From<BookingError> for Problem {
                 "this ticket's booking is cancelled: do not let it in",
             ),
             WebhookNotFound => Problem::new(ErrorCode::WebhookNotFound, "no such webhook"),
+            AdmissionRequired => Problem::new(
+                ErrorCode::AdmissionRequired,
+                "this concert sells through its waiting room: join the queue \
+                 (POST /api/v1/concerts/{id}/queue) and send your admission \
+                 in the Boxoffice-Admission header",
+            ),
+            NotFound(what) => Problem::new(ErrorCode::NotFound, what),
             AlreadyCheckedIn(at) => Problem::already_checked_in(at),
             Forbidden(role) => Problem::new(
                 ErrorCode::Forbidden,
@@ -248,6 +261,8 @@ mod tests {
             (InvalidTicket("forged"), ErrorCode::InvalidTicket),
             (TicketCancelled, ErrorCode::TicketCancelled),
             (WebhookNotFound, ErrorCode::WebhookNotFound),
+            (AdmissionRequired, ErrorCode::AdmissionRequired),
+            (NotFound("no waiting room"), ErrorCode::NotFound),
             (
                 AlreadyCheckedIn(time::OffsetDateTime::UNIX_EPOCH),
                 ErrorCode::AlreadyCheckedIn,

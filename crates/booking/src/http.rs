@@ -4,6 +4,7 @@
 
 pub mod holds;
 pub mod payments;
+pub mod queue;
 pub mod stream;
 pub mod tickets;
 pub mod waitlist;
@@ -30,6 +31,17 @@ use stream::{AvailabilityResponse, availability_stream};
 /// The request header that makes `POST /bookings` safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
+/// The request header that carries a waiting room's admission to `POST /bookings` and
+/// `POST /holds`.
+pub const ADMISSION: HeaderName = HeaderName::from_static("boxoffice-admission");
+
+/// The request's admission token, if it sent one (a value that is not text is none).
+pub fn admission(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(&ADMISSION)
+        .and_then(|value| value.to_str().ok())
+}
+
 impl FromRef<BookingService> for Authenticator {
     fn from_ref(service: &BookingService) -> Self {
         service.authenticator().clone()
@@ -49,6 +61,7 @@ pub fn router(service: BookingService) -> OpenApiRouter {
         .merge(holds::router())
         .merge(payments::router())
         .merge(tickets::router())
+        .merge(queue::router())
         .merge(waitlist::router())
         .merge(webhooks::router())
         .with_state(service)
@@ -149,6 +162,7 @@ problem_responses!(
     struct CreateBookingProblems {
         MalformedBody,
         Unauthenticated,
+        AdmissionRequired,
         ConcertNotFound,
         SeatTypeNotFound: "no such seat type, or one of another concert",
         SoldOut,
@@ -170,7 +184,9 @@ problem_responses!(
     post, path = "/api/v1/bookings", tag = "bookings",
     security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", nullable = false,
-        description = "1 to 255 visible ASCII characters, inner spaces allowed (HTTP drops spaces at either end); a retry with the same key and body returns the original response")),
+        description = "1 to 255 visible ASCII characters, inner spaces allowed (HTTP drops spaces at either end); a retry with the same key and body returns the original response"),
+        ("Boxoffice-Admission" = Option<String>, Header, nullable = false,
+            description = "The caller's admission from the concert's waiting room (`admission` of its QueueTicket); needed while the concert has a waiting room")),
     request_body = CreateBookingRequest,
     responses(
         (status = 201, description = "Booked; durable on disk", body = Booking,
@@ -188,7 +204,13 @@ pub async fn create_booking(
     service.take_write(&caller, client.0).await?;
     let key = idempotency_key(&headers)?;
     let outcome = service
-        .book(caller, request.concert_id, request.seat_type_id, key)
+        .book_admitted(
+            caller,
+            request.concert_id,
+            request.seat_type_id,
+            key,
+            admission(&headers),
+        )
         .await?;
     Ok(made_response(outcome, "/api/v1/bookings", |booking| {
         booking.id

@@ -66,6 +66,7 @@ pub mod http;
 pub mod open;
 pub mod payments;
 pub mod postgres;
+pub mod queue;
 pub mod rows;
 pub mod service;
 pub mod sqlite;

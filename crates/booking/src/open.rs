@@ -64,6 +64,18 @@ pub async fn open(
     )
     .await
     .context("starting the booking service")?;
+    let rooms = setup
+        .storage
+        .open("queue", setup.durability, 8)
+        .await
+        .context("opening the waiting rooms' store")?;
+    booking.open_waiting_rooms(
+        crate::queue::store::QueueStore::open(rooms.clone(), setup.durability)
+            .await
+            .context("migrating the waiting rooms' store")?,
+        wiring.tasks,
+    );
+    component.stores.push(rooms);
     if let Some(limiter) = setup.write_limiter {
         booking.limit_writes(limiter);
     }

@@ -2,10 +2,12 @@
 //! reads here; holds, payments and refunds in `checkout`; tickets and check-in in `tickets`.
 
 mod checkout;
+mod queue;
 mod tickets;
 mod waitlist;
 mod webhooks;
 
+pub use queue::WaitingRooms;
 pub use tickets::{Admitted, SeatTypeCheckins, Ticket, TicketStatus, Tickets};
 pub use webhooks::{Created, Webhooks};
 
@@ -100,6 +102,9 @@ struct Inner {
     subscribed: crate::webhook::Subscribed,
     /// How webhooks are delivered, once [`BookingService::deliver_webhooks`] started it.
     webhooks: std::sync::OnceLock<Webhooks>,
+    /// The waiting rooms, once [`BookingService::open_waiting_rooms`] opened them. Without
+    /// them a concert with a waiting room admits nobody.
+    rooms: std::sync::OnceLock<Arc<WaitingRooms>>,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -154,6 +159,7 @@ impl BookingService {
                 tickets: selling.tickets,
                 subscribed: wiring.webhooks.clone(),
                 webhooks: std::sync::OnceLock::new(),
+                rooms: std::sync::OnceLock::new(),
             }),
         };
         tasks.spawn(checkout::run_refunds(
@@ -255,6 +261,20 @@ impl BookingService {
         seat_type_id: Uuid,
         key: Option<IdempotencyKey>,
     ) -> Result<BookOutcome, BookingError> {
+        self.book_admitted(caller, concert_id, seat_type_id, key, None)
+            .await
+    }
+
+    /// [`BookingService::book`] with the caller's admission to the concert's waiting room (the
+    /// `Boxoffice-Admission` header), which a concert with a waiting room needs.
+    pub async fn book_admitted(
+        &self,
+        caller: AuthUser,
+        concert_id: Uuid,
+        seat_type_id: Uuid,
+        key: Option<IdempotencyKey>,
+        admission: Option<&str>,
+    ) -> Result<BookOutcome, BookingError> {
         if let Some(key) = &key {
             // Boxed: the lookup's future (a query on either engine) is large, and kept inline it
             // would make every `book` future as large, sold-out answers included.
@@ -263,8 +283,14 @@ impl BookingService {
                 return Ok(made);
             }
         }
+        let admitted = self
+            .check_admission(&caller, concert_id, admission)
+            .inspect_err(count_refusal)?;
         self.precheck(concert_id, seat_type_id)
             .inspect_err(count_refusal)?;
+        if let Some(admitted) = &admitted {
+            self.refuse_used(admitted).await?;
+        }
         let request = BookRequest {
             provider: self.inner.checkout.payments.kind(),
             user_id: caller.user_id,

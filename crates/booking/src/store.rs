@@ -139,6 +139,17 @@ impl BookingStore {
         dispatch!(self, engine => engine.list_holds(user_id, status, before, limit, now).await)
     }
 
+    /// Whether the user booked or held the concert at or after `since`: what uses up a waiting
+    /// room's admission given at `since`.
+    pub async fn booked_or_held_since(
+        &self,
+        user_id: Uuid,
+        concert_id: Uuid,
+        since: OffsetDateTime,
+    ) -> Result<bool, BookingError> {
+        dispatch!(self, engine => engine.booked_or_held_since(user_id, concert_id, since).await)
+    }
+
     /// The sales report's rows of one concert; `None` when Booking does not sell it.
     pub async fn sales(&self, concert_id: Uuid) -> Result<Option<SalesRows>, BookingError> {
         dispatch!(self, engine => engine.sales(concert_id).await)

@@ -131,6 +131,12 @@ impl TicketKeys {
         }
     }
 
+    /// A secret of this deployment for `label`: the key's deterministic signature of it, the
+    /// same on every instance that shares the key and unknown to anyone without it.
+    pub fn derived_secret(&self, label: &[u8]) -> Vec<u8> {
+        self.pair.sign(label).as_ref().to_vec()
+    }
+
     /// Where the key came from, for the start-up log.
     pub fn origin(&self) -> &KeyOrigin {
         &self.origin

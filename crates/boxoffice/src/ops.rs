@@ -80,6 +80,7 @@ struct OpsState {
         (name = "bookings", description = "Booking and cancelling tickets"),
         (name = "checkout", description = "Holding a seat while paying for it"),
         (name = "waitlist", description = "Waiting for a sold-out seat type; freed seats are offered in order"),
+        (name = "waiting room", description = "The queue in front of an on-sale: shuffled at the opening, admitted at the organiser's rate"),
         (name = "webhooks", description = "Signed event deliveries to organisers' systems"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

@@ -107,7 +107,9 @@ fn concert_owner(tail: &str) -> Service {
         | (false, [Some("sales"), None, None])
         | (false, [Some("bookings"), None, None])
         | (false, [Some("checkins"), None, None])
-        | (false, [Some("waitlist"), None, None]) => Service::Booking,
+        | (false, [Some("waitlist"), None, None])
+        | (false, [Some("queue"), None, None])
+        | (false, [Some("queue"), Some("stream"), None]) => Service::Booking,
         _ => Service::Catalog,
     }
 }
@@ -158,6 +160,8 @@ mod tests {
             ("/api/v1/concerts/c1/bookings", Some(Service::Booking)),
             ("/api/v1/concerts/c1/checkins", Some(Service::Booking)),
             ("/api/v1/concerts/c1/waitlist", Some(Service::Booking)),
+            ("/api/v1/concerts/c1/queue", Some(Service::Booking)),
+            ("/api/v1/concerts/c1/queue/stream", Some(Service::Booking)),
             ("/api/v1/waitlist", Some(Service::Booking)),
             ("/api/v1/waitlist/0190-abc", Some(Service::Booking)),
             ("/api/v1/tickets/key", Some(Service::Booking)),

@@ -203,6 +203,10 @@ pub fn meaning(code: ErrorCode) -> &'static str {
         AlreadyWaitlisted => "the caller already waits (or holds an offer) for this concert",
         WaitlistEntryNotFound => "no such waiting-list entry, or not the caller's",
         WebhookNotFound => "no such webhook, or a deleted one",
+        AdmissionRequired => {
+            "the concert's waiting room is on and the request carries no valid admission \
+             (Boxoffice-Admission) for this user and concert"
+        }
         BodyTooLarge => "the body is larger than 64 KiB",
         UnsupportedMediaType => "the body is not sent as application/json",
         ValidationFailed => {

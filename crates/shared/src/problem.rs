@@ -48,6 +48,7 @@ pub enum ErrorCode {
     AlreadyWaitlisted,
     WaitlistEntryNotFound,
     WebhookNotFound,
+    AdmissionRequired,
     BodyTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
@@ -63,7 +64,7 @@ impl ErrorCode {
         match self {
             MalformedBody | InvalidSignature => StatusCode::BAD_REQUEST,
             Unauthenticated | InvalidCredentials | InvalidRefreshToken => StatusCode::UNAUTHORIZED,
-            Forbidden => StatusCode::FORBIDDEN,
+            Forbidden | AdmissionRequired => StatusCode::FORBIDDEN,
             ConcertNotFound
             | SeatTypeNotFound
             | BookingNotFound
@@ -121,6 +122,7 @@ impl ErrorCode {
             AlreadyWaitlisted => "Already on the waiting list",
             WaitlistEntryNotFound => "Waiting-list entry not found",
             WebhookNotFound => "Webhook not found",
+            AdmissionRequired => "Admission required",
             BodyTooLarge => "Request body too large",
             UnsupportedMediaType => "Unsupported media type",
             ValidationFailed => "Validation failed",
@@ -174,6 +176,7 @@ impl ErrorCode {
             AlreadyWaitlisted => "already_waitlisted",
             WaitlistEntryNotFound => "waitlist_entry_not_found",
             WebhookNotFound => "webhook_not_found",
+            AdmissionRequired => "admission_required",
             BodyTooLarge => "body_too_large",
             UnsupportedMediaType => "unsupported_media_type",
             ValidationFailed => "validation_failed",
@@ -444,6 +447,7 @@ mod tests {
             (AlreadyWaitlisted, 409),
             (WaitlistEntryNotFound, 404),
             (WebhookNotFound, 404),
+            (AdmissionRequired, 403),
             (BodyTooLarge, 413),
             (UnsupportedMediaType, 415),
             (ValidationFailed, 422),

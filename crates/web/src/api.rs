@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use boxoffice_shared::problem::ErrorCode;
-use http::{Method, Request, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -132,6 +132,9 @@ fn sentence(code: ErrorCode) -> &'static str {
         InvalidTicket => "Not a valid ticket for this concert.",
         SeatsAvailable => "Tickets of this type are still on sale: buy one instead.",
         AlreadyWaitlisted => "You are already on the waiting list for this concert.",
+        AdmissionRequired => {
+            "This concert sells through its waiting room: join the queue and wait for your turn."
+        }
         ValidationFailed => "Please check the form.",
         RateLimited => "Too many attempts. Please wait a moment and try again.",
         Unavailable | Internal => "Something went wrong on our side. Please try again.",
@@ -162,7 +165,19 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T, Refusal> {
-        let (status, bytes) = self.send(caller, method, path, body).await?;
+        self.call_with(caller, method, path, body, &[]).await
+    }
+
+    /// [`Self::call`] with more headers (a hold's `Boxoffice-Admission`).
+    pub async fn call_with<T: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<T, Refusal> {
+        let (status, bytes) = self.send(caller, method, path, body, headers).await?;
         let bytes = if bytes.is_empty() && status == StatusCode::NO_CONTENT {
             b"null".as_slice().into()
         } else {
@@ -175,19 +190,54 @@ impl Api {
 
     /// `GET path` as `caller`, as text (an SVG).
     pub async fn text(&self, caller: &Caller, path: &str) -> Result<String, Refusal> {
-        let (_, bytes) = self.send(caller, Method::GET, path, None).await?;
+        let (_, bytes) = self.send(caller, Method::GET, path, None, &[]).await?;
         String::from_utf8(bytes.to_vec()).map_err(|_| Refusal::local("an answer was not text"))
     }
 
-    /// Sends one request through the API's router; a status of 400 or more is a [`Refusal`].
+    /// `GET path` as `caller`, its body left unread: a stream of server-sent events, which runs
+    /// for as long as the body is read.
+    pub async fn stream(&self, caller: &Caller, path: &str) -> Result<Body, Refusal> {
+        let response = self.respond(caller, Method::GET, path, None, &[]).await?;
+        let status = response.status();
+        if status.is_client_error() || status.is_server_error() {
+            let bytes = read(response.into_body()).await?;
+            return Err(refusal(status, &bytes));
+        }
+        Ok(response.into_body())
+    }
+
+    /// Sends one request through the API's router and reads the answer; a status of 400 or more
+    /// is a [`Refusal`].
     async fn send(
         &self,
         caller: &Caller,
         method: Method,
         path: &str,
         body: Option<&Value>,
+        headers: &[(HeaderName, HeaderValue)],
     ) -> Result<(StatusCode, bytes::Bytes), Refusal> {
+        let response = self.respond(caller, method, path, body, headers).await?;
+        let status = response.status();
+        let bytes = read(response.into_body()).await?;
+        if status.is_client_error() || status.is_server_error() {
+            return Err(refusal(status, &bytes));
+        }
+        Ok((status, bytes))
+    }
+
+    /// Sends one request through the API's router: its answer, whatever the status.
+    async fn respond(
+        &self,
+        caller: &Caller,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<Response<Body>, Refusal> {
         let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
         if let Some(token) = &caller.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -207,23 +257,21 @@ impl Api {
         if let Some(address) = caller.address {
             request.extensions_mut().insert(address);
         }
-        let response = self
-            .router
+        self.router
             .clone()
             .oneshot(request)
             .await
-            .map_err(|error| Refusal::local(error.to_string()))?;
-        let status = response.status();
-        let bytes = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|error| Refusal::local(error.to_string()))?
-            .to_bytes();
-        if status.is_client_error() || status.is_server_error() {
-            return Err(refusal(status, &bytes));
-        }
-        Ok((status, bytes))
+            .map_err(|error| Refusal::local(error.to_string()))
     }
+}
+
+/// An answer's body, up to [`MAX_ANSWER_BYTES`].
+async fn read(body: Body) -> Result<bytes::Bytes, Refusal> {
+    Ok(http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
+        .collect()
+        .await
+        .map_err(|error| Refusal::local(error.to_string()))?
+        .to_bytes())
 }
 
 /// Reads a problem+json answer.

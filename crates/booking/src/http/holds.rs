@@ -74,6 +74,7 @@ problem_responses!(
     struct CreateHoldProblems {
         MalformedBody,
         Unauthenticated,
+        AdmissionRequired,
         ConcertNotFound,
         SeatTypeNotFound: "no such seat type, or one of another concert",
         SoldOut,
@@ -95,7 +96,9 @@ problem_responses!(
     post, path = "/api/v1/holds", tag = "checkout",
     security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", nullable = false,
-        description = "1 to 255 visible ASCII characters, inner spaces allowed; a retry with the same key and body returns the original response")),
+        description = "1 to 255 visible ASCII characters, inner spaces allowed; a retry with the same key and body returns the original response"),
+        ("Boxoffice-Admission" = Option<String>, Header, nullable = false,
+            description = "The caller's admission from the concert's waiting room (`admission` of its QueueTicket); needed while the concert has a waiting room")),
     request_body = CreateHoldRequest,
     responses(
         (status = 201, description = "Held; durable on disk", body = Hold,
@@ -113,7 +116,13 @@ pub async fn create_hold(
     service.take_write(&caller, client.0).await?;
     let key = idempotency_key(&headers)?;
     let outcome = service
-        .hold(caller, request.concert_id, request.seat_type_id, key)
+        .hold_admitted(
+            caller,
+            request.concert_id,
+            request.seat_type_id,
+            key,
+            super::admission(&headers),
+        )
         .await?;
     Ok(made_response(outcome, "/api/v1/holds", |hold| hold.id))
 }

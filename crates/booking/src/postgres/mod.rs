@@ -200,6 +200,25 @@ impl PgBooking {
         reads::list_holds(&self.db.pool, user_id, status, before, limit, now).await
     }
 
+    pub async fn booked_or_held_since(
+        &self,
+        user_id: Uuid,
+        concert_id: Uuid,
+        since: OffsetDateTime,
+    ) -> Result<bool, BookingError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM bookings
+                            WHERE user_id = $1 AND concert_id = $2 AND created_at >= $3)
+                 OR EXISTS (SELECT 1 FROM holds
+                            WHERE user_id = $1 AND concert_id = $2 AND created_at >= $3)",
+        )
+        .bind(user_id)
+        .bind(concert_id)
+        .bind(since)
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
     /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run
     /// on it.
     pub fn read_pool(&self) -> &sqlx::PgPool {

@@ -32,13 +32,31 @@ impl BookingService {
         seat_type_id: Uuid,
         key: Option<IdempotencyKey>,
     ) -> Result<HoldOutcome, BookingError> {
+        self.hold_admitted(caller, concert_id, seat_type_id, key, None)
+            .await
+    }
+
+    /// [`BookingService::hold`] with the caller's admission to the concert's waiting room (the
+    /// `Boxoffice-Admission` header), which a concert with a waiting room needs.
+    pub async fn hold_admitted(
+        &self,
+        caller: AuthUser,
+        concert_id: Uuid,
+        seat_type_id: Uuid,
+        key: Option<IdempotencyKey>,
+        admission: Option<&str>,
+    ) -> Result<HoldOutcome, BookingError> {
         if let Some(key) = &key {
             let fingerprint = hold_fingerprint(concert_id, seat_type_id);
             if let Some(made) = Box::pin(self.replayed(caller.user_id, key, fingerprint)).await? {
                 return Ok(made);
             }
         }
+        let admitted = self.check_admission(&caller, concert_id, admission)?;
         self.precheck(concert_id, seat_type_id)?;
+        if let Some(admitted) = &admitted {
+            self.refuse_used(admitted).await?;
+        }
         let checkout = &self.inner.checkout;
         let id = Uuid::now_v7();
         let intent = self.prepare_payment(id, concert_id, seat_type_id).await?;

@@ -44,6 +44,11 @@ impl Tickets {
         }
     }
 
+    /// A secret derived from the ticket key for `label` ([`TicketKeys::derived_secret`]).
+    pub(crate) fn derived_secret(&self, label: &[u8]) -> Vec<u8> {
+        self.keys.derived_secret(label)
+    }
+
     /// Tickets signed with a key of their own whose holders have no names: for engine tests and
     /// benchmarks, which run Booking without Auth.
     pub fn unnamed() -> Self {

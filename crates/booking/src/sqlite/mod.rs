@@ -159,6 +159,25 @@ impl SqliteBooking {
         reads::list_holds(&self.db.read, user_id, status, before, limit, now).await
     }
 
+    pub async fn booked_or_held_since(
+        &self,
+        user_id: Uuid,
+        concert_id: Uuid,
+        since: OffsetDateTime,
+    ) -> Result<bool, BookingError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM bookings
+                            WHERE user_id = ?1 AND concert_id = ?2 AND created_at >= ?3)
+                 OR EXISTS (SELECT 1 FROM holds
+                            WHERE user_id = ?1 AND concert_id = ?2 AND created_at >= ?3)",
+        )
+        .bind(user_id)
+        .bind(concert_id)
+        .bind(boxoffice_shared::clock::to_millis(since))
+        .fetch_one(&self.db.read)
+        .await?)
+    }
+
     /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run
     /// on it.
     pub fn read_pool(&self) -> &sqlx::SqlitePool {

@@ -745,6 +745,11 @@ impl EventStream {
             content_type.starts_with("text/event-stream"),
             "{content_type}"
         );
+        Self::from_response(response)
+    }
+
+    /// The events of a response that is already a stream.
+    pub fn from_response(response: reqwest::Response) -> EventStream {
         EventStream {
             response,
             buffer: String::new(),

@@ -12,12 +12,15 @@
 //! - `admin`: the admin bootstrap from configuration and from `boxoffice admin create`.
 //! - `lifecycle`: restarts on the same data directory, the binary, signals and `--demo`.
 //! - `concerts`: the catalog, its admin routes, sales, availability and its event stream.
-//! - `on_sale`: on-sale times: scheduled concerts, `sales_not_open`, the `opened` event.
+//! - `on_sale`: on-sale times: scheduled concerts, `sales_not_open`, the `opened` event; the
+//!   concert's waiting room setting.
 //! - `bookings`: booking and cancelling, idempotency, closing, and races through HTTP.
 //! - `emails`: confirmation and cancellation emails in the mail directory.
 //! - `startup`: messages of a start that fails, and `--listen` with a host name.
 //! - `holds`: checkout with the simulated provider: holds, paying, releasing, expiry, refunds.
 //! - `stripe`: checkout with the Stripe provider against localstripe, its webhook and refunds.
+//! - `queue`: waiting rooms: the shuffle at the opening, arrival order after it, admissions,
+//!   their use by bookings and holds, the stream of a place.
 //! - `tickets`: signed ticket codes, their QR code and email, and check-in at the door.
 //! - `crash`: `kill -9` during a booking storm loses no acknowledged booking or email.
 //! - `crash_checkout`: `kill -9` while fans pay loses no paid hold; expired holds hold nothing.
@@ -46,6 +49,7 @@ mod loadtest;
 mod on_sale;
 mod openapi;
 mod ops;
+mod queue;
 mod rate_limits;
 mod roles;
 mod startup;

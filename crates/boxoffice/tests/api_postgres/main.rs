@@ -45,6 +45,8 @@ mod loadtest;
 mod on_sale;
 #[path = "../api/ops.rs"]
 mod ops;
+#[path = "../api/queue.rs"]
+mod queue;
 #[path = "../api/roles.rs"]
 mod roles;
 mod split;
