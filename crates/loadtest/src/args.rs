@@ -30,6 +30,10 @@ pub enum Scenario {
     /// the holders cancel while the back of the line tries to book: verify the seats are
     /// offered in line order and never reach the public.
     Waitlist,
+    /// A large queue joins a concert's waiting room before its sales open, polls until
+    /// admitted, and books with the admission: verify nobody booked without one, the admission
+    /// order and the admission rate (--admit-per-minute).
+    Waitingroom,
 }
 
 impl Scenario {
@@ -43,6 +47,7 @@ impl Scenario {
             Scenario::Expiry => "expiry",
             Scenario::Doors => "doors",
             Scenario::Waitlist => "waitlist",
+            Scenario::Waitingroom => "waitingroom",
         }
     }
 }
@@ -157,6 +162,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// How long an admission of the `waitingroom` scenario's room lasts: an hour, longer than any
+/// run (the wait is refused past ten minutes), so that every admitted user can still book once
+/// the last one is admitted.
+pub const ADMISSION_TTL_SECONDS: u32 = 3600;
+
+/// How long the admissions of `waitingroom` take by default (`--duration` overrides it): the
+/// default `--admit-per-minute` spreads the users over this.
+const WAITINGROOM_ADMISSIONS: Duration = Duration::from_secs(30);
+
 fn default_prefix() -> String {
     let id = uuid::Uuid::now_v7().simple().to_string();
     // The last hex digits of a v7 id are random: unique enough per run.
@@ -218,14 +232,21 @@ pub struct LoadtestArgs {
     /// [default: 10s for churn, browse and soldout, unless --requests is given; onsale and
     /// checkout end when every user has tried, doors when every scan is sent]. In `expiry`:
     /// how long the sold-out answers are measured before the first hold expires [default: 5s].
+    /// In `waitingroom`: how long the admissions should take, which sets the default
+    /// --admit-per-minute [default: 30s].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
     /// `onsale` only: the concert's sales open this long after it is created (`3s`, `500ms`),
     /// so that the on-sale opens during the run. Users start at once and retry each 409
     /// `sales_not_open` until their booking is decided; no booking may be made before the
-    /// instant.
+    /// instant. `waitingroom`: every user joins the queue before this instant [default: 3 s
+    /// and 1 ms per user].
     #[arg(long, value_parser = parse_duration)]
     pub opens_in: Option<Duration>,
+    /// `waitingroom` only: the waiting room's `admit_per_minute` [default: --users spread over
+    /// --duration, 30 s unless given].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub admit_per_minute: Option<u32>,
     /// `checkout` only: the share of users whose first card is declined (402
     /// `payment_declined`); they pay again with a good card (`0.1` or `10%`).
     #[arg(long, value_parser = parse_share, default_value = "0.1")]
@@ -243,7 +264,8 @@ pub struct LoadtestArgs {
     #[arg(long, value_parser = parse_share, default_value = "0.05")]
     pub retry_share: f64,
     /// At most this many requests in the measured phase (`onsale`, `checkout`: at most this
-    /// many users try; `doors`: at most this many scans are sent).
+    /// many users try; `doors`: at most this many scans are sent; `waitingroom`: at most this
+    /// many users join).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Also measure `GET /healthz` at the same concurrency and print ratios to it.
@@ -291,6 +313,36 @@ impl LoadtestArgs {
             (None, Some(_)) => None,
             (None, None) => Some(Duration::from_secs(10)),
         }
+    }
+
+    /// When the concert the run creates opens its sales, counted from its creation: `--opens-in`,
+    /// or for `waitingroom` long enough for every user to join before (3 s, and 1 ms per user).
+    pub(crate) fn opening(&self) -> Option<Duration> {
+        match (self.opens_in, self.scenario) {
+            (Some(after), _) => Some(after),
+            (None, Scenario::Waitingroom) => {
+                Some(Duration::from_secs(3) + Duration::from_millis(self.users.into()))
+            }
+            (None, _) => None,
+        }
+    }
+
+    /// The `waitingroom` scenario's room: `admit_per_minute` (the flag, or the users spread over
+    /// `--duration`) and [`ADMISSION_TTL_SECONDS`]; `None` for the other scenarios.
+    pub(crate) fn waiting_room(&self) -> Option<(u32, u32)> {
+        if self.scenario != Scenario::Waitingroom {
+            return None;
+        }
+        let rate = self.admit_per_minute.unwrap_or_else(|| {
+            let seconds = self
+                .duration
+                .unwrap_or(WAITINGROOM_ADMISSIONS)
+                .as_secs_f64();
+            (f64::from(self.users) * 60.0 / seconds)
+                .ceil()
+                .clamp(1.0, 1_000_000.0) as u32
+        });
+        Some((rate, ADMISSION_TTL_SECONDS))
     }
 
     pub(crate) fn seat_types_or(&self, default: &[SeatTypeSpec]) -> Vec<SeatTypeSpec> {
@@ -395,6 +447,26 @@ mod tests {
         assert_eq!(doors.scenario, Scenario::Doors);
         assert_eq!((doors.doors(), doors.retry_share), (3, 0.1));
         assert!(LoadtestArgs::try_parse_from(["loadtest", "--doors", "0"]).is_err());
+        assert_eq!((args.opening(), args.waiting_room()), (None, None));
+    }
+
+    #[test]
+    fn the_waiting_room_defaults_spread_the_users_over_the_duration() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["loadtest", "--scenario", "waitingroom", "--users", "2000"];
+            argv.extend_from_slice(extra);
+            LoadtestArgs::try_parse_from(argv).unwrap()
+        };
+        let defaults = parse(&[]);
+        assert_eq!(defaults.scenario, Scenario::Waitingroom);
+        assert_eq!(defaults.waiting_room(), Some((4000, ADMISSION_TTL_SECONDS)));
+        assert_eq!(defaults.opening(), Some(Duration::from_secs(5)));
+        let slower = parse(&["--duration", "2m", "--opens-in", "10s"]);
+        assert_eq!(slower.waiting_room(), Some((1000, ADMISSION_TTL_SECONDS)));
+        assert_eq!(slower.opening(), Some(Duration::from_secs(10)));
+        let given = parse(&["--admit-per-minute", "600"]);
+        assert_eq!(given.waiting_room(), Some((600, ADMISSION_TTL_SECONDS)));
+        assert!(LoadtestArgs::try_parse_from(["loadtest", "--admit-per-minute", "0"]).is_err());
     }
 
     #[test]

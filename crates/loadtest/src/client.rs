@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -179,6 +179,7 @@ fn intern(code: &str) -> Arc<str> {
         "unauthenticated",
         "rate_limited",
         "unavailable",
+        "admission_required",
     ];
     thread_local! {
         static CODES: Vec<Arc<str>> = KNOWN.iter().map(|code| Arc::from(*code)).collect();
@@ -215,6 +216,8 @@ pub struct Call {
     pub method: Method,
     pub path: Uri,
     pub auth: Option<HeaderValue>,
+    /// One more header, when the call needs one (a booking's `Boxoffice-Admission`).
+    pub header: Option<(HeaderName, HeaderValue)>,
     pub body: Option<Bytes>,
 }
 
@@ -224,6 +227,7 @@ impl Call {
             method: Method::GET,
             path: path.parse().with_context(|| format!("path {path:?}"))?,
             auth: None,
+            header: None,
             body: None,
         })
     }
@@ -245,6 +249,12 @@ impl Call {
 
     pub fn with_auth(mut self, auth: HeaderValue) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// The same call with the header `name: value` as well.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.header = Some((name, value));
         self
     }
 }
@@ -335,6 +345,9 @@ impl Conn {
             .header(HOST, self.target.host.clone());
         if let Some(auth) = &call.auth {
             builder = builder.header(AUTHORIZATION, auth.clone());
+        }
+        if let Some((name, value)) = &call.header {
+            builder = builder.header(name.clone(), value.clone());
         }
         let body = match &call.body {
             Some(body) => {

@@ -22,6 +22,10 @@
 //!   8) scan every ticket 1 to 3 times at once, a share of scans re-sent with their nonce
 //!   (`--retry-share`, default 5 %); exactly one scan per ticket may answer 201, the others
 //!   409 `already_checked_in` with its `checked_in_at`. Reports scans per second.
+//! - `waitingroom`: the concert sells behind a waiting room (`--admit-per-minute`); every user
+//!   joins its queue before the opening, polls until admitted and books with the admission;
+//!   nobody may book without one, and the admissions must keep the order of the positions shown
+//!   and the rate within 1 %. Reports joins per second.
 //!
 //! `checkout` and `expiry` wait for holds to expire, so the server must keep them briefly
 //! (`--hold-ttl 30`); they refuse hold times over two minutes.
@@ -39,7 +43,7 @@
 //!   bookings a scenario starts from, the door staff.
 //! - [`phase`]: the measured phase: a [`phase::Budget`] that ends it, one [`phase::Worker`] per
 //!   connection, the `/healthz` baseline.
-//! - [`scenario`]: the seven scenarios, one module each, and the [`Report`] they end in.
+//! - [`scenario`]: the scenarios, one module each, and the [`Report`] they end in.
 //! - [`verify`]: the ledger of what the tool did, what the server says, and the judgement.
 //! - [`holds`]: the same for holds: the hold ledger, the sales report's `held`, each hold read
 //!   back by id, and the hold time learnt from the server.

@@ -34,6 +34,15 @@ pub(crate) struct Stage {
     pub(crate) book: Vec<Call>,
     /// When the concert's sales open, if the tool scheduled its on-sale (`--opens-in`).
     pub(crate) opens_at: Option<time::OffsetDateTime>,
+    /// The concert's waiting room as the server took it.
+    pub(crate) waiting_room: Option<RoomSettings>,
+}
+
+/// A concert's `waiting_room` (API v1.1, "Waiting room for on-sales").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) struct RoomSettings {
+    pub(crate) admit_per_minute: u32,
+    pub(crate) admission_ttl_seconds: u32,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +74,9 @@ struct ConcertSeatType {
 pub(crate) struct Concert {
     pub(crate) id: String,
     seat_types: Vec<ConcertSeatType>,
+    /// Absent from servers before v1.1.
+    #[serde(default)]
+    waiting_room: Option<RoomSettings>,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +164,7 @@ pub(crate) fn stage_of(concert: Concert, wanted: Option<&[SeatTypeSpec]>) -> any
         seat_types,
         book,
         opens_at: None,
+        waiting_room: concert.waiting_room,
     })
 }
 
@@ -176,7 +189,7 @@ pub(crate) async fn stage(
         .replace_nanosecond(0)?
         .format(&time::format_description::well_known::Rfc3339)?;
     let opens_at = args
-        .opens_in
+        .opening()
         .map(|after| {
             let at = time::OffsetDateTime::now_utc() + after;
             at.replace_nanosecond(at.millisecond() as u32 * 1_000_000)
@@ -194,6 +207,12 @@ pub(crate) async fn stage(
     });
     if let Some(at) = opens_at {
         body["sales_open_at"] = json!(at.format(&time::format_description::well_known::Rfc3339)?);
+    }
+    if let Some((admit_per_minute, admission_ttl_seconds)) = args.waiting_room() {
+        body["waiting_room"] = json!({
+            "admit_per_minute": admit_per_minute,
+            "admission_ttl_seconds": admission_ttl_seconds,
+        });
     }
     let concert: Concert = conn
         .json(

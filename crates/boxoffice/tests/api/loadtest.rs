@@ -276,6 +276,73 @@ async fn the_waitlist_scenario_offers_freed_seats_in_line_order() {
 }
 
 #[tokio::test]
+async fn the_waitingroom_scenario_admits_in_order_at_the_rate_and_books_only_the_admitted() {
+    let app = spawn_loadtest_app().await;
+    let report = run(
+        &app,
+        &[
+            "--scenario",
+            "waitingroom",
+            "--users",
+            "40",
+            "--concurrency",
+            "8",
+            "--admit-per-minute",
+            "600",
+            "--seat-types",
+            "GA:30",
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    // Everyone joined before the opening; everyone was admitted and booked: 30 seats, 10 late.
+    assert_eq!(report.phase.name, "join");
+    assert_eq!(report.phase.count(201, None), 40, "{}", report.to_text());
+    let part = |name: &str| {
+        report
+            .parts
+            .iter()
+            .find(|part| part.name == name)
+            .unwrap_or_else(|| panic!("no part {name}: {}", report.to_text()))
+    };
+    assert_eq!(part("book").count(201, None), 30, "{}", report.to_text());
+    assert_eq!(part("book").count(409, Some("sold_out")), 10);
+    // The sampled fans tried to book while waiting, and were refused.
+    assert!(part("wait").count(403, Some("admission_required")) > 0);
+    assert_eq!(report.seat_types[0].confirmed, Some(30));
+    for name in [
+        "nobody booked without an admission",
+        "admission order",
+        "admission rate",
+        "everyone admitted",
+    ] {
+        let check = report.checks.iter().find(|check| check.name == name);
+        assert!(
+            check.is_some_and(|check| check.passed),
+            "{name}: {}",
+            report.to_text()
+        );
+    }
+    assert!(figure(&report, "joins per second").value.is_some());
+    // A room too slow for the run, and the rate given to another scenario, are refused.
+    let slow = [
+        "--scenario",
+        "waitingroom",
+        "--users",
+        "40",
+        "--admit-per-minute",
+        "1",
+    ];
+    assert!(run(&app, &slow).await.is_err());
+    assert!(
+        run(&app, &["--scenario", "onsale", "--admit-per-minute", "60"])
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
 async fn churn_and_browse_pass_and_the_baseline_gives_ratios() {
     let app = spawn_loadtest_app().await;
     let churn = run(

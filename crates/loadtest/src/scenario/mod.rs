@@ -1,15 +1,17 @@
-//! The eight scenarios, one module each, and the [`Report`] a run ends in.
+//! The nine scenarios, one module each, and the [`Report`] a run ends in.
 //!
 //! Every scenario has the same shape: prepare through the API ([`crate::setup`]), run one
 //! measured phase ([`crate::phase`]), then read the end state back and [`verify::judge`] it
 //! ([`outcome`]); [`run`] adds the `--baseline` phase and puts the report together. The two
 //! checkout scenarios also judge the holds ([`crate::holds`]): `checkout` (hold, pay, let
 //! some expire) and `expiry` (a storm of holds falling due, watched by [`seats_back`]);
-//! `doors` judges the check-ins ([`crate::checkins`]); `waitlist` the waiting list's offers. Shares of users or tickets are spread
-//! by [`spread`].
+//! `doors` judges the check-ins ([`crate::checkins`]); `waitlist` the waiting list's offers;
+//! `waitingroom` the waiting room's admissions (their order and rate, judged by [`admissions`])
+//! and that every booking had one. Shares of users or tickets are spread by [`spread`].
 //!
 //! [`verify::judge`]: crate::verify::judge
 
+mod admissions;
 mod browse;
 mod checkout;
 mod churn;
@@ -20,6 +22,7 @@ mod outcome;
 mod seats_back;
 mod soldout;
 mod spread;
+mod waitingroom;
 mod waitlist;
 
 use std::sync::Arc;
@@ -40,9 +43,16 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         show_progress: !args.json,
     };
     anyhow::ensure!(
-        args.opens_in.is_none() || (args.scenario == Scenario::Onsale && args.concert_id.is_none()),
-        "--opens-in schedules the on-sale of the concert `onsale` creates: it needs --scenario \
-         onsale and no --concert-id"
+        args.opens_in.is_none()
+            || (matches!(args.scenario, Scenario::Onsale | Scenario::Waitingroom)
+                && args.concert_id.is_none()),
+        "--opens-in schedules the on-sale of the concert `onsale` or `waitingroom` creates: it \
+         needs one of those scenarios and no --concert-id"
+    );
+    anyhow::ensure!(
+        args.admit_per_minute.is_none() || args.scenario == Scenario::Waitingroom,
+        "--admit-per-minute is the rate of the waiting room `waitingroom` creates: it needs \
+         --scenario waitingroom"
     );
     anyhow::ensure!(
         args.concert_id.is_none()
@@ -51,9 +61,13 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
          prices and that nobody else holds its seats (no --concert-id)"
     );
     anyhow::ensure!(
-        args.concert_id.is_none() || !matches!(args.scenario, Scenario::Doors | Scenario::Waitlist),
-        "the doors scenario creates its own concert: its tickets are those of the bookings the \
-         tool makes (no --concert-id)"
+        args.concert_id.is_none()
+            || !matches!(
+                args.scenario,
+                Scenario::Doors | Scenario::Waitlist | Scenario::Waitingroom
+            ),
+        "the doors, waitlist and waitingroom scenarios create their own concert: they judge what \
+         only the tool did to it (no --concert-id)"
     );
     let mut outcome = match args.scenario {
         Scenario::Onsale => onsale::run(&ctx, args).await?,
@@ -64,6 +78,7 @@ pub async fn run(target: Arc<Target>, args: &LoadtestArgs) -> anyhow::Result<Rep
         Scenario::Expiry => expiry::run(&ctx, args).await?,
         Scenario::Doors => doors::run(&ctx, args).await?,
         Scenario::Waitlist => waitlist::run(&ctx, args).await?,
+        Scenario::Waitingroom => waitingroom::run(&ctx, args).await?,
     };
     let baseline = if args.baseline {
         Some(ctx.baseline(&outcome.phase, args.phase_duration()).await?)
