@@ -1,6 +1,7 @@
 // boxoffice's pages work without this script; with it: the checkout's countdown, live seat
-// counts on a concert's page (the availability stream), and the door's camera scanner where the
-// browser has one (BarcodeDetector).
+// counts on a concert's page (the availability stream), the place in a waiting room's queue as
+// it moves (the pages' own stream of it), and the door's camera scanner where the browser has
+// one (BarcodeDetector).
 "use strict";
 
 function countdown() {
@@ -33,6 +34,25 @@ function liveCounts() {
   stream.addEventListener("closed", () => stream.close());
 }
 
+// The queue page: each event of the stream is the sentence to show in the live region; when
+// the fan's turn comes, the page loads again, now with the tickets to choose from.
+function queuePlace() {
+  const region = document.querySelector("[data-queue-stream]");
+  if (!region || !window.EventSource) return;
+  const text = region.querySelector("[data-queue-text]");
+  const stream = new EventSource(region.getAttribute("data-queue-stream"));
+  const say = (event) => {
+    const sentence = JSON.parse(event.data).text;
+    if (sentence && text.textContent !== sentence) text.textContent = sentence;
+  };
+  stream.addEventListener("position", say);
+  stream.addEventListener("admitted", (event) => {
+    stream.close();
+    say(event);
+    window.location.reload();
+  });
+}
+
 async function camera() {
   const button = document.querySelector("[data-camera]");
   if (!button || !("BarcodeDetector" in window) || !navigator.mediaDevices) return;
@@ -59,4 +79,4 @@ async function camera() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { countdown(); liveCounts(); camera(); });
+document.addEventListener("DOMContentLoaded", () => { countdown(); liveCounts(); queuePlace(); camera(); });

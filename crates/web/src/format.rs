@@ -24,6 +24,43 @@ pub struct Concert {
     pub status: String,
     pub booking_open: bool,
     pub seat_types: Vec<SeatType>,
+    /// The waiting room in front of its sales, if it has one.
+    #[serde(default)]
+    pub waiting_room: Option<WaitingRoom>,
+}
+
+/// A concert's waiting room as the API answers it.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct WaitingRoom {
+    pub admit_per_minute: i64,
+    pub admission_ttl_seconds: i64,
+}
+
+impl WaitingRoom {
+    /// `1 fan a minute`, `1000 fans a minute`.
+    pub fn rate_text(&self) -> String {
+        let fans = if self.admit_per_minute == 1 {
+            "fan"
+        } else {
+            "fans"
+        };
+        format!("{} {fans} a minute", self.admit_per_minute)
+    }
+
+    /// How long a fan has to choose once let through: `10 minutes`.
+    pub fn turn_text(&self) -> String {
+        span(self.admission_ttl_seconds)
+    }
+
+    /// The turn in minutes, as the organiser's form shows it: `10`, `1.5`.
+    pub fn turn_minutes(&self) -> String {
+        let seconds = self.admission_ttl_seconds;
+        if seconds % 60 == 0 {
+            return (seconds / 60).to_string();
+        }
+        let minutes = format!("{:.2}", seconds as f64 / 60.0);
+        minutes.trim_end_matches('0').to_owned()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +97,11 @@ impl Concert {
             "scheduled" => "Not on sale yet",
             _ => "Not on sale",
         }
+    }
+
+    /// Whether fans may join its waiting room now: it has one, and still sells or will.
+    pub fn queue_open(&self) -> bool {
+        self.waiting_room.is_some() && matches!(self.status.as_str(), "on_sale" | "scheduled")
     }
 
     pub fn sales_open_text(&self) -> Option<String> {
@@ -221,6 +263,86 @@ impl WaitlistEntry {
     }
 }
 
+/// A fan's place in a concert's waiting room, as the API answers it (`QueueTicket`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueTicket {
+    pub concert_id: Uuid,
+    /// `waiting` or `admitted`.
+    pub state: String,
+    /// 1 is next; `None` before the pre-queue is shuffled at the opening, and once admitted.
+    pub position: Option<i64>,
+    pub estimated_wait_seconds: Option<i64>,
+    /// While the turn lasts: what a hold sends as `Boxoffice-Admission`.
+    pub admission: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub admitted_until: Option<OffsetDateTime>,
+}
+
+impl QueueTicket {
+    pub fn is_admitted(&self) -> bool {
+        self.state == "admitted"
+    }
+
+    /// `19:30:05 UTC`: until when the turn lasts (or lasted).
+    pub fn until_text(&self) -> String {
+        self.admitted_until.map(clock).unwrap_or_default()
+    }
+
+    /// Where the fan stands, in a sentence: the same on the page and in its live updates.
+    /// `opens` is when the concert's sales open.
+    pub fn place_text(&self, opens: Option<OffsetDateTime>) -> String {
+        if self.is_admitted() {
+            return "It's your turn: choose your ticket.".into();
+        }
+        match (self.position, opens) {
+            (Some(1), _) => format!(
+                "You are next in the queue. Estimated wait: {}.",
+                wait(self.estimated_wait_seconds)
+            ),
+            (Some(position), _) => format!(
+                "You are number {position} in the queue. Estimated wait: {}.",
+                wait(self.estimated_wait_seconds)
+            ),
+            (None, Some(opens)) if opens > OffsetDateTime::now_utc() => format!(
+                "You are in the waiting room. When sales open ({}), everyone here gets a random \
+                 place in the queue.",
+                when(opens)
+            ),
+            (None, _) => "Sales are open: your place in the queue is being drawn.".into(),
+        }
+    }
+}
+
+/// An estimated wait: `any moment now`, `less than a minute`, `about 3 minutes`.
+fn wait(seconds: Option<i64>) -> String {
+    match seconds.unwrap_or(0) {
+        ..=0 => "any moment now".into(),
+        1..60 => "less than a minute".into(),
+        seconds => format!("about {}", span((seconds + 59) / 60 * 60)),
+    }
+}
+
+/// A length of time in words: `1 hour 5 minutes`, `90 seconds` reads `1 minute 30 seconds`.
+fn span(seconds: i64) -> String {
+    let parts = [
+        (seconds / 3600, "hour"),
+        (seconds % 3600 / 60, "minute"),
+        (seconds % 60, "second"),
+    ];
+    let words: Vec<String> = parts
+        .iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, unit)| {
+            let plural = if *count == 1 { "" } else { "s" };
+            format!("{count} {unit}{plural}")
+        })
+        .collect();
+    if words.is_empty() {
+        return "0 seconds".into();
+    }
+    words.join(" ")
+}
+
 /// A price: `12.50 USD`, or `Free`.
 pub fn money(cents: i64, currency: &str) -> String {
     if cents == 0 {
@@ -260,4 +382,64 @@ pub fn parse_iso(text: &str) -> Option<OffsetDateTime> {
 /// RFC 3339, for `<time datetime>` and scripts.
 pub fn iso(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_and_turns_read_as_words() {
+        assert_eq!(wait(None), "any moment now");
+        assert_eq!(wait(Some(30)), "less than a minute");
+        assert_eq!(wait(Some(60)), "about 1 minute");
+        assert_eq!(wait(Some(61)), "about 2 minutes");
+        assert_eq!(wait(Some(3900)), "about 1 hour 5 minutes");
+        assert_eq!(span(90), "1 minute 30 seconds");
+        let room = |seconds| WaitingRoom {
+            admit_per_minute: 1,
+            admission_ttl_seconds: seconds,
+        };
+        assert_eq!(room(600).turn_minutes(), "10");
+        assert_eq!(room(90).turn_minutes(), "1.5");
+        assert_eq!(room(3600).turn_text(), "1 hour");
+        assert_eq!(room(600).rate_text(), "1 fan a minute");
+    }
+
+    #[test]
+    fn a_place_reads_as_a_sentence() {
+        let ticket = |state: &str, position| QueueTicket {
+            concert_id: Uuid::nil(),
+            state: state.into(),
+            position,
+            estimated_wait_seconds: position.map(|position| position * 60),
+            admission: None,
+            admitted_until: None,
+        };
+        let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+        assert!(
+            ticket("waiting", None)
+                .place_text(Some(later))
+                .contains("random place")
+        );
+        assert!(
+            ticket("waiting", None)
+                .place_text(None)
+                .contains("being drawn")
+        );
+        assert_eq!(
+            ticket("waiting", Some(3)).place_text(None),
+            "You are number 3 in the queue. Estimated wait: about 3 minutes."
+        );
+        assert!(
+            ticket("waiting", Some(1))
+                .place_text(None)
+                .starts_with("You are next")
+        );
+        assert!(
+            ticket("admitted", None)
+                .place_text(None)
+                .starts_with("It's your turn")
+        );
+    }
 }

@@ -9,14 +9,16 @@
 //!
 //! - [`session`]: who is signed in (the API's tokens in HttpOnly cookies, refreshed when the
 //!   access token runs out) and the CSRF token every form carries.
-//! - [`shop`]: what fans see — concerts, checkout, tickets, the waiting list; [`account`]:
-//!   signing up, in and out.
+//! - [`shop`]: what fans see — concerts, checkout, tickets, the waiting list; [`queue`]: a
+//!   concert's waiting room, from joining its queue to the fan's turn; [`account`]: signing up,
+//!   in and out.
 //! - [`door`]: the check-in page of door staff; [`organiser`]: the organiser's back office
 //!   (concerts and their sales), [`settings`]: its people, roles and webhooks.
 //! - [`assets`]: the stylesheet and the small script, inside the binary.
 //!
 //! Pages work without JavaScript where they can (browse, sign in, book, pay, check in); the
-//! script adds the hold's countdown, live seat counts and the camera scanner.
+//! script adds the hold's countdown, live seat counts, the queue's live place and the camera
+//! scanner.
 
 mod account;
 pub mod api;
@@ -25,6 +27,7 @@ mod door;
 mod format;
 mod organiser;
 mod page;
+mod queue;
 pub mod session;
 mod settings;
 mod shop;
@@ -37,6 +40,7 @@ pub fn router(api: Router) -> Router {
     let api = api::Api::new(api);
     Router::new()
         .merge(shop::routes())
+        .merge(queue::routes())
         .merge(account::routes())
         .merge(door::routes())
         .merge(organiser::routes())

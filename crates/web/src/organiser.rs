@@ -1,6 +1,7 @@
 //! The organiser's back office (admins): every concert, a new concert with its ticket types and
-//! on-sale time, and a concert's sales dashboard — sold, held and remaining per ticket type,
-//! drawn as a bar chart on the server (SVG) — where the concert can be called off.
+//! on-sale time, a concert's waiting room ([`waiting_room`]), and a concert's sales dashboard —
+//! sold, held and remaining per ticket type, drawn as a bar chart on the server (SVG) — where
+//! the concert can be called off.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,6 +22,7 @@ use crate::page::{Chrome, CsrfForm, PageError, encode, render, see_other};
 use crate::session::Visitor;
 
 mod seat_types;
+mod waiting_room;
 
 use seat_types::seat_body;
 
@@ -41,6 +43,14 @@ pub fn routes() -> Router<Api> {
             post(seat_types::set_capacity),
         )
         .route("/organiser/concerts/{id}/bookings", get(bookings))
+        .route(
+            "/organiser/concerts/{id}/waiting-room",
+            post(waiting_room::set),
+        )
+        .route(
+            "/organiser/concerts/{id}/waiting-room/remove",
+            post(waiting_room::remove),
+        )
 }
 
 #[derive(Template)]
@@ -215,6 +225,20 @@ struct EditPage {
     chrome: Chrome,
     concert: Concert,
     form: ConcertForm,
+    /// The waiting room's fields: fans let through a minute, and a turn's minutes.
+    room: (String, String),
+}
+
+impl EditPage {
+    fn new(chrome: Chrome, concert: Concert, form: ConcertForm) -> Self {
+        let room = waiting_room::fields(concert.waiting_room);
+        Self {
+            chrome,
+            concert,
+            form,
+            room,
+        }
+    }
 }
 
 async fn edit_concert(
@@ -238,11 +262,7 @@ async fn edit_concert(
         sales_open_at: concert.sales_open_at.map(local_input).unwrap_or_default(),
         ..ConcertForm::default()
     };
-    let page = EditPage {
-        chrome: Chrome::of(&visitor),
-        concert,
-        form,
-    };
+    let page = EditPage::new(Chrome::of(&visitor), concert, form);
     Ok(render(visitor, StatusCode::OK, &page))
 }
 
@@ -272,11 +292,7 @@ async fn save_concert(
         Err(refusal) => {
             let concert: Concert = api.get(&visitor.caller, &path).await?;
             let chrome = Chrome::of(&visitor).with_notice(refusal.sentence());
-            let page = EditPage {
-                chrome,
-                concert,
-                form,
-            };
+            let page = EditPage::new(chrome, concert, form);
             Ok(render(visitor, refusal.status, &page))
         }
     }

@@ -1,6 +1,7 @@
 //! What fans see: the concerts on sale, a concert with its ticket types and live counts,
 //! checkout (a hold with its countdown, then payment), their tickets with QR codes, and the
-//! waiting list of a sold-out ticket type.
+//! waiting list of a sold-out ticket type. A concert behind a waiting room is bought through
+//! its queue ([`crate::queue`]).
 
 use askama::Template;
 use axum::Form;
@@ -195,7 +196,11 @@ fn concert_page(
     render(visitor, status, &ConcertPage { chrome, concert })
 }
 
-async fn read_concert(api: &Api, visitor: &Visitor, id: &str) -> Result<Concert, Refusal> {
+pub(crate) async fn read_concert(
+    api: &Api,
+    visitor: &Visitor,
+    id: &str,
+) -> Result<Concert, Refusal> {
     api.get(&visitor.caller, &format!("/api/v1/concerts/{}", encode(id)))
         .await
 }
@@ -247,7 +252,7 @@ async fn join_waitlist(
 }
 
 /// The concert's page again, saying why the API refused.
-async fn refused_on_concert(
+pub(crate) async fn refused_on_concert(
     api: Api,
     visitor: Visitor,
     id: &str,

@@ -17,7 +17,7 @@ async fn concert(app: &TestApp, admin: &str, name: &str, capacity: u64) -> Strin
     )
 }
 
-async fn sign_in(browser: &Browser, base: &str, login: &str, password: &str) {
+pub async fn sign_in(browser: &Browser, base: &str, login: &str, password: &str) {
     browser.goto(&format!("{base}/signin")).await;
     browser.fill("login", login).await;
     browser.fill("password", password).await;
@@ -25,13 +25,13 @@ async fn sign_in(browser: &Browser, base: &str, login: &str, password: &str) {
     wait_for_path(browser, |path| path != "/signin").await;
 }
 
-async fn sign_out(browser: &Browser) {
+pub async fn sign_out(browser: &Browser) {
     browser.click("Sign out").await;
     wait_for_path(browser, |path| path == "/").await;
 }
 
 /// Waits (a few seconds at most) until the browser's path satisfies `done`.
-async fn wait_for_path(browser: &Browser, done: impl Fn(&str) -> bool) {
+pub async fn wait_for_path(browser: &Browser, done: impl Fn(&str) -> bool) {
     for _ in 0..100 {
         if done(&browser.path().await) {
             return;

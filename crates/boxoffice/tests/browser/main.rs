@@ -1,9 +1,10 @@
 //! The web shop in a real browser: Debian's Chromium, headless, driven through `chromedriver`
 //! (WebDriver) by fantoccini, against a server on port 0 — the journeys of fans, organisers and
-//! door staff, with a screenshot of each main page under `target/browser-screenshots/` and
-//! accessibility checked on each: the basics (a language, a title, one `h1`, a label for every
-//! field, a name for every button and image), and axe-core's WCAG 2.1 A/AA rules when it is
-//! installed (`npm install --prefix target/npm axe-core`; CI does).
+//! door staff (`journeys`), and of an on-sale behind a waiting room (`queue`), with a screenshot
+//! of each main page under `target/browser-screenshots/` and accessibility checked on each: the
+//! basics (a language, a title, one `h1`, a label for every field, a name for every button and
+//! image), and axe-core's WCAG 2.1 A/AA rules when it is installed (`npm install --prefix
+//! target/npm axe-core`; CI does).
 //!
 //! Without Chromium and chromedriver each test says so and passes; with `BOXOFFICE_CI=1` (CI
 //! installs them) that is a failure.
@@ -17,6 +18,7 @@ const ON_POSTGRES: bool = false;
 mod helpers;
 
 mod journeys;
+mod queue;
 
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
