@@ -25,6 +25,7 @@
 
 pub mod admission;
 mod postgres;
+mod reads;
 mod sqlite;
 pub mod store;
 

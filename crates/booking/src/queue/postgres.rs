@@ -124,55 +124,9 @@ impl PgQueue {
         Ok(row.head)
     }
 
-    pub async fn head(&self, concert_id: Uuid) -> Result<Head, BookingError> {
-        let row = sqlx::query("SELECT shuffled, ranked, admitted FROM rooms WHERE concert_id = $1")
-            .bind(concert_id)
-            .fetch_optional(&self.db.pool)
-            .await?;
-        Ok(match row {
-            Some(row) => Head {
-                shuffled: row.try_get(0)?,
-                ranked: row.try_get(1)?,
-                admitted: row.try_get(2)?,
-            },
-            None => Head::default(),
-        })
-    }
-
-    pub async fn place(
-        &self,
-        concert_id: Uuid,
-        user_id: Uuid,
-    ) -> Result<Option<Place>, BookingError> {
-        let row = sqlx::query(
-            "SELECT rank, joined_at FROM places WHERE concert_id = $1 AND user_id = $2",
-        )
-        .bind(concert_id)
-        .bind(user_id)
-        .fetch_optional(&self.db.pool)
-        .await?;
-        row.map(|row| {
-            Ok(Place {
-                rank: row.try_get(0)?,
-                joined_at: row.try_get(1)?,
-            })
-        })
-        .transpose()
-    }
-
-    pub async fn admitted_at(
-        &self,
-        concert_id: Uuid,
-        rank: i64,
-    ) -> Result<Option<OffsetDateTime>, BookingError> {
-        Ok(sqlx::query_scalar(
-            "SELECT admitted_at FROM admissions WHERE concert_id = $1 AND upto_rank >= $2
-             ORDER BY upto_rank LIMIT 1",
-        )
-        .bind(concert_id)
-        .bind(rank)
-        .fetch_optional(&self.db.pool)
-        .await?)
+    /// The pool the rooms' reads ([`super::reads`]) run on.
+    pub fn read_pool(&self) -> &sqlx::PgPool {
+        &self.db.pool
     }
 
     pub async fn ping(&self) -> Result<(), BookingError> {

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::postgres::PgQueue;
+use super::reads;
 use super::sqlite::SqliteQueue;
 use super::{Head, Joined, Place, RoomJoins};
 use crate::error::BookingError;
@@ -71,7 +72,7 @@ impl QueueStore {
 
     /// The room's head as stored; the default for a room nobody joined.
     pub async fn head(&self, concert_id: Uuid) -> Result<Head, BookingError> {
-        dispatch!(self, engine => engine.head(concert_id).await)
+        dispatch!(self, engine => reads::head(engine.read_pool(), concert_id).await)
     }
 
     /// The user's place in the room, if they joined.
@@ -80,7 +81,7 @@ impl QueueStore {
         concert_id: Uuid,
         user_id: Uuid,
     ) -> Result<Option<Place>, BookingError> {
-        dispatch!(self, engine => engine.place(concert_id, user_id).await)
+        dispatch!(self, engine => reads::place(engine.read_pool(), concert_id, user_id).await)
     }
 
     /// When the room's admitted rank first reached `rank`; `None` while it has not.
@@ -89,7 +90,7 @@ impl QueueStore {
         concert_id: Uuid,
         rank: i64,
     ) -> Result<Option<OffsetDateTime>, BookingError> {
-        dispatch!(self, engine => engine.admitted_at(concert_id, rank).await)
+        dispatch!(self, engine => reads::admitted_at(engine.read_pool(), concert_id, rank).await)
     }
 
     /// The store answers: the readiness check.
