@@ -156,16 +156,11 @@ impl BookingService {
         caller: &AuthUser,
         concert_id: Uuid,
     ) -> Result<QueueTicket, BookingError> {
-        let (room, _) = self.room_of(concert_id)?;
+        self.room_of(concert_id)?;
         let rooms = self.rooms()?;
-        let place = rooms
-            .store
-            .place(concert_id, caller.user_id)
-            .await?
-            .ok_or(BookingError::NotFound("you have not joined this queue"))?;
         let head = rooms.store.head(concert_id).await?;
         rooms.publish(concert_id, head);
-        self.ticket_of(rooms, caller.user_id, concert_id, room, place, head)
+        self.ticket_at(rooms, caller.user_id, concert_id, head, &mut None)
             .await
     }
 
@@ -190,7 +185,8 @@ impl BookingService {
             if sender.send(first).await.is_err() {
                 return;
             }
-            loop {
+            // Nothing follows an admission: the stream only stays open.
+            while last.state == QueueState::Waiting {
                 tokio::select! {
                     changed = heads.changed() => if changed.is_err() { return },
                     () = sender.closed() => return,
@@ -209,6 +205,10 @@ impl BookingService {
                         return;
                     }
                 }
+            }
+            tokio::select! {
+                () = sender.closed() => {}
+                () = stop.cancelled() => {}
             }
         });
         Ok(receiver)
