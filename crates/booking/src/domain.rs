@@ -205,20 +205,9 @@ pub fn check_waiting_room(room: Option<WaitingRoom>) -> Result<(), BookingError>
     let Some(room) = room else {
         return Ok(());
     };
-    if !(1..=WaitingRoom::MAX_ADMIT_PER_MINUTE).contains(&room.admit_per_minute) {
-        Err(BookingError::invalid(
-            "waiting_room.admit_per_minute",
-            "must be between 1 and 1000000",
-        ))
-    } else if !(WaitingRoom::MIN_ADMISSION_TTL_SECONDS..=WaitingRoom::MAX_ADMISSION_TTL_SECONDS)
-        .contains(&room.admission_ttl_seconds)
-    {
-        Err(BookingError::invalid(
-            "waiting_room.admission_ttl_seconds",
-            "must be between 60 and 86400",
-        ))
-    } else {
-        Ok(())
+    match room.out_of_range() {
+        Some((field, why)) => Err(BookingError::invalid(field, &why)),
+        None => Ok(()),
     }
 }
 

@@ -31,14 +31,10 @@ use stream::{AvailabilityResponse, availability_stream};
 /// The request header that makes `POST /bookings` safe to retry.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// The request header that carries a waiting room's admission to `POST /bookings` and
-/// `POST /holds`.
-pub const ADMISSION: HeaderName = HeaderName::from_static("boxoffice-admission");
-
 /// The request's admission token, if it sent one (a value that is not text is none).
 pub fn admission(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get(&ADMISSION)
+        .get(&boxoffice_shared::clients::ADMISSION_HEADER)
         .and_then(|value| value.to_str().ok())
 }
 

@@ -268,33 +268,6 @@ impl Capacity {
     }
 }
 
-/// A waiting room's settings (API contract, "Waiting room for on-sales"): people admitted per
-/// minute, 1 to [`WaitingRoom::MAX_ADMIT_PER_MINUTE`], and how long an admission lasts,
-/// [`WaitingRoom::MIN_ADMISSION_TTL_SECONDS`] to [`WaitingRoom::MAX_ADMISSION_TTL_SECONDS`]
-/// seconds. Each half is refused on its own, so that a 422 names the field that is wrong.
-pub struct WaitingRoomSettings;
-
-impl WaitingRoomSettings {
-    pub fn parse_admit_per_minute(raw: i64) -> Result<u32, String> {
-        in_range(raw, 1, WaitingRoom::MAX_ADMIT_PER_MINUTE)
-    }
-
-    pub fn parse_admission_ttl_seconds(raw: i64) -> Result<u32, String> {
-        in_range(
-            raw,
-            WaitingRoom::MIN_ADMISSION_TTL_SECONDS,
-            WaitingRoom::MAX_ADMISSION_TTL_SECONDS,
-        )
-    }
-}
-
-fn in_range(raw: i64, min: u32, max: u32) -> Result<u32, String> {
-    u32::try_from(raw)
-        .ok()
-        .filter(|value| (min..=max).contains(value))
-        .ok_or_else(|| format!("must be between {min} and {max}"))
-}
-
 /// A start time that was in the future when it was parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FutureStart(OffsetDateTime);
@@ -636,26 +609,6 @@ mod tests {
         assert!(Capacity::parse(1).is_ok());
         assert!(Capacity::parse(1_000_000).is_ok());
         assert!(Capacity::parse(1_000_001).is_err());
-    }
-
-    #[test]
-    fn waiting_room_settings_ranges() {
-        assert_eq!(WaitingRoomSettings::parse_admit_per_minute(1), Ok(1));
-        assert_eq!(
-            WaitingRoomSettings::parse_admit_per_minute(1_000_000),
-            Ok(1_000_000)
-        );
-        assert!(WaitingRoomSettings::parse_admit_per_minute(0).is_err());
-        assert!(WaitingRoomSettings::parse_admit_per_minute(-1).is_err());
-        assert!(WaitingRoomSettings::parse_admit_per_minute(1_000_001).is_err());
-        assert!(WaitingRoomSettings::parse_admit_per_minute(i64::MAX).is_err());
-        assert_eq!(WaitingRoomSettings::parse_admission_ttl_seconds(60), Ok(60));
-        assert_eq!(
-            WaitingRoomSettings::parse_admission_ttl_seconds(86_400),
-            Ok(86_400)
-        );
-        assert!(WaitingRoomSettings::parse_admission_ttl_seconds(59).is_err());
-        assert!(WaitingRoomSettings::parse_admission_ttl_seconds(86_401).is_err());
     }
 
     #[test]

@@ -95,7 +95,44 @@ impl WaitingRoom {
     pub const MAX_ADMISSION_TTL_SECONDS: u32 = 86_400;
     /// The shortest an admission lasts: a minute.
     pub const MIN_ADMISSION_TTL_SECONDS: u32 = 60;
+
+    /// `raw` as people admitted per minute (1 to [`Self::MAX_ADMIT_PER_MINUTE`]), or why not.
+    pub fn parse_admit_per_minute(raw: i64) -> Result<u32, String> {
+        in_range(raw, 1, Self::MAX_ADMIT_PER_MINUTE)
+    }
+
+    /// `raw` as how long an admission lasts ([`Self::MIN_ADMISSION_TTL_SECONDS`] to
+    /// [`Self::MAX_ADMISSION_TTL_SECONDS`]), or why not.
+    pub fn parse_admission_ttl_seconds(raw: i64) -> Result<u32, String> {
+        in_range(
+            raw,
+            Self::MIN_ADMISSION_TTL_SECONDS,
+            Self::MAX_ADMISSION_TTL_SECONDS,
+        )
+    }
+
+    /// The first setting out of its range, as its field (`waiting_room.…`) and why.
+    pub fn out_of_range(&self) -> Option<(&'static str, String)> {
+        let admit = Self::parse_admit_per_minute(i64::from(self.admit_per_minute));
+        let ttl = Self::parse_admission_ttl_seconds(i64::from(self.admission_ttl_seconds));
+        match (admit, ttl) {
+            (Err(why), _) => Some(("waiting_room.admit_per_minute", why)),
+            (_, Err(why)) => Some(("waiting_room.admission_ttl_seconds", why)),
+            _ => None,
+        }
+    }
 }
+
+fn in_range(raw: i64, min: u32, max: u32) -> Result<u32, String> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| format!("must be between {min} and {max}"))
+}
+
+/// The request header that carries a waiting room's admission token to `POST /bookings` and
+/// `POST /holds`.
+pub const ADMISSION_HEADER: http::HeaderName = http::HeaderName::from_static("boxoffice-admission");
 
 /// One seat type's inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,4 +334,26 @@ pub trait WriteLimiter: Send + Sync {
     /// Counts one write by `user` from `client`. `Err(seconds)` when a limit is met: the write
     /// is refused and may be tried again after that many seconds.
     async fn take(&self, user: Uuid, client: std::net::IpAddr) -> Result<(), u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_room_settings_ranges() {
+        assert_eq!(WaitingRoom::parse_admit_per_minute(1), Ok(1));
+        assert_eq!(
+            WaitingRoom::parse_admit_per_minute(1_000_000),
+            Ok(1_000_000)
+        );
+        assert!(WaitingRoom::parse_admit_per_minute(0).is_err());
+        assert!(WaitingRoom::parse_admit_per_minute(-1).is_err());
+        assert!(WaitingRoom::parse_admit_per_minute(1_000_001).is_err());
+        assert!(WaitingRoom::parse_admit_per_minute(i64::MAX).is_err());
+        assert_eq!(WaitingRoom::parse_admission_ttl_seconds(60), Ok(60));
+        assert_eq!(WaitingRoom::parse_admission_ttl_seconds(86_400), Ok(86_400));
+        assert!(WaitingRoom::parse_admission_ttl_seconds(59).is_err());
+        assert!(WaitingRoom::parse_admission_ttl_seconds(86_401).is_err());
+    }
 }

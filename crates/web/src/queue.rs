@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use boxoffice_shared::clients::ADMISSION_HEADER;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use http_body_util::BodyExt;
@@ -118,9 +119,6 @@ struct AdmittedSeatForm {
     admission: String,
 }
 
-/// The header that carries a waiting room's admission to the API.
-const ADMISSION: HeaderName = HeaderName::from_static("boxoffice-admission");
-
 /// Takes a seat (a hold) with the fan's admission, then on to the shop's checkout; a refusal
 /// (`admission_required` once the turn is over or used) is said on the queue page.
 async fn hold(
@@ -136,7 +134,7 @@ async fn hold(
     let headers: Vec<(HeaderName, HeaderValue)> = HeaderValue::from_str(form.admission.trim())
         .ok()
         .filter(|value| !value.is_empty())
-        .map(|value| (ADMISSION, value))
+        .map(|value| (ADMISSION_HEADER, value))
         .into_iter()
         .collect();
     let path = "/api/v1/holds";

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::domain::{
     Capacity, Category, ConcertChange, Currency, Description, FutureStart, NewConcert, NewSeatType,
-    PriceCents, SeatTypeName, TimeZoneName, Title, WaitingRoomSettings,
+    PriceCents, SeatTypeName, TimeZoneName, Title,
 };
 use crate::error::CatalogError;
 
@@ -77,11 +77,11 @@ impl WaitingRoomRequest {
     fn parse(self, errors: &mut FieldErrors) -> Option<WaitingRoom> {
         let admit_per_minute = errors.check(
             "waiting_room.admit_per_minute",
-            WaitingRoomSettings::parse_admit_per_minute(self.admit_per_minute),
+            WaitingRoom::parse_admit_per_minute(self.admit_per_minute),
         );
         let admission_ttl_seconds = errors.check(
             "waiting_room.admission_ttl_seconds",
-            WaitingRoomSettings::parse_admission_ttl_seconds(self.admission_ttl_seconds),
+            WaitingRoom::parse_admission_ttl_seconds(self.admission_ttl_seconds),
         );
         Some(WaitingRoom {
             admit_per_minute: admit_per_minute?,
