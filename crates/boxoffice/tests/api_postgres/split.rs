@@ -10,7 +10,10 @@
 //! - the gateway serves the whole deployment's OpenAPI document and `/docs`;
 //! - a booking instance killed with SIGKILL mid-storm loses no acknowledged booking, and the
 //!   other instance carries on;
-//! - `boxoffice loadtest --scenario onsale` against the gateway passes its verdict.
+//! - `boxoffice loadtest --scenario onsale` against the gateway passes its verdict;
+//! - a waiting room through the gateway: places taken on either instance are one queue, a
+//!   booking instance killed after the joins loses no place and no admission, admissions given
+//!   by one instance are taken by the other; `--scenario waitingroom` passes its verdict.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -31,7 +34,8 @@ use crate::concerts::EventStream;
 use crate::crash::storm_with_kill;
 use crate::emails::{mails, mails_of};
 use crate::helpers::{
-    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, concert_body, database_url, free_port, id_of, poll_until,
+    ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, concert_body, database_url, free_port, id_of,
+    poll_until, rfc3339_in,
 };
 
 const SERVICE_TOKEN: &str = "split-test-service-token-0123456789abcdef";
@@ -672,4 +676,96 @@ async fn the_load_tool_passes_its_onsale_verdict_against_the_split_deployment() 
         .unwrap();
     assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
     assert_eq!(report.users, 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_room_through_the_gateway_is_one_queue_across_both_booking_instances() {
+    let Some(mut cluster) = Cluster::start().await else {
+        return;
+    };
+    let admin = cluster.admin_token().await;
+    let mut body = concert_body("Queued twice", 86_400, 10);
+    body["sales_open_at"] = json!(rfc3339_in(4));
+    body["waiting_room"] = json!({"admit_per_minute": 600, "admission_ttl_seconds": 600});
+    let (status, concert) = cluster.post("/api/v1/concerts", Some(&admin), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{concert}");
+    let (concert, seat_type) = (id_of(&concert), id_of(&concert["seat_types"][0]));
+    let queue = format!("/api/v1/concerts/{concert}/queue");
+    let users = cluster.register("queued", 6).await;
+
+    // Each joins twice: the gateway takes the two joins to different instances, and the second
+    // finds the place the first took.
+    for (_, token) in &users {
+        let (status, ticket) = cluster.post(&queue, Some(token), &json!({})).await;
+        assert_eq!(status, StatusCode::CREATED, "{ticket}");
+        let (status, again) = cluster.post(&queue, Some(token), &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+    }
+    let (status, refused) = book(&cluster, &users[0].1, &concert, &seat_type).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["code"], "admission_required");
+
+    // One instance dies before the opening: the other shuffles, admits and sells the room.
+    cluster.process("booking-1").child.kill().await.unwrap();
+    let mut admissions = Vec::new();
+    for (_, token) in &users {
+        let admission = poll_until(60, "an admission through the gateway", || async {
+            let (status, ticket) = cluster.get(&queue, Some(token)).await;
+            (status == StatusCode::OK && ticket["state"] == "admitted")
+                .then(|| ticket["admission"].as_str().unwrap().to_owned())
+        })
+        .await;
+        admissions.push(admission);
+    }
+    let path = cluster.url("/api/v1/bookings");
+    let booking = json!({"concert_id": concert, "seat_type_id": seat_type});
+    let post = |token: &str, admission: &str| {
+        cluster
+            .client
+            .post(&path)
+            .bearer_auth(token)
+            .header("Boxoffice-Admission", admission)
+            .json(&booking)
+            .send()
+    };
+    // Another user's admission is refused; each fan's own books once.
+    let response = post(&users[0].1, &admissions[1]).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    for ((_, token), admission) in users.iter().zip(&admissions) {
+        let response = post(token, admission).await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    assert_eq!(cluster.assert_counts(&admin, &concert, 10).await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_passes_its_waitingroom_verdict_against_the_split_deployment() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let argv = [
+        "loadtest",
+        "--target",
+        &cluster.base,
+        "--admin-email",
+        ADMIN_EMAIL,
+        "--admin-password",
+        ADMIN_PASSWORD,
+        "--json",
+        "--scenario",
+        "waitingroom",
+        "--users",
+        "200",
+        "--concurrency",
+        "32",
+        "--admit-per-minute",
+        "6000",
+        "--seat-types",
+        "GA:150",
+    ];
+    let report = loadtest::run(LoadtestArgs::try_parse_from(argv).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
+    assert_eq!(report.users, 200);
 }
