@@ -21,7 +21,6 @@ use crate::queue::RoomJoins;
 use crate::queue::admission::{Admission, AdmissionKey};
 use crate::queue::store::QueueStore;
 use crate::queue::{Head, Place, QueueState, QueueTicket, opened, waiting_ticket};
-use crate::view::ConcertSale;
 
 /// How often each open room is moved on.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -106,8 +105,11 @@ impl BookingService {
             .ok_or(BookingError::NotFound("this process runs no waiting rooms"))
     }
 
-    /// The concert's waiting room and sale, if it has a room and it still sells.
-    fn room_of(&self, concert_id: Uuid) -> Result<(WaitingRoom, ConcertSale), BookingError> {
+    /// The concert's waiting room and when its sales open, if it has a room and still sells.
+    fn room_of(
+        &self,
+        concert_id: Uuid,
+    ) -> Result<(WaitingRoom, Option<OffsetDateTime>), BookingError> {
         let view = self.inner.view.read();
         let sale = view
             .concerts
@@ -119,7 +121,7 @@ impl BookingService {
         if sale.cancelled || self.inner.clock.now() >= sale.starts_at {
             return Err(BookingError::BookingClosed);
         }
-        Ok((room, sale.clone()))
+        Ok((room, sale.opens_at))
     }
 
     /// Takes the caller's place in the concert's queue, or finds it again: the ticket, and
@@ -129,12 +131,12 @@ impl BookingService {
         caller: &AuthUser,
         concert_id: Uuid,
     ) -> Result<(QueueTicket, bool), BookingError> {
-        let (room, sale) = self.room_of(concert_id)?;
+        let (room, opens_at) = self.room_of(concert_id)?;
         let rooms = self.rooms()?;
         let (reply, answer) = oneshot::channel();
         let join = Join {
             concert_id,
-            opens_at: sale.opens_at,
+            opens_at,
             user_id: caller.user_id,
             reply,
         };

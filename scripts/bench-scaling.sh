@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Scale-out measured honestly on a small machine: the split deployment (deploy/local-cluster.sh)
+# with 1, 2 and 3 booking instances, each held to a CPU quota of its own (a cgroup v1 `cpu`
+# group per instance: QUOTA_US of every 100 000 µs), so that the instances — not the machine's
+# shared cores — are what runs out. For each count: two on-sales at once, each its own concert
+# (two load tools in parallel, USERS users each), and one hot concert (one load tool, 2×USERS
+# users). Prints one JSON line per run: instances, shape, bookings/s (summed over the load
+# tools), verdicts.
+#
+#   scripts/bench-scaling.sh path/to/boxoffice [QUOTA_US] [USERS] [COUNTS]
+#     QUOTA_US default 30000 (0.3 of a core per instance), USERS default 5000, COUNTS "1 2 3"
+#
+# Needs root (to write /sys/fs/cgroup/cpu), PostgreSQL on 127.0.0.1:5432, psql and curl.
+set -euo pipefail
+bin=$(realpath "$1")
+quota=${2:-30000}
+users=${3:-5000}
+counts=${4:-"1 2 3"}
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cgroups=/sys/fs/cgroup/cpu
+[[ -w $cgroups ]] || { echo "bench-scaling: $cgroups is not writable (root and cgroup v1 needed)" >&2; exit 2; }
+state=$(mktemp -d /tmp/boxoffice-scaling.XXXXXX)
+export BOXOFFICE_BIN=$bin BOXOFFICE_CLUSTER_DIR=$state/cluster BOXOFFICE_CLUSTER_PORT=${BENCH_PORT:-18300}
+export BOXOFFICE_RATE_LIMIT=off BOXOFFICE_LOAD_TEST_ACCOUNTS=on RUST_LOG=warn
+export BOXOFFICE_ADMIN_EMAIL=admin@perf.test BOXOFFICE_ADMIN_PASSWORD=admin-password-1
+cleanup() {
+  "$root/deploy/local-cluster.sh" down >/dev/null 2>&1 || true
+  for group in "$cgroups"/boxoffice-bench-*; do
+    [[ -d $group ]] && rmdir "$group" 2>/dev/null || true
+  done
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+# Moves booking instance $1's process into a CPU group of its own with the quota.
+cap() {
+  local group="$cgroups/boxoffice-bench-$1"
+  mkdir -p "$group"
+  echo 100000 >"$group/cpu.cfs_period_us"
+  echo "$quota" >"$group/cpu.cfs_quota_us"
+  cat "$state/cluster/booking-$1.pid" >"$group/cgroup.procs"
+}
+
+# One load tool against the gateway; its JSON report into $2.
+onsale() {
+  "$bin" loadtest --target "$1" --users "$3" --concurrency 128 --seat-types GA:1000000 \
+    --json >"$2"
+}
+
+summary() { # instances shape report...
+  local instances=$1 shape=$2
+  shift 2
+  python3 - "$instances" "$shape" "$quota" "$@" <<'PY'
+import json, sys
+instances, shape, quota, *paths = sys.argv[1:]
+runs = [json.load(open(path)) for path in paths]
+print(json.dumps({"instances": int(instances), "shape": shape, "quota_us": int(quota),
+                  "bookings_per_s": round(sum(r["phase"]["requests_per_second"] for r in runs)),
+                  "p99_ms": max(r["phase"]["latency"]["p99_ms"] for r in runs),
+                  "verdicts": [r["verdict"] for r in runs]}))
+PY
+}
+
+for n in $counts; do
+  gateway=$(BOXOFFICE_CLUSTER_BOOKINGS=$n "$root/deploy/local-cluster.sh" up 2>/dev/null | tail -1)
+  for ((i = 1; i <= n; i++)); do cap "$i"; done
+  onsale "$gateway" "$state/a.json" "$users" &
+  first=$!
+  onsale "$gateway" "$state/b.json" "$users"
+  wait "$first"
+  summary "$n" two-concerts "$state/a.json" "$state/b.json"
+  onsale "$gateway" "$state/hot.json" $((users * 2))
+  summary "$n" one-hot-concert "$state/hot.json"
+  "$root/deploy/local-cluster.sh" down >/dev/null 2>&1
+  for ((i = 1; i <= n; i++)); do rmdir "$cgroups/boxoffice-bench-$i" 2>/dev/null || true; done
+done
