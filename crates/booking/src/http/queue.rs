@@ -132,6 +132,26 @@ pub async fn get_queue(
     Ok(Json(ticket.into()))
 }
 
+/// One event of `GET /api/v1/concerts/{id}/queue/stream`, as a server-sent event's fields
+/// (OpenAPI 3.1 has the schema of an event stream describe each event).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only described: `queue_stream` writes these.
+pub struct QueueEvent {
+    #[schema(inline)]
+    event: QueueEventKind,
+    /// JSON: a `QueueTicketBody`.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum QueueEventKind {
+    Position,
+    Admitted,
+}
+
 /// The caller's place as it changes: a `position` event (a QueueTicket) at once and whenever
 /// the position changes, and an `admitted` event (the QueueTicket with its `admission`) when the
 /// room lets the caller through. Ends when the server shuts down.
@@ -141,7 +161,7 @@ pub async fn get_queue(
     params(("id" = Uuid, Path, description = "Concert id; anything that is not a UUID is not found either")),
     responses(
         (status = 200, description = "Server-sent events: `position` and `admitted`, each a QueueTicket",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = QueueEvent),
         GetQueueProblems,
     )
 )]
