@@ -13,6 +13,9 @@
 #   BOXOFFICE_CLUSTER_PORT      first of the consecutive ports (default 18080: the gateway)
 #   BOXOFFICE_CLUSTER_BOOKINGS  how many booking instances (default 2)
 #   BOXOFFICE_CLUSTER_DIR       keys, data, logs and mail (default target/local-cluster)
+#   BOXOFFICE_CLUSTER_OWNERS    on (default): each concert's bookings and holds are made by one
+#                               booking instance at a time (each gets --advertise-url); off: by
+#                               whichever instance a request reaches
 #   BOXOFFICE_BIN               a boxoffice binary to use instead of building one
 set -euo pipefail
 
@@ -22,6 +25,8 @@ SERVER="${BOXOFFICE_CLUSTER_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgre
 BASE_PORT="${BOXOFFICE_CLUSTER_PORT:-18080}"
 BOOKINGS="${BOXOFFICE_CLUSTER_BOOKINGS:-2}"
 [[ "$BOOKINGS" =~ ^[1-9][0-9]?$ ]] || { echo "BOXOFFICE_CLUSTER_BOOKINGS must be 1..99" >&2; exit 2; }
+OWNERS="${BOXOFFICE_CLUSTER_OWNERS:-on}"
+[[ "$OWNERS" == on || "$OWNERS" == off ]] || { echo "BOXOFFICE_CLUSTER_OWNERS must be on or off" >&2; exit 2; }
 # Name, port offset and `--service` of every process, in start order.
 PROCESSES=("auth 1 auth")
 for ((i = 1; i <= BOOKINGS; i++)); do PROCESSES+=("booking-$i $((3 + i)) booking"); done
@@ -86,7 +91,8 @@ up() {
       "--data-dir=$STATE/$name" "--database-url=$(database_url "$database")")
     case "$service" in
       auth) args+=("--jwt-key-file=$STATE/jwt.pem" "--trusted-proxies=127.0.0.1") ;;
-      booking) args+=("--jwt-public-key-file=$STATE/jwt.pub.pem" "--auth-url=$auth" "--ticket-key-file=$STATE/ticket.pem") ;;
+      booking) args+=("--jwt-public-key-file=$STATE/jwt.pub.pem" "--auth-url=$auth" "--ticket-key-file=$STATE/ticket.pem")
+        [[ "$OWNERS" == off ]] || args+=("--advertise-url=$(url_of "$offset")") ;;
       catalog) args+=("--jwt-public-key-file=$STATE/jwt.pub.pem" "--auth-url=$auth" "--booking-url=$booking") ;;
       notifications) args+=("--auth-url=$auth" "--booking-url=$booking" "--mail-dir=$STATE/mail") ;;
       gateway) args+=("--auth-url=$auth" "--catalog-url=$catalog" "--booking-url=$booking") ;;

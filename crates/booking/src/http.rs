@@ -3,6 +3,7 @@
 //! events) is in [`stream`]; tickets and check-in in [`tickets`]; webhooks in [`webhooks`].
 
 pub mod holds;
+pub mod owner;
 pub mod payments;
 pub mod queue;
 pub mod stream;
@@ -199,6 +200,29 @@ pub async fn create_booking(
 ) -> Result<Response, BookingError> {
     service.take_write(&caller, client.0).await?;
     let key = idempotency_key(&headers)?;
+    if let Some(owner) = service
+        .owner_elsewhere(
+            &caller,
+            request.concert_id,
+            request.seat_type_id,
+            key.as_ref(),
+            admission(&headers),
+        )
+        .await?
+    {
+        let write = owner::OwnedWrite::new(
+            &caller,
+            request.concert_id,
+            request.seat_type_id,
+            key.as_ref(),
+            admission(&headers),
+        );
+        if let Some(answer) =
+            owner::forward(&service, &owner, owner::Write::Booking, &write).await?
+        {
+            return Ok(answer);
+        }
+    }
     let outcome = service
         .book_admitted(
             caller,
@@ -239,6 +263,9 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Bo
         .map_err(|message| BookingError::invalid("Idempotency-Key", message))
 }
 
+/// Marks an answer replayed for a repeated `Idempotency-Key`.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
 /// The answer to a request that created something at `{collection}/{id}`: 201 with it and its
 /// `Location`, or the saved answer of an earlier request with the same Idempotency-Key, marked
 /// `Idempotent-Replayed`.
@@ -273,10 +300,7 @@ where
                         HeaderValue::from_static("application/json"),
                     ),
                     (header::LOCATION, location(&saved)),
-                    (
-                        HeaderName::from_static("idempotent-replayed"),
-                        HeaderValue::from_static("true"),
-                    ),
+                    (IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")),
                 ],
                 body,
             )

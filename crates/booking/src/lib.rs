@@ -64,6 +64,7 @@ pub mod events;
 pub mod hold;
 pub mod http;
 pub mod open;
+pub mod owner;
 pub mod payments;
 pub mod postgres;
 pub mod queue;

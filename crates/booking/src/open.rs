@@ -9,12 +9,13 @@ use anyhow::Context as _;
 use boxoffice_shared::clients::{Inventory, OutboxSource, WriteLimiter};
 use boxoffice_shared::clock::SharedClock;
 use boxoffice_shared::component::{Component, ReadyCheck, Wiring};
-use boxoffice_shared::db::{Durability, Storage};
+use boxoffice_shared::db::{Durability, Storage, Store};
 use boxoffice_shared::remote::{inventory_routes, outbox_routes};
 use boxoffice_shared::token::Authenticator;
 
+use crate::owner::Owners;
 use crate::payments::Checkout;
-use crate::service::{BookingService, LocalWorker, Selling, Tickets};
+use crate::service::{BookingService, LocalWorker, Ownership, Selling, Tickets};
 
 /// What Booking is opened with.
 pub struct Setup<'a> {
@@ -35,6 +36,10 @@ pub struct Setup<'a> {
     pub webhooks: crate::webhook::Settings,
     /// This instance, stable across restarts: the owner of its webhook deliveries' leases.
     pub instance: uuid::Uuid,
+    /// Where the other Booking instances reach this one (`BOXOFFICE_ADVERTISE_URL`). Given in a
+    /// split deployment on PostgreSQL, each concert's new bookings and holds are made by one
+    /// owner instance at a time ([`crate::owner`]).
+    pub advertise: Option<boxoffice_shared::component::Url>,
 }
 
 /// Opens the Booking store and starts its writer; in a split deployment, serves the inventory
@@ -87,6 +92,26 @@ pub async fn open(
         let outbox: Arc<dyn OutboxSource> = Arc::new(booking.clone());
         component.serve(inventory_routes(inventory, wiring.peer_credential()?));
         component.serve(outbox_routes(outbox, wiring.peer_credential()?));
+        if let (Some(url), Store::Postgres(db)) = (setup.advertise, &store) {
+            let owners = Owners::start(
+                setup.instance,
+                url,
+                db.pool.clone(),
+                wiring.tasks,
+                wiring.stop.clone(),
+            )
+            .await
+            .context("registering this instance among the concerts' owners")?;
+            booking.share_concerts(Ownership {
+                owners,
+                http: wiring.http(),
+                credential: wiring.peer_credential()?,
+            });
+            component.serve(crate::http::owner::routes(
+                booking.clone(),
+                wiring.peer_credential()?,
+            ));
+        }
     }
     // Its readiness covers the store: the writer runs and the read pool answers.
     component.check(BookingCheck(booking.clone()));

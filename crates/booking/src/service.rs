@@ -2,11 +2,13 @@
 //! reads here; holds, payments and refunds in `checkout`; tickets and check-in in `tickets`.
 
 mod checkout;
+mod owners;
 mod queue;
 mod tickets;
 mod waitlist;
 mod webhooks;
 
+pub use owners::Ownership;
 pub use queue::WaitingRooms;
 pub use tickets::{Admitted, SeatTypeCheckins, Ticket, TicketStatus, Tickets};
 pub use webhooks::{Created, Webhooks};
@@ -105,6 +107,9 @@ struct Inner {
     /// The waiting rooms, once [`BookingService::open_waiting_rooms`] opened them. Without
     /// them a concert with a waiting room admits nobody.
     rooms: std::sync::OnceLock<Arc<WaitingRooms>>,
+    /// Who sells which concert, once [`BookingService::share_concerts`] set it (a split
+    /// deployment on PostgreSQL): new bookings and holds go to their concert's owner.
+    ownership: std::sync::OnceLock<Ownership>,
 }
 
 /// The Booking service. Cheap to clone; clones share everything. The writer task stops once
@@ -154,6 +159,7 @@ impl BookingService {
                 events: events.clone(),
                 stop: stop.clone(),
                 write_limiter: std::sync::OnceLock::new(),
+                ownership: std::sync::OnceLock::new(),
                 checkout: selling.checkout,
                 refund_waker: Arc::new(Notify::new()),
                 tickets: selling.tickets,

@@ -217,6 +217,7 @@ fn booking_setup<'a>(
         ),
         webhooks: config.webhooks.clone(),
         instance: instance_id(&config.data_dir)?,
+        advertise: config.advertise_url.clone(),
     })
 }
 

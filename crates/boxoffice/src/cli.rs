@@ -288,6 +288,11 @@ pub struct SplitArgs {
     /// Root URL(s) of the Booking instances.
     #[arg(long, env = "BOXOFFICE_BOOKING_URL", value_delimiter = ',')]
     pub booking_url: Vec<Url>,
+    /// This Booking instance's own root URL, as the other Booking instances reach it (e.g.
+    /// `http://10.0.0.5:8080`). In a split deployment on PostgreSQL it gives each concert one
+    /// owner instance at a time, which makes its new bookings and holds; the others forward them.
+    #[arg(long, env = "BOXOFFICE_ADVERTISE_URL")]
+    pub advertise_url: Option<Url>,
     /// The shared secret of `/internal/v1` calls between services (environment only).
     #[arg(
         long = "service-token",
@@ -454,6 +459,7 @@ impl SplitArgs {
             catalog: self.catalog_url,
             booking: self.booking_url,
         };
+        config.advertise_url = self.advertise_url;
         config.service_credential = self
             .service_token
             .map(|token| {

@@ -138,6 +138,9 @@ pub struct Config {
     pub roles: Roles,
     /// The services it calls.
     pub peers: Peers,
+    /// Where the other Booking instances reach this one (`BOXOFFICE_ADVERTISE_URL`): with it, a
+    /// split Booking instance on PostgreSQL shares the concerts' sales by owner.
+    pub advertise_url: Option<Url>,
     /// The shared secret that guards `/internal/v1` (`BOXOFFICE_SERVICE_TOKEN`); needed as soon
     /// as the services are split.
     pub service_credential: Option<ServiceCredential>,
@@ -181,6 +184,7 @@ impl Config {
             clock: boxoffice_shared::clock::system(),
             roles: Roles::ALL_IN_ONE,
             peers: Peers::default(),
+            advertise_url: None,
             service_credential: None,
             trusted_proxies: Vec::new(),
             connections: ConnectionLimits::default(),

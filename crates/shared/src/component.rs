@@ -125,6 +125,11 @@ impl<'a> Wiring<'a> {
             .context("peer calls need BOXOFFICE_SERVICE_TOKEN")
     }
 
+    /// The HTTP client for peer calls (keep-alive connections pooled per peer).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     /// One client per peer URL, tried in turn. `client` is a `Remote*::new`.
     pub fn failover<T>(
         &self,

@@ -98,6 +98,11 @@ impl ServiceCredential {
         Ok(Self(secret))
     }
 
+    /// Presents this credential on a call to a peer.
+    pub fn authorize(&self, request: RequestBuilder) -> RequestBuilder {
+        request.bearer_auth(self.0.expose_secret())
+    }
+
     /// Compares digests rather than the strings so that neither the content nor the length of
     /// the secret leaks through timing.
     fn matches(&self, presented: &str) -> bool {
@@ -180,6 +185,15 @@ where
 
 /// Lets a request through only with the service credential. It runs before the handler's
 /// extractors, so an unauthenticated caller learns nothing, not even whether its body was valid.
+/// `routes`, answered only to callers that present `credential` (the deployment's other
+/// processes); anyone else gets 401.
+pub fn guarded(routes: Router, credential: ServiceCredential) -> Router {
+    routes.route_layer(middleware::from_fn_with_state(
+        credential,
+        require_credential,
+    ))
+}
+
 async fn require_credential(
     State(credential): State<ServiceCredential>,
     request: Request,

@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::owner::{OwnedWrite, Write, forward};
 use super::{idempotency_key, made_response, page_request, parse_id};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
@@ -115,6 +116,27 @@ pub async fn create_hold(
 ) -> Result<Response, BookingError> {
     service.take_write(&caller, client.0).await?;
     let key = idempotency_key(&headers)?;
+    if let Some(owner) = service
+        .owner_elsewhere(
+            &caller,
+            request.concert_id,
+            request.seat_type_id,
+            key.as_ref(),
+            super::admission(&headers),
+        )
+        .await?
+    {
+        let write = OwnedWrite::new(
+            &caller,
+            request.concert_id,
+            request.seat_type_id,
+            key.as_ref(),
+            super::admission(&headers),
+        );
+        if let Some(answer) = forward(&service, &owner, Write::Hold, &write).await? {
+            return Ok(answer);
+        }
+    }
     let outcome = service
         .hold_admitted(
             caller,

@@ -3,8 +3,8 @@
 //! data in a fresh PostgreSQL database of its own (see `helpers`). Only the throttling tests stay
 //! out: their state is in memory, whatever the store.
 //!
-//! `split` starts the split deployment (separate service processes behind the gateway) on
-//! PostgreSQL, where it belongs.
+//! `split` and `owners` start the split deployment (separate service processes behind the
+//! gateway) on PostgreSQL, where it belongs.
 //!
 //! The server is `BOXOFFICE_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). Without one, each test says it skipped
@@ -45,6 +45,7 @@ mod loadtest;
 mod on_sale;
 #[path = "../api/ops.rs"]
 mod ops;
+mod owners;
 #[path = "../api/queue.rs"]
 mod queue;
 #[path = "../api/roles.rs"]

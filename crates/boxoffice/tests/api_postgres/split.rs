@@ -41,25 +41,25 @@ use crate::helpers::{
 const SERVICE_TOKEN: &str = "split-test-service-token-0123456789abcdef";
 
 /// One process of the deployment.
-struct Process {
-    name: &'static str,
-    child: Child,
-    base: String,
+pub struct Process {
+    pub name: &'static str,
+    pub child: Child,
+    pub base: String,
 }
 
 /// A split deployment on this test's database, in a temporary directory.
-struct Cluster {
+pub struct Cluster {
     dir: TempDir,
     processes: Vec<Process>,
     /// The gateway's root: the only address clients use.
-    base: String,
-    client: reqwest::Client,
+    pub base: String,
+    pub client: reqwest::Client,
 }
 
 impl Cluster {
     /// Starts the deployment and waits until every process is ready; `None` (the test is skipped,
     /// as `database_url` has said) without a PostgreSQL server.
-    async fn start() -> Option<Cluster> {
+    pub async fn start() -> Option<Cluster> {
         database_url()?;
         let dir = tempfile::tempdir().unwrap();
         let private_key = dir.path().join("jwt.pem");
@@ -100,6 +100,7 @@ impl Cluster {
                     "--service=booking".into(),
                     format!("--jwt-public-key-file={public}"),
                     format!("--auth-url={auth_url}"),
+                    format!("--advertise-url={}", url(ports["booking-1"])),
                     tickets.clone(),
                 ],
             ),
@@ -109,6 +110,7 @@ impl Cluster {
                     "--service=booking".into(),
                     format!("--jwt-public-key-file={public}"),
                     format!("--auth-url={auth_url}"),
+                    format!("--advertise-url={}", url(ports["booking-2"])),
                     tickets,
                 ],
             ),
@@ -185,14 +187,14 @@ impl Cluster {
         }
     }
 
-    fn process(&mut self, name: &str) -> &mut Process {
+    pub fn process(&mut self, name: &str) -> &mut Process {
         self.processes
             .iter_mut()
             .find(|process| process.name == name)
             .unwrap()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -200,7 +202,7 @@ impl Cluster {
         self.dir.path().join("mail")
     }
 
-    async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
         let mut request = self.client.post(self.url(path)).json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -210,7 +212,7 @@ impl Cluster {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
         let mut request = self.client.get(self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -220,7 +222,7 @@ impl Cluster {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    async fn admin_token(&self) -> String {
+    pub async fn admin_token(&self) -> String {
         let login = json!({"login": ADMIN_EMAIL, "password": ADMIN_PASSWORD});
         let (status, body) = self.post("/api/v1/auth/login", None, &login).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -228,7 +230,7 @@ impl Cluster {
     }
 
     /// `count` new users: (user id, access token).
-    async fn register(&self, prefix: &str, count: usize) -> Vec<(String, String)> {
+    pub async fn register(&self, prefix: &str, count: usize) -> Vec<(String, String)> {
         let mut registrations = tokio::task::JoinSet::new();
         for i in 0..count {
             let (client, url) = (self.client.clone(), self.url("/api/v1/auth/register"));
@@ -247,7 +249,7 @@ impl Cluster {
     }
 
     /// A concert through the gateway: (concert id, seat type id).
-    async fn concert(&self, admin: &str, name: &str, capacity: u64) -> (String, String) {
+    pub async fn concert(&self, admin: &str, name: &str, capacity: u64) -> (String, String) {
         let (status, concert) = self
             .post(
                 "/api/v1/concerts",
@@ -261,7 +263,7 @@ impl Cluster {
 
     /// `sold + remaining == capacity` and `sold == confirmed`, per the sales report, and the
     /// public availability agrees; returns `sold`.
-    async fn assert_counts(&self, admin: &str, concert: &str, capacity: u64) -> u64 {
+    pub async fn assert_counts(&self, admin: &str, concert: &str, capacity: u64) -> u64 {
         let (status, sales) = self
             .get(&format!("/api/v1/concerts/{concert}/sales"), Some(admin))
             .await;
@@ -310,7 +312,7 @@ fn spawn(name: &'static str, dir: &Path, port: u16, args: &[String]) -> Process 
     }
 }
 
-async fn book(
+pub async fn book(
     cluster: &Cluster,
     token: &str,
     concert: &str,

@@ -1,0 +1,235 @@
+//! Each concert's sales on one owner, in the split deployment (two booking instances behind the
+//! gateway, each with `--advertise-url`): which instance owns what is read from each instance's
+//! `/metrics` (`booking_concerts_owned`, `booking_forwards_total`).
+//!
+//! - two concerts on sale at once end up owned by different instances, each instance forwards
+//!   the other's concert to it, and both sales stay exact;
+//! - the owner killed with SIGKILL mid-storm: nothing acknowledged is lost, nothing oversold or
+//!   booked twice, and the other instance takes the concert over and sells it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::crash::storm_with_kill;
+use crate::helpers::id_of;
+use crate::split::{Cluster, book};
+
+const BOOKINGS: [&str; 2] = ["booking-1", "booking-2"];
+
+/// A metric's value on the process at `base` (the sum over its label sets that contain every
+/// one of `labels`); 0 when it has none.
+async fn metric(client: &reqwest::Client, base: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+                && labels.iter().all(|label| line.contains(label))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// How many concerts each booking instance owns now.
+async fn owned(cluster: &mut Cluster) -> [u64; 2] {
+    let mut counts = [0; 2];
+    for (count, name) in counts.iter_mut().zip(BOOKINGS) {
+        let base = cluster.process(name).base.clone();
+        *count = metric(&cluster.client, &base, "booking_concerts_owned", &[]).await as u64;
+    }
+    counts
+}
+
+/// Everyone in `users` books (`concert`, `seat_type`) for every pair in `sales` at the same
+/// time; every answer is 201 or 409. Returns the 201s per sale.
+async fn storm(
+    cluster: &Cluster,
+    users: &[(String, String)],
+    sales: &[(String, String)],
+) -> Vec<usize> {
+    let mut requests = tokio::task::JoinSet::new();
+    for (index, (concert, seat_type)) in sales.iter().enumerate() {
+        for (_, token) in users {
+            let body = json!({"concert_id": concert, "seat_type_id": seat_type});
+            let request = cluster
+                .client
+                .post(cluster.url("/api/v1/bookings"))
+                .bearer_auth(token)
+                .json(&body);
+            requests.spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                assert!(
+                    [StatusCode::CREATED, StatusCode::CONFLICT].contains(&status),
+                    "{status}: {body}"
+                );
+                (index, status == StatusCode::CREATED)
+            });
+        }
+    }
+    let mut created = vec![0; sales.len()];
+    for (index, made) in requests.join_all().await {
+        created[index] += usize::from(made);
+    }
+    created
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concerts_on_sale_at_once_are_owned_by_different_instances() {
+    const CAPACITY: u64 = 120;
+    let Some(mut cluster) = Cluster::start().await else {
+        return;
+    };
+    let admin = cluster.admin_token().await;
+    let sales = vec![
+        cluster.concert(&admin, "Owned A", CAPACITY).await,
+        cluster.concert(&admin, "Owned B", CAPACITY).await,
+    ];
+    let users = cluster.register("owned", 160).await;
+
+    // The first writes claim the concerts; an instance that took both lets one go at its next
+    // renewal, and the next write for that one is claimed by the other instance.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut warm_up = users.iter();
+    loop {
+        let (_, token) = warm_up.next().expect("enough users to spread the concerts");
+        for (concert, seat_type) in &sales {
+            let (status, body) = book(&cluster, token, concert, seat_type).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        if owned(&mut cluster).await == [1, 1] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", owned(&mut cluster).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let warmed = users.len() - warm_up.len();
+
+    let created = storm(&cluster, &users[warmed..], &sales).await;
+    eprintln!("owners test: {warmed} warm-up users, then {created:?} created in the storm");
+    for ((concert, _), created) in sales.iter().zip(&created) {
+        let sold = cluster.assert_counts(&admin, concert, CAPACITY).await;
+        assert_eq!(sold, CAPACITY, "demand exceeded every seat");
+        assert_eq!(*created as u64, CAPACITY - warmed as u64);
+    }
+    // Round-robin through the gateway brought each instance the other's concert too: each
+    // forwarded it to its owner.
+    for name in BOOKINGS {
+        let base = cluster.process(name).base.clone();
+        let relayed = metric(
+            &cluster.client,
+            &base,
+            "booking_forwards_total",
+            &["relayed"],
+        )
+        .await;
+        assert!(relayed > 0.0, "{name} forwarded nothing");
+    }
+    assert_eq!(owned(&mut cluster).await, [1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_killed_mid_storm_is_replaced_and_nothing_is_lost() {
+    const CAPACITY: u64 = 400;
+    const STORM: usize = 200;
+    const KILL_AFTER: usize = 30;
+    let Some(mut cluster) = Cluster::start().await else {
+        return;
+    };
+    let admin = cluster.admin_token().await;
+    let (concert, seat_type) = cluster.concert(&admin, "Owner storm", CAPACITY).await;
+    let users = cluster.register("owner", STORM + 40).await;
+    let tokens: HashMap<String, String> = users.iter().cloned().collect();
+    let (storm_users, later) = users.split_at(STORM);
+
+    let (status, first) = book(&cluster, &storm_users[0].1, &concert, &seat_type).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let owner = loop {
+        match owned(&mut cluster).await {
+            [1, 0] => break 0,
+            [0, 1] => break 1,
+            counts => assert!(Instant::now() < deadline, "{counts:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let survivor = BOOKINGS[1 - owner];
+
+    let body = json!({"concert_id": concert, "seat_type_id": seat_type});
+    let (client, url) = (cluster.client.clone(), cluster.url("/api/v1/bookings"));
+    let mut killed_at = None;
+    let mut acknowledged = storm_with_kill(
+        &client,
+        &url,
+        &storm_users[1..],
+        &body,
+        KILL_AFTER,
+        async || {
+            cluster.process(BOOKINGS[owner]).child.kill().await.unwrap();
+            killed_at = Some(Instant::now());
+        },
+    )
+    .await;
+    acknowledged.push((storm_users[0].0.clone(), first));
+    let killed_at = killed_at.expect("the owner was killed");
+    assert!(acknowledged.len() > KILL_AFTER);
+
+    // The survivor sells at once (a forward that cannot connect is made where it arrived) and
+    // owns the concert once the dead owner's lease has run out.
+    let survivor_base = cluster.process(survivor).base.clone();
+    let mut later = later.iter();
+    let taken_over = loop {
+        let (user, token) = later.next().expect("enough users to see the takeover");
+        let (status, booking) = book(&cluster, token, &concert, &seat_type).await;
+        assert_eq!(status, StatusCode::CREATED, "{booking}");
+        acknowledged.push((user.clone(), booking));
+        if metric(&client, &survivor_base, "booking_concerts_owned", &[]).await == 1.0 {
+            break killed_at.elapsed();
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(30), "no takeover");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "owner kill test: {} acknowledged; {survivor} owns the concert {taken_over:?} after the kill",
+        acknowledged.len()
+    );
+
+    let mut seen = HashSet::new();
+    for (user_id, booking) in &acknowledged {
+        assert!(seen.insert(user_id), "{user_id} acknowledged twice");
+        let (status, stored) = cluster
+            .get(
+                &format!("/api/v1/bookings/{}", id_of(booking)),
+                Some(&tokens[user_id]),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "acknowledged {booking}");
+        assert_eq!(stored["status"], "confirmed", "{stored}");
+    }
+    let mut confirmed = 0u64;
+    for (user_id, token) in &users {
+        let (status, page) = cluster
+            .get("/api/v1/bookings?status=confirmed&limit=100", Some(token))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let held = page["items"].as_array().unwrap().len();
+        assert!(held <= 1, "user {user_id} holds {held} bookings");
+        confirmed += held as u64;
+    }
+    assert!(confirmed >= acknowledged.len() as u64);
+    assert_eq!(
+        cluster.assert_counts(&admin, &concert, CAPACITY).await,
+        confirmed
+    );
+}
