@@ -210,16 +210,15 @@ pub async fn create_booking(
         )
         .await?
     {
-        let write = owner::OwnedWrite::new(
+        let write = owner::owned_write(
+            owner::Write::Booking,
             &caller,
             request.concert_id,
             request.seat_type_id,
             key.as_ref(),
             admission(&headers),
         );
-        if let Some(answer) =
-            owner::forward(&service, &owner, owner::Write::Booking, &write).await?
-        {
+        if let Some(answer) = owner::forward(&service, &owner, write).await? {
             return Ok(answer);
         }
     }

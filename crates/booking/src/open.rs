@@ -14,6 +14,7 @@ use boxoffice_shared::remote::{inventory_routes, outbox_routes};
 use boxoffice_shared::token::Authenticator;
 
 use crate::owner::Owners;
+use crate::owner::forward::Forwarder;
 use crate::payments::Checkout;
 use crate::service::{BookingService, LocalWorker, Ownership, Selling, Tickets};
 
@@ -104,8 +105,7 @@ pub async fn open(
             .context("registering this instance among the concerts' owners")?;
             booking.share_concerts(Ownership {
                 owners,
-                http: wiring.http(),
-                credential: wiring.peer_credential()?,
+                forwarder: Forwarder::new(wiring.http(), wiring.peer_credential()?),
             });
             component.serve(crate::http::owner::routes(
                 booking.clone(),

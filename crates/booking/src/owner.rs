@@ -19,6 +19,7 @@
 //!   a moment, or a forward cannot reach the owner and the write is made where it arrived, the
 //!   sale stays exact. Leases decide who does the work fast, never whether it is right.
 
+pub mod forward;
 mod lease;
 
 use std::collections::{HashMap, HashSet};

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::owner::{OwnedWrite, Write, forward};
+use super::owner::{Write, forward, owned_write};
 use super::{idempotency_key, made_response, page_request, parse_id};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
@@ -126,14 +126,15 @@ pub async fn create_hold(
         )
         .await?
     {
-        let write = OwnedWrite::new(
+        let write = owned_write(
+            Write::Hold,
             &caller,
             request.concert_id,
             request.seat_type_id,
             key.as_ref(),
             super::admission(&headers),
         );
-        if let Some(answer) = forward(&service, &owner, Write::Hold, &write).await? {
+        if let Some(answer) = forward(&service, &owner, write).await? {
             return Ok(answer);
         }
     }

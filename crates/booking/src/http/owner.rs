@@ -1,10 +1,10 @@
 //! New bookings and holds sent to their concert's owner ([`crate::owner`]): the instance a fan's
 //! request reaches checks the token, the limits and what its view answers, then forwards the
-//! write to the owner's `/internal/v1/owned/...` route and relays the answer as it came.
-
-use std::time::Duration;
+//! write (batched with others, [`crate::owner::forward`]) to the owner's
+//! `/internal/v1/owned/batch` route and relays the owner's answer as it came.
 
 use axum::Router;
+use axum::body::to_bytes;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,126 +12,133 @@ use axum::routing::post;
 use boxoffice_shared::component::Url;
 use boxoffice_shared::extract::Json;
 use boxoffice_shared::remote::{ServiceCredential, guarded};
-use boxoffice_shared::token::{AuthUser, Role};
-use serde::{Deserialize, Serialize};
+use boxoffice_shared::token::AuthUser;
+use futures_util::future::join_all;
 use uuid::Uuid;
 
 use super::{IDEMPOTENT_REPLAYED, made_response};
 use crate::domain::IdempotencyKey;
 use crate::error::BookingError;
+use crate::owner::forward::BATCH_PATH;
+pub use crate::owner::forward::{Answer, Batch, Failure, OwnedWrite, Write};
 use crate::service::BookingService;
 
-/// How long a forward may take: the owner's answer comes after its commit, which a storm queues.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The headers of an answer a client reads, relayed from the owner.
+static KEPT: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::LOCATION,
+    header::RETRY_AFTER,
+    IDEMPOTENT_REPLAYED,
+];
 
-/// Which write is forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
-    Booking,
-    Hold,
-}
-
-impl Write {
-    fn path(self) -> &'static str {
-        match self {
-            Write::Booking => "/internal/v1/owned/bookings",
-            Write::Hold => "/internal/v1/owned/holds",
-        }
+/// The write `caller` asked for, as the owner is sent it.
+pub fn owned_write(
+    kind: Write,
+    caller: &AuthUser,
+    concert_id: Uuid,
+    seat_type_id: Uuid,
+    key: Option<&IdempotencyKey>,
+    admission: Option<&str>,
+) -> OwnedWrite {
+    OwnedWrite {
+        kind,
+        user_id: caller.user_id,
+        session_id: caller.session_id,
+        role: caller.role,
+        concert_id,
+        seat_type_id,
+        idempotency_key: key.map(|key| key.as_str().to_owned()),
+        admission: admission.map(str::to_owned),
     }
 }
 
-/// A new booking or hold as the owner receives it: the caller the forwarding instance
-/// authenticated, and the request as the caller sent it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OwnedWrite {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    pub role: Role,
-    pub concert_id: Uuid,
-    pub seat_type_id: Uuid,
-    pub idempotency_key: Option<String>,
-    pub admission: Option<String>,
-}
-
-impl OwnedWrite {
-    pub fn new(
-        caller: &AuthUser,
-        concert_id: Uuid,
-        seat_type_id: Uuid,
-        key: Option<&IdempotencyKey>,
-        admission: Option<&str>,
-    ) -> Self {
-        Self {
-            user_id: caller.user_id,
-            session_id: caller.session_id,
-            role: caller.role,
-            concert_id,
-            seat_type_id,
-            idempotency_key: key.map(|key| key.as_str().to_owned()),
-            admission: admission.map(str::to_owned),
-        }
-    }
-
-    fn caller(&self) -> AuthUser {
-        AuthUser {
-            user_id: self.user_id,
-            session_id: self.session_id,
-            role: self.role,
-        }
-    }
-
-    fn key(&self) -> Result<Option<IdempotencyKey>, BookingError> {
-        self.idempotency_key
-            .as_deref()
-            .map(IdempotencyKey::parse)
-            .transpose()
-            .map_err(|message| BookingError::invalid("Idempotency-Key", message))
-    }
-}
-
-/// The owner's side: writes forwarded by the other instances, for callers they authenticated.
+/// The owner's side: batches of writes forwarded by the other instances, for callers they
+/// authenticated.
 pub fn routes(service: BookingService, credential: ServiceCredential) -> Router {
     let routes = Router::new()
-        .route(Write::Booking.path(), post(owned_booking))
-        .route(Write::Hold.path(), post(owned_hold))
+        .route(BATCH_PATH, post(owned_batch))
         .with_state(service);
     guarded(routes, credential)
 }
 
-async fn owned_booking(
+/// Makes every write of the batch at once (so the writer group-commits them together) and
+/// answers each as its own request would have been answered.
+async fn owned_batch(
     State(service): State<BookingService>,
-    Json(write): Json<OwnedWrite>,
-) -> Result<Response, BookingError> {
-    service.owned_here(write.concert_id).await;
-    let outcome = service
-        .book_admitted(
-            write.caller(),
-            write.concert_id,
-            write.seat_type_id,
-            write.key()?,
-            write.admission.as_deref(),
-        )
-        .await?;
-    Ok(made_response(outcome, "/api/v1/bookings", |booking| {
-        booking.id
-    }))
+    Json(batch): Json<Batch<OwnedWrite>>,
+) -> axum::Json<Batch<Answer>> {
+    let answers = batch.items.into_iter().map(|write| {
+        let service = service.clone();
+        async move {
+            let response = match make(&service, write).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            };
+            answer_of(response).await
+        }
+    });
+    axum::Json(Batch {
+        items: join_all(answers).await,
+    })
 }
 
-async fn owned_hold(
-    State(service): State<BookingService>,
-    Json(write): Json<OwnedWrite>,
-) -> Result<Response, BookingError> {
+async fn make(service: &BookingService, write: OwnedWrite) -> Result<Response, BookingError> {
     service.owned_here(write.concert_id).await;
-    let outcome = service
-        .hold_admitted(
-            write.caller(),
-            write.concert_id,
-            write.seat_type_id,
-            write.key()?,
-            write.admission.as_deref(),
-        )
-        .await?;
-    Ok(made_response(outcome, "/api/v1/holds", |hold| hold.id))
+    let caller = AuthUser {
+        user_id: write.user_id,
+        session_id: write.session_id,
+        role: write.role,
+    };
+    let key = (write.idempotency_key.as_deref())
+        .map(IdempotencyKey::parse)
+        .transpose()
+        .map_err(|message| BookingError::invalid("Idempotency-Key", message))?;
+    let admission = write.admission.as_deref();
+    Ok(match write.kind {
+        Write::Booking => {
+            let made = service
+                .book_admitted(caller, write.concert_id, write.seat_type_id, key, admission)
+                .await?;
+            made_response(made, "/api/v1/bookings", |booking| booking.id)
+        }
+        Write::Hold => {
+            let made = service
+                .hold_admitted(caller, write.concert_id, write.seat_type_id, key, admission)
+                .await?;
+            made_response(made, "/api/v1/holds", |hold| hold.id)
+        }
+    })
+}
+
+/// A response as an [`Answer`] to send back.
+async fn answer_of(response: Response) -> Answer {
+    let (parts, body) = response.into_parts();
+    let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let headers = KEPT
+        .iter()
+        .filter_map(|name| {
+            let value = parts.headers.get(name)?.to_str().ok()?;
+            Some((name.as_str().to_owned(), value.to_owned()))
+        })
+        .collect();
+    Answer {
+        status: parts.status.as_u16(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// An [`Answer`] as this instance's response.
+fn response_of(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, answer.body).into_response();
+    for (name, value) in answer.headers {
+        let kept = KEPT.iter().find(|kept| kept.as_str() == name);
+        if let (Some(name), Ok(value)) = (kept, HeaderValue::from_str(&value)) {
+            response.headers_mut().insert(name.clone(), value);
+        }
+    }
+    response
 }
 
 /// Sends `write` to the owner at `owner` and relays its answer. `Ok(None)`: the owner could not
@@ -141,61 +148,28 @@ async fn owned_hold(
 pub async fn forward(
     service: &BookingService,
     owner: &Url,
-    kind: Write,
-    write: &OwnedWrite,
+    write: OwnedWrite,
 ) -> Result<Option<Response>, BookingError> {
     let Some(ownership) = service.ownership() else {
         return Ok(None);
     };
-    let mut url = owner.clone();
-    url.set_path(kind.path());
-    let request = ownership
-        .http
-        .post(url)
-        .json(write)
-        .timeout(FORWARD_TIMEOUT);
-    let sent = ownership.credential.authorize(request).send().await;
-    let response = match sent {
-        Ok(response) => response,
-        Err(error) if error.is_connect() => {
-            tracing::warn!(%owner, %error, "a concert's owner cannot be reached; selling here");
+    match ownership.forwarder.send(owner, write).await {
+        Ok(answer) => {
+            metrics::counter!("booking_forwards_total", "outcome" => "relayed").increment(1);
+            Ok(Some(response_of(answer)))
+        }
+        Err(Failure::NotSent) => {
+            tracing::warn!(%owner, "a concert's owner cannot be reached; selling here");
             ownership.owners.unreachable(owner);
             metrics::counter!("booking_forwards_total", "outcome" => "unreachable").increment(1);
-            return Ok(None);
+            Ok(None)
         }
-        Err(error) => {
+        Err(Failure::Lost(why)) => {
+            tracing::warn!(%owner, %why, "a write forwarded to its concert's owner got no answer");
             metrics::counter!("booking_forwards_total", "outcome" => "failed").increment(1);
-            return Err(BookingError::PeerUnavailable(format!(
-                "the concert's owner did not answer: {error}"
-            )));
+            Err(BookingError::PeerUnavailable(format!(
+                "the concert's owner did not answer: {why}"
+            )))
         }
-    };
-    metrics::counter!("booking_forwards_total", "outcome" => "relayed").increment(1);
-    Ok(Some(relay(response).await?))
-}
-
-/// The owner's answer as this instance's: status, the headers a client reads, and the body.
-async fn relay(response: reqwest::Response) -> Result<Response, BookingError> {
-    const KEPT: [HeaderName; 4] = [
-        header::CONTENT_TYPE,
-        header::LOCATION,
-        header::RETRY_AFTER,
-        IDEMPOTENT_REPLAYED,
-    ];
-    let status = StatusCode::from_u16(response.status().as_u16())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers: Vec<(HeaderName, HeaderValue)> = KEPT
-        .iter()
-        .filter_map(|name| {
-            let value = response.headers().get(name.as_str())?;
-            let value = HeaderValue::from_bytes(value.as_bytes()).ok()?;
-            Some((name.clone(), value))
-        })
-        .collect();
-    let body = response.bytes().await.map_err(|error| {
-        BookingError::PeerUnavailable(format!("the concert's owner's answer broke off: {error}"))
-    })?;
-    let mut relayed = (status, body).into_response();
-    relayed.headers_mut().extend(headers);
-    Ok(relayed)
+    }
 }

@@ -4,23 +4,20 @@
 use std::sync::Arc;
 
 use boxoffice_shared::component::Url;
-use boxoffice_shared::remote::ServiceCredential;
 use boxoffice_shared::token::AuthUser;
 use uuid::Uuid;
 
 use super::BookingService;
 use crate::domain::IdempotencyKey;
 use crate::error::BookingError;
+use crate::owner::forward::Forwarder;
 use crate::owner::{Owners, Route};
 
 /// What forwarding a write to its concert's owner takes.
 pub struct Ownership {
     pub owners: Arc<Owners>,
-    /// The client for forwards, with keep-alive connections to each owner.
-    pub http: reqwest::Client,
-    /// Proves to the owner that the write comes from an instance of this deployment, which has
-    /// already checked the caller's token and limits.
-    pub credential: ServiceCredential,
+    /// Batches writes to their owners.
+    pub forwarder: Forwarder,
 }
 
 impl BookingService {
