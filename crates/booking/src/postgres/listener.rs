@@ -12,12 +12,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::reads::load_inventory;
-use super::statements::CHANNEL;
+use super::statements::{CHANNEL, notified_concert};
 use super::view::PgView;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
 
-/// Reloads notified concerts into the view until `stop`.
+/// Reloads notified concerts into the view until `stop`; those this process's own writer
+/// notified (`origin`) are in the view already and skipped.
 ///
 /// A commit made before `LISTEN` takes effect is never notified, so the whole view is reloaded
 /// each time listening starts: at start (the service loaded the view before the listener
@@ -27,6 +28,7 @@ pub async fn run_listener(
     view: PgView,
     events: broadcast::Sender<AvailabilityEvent>,
     schedule: Arc<Notify>,
+    origin: Uuid,
     stop: CancellationToken,
 ) {
     let mut first = true;
@@ -49,7 +51,14 @@ pub async fn run_listener(
             tracing::warn!(%error, "cannot reload the inventory view; retrying");
             continue;
         }
-        if let Err(reason) = listen(&mut listener, &pool, &view, &events, &schedule, &stop).await {
+        let reloads = Reloads {
+            pool: &pool,
+            view: &view,
+            events: &events,
+            schedule: &schedule,
+            origin,
+        };
+        if let Err(reason) = listen(&mut listener, &reloads, &stop).await {
             tracing::warn!(%reason, "inventory notifications may be lost; listening afresh");
         }
         if stop.is_cancelled() {
@@ -62,10 +71,7 @@ pub async fn run_listener(
 /// (`Err`, saying why): the connection was lost, or a reload failed.
 async fn listen(
     listener: &mut PgListener,
-    pool: &PgPool,
-    view: &PgView,
-    events: &broadcast::Sender<AvailabilityEvent>,
-    schedule: &Notify,
+    reloads: &Reloads<'_>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
     loop {
@@ -79,21 +85,36 @@ async fn listen(
             return Err("the connection was lost".into());
         };
         let mut concerts = HashSet::new();
-        if let Ok(id) = first.payload().parse::<Uuid>() {
-            concerts.insert(id);
-        }
+        concerts.extend(notified_concert(first.payload(), reloads.origin));
         // Take whatever else already arrived, to reload it in one go.
         while let Some(Ok(Some(more))) = futures_util::FutureExt::now_or_never(listener.try_recv())
         {
-            if let Ok(id) = more.payload().parse::<Uuid>() {
-                concerts.insert(id);
-            }
+            concerts.extend(notified_concert(more.payload(), reloads.origin));
+        }
+        if concerts.is_empty() {
+            continue;
         }
         let ids: Vec<Uuid> = concerts.into_iter().collect();
+        let Reloads {
+            pool,
+            view,
+            events,
+            schedule,
+            ..
+        } = reloads;
         refresh(pool, view, events, schedule, Some(&ids))
             .await
             .map_err(|error| format!("cannot reload notified concerts: {error}"))?;
     }
+}
+
+/// Where reloads go, and whose own notifications are skipped.
+struct Reloads<'a> {
+    pool: &'a PgPool,
+    view: &'a PgView,
+    events: &'a broadcast::Sender<AvailabilityEvent>,
+    schedule: &'a Notify,
+    origin: Uuid,
 }
 
 async fn connect_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {

@@ -130,15 +130,19 @@ impl PgBooking {
             wiring.webhooks.clone(),
             wiring.stop.clone(),
         ));
+        // This process's writer and listener: the listener skips what the writer notified, which
+        // the writer has put in the view itself.
+        let origin = Uuid::new_v4();
         tasks.spawn(listener::run_listener(
             db.pool.clone(),
             view.clone(),
             wiring.events.clone(),
             wiring.schedule.clone(),
+            origin,
             wiring.stop.clone(),
         ));
         let (writer, commands) = mpsc::channel(QUEUE_CAPACITY);
-        let task = PgWriter::new(db.pool.clone(), view.clone(), wiring);
+        let task = PgWriter::new(db.pool.clone(), view.clone(), wiring, origin);
         tasks.spawn(task.run(commands));
         let store = Self {
             db,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::reads::{sale_columns, sale_from_row, seat_from_row};
 use super::refunds::queue_for_bookings;
-use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify};
+use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify_from};
 use super::waitlist;
 use super::webhooks::enqueue;
 use crate::command::{
@@ -105,6 +105,7 @@ pub async fn settle(
     terms: OfferTerms,
     now: OffsetDateTime,
     webhooks: &Subscribed,
+    origin: Uuid,
 ) -> Result<Settled, BookingError> {
     let mut tx = pool.begin().await?;
     let mut held = lock(&mut tx, books, cancels).await?;
@@ -130,7 +131,7 @@ pub async fn settle(
             .map(|id| (WebhookEvent::HoldExpired, id)),
     );
     enqueue(&mut tx, webhooks, events, now).await?;
-    let concerts = notify_and_commit(tx, &held, &decided).await?;
+    let concerts = notify_and_commit(tx, &held, &decided, origin).await?;
     Ok(Settled {
         books: decided.books,
         cancels: decided.cancels,
@@ -683,6 +684,7 @@ async fn notify_and_commit(
     mut tx: Transaction<'_, Postgres>,
     held: &Held,
     decided: &Decided,
+    origin: Uuid,
 ) -> Result<HashSet<Uuid>, BookingError> {
     let mut concerts = HashSet::new();
     for (_, booking) in &decided.created {
@@ -697,7 +699,9 @@ async fn notify_and_commit(
         // Offers are new holds: every instance's view reloads the concerts they were made in.
         concerts.extend(held.seats.values().map(|locked| locked.seat.concert_id));
     }
-    notify(&mut tx, &concerts).await?;
+    // The view of this process has the batch's seats from `publish`; offers are reloaded by the
+    // writer after the commit.
+    notify_from(&mut tx, &concerts, origin).await?;
     tx.commit().await?;
     Ok(concerts)
 }

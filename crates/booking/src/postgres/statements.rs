@@ -51,6 +51,37 @@ pub async fn enqueue_emails(
     Ok(())
 }
 
+/// `concerts` notified as changed by the writer of `origin` (this process), whose view holds the
+/// change already: its own listener skips them ([`notified_concert`]), every other instance
+/// reloads them.
+pub async fn notify_from(
+    tx: &mut Transaction<'_, Postgres>,
+    concerts: &HashSet<Uuid>,
+    origin: Uuid,
+) -> Result<(), BookingError> {
+    if concerts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = concerts.iter().map(Uuid::to_string).collect();
+    sqlx::query("SELECT pg_notify($1, c || '/' || $3) FROM UNNEST($2::text[]) AS c")
+        .bind(CHANNEL)
+        .bind(&ids)
+        .bind(origin.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The concert a notification's payload names for the listener of `origin` to reload: `None`
+/// for one `origin`'s own writer sent ([`notify_from`]) or a payload that names no concert.
+pub fn notified_concert(payload: &str, origin: Uuid) -> Option<Uuid> {
+    match payload.split_once('/') {
+        Some((concert, from)) if from.parse::<Uuid>().ok() != Some(origin) => concert.parse().ok(),
+        Some(_) => None,
+        None => payload.parse().ok(),
+    }
+}
+
 pub async fn notify(
     tx: &mut Transaction<'_, Postgres>,
     concerts: &HashSet<Uuid>,

@@ -37,6 +37,8 @@ pub struct PgWriter {
     offers: OfferTerms,
     /// The event types some webhook endpoint subscribes to: which events a change queues.
     webhooks: Subscribed,
+    /// Names this process's batches in their notifications, which its own listener skips.
+    origin: Uuid,
 }
 
 /// One batch's bookings and cancellations, and where their answers go.
@@ -47,7 +49,7 @@ struct Batch {
 }
 
 impl PgWriter {
-    pub fn new(pool: PgPool, view: PgView, wiring: &Wiring) -> Self {
+    pub fn new(pool: PgPool, view: PgView, wiring: &Wiring, origin: Uuid) -> Self {
         Self {
             pool,
             view,
@@ -57,6 +59,7 @@ impl PgWriter {
             on_schedule: wiring.schedule.clone(),
             offers: wiring.offers,
             webhooks: wiring.webhooks.clone(),
+            origin,
         }
     }
 
@@ -162,6 +165,7 @@ impl PgWriter {
                 self.offers,
                 now,
                 &self.webhooks,
+                self.origin,
             )
             .await
             {
