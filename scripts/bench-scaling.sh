@@ -5,7 +5,9 @@
 # shared cores — are what runs out. For each count: two on-sales at once, each its own concert
 # (two load tools in parallel, USERS users each), and one hot concert (one load tool, 2×USERS
 # users). Prints one JSON line per run: instances, shape, bookings/s (summed over the load
-# tools), verdicts.
+# tools), p99, the share of CPU periods each instance spent throttled (near 1: its quota is the
+# limit), verdicts. BOXOFFICE_CLUSTER_OWNERS=off compares with every instance selling every
+# concert.
 #
 #   scripts/bench-scaling.sh path/to/boxoffice [QUOTA_US] [USERS] [COUNTS]
 #     QUOTA_US default 30000 (0.3 of a core per instance), USERS default 5000, COUNTS "1 2 3"
@@ -47,16 +49,30 @@ onsale() {
     --json >"$2"
 }
 
-summary() { # instances shape report...
-  local instances=$1 shape=$2
-  shift 2
-  python3 - "$instances" "$shape" "$quota" "$@" <<'PY'
+# "periods throttled" of every capped instance's group, one pair per line (cgroup v1 cpu.stat).
+throttling() { # instances
+  for ((i = 1; i <= $1; i++)); do
+    awk '/^nr_periods/ {p = $2} /^nr_throttled/ {t = $2} END {print p, t}' \
+      "$cgroups/boxoffice-bench-$i/cpu.stat"
+  done
+}
+
+summary() { # instances shape throttling-before throttling-after report...
+  local instances=$1 shape=$2 before=$3 after=$4
+  shift 4
+  python3 - "$instances" "$shape" "$quota" "$before" "$after" "$@" <<'PY'
 import json, sys
-instances, shape, quota, *paths = sys.argv[1:]
+instances, shape, quota, before, after, *paths = sys.argv[1:]
 runs = [json.load(open(path)) for path in paths]
+pairs = lambda text: [tuple(map(int, line.split())) for line in text.splitlines()]
+# The share of CPU periods in which each instance used up its quota: near 1, the instance's CPU
+# is the limit; well below, something else is.
+throttled = [round((t1 - t0) / max(p1 - p0, 1), 2)
+             for (p0, t0), (p1, t1) in zip(pairs(before), pairs(after))]
 print(json.dumps({"instances": int(instances), "shape": shape, "quota_us": int(quota),
                   "bookings_per_s": round(sum(r["phase"]["requests_per_second"] for r in runs)),
                   "p99_ms": max(r["phase"]["latency"]["p99_ms"] for r in runs),
+                  "throttled": throttled,
                   "verdicts": [r["verdict"] for r in runs]}))
 PY
 }
@@ -64,13 +80,15 @@ PY
 for n in $counts; do
   gateway=$(BOXOFFICE_CLUSTER_BOOKINGS=$n "$root/deploy/local-cluster.sh" up 2>/dev/null | tail -1)
   for ((i = 1; i <= n; i++)); do cap "$i"; done
+  before=$(throttling "$n")
   onsale "$gateway" "$state/a.json" "$users" &
   first=$!
   onsale "$gateway" "$state/b.json" "$users"
   wait "$first"
-  summary "$n" two-concerts "$state/a.json" "$state/b.json"
+  summary "$n" two-concerts "$before" "$(throttling "$n")" "$state/a.json" "$state/b.json"
+  before=$(throttling "$n")
   onsale "$gateway" "$state/hot.json" $((users * 2))
-  summary "$n" one-hot-concert "$state/hot.json"
+  summary "$n" one-hot-concert "$before" "$(throttling "$n")" "$state/hot.json"
   "$root/deploy/local-cluster.sh" down >/dev/null 2>&1
   for ((i = 1; i <= n; i++)); do rmdir "$cgroups/boxoffice-bench-$i" 2>/dev/null || true; done
 done
