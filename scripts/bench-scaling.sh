@@ -78,7 +78,10 @@ PY
 }
 
 for n in $counts; do
-  gateway=$(BOXOFFICE_CLUSTER_BOOKINGS=$n "$root/deploy/local-cluster.sh" up 2>/dev/null | tail -1)
+  if ! gateway=$(BOXOFFICE_CLUSTER_BOOKINGS=$n "$root/deploy/local-cluster.sh" up 2>"$state/up.log" | tail -1); then
+    cat "$state/up.log" >&2
+    exit 1
+  fi
   for ((i = 1; i <= n; i++)); do cap "$i"; done
   before=$(throttling "$n")
   onsale "$gateway" "$state/a.json" "$users" &

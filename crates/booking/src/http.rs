@@ -200,40 +200,15 @@ pub async fn create_booking(
 ) -> Result<Response, BookingError> {
     service.take_write(&caller, client.0).await?;
     let key = idempotency_key(&headers)?;
-    if let Some(owner) = service
-        .owner_elsewhere(
-            &caller,
-            request.concert_id,
-            request.seat_type_id,
-            key.as_ref(),
-            admission(&headers),
-        )
-        .await?
-    {
-        let write = owner::owned_write(
-            owner::Write::Booking,
-            &caller,
-            request.concert_id,
-            request.seat_type_id,
-            key.as_ref(),
-            admission(&headers),
-        );
-        if let Some(answer) = owner::forward(&service, &owner, write).await? {
-            return Ok(answer);
-        }
-    }
-    let outcome = service
-        .book_admitted(
-            caller,
-            request.concert_id,
-            request.seat_type_id,
-            key,
-            admission(&headers),
-        )
-        .await?;
-    Ok(made_response(outcome, "/api/v1/bookings", |booking| {
-        booking.id
-    }))
+    let write = owner::owned_write(
+        owner::Write::Booking,
+        &caller,
+        request.concert_id,
+        request.seat_type_id,
+        key.as_ref(),
+        admission(&headers),
+    );
+    owner::write(&service, write).await
 }
 
 /// A list's `limit` and `cursor` (the id to continue after), each refused with its field.

@@ -148,6 +148,14 @@ impl Owners {
         }
     }
 
+    /// The owner of `concert` as of the last tick and this instance's claims since.
+    pub fn owner_of(&self, concert: Uuid) -> Option<Url> {
+        self.lock()
+            .owners
+            .get(&concert)
+            .map(|owner| owner.url.clone())
+    }
+
     /// Notes that a forward to the instance at `url` could not connect: it is passed over until
     /// its leases run out or it answers a tick again.
     pub fn unreachable(&self, url: &Url) {

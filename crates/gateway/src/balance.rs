@@ -19,6 +19,17 @@ pub(crate) struct Instance {
     /// Taken to be able to answer: its last health check passed and no connection has failed
     /// since.
     healthy: AtomicBool,
+    /// Requests sent and not yet answered (their response head not yet received).
+    in_flight: AtomicUsize,
+}
+
+/// One request on its way to an instance; counted in its `in_flight` until dropped.
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The instances of one service.
@@ -48,6 +59,7 @@ impl Pool {
                 label: url.to_string(),
                 url,
                 healthy: AtomicBool::new(true),
+                in_flight: AtomicUsize::new(0),
             })
             .collect();
         Self {
@@ -69,6 +81,13 @@ impl Pool {
         }
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % count;
         (0..self.instances.len()).filter(eligible).nth(turn)
+    }
+
+    /// The healthy instance with the fewest requests in flight, skipping `except`.
+    pub fn least_busy(&self, except: Option<usize>) -> Option<usize> {
+        (0..self.instances.len())
+            .filter(|index| Some(*index) != except && self.instances[*index].is_healthy())
+            .min_by_key(|index| self.instances[*index].in_flight())
     }
 
     pub fn any_healthy(&self) -> bool {
@@ -113,6 +132,16 @@ impl Pool {
 impl Instance {
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request sent to this instance until the guard is dropped.
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
     }
 }
 

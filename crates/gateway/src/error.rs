@@ -29,6 +29,10 @@ pub enum GatewayError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
+    /// The client's body broke off while the gateway read it (to route a write to its
+    /// concert's owner).
+    #[error("the request body could not be read")]
+    BodyUnread,
     /// The request could not be addressed to the upstream; a bug, not a client error.
     #[error("cannot build the upstream request")]
     Internal(#[from] axum::http::Error),
@@ -42,6 +46,7 @@ impl GatewayError {
             GatewayError::NoHealthyInstance { .. } | GatewayError::UpstreamFailed { .. } => {
                 ErrorCode::Unavailable
             }
+            GatewayError::BodyUnread => ErrorCode::ValidationFailed,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }
     }
@@ -73,6 +78,7 @@ impl From<GatewayError> for Problem {
                 )
                 .with_retry_after(1)
             }
+            GatewayError::BodyUnread => Problem::new(error.code(), error.to_string()),
             GatewayError::Internal(_) => Problem::internal(&error),
         }
     }

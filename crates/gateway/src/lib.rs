@@ -49,6 +49,7 @@
 //!   upstream's response head (for a stream, the time to open it, not its lifetime).
 //! - `gateway_upstream_healthy{service, upstream}`: 1 or 0, after every health check.
 
+pub mod affinity;
 pub mod balance;
 pub mod config;
 pub mod error;

@@ -34,6 +34,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
 
+use crate::affinity::{self, Owners};
 use crate::balance::{Pool, UpstreamStatus};
 use crate::config::{BaseUrl, ConfigError, GatewayConfig};
 use crate::error::GatewayError;
@@ -50,6 +51,8 @@ const RECLAIM_WAIT: Duration = Duration::from_millis(500);
 pub(crate) struct Proxy {
     /// Indexed by [`Service::index`].
     pools: [Pool; 3],
+    /// Which Booking instance owns which concert, for its writes.
+    owners: Owners,
     pub client: UpstreamClient,
     pub health_interval: Duration,
     pub health_timeout: Duration,
@@ -75,6 +78,7 @@ impl Proxy {
 
         Ok(Self {
             pools,
+            owners: Owners::default(),
             client,
             health_interval: config.health_interval,
             health_timeout: config.health_timeout,
@@ -97,7 +101,14 @@ impl Proxy {
     /// another instance when that is safe (see the module documentation).
     async fn forward(&self, service: Service, request: Request) -> Result<Response, GatewayError> {
         let pool = self.pool(service);
-        let (parts, mut body) = request.into_parts();
+        let (parts, body) = request.into_parts();
+        // A booking or hold goes to its concert's owner (`affinity`): its body says which.
+        let owned = service == Service::Booking
+            && affinity::is_owned_write(&parts.method, parts.uri.path());
+        let (mut body, concert) = match owned {
+            true => affinity::peek_concert(&parts.headers, body).await?,
+            false => (body, None),
+        };
         let path_and_query = parts
             .uri
             .path_and_query()
@@ -108,7 +119,11 @@ impl Proxy {
 
         let mut failed = None;
         loop {
-            let Some(index) = pool.pick(failed) else {
+            let picked = match owned {
+                true => self.owners.pick(pool, concert.as_deref(), failed),
+                false => pool.pick(failed),
+            };
+            let Some(index) = picked else {
                 count(service, "unavailable");
                 return Err(GatewayError::NoHealthyInstance { service });
             };
@@ -130,8 +145,14 @@ impl Proxy {
             *upstream_request.headers_mut() = headers.clone();
 
             let started = Instant::now();
+            let in_flight = instance.start();
             let error = match self.client.request(upstream_request).await {
-                Ok(response) => {
+                Ok(mut response) => {
+                    drop(in_flight);
+                    if owned {
+                        let headers = response.headers_mut();
+                        self.owners.learn(pool, concert.as_deref(), headers);
+                    }
                     metrics::histogram!(
                         "gateway_upstream_duration_seconds",
                         "service" => service.as_str(),

@@ -134,6 +134,11 @@ fn in_range(raw: i64, min: u32, max: u32) -> Result<u32, String> {
 /// `POST /holds`.
 pub const ADMISSION_HEADER: http::HeaderName = http::HeaderName::from_static("boxoffice-admission");
 
+/// The response header by which a Booking instance tells the gateway which instance owns the
+/// concert of a `POST /bookings` or `POST /holds` (its root URL, as `--advertise-url` gives it),
+/// so the gateway sends that concert's next writes there. The gateway removes it.
+pub const OWNER_HEADER: http::HeaderName = http::HeaderName::from_static("boxoffice-owner");
+
 /// One seat type's inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeatInventory {

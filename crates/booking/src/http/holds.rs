@@ -13,8 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::owner::{Write, forward, owned_write};
-use super::{idempotency_key, made_response, page_request, parse_id};
+use super::owner::{Write, owned_write};
+use super::{idempotency_key, page_request, parse_id};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
 use crate::service::BookingService;
@@ -116,38 +116,15 @@ pub async fn create_hold(
 ) -> Result<Response, BookingError> {
     service.take_write(&caller, client.0).await?;
     let key = idempotency_key(&headers)?;
-    if let Some(owner) = service
-        .owner_elsewhere(
-            &caller,
-            request.concert_id,
-            request.seat_type_id,
-            key.as_ref(),
-            super::admission(&headers),
-        )
-        .await?
-    {
-        let write = owned_write(
-            Write::Hold,
-            &caller,
-            request.concert_id,
-            request.seat_type_id,
-            key.as_ref(),
-            super::admission(&headers),
-        );
-        if let Some(answer) = forward(&service, &owner, write).await? {
-            return Ok(answer);
-        }
-    }
-    let outcome = service
-        .hold_admitted(
-            caller,
-            request.concert_id,
-            request.seat_type_id,
-            key,
-            super::admission(&headers),
-        )
-        .await?;
-    Ok(made_response(outcome, "/api/v1/holds", |hold| hold.id))
+    let write = owned_write(
+        Write::Hold,
+        &caller,
+        request.concert_id,
+        request.seat_type_id,
+        key.as_ref(),
+        super::admission(&headers),
+    );
+    super::owner::write(&service, write).await
 }
 
 problem_responses!(

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use boxoffice_shared::clients::OWNER_HEADER;
 use boxoffice_shared::component::Url;
 use boxoffice_shared::extract::Json;
 use boxoffice_shared::remote::{ServiceCredential, guarded};
@@ -82,17 +83,56 @@ async fn owned_batch(
     })
 }
 
-async fn make(service: &BookingService, write: OwnedWrite) -> Result<Response, BookingError> {
-    service.owned_here(write.concert_id).await;
-    let caller = AuthUser {
+/// Makes a new booking or hold a caller asked this instance for: at its concert's owner when
+/// that is another instance (a forward), else here. The answer names the owner
+/// ([`OWNER_HEADER`]) for the gateway, when concerts have owners.
+pub async fn write(service: &BookingService, write: OwnedWrite) -> Result<Response, BookingError> {
+    let concert_id = write.concert_id;
+    let owner = service
+        .owner_elsewhere(
+            &caller_of(&write),
+            concert_id,
+            write.seat_type_id,
+            key_of(&write)?.as_ref(),
+            write.admission.as_deref(),
+        )
+        .await?;
+    let forwarded = match owner {
+        Some(owner) => forward(service, &owner, write.clone()).await?,
+        None => None,
+    };
+    let mut response = match forwarded {
+        Some(response) => response,
+        None => make(service, write).await?,
+    };
+    if let Some(owner) = service.owner_of(concert_id)
+        && let Ok(owner) = HeaderValue::from_str(owner.as_str())
+    {
+        response.headers_mut().insert(OWNER_HEADER, owner);
+    }
+    Ok(response)
+}
+
+fn caller_of(write: &OwnedWrite) -> AuthUser {
+    AuthUser {
         user_id: write.user_id,
         session_id: write.session_id,
         role: write.role,
-    };
-    let key = (write.idempotency_key.as_deref())
+    }
+}
+
+fn key_of(write: &OwnedWrite) -> Result<Option<IdempotencyKey>, BookingError> {
+    (write.idempotency_key.as_deref())
         .map(IdempotencyKey::parse)
         .transpose()
-        .map_err(|message| BookingError::invalid("Idempotency-Key", message))?;
+        .map_err(|message| BookingError::invalid("Idempotency-Key", message))
+}
+
+/// Makes `write` here.
+async fn make(service: &BookingService, write: OwnedWrite) -> Result<Response, BookingError> {
+    service.owned_here(write.concert_id).await;
+    let caller = caller_of(&write);
+    let key = key_of(&write)?;
     let admission = write.admission.as_deref();
     Ok(match write.kind {
         Write::Booking => {

@@ -59,6 +59,12 @@ impl BookingService {
         }
     }
 
+    /// The instance that owns `concert_id` as this instance knows it (itself included), when
+    /// concerts have owners.
+    pub fn owner_of(&self, concert_id: Uuid) -> Option<Url> {
+        self.ownership()?.owners.owner_of(concert_id)
+    }
+
     /// A write another instance sent here as `concert_id`'s owner: the lease is kept (or taken)
     /// as for a write made here.
     pub async fn owned_here(&self, concert_id: Uuid) {

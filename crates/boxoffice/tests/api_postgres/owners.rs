@@ -2,8 +2,9 @@
 //! gateway, each with `--advertise-url`): which instance owns what is read from each instance's
 //! `/metrics` (`booking_concerts_owned`, `booking_forwards_total`).
 //!
-//! - two concerts on sale at once end up owned by different instances, each instance forwards
-//!   the other's concert to it, and both sales stay exact;
+//! - two concerts on sale at once end up owned by different instances, a booking sent straight
+//!   to the instance that does not own its concert is forwarded to the owner and names it, the
+//!   gateway sends writes straight to their owners, and both sales stay exact;
 //! - the owner killed with SIGKILL mid-storm: nothing acknowledged is lost, nothing oversold or
 //!   booked twice, and the other instance takes the concert over and sells it.
 
@@ -114,29 +115,58 @@ async fn two_concerts_on_sale_at_once_are_owned_by_different_instances() {
         assert!(Instant::now() < deadline, "{:?}", owned(&mut cluster).await);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let warmed = users.len() - warm_up.len();
+    let mut warmed = users.len() - warm_up.len();
+
+    // Straight to the instance that does not own the first concert (not through the gateway):
+    // it forwards the booking to the owner, and the answer names the owner.
+    let (concert, seat_type) = &sales[0];
+    let bases = BOOKINGS.map(|name| cluster.process(name).base.clone());
+    let client = cluster.client.clone();
+    let direct = async |base: &str, token: &str| {
+        let response = (client.post(format!("{base}/api/v1/bookings")))
+            .bearer_auth(token)
+            .json(&json!({"concert_id": concert, "seat_type_id": seat_type}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let owner = response.headers()["boxoffice-owner"].to_str().unwrap();
+        owner.trim_end_matches('/').to_owned()
+    };
+    let owner = direct(&bases[0], &users[warmed].1).await;
+    let other = match owner == bases[0] {
+        true => &bases[1],
+        false => &bases[0],
+    };
+    let relayed_before = relayed(&client, other).await;
+    let named = direct(other, &users[warmed + 1].1).await;
+    assert_eq!(named, owner, "both instances name the same owner");
+    assert_eq!(relayed(&client, other).await, relayed_before + 1.0);
+    warmed += 2;
 
     let created = storm(&cluster, &users[warmed..], &sales).await;
-    eprintln!("owners test: {warmed} warm-up users, then {created:?} created in the storm");
+    eprintln!("owners test: {warmed} users before the storm, then {created:?} created in it");
     for ((concert, _), created) in sales.iter().zip(&created) {
         let sold = cluster.assert_counts(&admin, concert, CAPACITY).await;
         assert_eq!(sold, CAPACITY, "demand exceeded every seat");
-        assert_eq!(*created as u64, CAPACITY - warmed as u64);
+        let before = warmed as u64 - if *concert == sales[0].0 { 0 } else { 2 };
+        assert_eq!(*created as u64, CAPACITY - before);
     }
-    // Round-robin through the gateway brought each instance the other's concert too: each
-    // forwarded it to its owner.
-    for name in BOOKINGS {
-        let base = cluster.process(name).base.clone();
-        let relayed = metric(
-            &cluster.client,
-            &base,
-            "booking_forwards_total",
-            &["relayed"],
-        )
-        .await;
-        assert!(relayed > 0.0, "{name} forwarded nothing");
-    }
+    // The gateway learnt the owners from the answers and sent writes straight to them.
+    let to_owner = metric(
+        &cluster.client,
+        &cluster.base,
+        "gateway_owned_writes_total",
+        &["owner"],
+    )
+    .await;
+    assert!(to_owner > 0.0, "the gateway sent no write to its owner");
     assert_eq!(owned(&mut cluster).await, [1, 1]);
+}
+
+/// How many writes the instance at `base` forwarded to an owner and relayed the answer of.
+async fn relayed(client: &reqwest::Client, base: &str) -> f64 {
+    metric(client, base, "booking_forwards_total", &["relayed"]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,201 @@
+//! Each concert's writes to its owner: where Booking instances share concerts by owner
+//! (`--advertise-url`), a new booking or hold is sent straight to the instance that owns its
+//! concert, which saves the instance that would otherwise receive it the work of forwarding it.
+//!
+//! - **Learning.** Booking names the owner in the `Boxoffice-Owner` header of its answer to
+//!   `POST /bookings` and `POST /holds`; the gateway notes concert → instance and removes the
+//!   header.
+//! - **Routing.** The request's `concert_id` is read from its body (bodies of these two routes are
+//!   small; one without a `Content-Length` within [`PEEK_LIMIT`] is not read and goes round-robin).
+//!   A known owner that is healthy gets the request unless it is much busier than the least busy
+//!   instance (more requests in flight than twice the least busy one's plus [`SLACK`]): then the
+//!   least busy one takes it and forwards it. So two concerts on two instances go to their own
+//!   instance each, while one hot concert still spreads the token checks and refusals over every
+//!   instance.
+//! - **Never a correctness matter.** A stale or wrong owner only costs a forward; every booking
+//!   rule is decided by Booking's store.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, header};
+use boxoffice_shared::clients::OWNER_HEADER;
+use http_body_util::BodyExt as _;
+use serde::Deserialize;
+
+use crate::balance::Pool;
+use crate::config::BaseUrl;
+use crate::error::GatewayError;
+use crate::routing::Service;
+
+/// The largest body read for its `concert_id`.
+pub(crate) const PEEK_LIMIT: u64 = 16 * 1024;
+/// How many more requests in flight than twice the least busy instance's an owner may have and
+/// still be sent its concert's writes.
+const SLACK: usize = 16;
+/// The most concerts remembered; past it the map starts over (owners are learnt again at once).
+const REMEMBERED: usize = 100_000;
+
+/// Whether a request is a write that has an owner: `POST /api/v1/bookings` or `/api/v1/holds`.
+pub(crate) fn is_owned_write(method: &Method, path: &str) -> bool {
+    method == Method::POST && matches!(path, "/api/v1/bookings" | "/api/v1/holds")
+}
+
+/// The `concert_id` of a write's JSON body, if it has one.
+pub(crate) fn concert_of(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Write {
+        concert_id: Option<String>,
+    }
+    serde_json::from_slice::<Write>(body).ok()?.concert_id
+}
+
+/// Reads a small write's body for its `concert_id`; returns the body to send on, whole, and the
+/// concert. A body without a `Content-Length` of at most [`PEEK_LIMIT`] is passed on unread.
+pub(crate) async fn peek_concert(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Body, Option<String>), GatewayError> {
+    let small = (headers.get(header::CONTENT_LENGTH))
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length <= PEEK_LIMIT);
+    if !small {
+        return Ok((body, None));
+    }
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|_| GatewayError::BodyUnread)?
+        .to_bytes();
+    let concert = concert_of(&bytes);
+    Ok((Body::from(bytes), concert))
+}
+
+/// Which Booking instance owns which concert, as Booking last said.
+#[derive(Default)]
+pub(crate) struct Owners {
+    known: Mutex<HashMap<String, usize>>,
+}
+
+impl Owners {
+    /// The instance to send a write for `concert` to (see the module documentation), skipping
+    /// `except`; `None` when no instance is healthy.
+    pub fn pick(&self, pool: &Pool, concert: Option<&str>, except: Option<usize>) -> Option<usize> {
+        let owner = concert.and_then(|concert| self.lock().get(concert).copied());
+        match owner {
+            Some(owner) if Some(owner) != except && pool.instances[owner].is_healthy() => {
+                let least = pool.least_busy(except)?;
+                let busy = |index: usize| pool.instances[index].in_flight();
+                if busy(owner) <= busy(least) + SLACK {
+                    metrics::counter!("gateway_owned_writes_total", "to" => "owner").increment(1);
+                    Some(owner)
+                } else {
+                    metrics::counter!("gateway_owned_writes_total", "to" => "overflow")
+                        .increment(1);
+                    Some(least)
+                }
+            }
+            _ => pool.pick(except),
+        }
+    }
+
+    /// Notes the owner Booking named in `headers` for `concert`, and removes the header.
+    pub fn learn(&self, pool: &Pool, concert: Option<&str>, headers: &mut HeaderMap) {
+        let Some(named) = headers.remove(OWNER_HEADER) else {
+            return;
+        };
+        let (Some(concert), Ok(named)) = (concert, named.to_str()) else {
+            return;
+        };
+        let Ok(url) = BaseUrl::parse(Service::Booking, named) else {
+            return;
+        };
+        let Some(index) = pool
+            .instances
+            .iter()
+            .position(|instance| instance.url == url)
+        else {
+            return;
+        };
+        let mut known = self.lock();
+        if known.get(concert) != Some(&index) {
+            if known.len() >= REMEMBERED {
+                known.clear();
+            }
+            known.insert(concert.to_owned(), index);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    fn pool(size: u16) -> Pool {
+        let urls = (0..size)
+            .map(|port| {
+                BaseUrl::parse(
+                    Service::Booking,
+                    &format!("http://127.0.0.1:{}", 9000 + port),
+                )
+                .expect("valid")
+            })
+            .collect();
+        Pool::new(Service::Booking, urls)
+    }
+
+    fn owner_named(url: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(OWNER_HEADER, HeaderValue::from_str(url).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_concert_id_is_read_from_a_write_body() {
+        let body = br#"{"concert_id":"c1","seat_type_id":"s1"}"#;
+        assert_eq!(concert_of(body).as_deref(), Some("c1"));
+        assert_eq!(concert_of(b"{}"), None);
+        assert_eq!(concert_of(b"not json"), None);
+        assert!(is_owned_write(&Method::POST, "/api/v1/holds"));
+        assert!(!is_owned_write(&Method::GET, "/api/v1/bookings"));
+        assert!(!is_owned_write(&Method::POST, "/api/v1/holds/x/pay"));
+    }
+
+    #[test]
+    fn a_learnt_owner_gets_its_concerts_writes_and_the_header_is_removed() {
+        let (pool, owners) = (pool(3), Owners::default());
+        let mut headers = owner_named("http://127.0.0.1:9002/");
+        owners.learn(&pool, Some("c1"), &mut headers);
+        assert!(headers.is_empty());
+        for _ in 0..5 {
+            assert_eq!(owners.pick(&pool, Some("c1"), None), Some(2));
+        }
+        // Unknown concerts and unknown instances go round-robin.
+        owners.learn(&pool, Some("c2"), &mut owner_named("http://10.0.0.1:1"));
+        let picks: Vec<_> = (0..3)
+            .map(|_| owners.pick(&pool, Some("c2"), None))
+            .collect();
+        assert_eq!(picks, vec![Some(0), Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn a_much_busier_or_unhealthy_owner_overflows_to_the_least_busy_instance() {
+        let (pool, owners) = (pool(2), Owners::default());
+        owners.learn(&pool, Some("c1"), &mut owner_named("http://127.0.0.1:9000"));
+        let held: Vec<_> = (0..SLACK).map(|_| pool.instances[0].start()).collect();
+        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(0));
+        let one_more = pool.instances[0].start();
+        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(1));
+        drop((held, one_more));
+        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(0));
+        pool.set_health(0, false, &"test");
+        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(1));
+    }
+}
