@@ -131,19 +131,6 @@ pub async fn observe(
             StatusCode::OK,
         )
         .await?;
-    let availability: SeatCounts = conn
-        .json(
-            &Call::get(&format!("/api/v1/concerts/{concert_id}/availability"))?,
-            StatusCode::OK,
-        )
-        .await?;
-    let details: SeatCounts = conn
-        .json(
-            &Call::get(&format!("/api/v1/concerts/{concert_id}"))?,
-            StatusCode::OK,
-        )
-        .await?;
-
     // Every booking id of the ledger, read by id as the admin, `concurrency` at a time.
     let ids: Vec<String> = ledger
         .confirmed
@@ -213,6 +200,21 @@ pub async fn observe(
         }
     })
     .await?;
+    // The public reads last: where several Booking instances sell, each answers them from a view
+    // that follows the others' commits a moment later (tens of milliseconds, more on a CPU-capped
+    // instance); by now every commit of the run has reached every view.
+    let availability: SeatCounts = conn
+        .json(
+            &Call::get(&format!("/api/v1/concerts/{concert_id}/availability"))?,
+            StatusCode::OK,
+        )
+        .await?;
+    let details: SeatCounts = conn
+        .json(
+            &Call::get(&format!("/api/v1/concerts/{concert_id}"))?,
+            StatusCode::OK,
+        )
+        .await?;
     let resolved = held
         .into_iter()
         .flatten()

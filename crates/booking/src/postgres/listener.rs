@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{Notify, broadcast};
@@ -67,6 +69,12 @@ pub async fn run_listener(
     }
 }
 
+/// The shortest time between two reloads: notifications that arrive meanwhile wait and are
+/// reloaded together. Every instance reloads after every other instance's commits, so without a
+/// floor an instance spends more of its CPU on reloads the more instances commit; with it, at
+/// most 40 reloads a second, and the view follows other instances' commits within ~25 ms.
+const RELOAD_GAP: Duration = Duration::from_millis(25);
+
 /// Reloads notified concerts until `stop` (`Ok`) or until notifications may have been missed
 /// (`Err`, saying why): the connection was lost, or a reload failed.
 async fn listen(
@@ -74,6 +82,7 @@ async fn listen(
     reloads: &Reloads<'_>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
+    let mut reloaded = Instant::now() - RELOAD_GAP;
     loop {
         let first = tokio::select! {
             () = stop.cancelled() => return Ok(()),
@@ -86,13 +95,17 @@ async fn listen(
         };
         let mut concerts = HashSet::new();
         concerts.extend(notified_concert(first.payload(), reloads.origin));
+        if concerts.is_empty() {
+            continue;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep_until(reloaded + RELOAD_GAP) => {}
+        }
         // Take whatever else already arrived, to reload it in one go.
         while let Some(Ok(Some(more))) = futures_util::FutureExt::now_or_never(listener.try_recv())
         {
             concerts.extend(notified_concert(more.payload(), reloads.origin));
-        }
-        if concerts.is_empty() {
-            continue;
         }
         let ids: Vec<Uuid> = concerts.into_iter().collect();
         let Reloads {
@@ -105,6 +118,7 @@ async fn listen(
         refresh(pool, view, events, schedule, Some(&ids))
             .await
             .map_err(|error| format!("cannot reload notified concerts: {error}"))?;
+        reloaded = Instant::now();
     }
 }
 

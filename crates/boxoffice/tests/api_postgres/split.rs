@@ -275,14 +275,20 @@ impl Cluster {
         );
         assert_eq!(sold + remaining, capacity, "{sales}");
         assert_eq!(sales["bookings_confirmed"], sold, "{sales}");
-        // Both booking instances answer the availability read (round-robin): both must agree.
-        for _ in 0..4 {
-            let (_, availability) = self
-                .get(&format!("/api/v1/concerts/{concert}/availability"), None)
-                .await;
-            assert_eq!(
-                availability["seat_types"][0]["remaining"], remaining,
-                "{availability}"
+        // Both booking instances answer the availability read (round-robin): both must agree,
+        // once each has followed the other's last commits (within ~25 ms).
+        let path = format!("/api/v1/concerts/{concert}/availability");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let mut agreeing = 0;
+        while agreeing < 4 {
+            let (_, availability) = self.get(&path, None).await;
+            match availability["seat_types"][0]["remaining"] == remaining {
+                true => agreeing += 1,
+                false => agreeing = 0,
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{availability}: remaining {remaining}"
             );
         }
         sold
