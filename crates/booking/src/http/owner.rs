@@ -97,15 +97,15 @@ pub async fn write(service: &BookingService, write: OwnedWrite) -> Result<Respon
             write.admission.as_deref(),
         )
         .await?;
-    let forwarded = match owner {
-        Some(owner) => forward(service, &owner, write.clone()).await?,
+    let forwarded = match &owner {
+        Some(owner) => forward(service, owner, write.clone()).await?,
         None => None,
     };
-    let mut response = match forwarded {
-        Some(response) => response,
-        None => make(service, write).await?,
+    let (mut response, owner) = match forwarded {
+        Some(response) => (response, owner),
+        None => (make(service, write).await?, service.owner_of(concert_id)),
     };
-    if let Some(owner) = service.owner_of(concert_id)
+    if let Some(owner) = owner
         && let Ok(owner) = HeaderValue::from_str(owner.as_str())
     {
         response.headers_mut().insert(OWNER_HEADER, owner);
