@@ -7,15 +7,18 @@
 //!   header.
 //! - **Routing.** The request's `concert_id` is read from its body (bodies of these two routes are
 //!   small; one without a `Content-Length` within [`PEEK_LIMIT`] is not read and goes round-robin).
-//!   A known owner that is healthy gets the request unless it is much busier than the least busy
-//!   instance (more requests in flight than twice the least busy one's plus [`SLACK`]): then the
-//!   least busy one takes it and forwards it. So two concerts on two instances go to their own
-//!   instance each, while one hot concert still spreads the token checks and refusals over every
-//!   instance.
+//!   A known owner that is healthy gets the request unless it is busier than the least busy
+//!   instance by more than [`SLACK`] requests: then the least busy one takes it and forwards it.
+//!   An instance's load is what it has in flight from the gateway **plus the writes for its
+//!   concerts in flight at other instances** (they end in its writer: forwarded, not seen by the
+//!   gateway as the owner's). So two concerts on two instances go to their own instance each,
+//!   while one hot concert's owner gets few requests of its own and the others check the tokens
+//!   and forward.
 //! - **Never a correctness matter.** A stale or wrong owner only costs a forward; every booking
 //!   rule is decided by Booking's store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use axum::body::Body;
@@ -24,15 +27,15 @@ use boxoffice_shared::clients::OWNER_HEADER;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
-use crate::balance::Pool;
+use crate::balance::{InFlight, Pool};
 use crate::config::BaseUrl;
 use crate::error::GatewayError;
 use crate::routing::Service;
 
 /// The largest body read for its `concert_id`.
 pub(crate) const PEEK_LIMIT: u64 = 16 * 1024;
-/// How many more requests in flight than twice the least busy instance's an owner may have and
-/// still be sent its concert's writes.
+/// How much busier than the least busy instance an owner may be and still be sent its concert's
+/// writes.
 const SLACK: usize = 16;
 /// The most concerts remembered; past it the map starts over (owners are learnt again at once).
 const REMEMBERED: usize = 100_000;
@@ -73,30 +76,49 @@ pub(crate) async fn peek_concert(
 }
 
 /// Which Booking instance owns which concert, as Booking last said.
-#[derive(Default)]
 pub(crate) struct Owners {
     known: Mutex<HashMap<String, usize>>,
+    /// Per instance: writes for its concerts in flight at another instance.
+    elsewhere: Box<[AtomicUsize]>,
 }
 
 impl Owners {
+    /// For a pool of `instances` instances.
+    pub fn new(instances: usize) -> Self {
+        Self {
+            known: Mutex::new(HashMap::new()),
+            elsewhere: (0..instances).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
     /// The instance to send a write for `concert` to (see the module documentation), skipping
-    /// `except`; `None` when no instance is healthy.
-    pub fn pick(&self, pool: &Pool, concert: Option<&str>, except: Option<usize>) -> Option<usize> {
+    /// `except`, and — when it is not the owner — the count of the owner's writes elsewhere to
+    /// hold until the answer; `None` when no instance is healthy.
+    pub fn pick(
+        &self,
+        pool: &Pool,
+        concert: Option<&str>,
+        except: Option<usize>,
+    ) -> (Option<usize>, Option<InFlight<'_>>) {
         let owner = concert.and_then(|concert| self.lock().get(concert).copied());
-        match owner {
-            Some(owner) if Some(owner) != except && pool.instances[owner].is_healthy() => {
-                let least = pool.least_busy(except)?;
-                let busy = |index: usize| pool.instances[index].in_flight();
-                if busy(owner) <= busy(least) + SLACK {
-                    metrics::counter!("gateway_owned_writes_total", "to" => "owner").increment(1);
-                    Some(owner)
-                } else {
-                    metrics::counter!("gateway_owned_writes_total", "to" => "overflow")
-                        .increment(1);
-                    Some(least)
-                }
-            }
-            _ => pool.pick(except),
+        let Some(owner) = owner.filter(|owner| {
+            Some(*owner) != except && pool.instances.get(*owner).is_some_and(|o| o.is_healthy())
+        }) else {
+            return (pool.pick(except), None);
+        };
+        let load = |index: usize| {
+            pool.instances[index].in_flight() + self.elsewhere[index].load(Ordering::Relaxed)
+        };
+        let least = (0..pool.instances.len())
+            .filter(|index| Some(*index) != except && pool.instances[*index].is_healthy())
+            .min_by_key(|index| load(*index))
+            .unwrap_or(owner);
+        if load(owner) <= load(least) + SLACK {
+            metrics::counter!("gateway_owned_writes_total", "to" => "owner").increment(1);
+            (Some(owner), None)
+        } else {
+            metrics::counter!("gateway_owned_writes_total", "to" => "overflow").increment(1);
+            (Some(least), Some(InFlight::start(&self.elsewhere[owner])))
         }
     }
 
@@ -170,32 +192,53 @@ mod tests {
 
     #[test]
     fn a_learnt_owner_gets_its_concerts_writes_and_the_header_is_removed() {
-        let (pool, owners) = (pool(3), Owners::default());
+        let (pool, owners) = (pool(3), Owners::new(3));
         let mut headers = owner_named("http://127.0.0.1:9002/");
         owners.learn(&pool, Some("c1"), &mut headers);
         assert!(headers.is_empty());
         for _ in 0..5 {
-            assert_eq!(owners.pick(&pool, Some("c1"), None), Some(2));
+            assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(2));
         }
         // Unknown concerts and unknown instances go round-robin.
         owners.learn(&pool, Some("c2"), &mut owner_named("http://10.0.0.1:1"));
         let picks: Vec<_> = (0..3)
-            .map(|_| owners.pick(&pool, Some("c2"), None))
+            .map(|_| owners.pick(&pool, Some("c2"), None).0)
             .collect();
         assert_eq!(picks, vec![Some(0), Some(1), Some(2)]);
     }
 
     #[test]
-    fn a_much_busier_or_unhealthy_owner_overflows_to_the_least_busy_instance() {
-        let (pool, owners) = (pool(2), Owners::default());
+    fn a_busier_or_unhealthy_owner_overflows_to_the_least_busy_instance() {
+        let (pool, owners) = (pool(2), Owners::new(2));
         owners.learn(&pool, Some("c1"), &mut owner_named("http://127.0.0.1:9000"));
         let held: Vec<_> = (0..SLACK).map(|_| pool.instances[0].start()).collect();
-        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(0));
+        assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(0));
         let one_more = pool.instances[0].start();
-        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(1));
-        drop((held, one_more));
-        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(0));
+        let (to, elsewhere) = owners.pick(&pool, Some("c1"), None);
+        assert_eq!(to, Some(1));
+        assert!(elsewhere.is_some(), "counted towards the owner's load");
+        drop((held, one_more, elsewhere));
+        assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(0));
         pool.set_health(0, false, &"test");
-        assert_eq!(owners.pick(&pool, Some("c1"), None), Some(1));
+        assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(1));
+    }
+
+    #[test]
+    fn an_owners_writes_in_flight_elsewhere_count_towards_its_load() {
+        let (pool, owners) = (pool(2), Owners::new(2));
+        owners.learn(
+            &pool,
+            Some("hot"),
+            &mut owner_named("http://127.0.0.1:9000"),
+        );
+        // Every write of the hot concert that instance 1 holds is the owner's work too: the
+        // owner gets only what keeps it within SLACK of instance 1.
+        let mut sent = Vec::new();
+        for _ in 0..200 {
+            let (to, elsewhere) = owners.pick(&pool, Some("hot"), None);
+            sent.push((pool.instances[to.unwrap()].start(), elsewhere));
+        }
+        let direct = pool.instances[0].in_flight();
+        assert!(direct <= SLACK + 1, "the owner took {direct} of 200 itself");
     }
 }

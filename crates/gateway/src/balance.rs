@@ -23,8 +23,16 @@ pub(crate) struct Instance {
     in_flight: AtomicUsize,
 }
 
-/// One request on its way to an instance; counted in its `in_flight` until dropped.
+/// One request on its way; counted in a counter of requests in flight until dropped.
 pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Counts one more in `counter` until the guard is dropped.
+    pub fn start(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -83,13 +91,6 @@ impl Pool {
         (0..self.instances.len()).filter(eligible).nth(turn)
     }
 
-    /// The healthy instance with the fewest requests in flight, skipping `except`.
-    pub fn least_busy(&self, except: Option<usize>) -> Option<usize> {
-        (0..self.instances.len())
-            .filter(|index| Some(*index) != except && self.instances[*index].is_healthy())
-            .min_by_key(|index| self.instances[*index].in_flight())
-    }
-
     pub fn any_healthy(&self) -> bool {
         self.instances.iter().any(Instance::is_healthy)
     }
@@ -140,8 +141,7 @@ impl Instance {
 
     /// Counts a request sent to this instance until the guard is dropped.
     pub fn start(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.in_flight)
+        InFlight::start(&self.in_flight)
     }
 }
 

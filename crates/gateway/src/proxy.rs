@@ -64,6 +64,7 @@ impl Proxy {
         let pools = Service::ALL.map(|service| parse_pool(&config, service));
         let [auth, catalog, booking] = pools;
         let pools = [auth?, catalog?, booking?];
+        let booking_instances = pools[Service::Booking.index()].instances.len();
 
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
@@ -78,7 +79,7 @@ impl Proxy {
 
         Ok(Self {
             pools,
-            owners: Owners::default(),
+            owners: Owners::new(booking_instances),
             client,
             health_interval: config.health_interval,
             health_timeout: config.health_timeout,
@@ -119,9 +120,10 @@ impl Proxy {
 
         let mut failed = None;
         loop {
-            let picked = match owned {
+            // Held until the answer: the write counts towards its owner's load meanwhile.
+            let (picked, _owners_write) = match owned {
                 true => self.owners.pick(pool, concert.as_deref(), failed),
-                false => pool.pick(failed),
+                false => (pool.pick(failed), None),
             };
             let Some(index) = picked else {
                 count(service, "unavailable");
