@@ -101,12 +101,26 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({ "binary": CHROMIUM, "args": args }),
         );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a WebDriver session");
+        // A chromedriver that answered the port probe has been seen to refuse the session
+        // request a moment later, under a loaded machine: the session is asked for up to three
+        // times.
+        let mut attempts = 0;
+        let client = loop {
+            attempts += 1;
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            let session = ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+            match session {
+                Ok(client) => break client,
+                Err(error) if attempts < 3 => {
+                    eprintln!("no WebDriver session yet ({error}); asking again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => panic!("a WebDriver session: {error:?}"),
+            }
+        };
         Some(Browser {
             client,
             driver,
