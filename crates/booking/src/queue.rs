@@ -12,7 +12,8 @@
 //! - **Admission at `admit_per_minute`.** A room admits everyone up to its `admitted` rank. Its
 //!   ticker ([`advance`]) moves that rank on by the credit earned since the last tick —
 //!   `admit_per_minute / 60` per second, fractions kept — and never banks credit while nobody is
-//!   waiting, so no minute admits more than the rate (plus the one fraction carried). Each move
+//!   waiting (a join into a room where nobody waited restarts the ticker's clock), so no minute
+//!   admits more than the rate (plus the one fraction carried). Each move
 //!   is logged with its instant: a place's admission time is the first move that reached it.
 //! - **Admissions are tokens** ([`admission`]): signed, bound to user and concert, valid for the
 //!   room's `admission_ttl_seconds` from the admission time. Bookings and holds check them; one is

@@ -188,11 +188,19 @@ async fn join_room(
     if head.shuffled && !fresh.is_empty() {
         // Under the room's update lock nobody else inserts into it: every fresh place is in.
         head.ranked += fresh.len() as i64;
-        sqlx::query("UPDATE rooms SET ranked = $2 WHERE concert_id = $1")
-            .bind(room.concert_id)
-            .bind(head.ranked)
-            .execute(&mut *tx)
-            .await?;
+        // Into a room where nobody waited, the ticker's credit starts now: none is earned while
+        // nobody waits (the right-hand sides read the row as it was).
+        sqlx::query(
+            "UPDATE rooms SET ranked = $2,
+                 ticked_at = CASE WHEN admitted = ranked THEN $3 ELSE ticked_at END,
+                 credit = CASE WHEN admitted = ranked THEN 0 ELSE credit END
+             WHERE concert_id = $1",
+        )
+        .bind(room.concert_id)
+        .bind(head.ranked)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     }
     let new: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
     // Places another instance took at the same moment (before the opening only).

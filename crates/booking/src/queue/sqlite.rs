@@ -165,8 +165,15 @@ fn join_room(
         seen.insert(user, place);
         places.push((place, new));
     }
-    tx.prepare_cached("UPDATE rooms SET ranked = ?2 WHERE concert_id = ?1 AND ranked <> ?2")?
-        .execute(params![room.concert_id, head.ranked])?;
+    // Into a room where nobody waited, the ticker's credit starts now: none is earned while
+    // nobody waits (the right-hand sides read the row as it was).
+    tx.prepare_cached(
+        "UPDATE rooms SET ranked = ?2,
+             ticked_at = CASE WHEN admitted = ranked THEN ?3 ELSE ticked_at END,
+             credit = CASE WHEN admitted = ranked THEN 0 ELSE credit END
+         WHERE concert_id = ?1 AND ranked <> ?2",
+    )?
+    .execute(params![room.concert_id, head.ranked, to_millis(now)])?;
     Ok(Joined { head, places })
 }
 
