@@ -122,7 +122,7 @@ impl std::fmt::Debug for ServiceCredential {
 
 /// The routes through which Booking serves [`Inventory`] to Catalog.
 pub fn inventory_routes(inner: Arc<dyn Inventory>, credential: ServiceCredential) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/internal/v1/inventory/concerts/{id}", put(put_concert))
         .route(
             "/internal/v1/inventory/concerts/{id}/cancel",
@@ -137,16 +137,13 @@ pub fn inventory_routes(inner: Arc<dyn Inventory>, credential: ServiceCredential
             "/internal/v1/inventory/availability",
             post(read_availability),
         )
-        .with_state(inner)
-        .route_layer(middleware::from_fn_with_state(
-            credential,
-            require_credential,
-        ))
+        .with_state(inner);
+    guarded(routes, credential)
 }
 
 /// The routes through which Booking serves its outbox ([`OutboxSource`]) to Notifications.
 pub fn outbox_routes(inner: Arc<dyn OutboxSource>, credential: ServiceCredential) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/internal/v1/outbox/claim", post(claim_messages))
         .route("/internal/v1/outbox/depth", get(get_depth))
         .route("/internal/v1/outbox/ack", post(acknowledge_messages))
@@ -154,11 +151,8 @@ pub fn outbox_routes(inner: Arc<dyn OutboxSource>, credential: ServiceCredential
         // rolling upgrade does not make them send every email again.
         .route("/internal/v1/outbox/{id}/ack", post(acknowledge_message))
         .route("/internal/v1/outbox/{id}/retry", post(retry_message))
-        .with_state(inner)
-        .route_layer(middleware::from_fn_with_state(
-            credential,
-            require_credential,
-        ))
+        .with_state(inner);
+    guarded(routes, credential)
 }
 
 /// The routes through which Auth serves its [`UserDirectory`] to Notifications and its
@@ -169,22 +163,17 @@ where
 {
     let users: Arc<dyn UserDirectory> = inner.clone();
     let sessions: Arc<dyn RevocationSource> = inner;
-    Router::new()
+    let routes = Router::new()
         .route("/internal/v1/users/{id}/contact", get(get_contact))
         .with_state(users)
         .merge(
             Router::new()
                 .route("/internal/v1/sessions/revoked", get(get_revoked_sessions))
                 .with_state(sessions),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            credential,
-            require_credential,
-        ))
+        );
+    guarded(routes, credential)
 }
 
-/// Lets a request through only with the service credential. It runs before the handler's
-/// extractors, so an unauthenticated caller learns nothing, not even whether its body was valid.
 /// `routes`, answered only to callers that present `credential` (the deployment's other
 /// processes); anyone else gets 401.
 pub fn guarded(routes: Router, credential: ServiceCredential) -> Router {
@@ -194,6 +183,8 @@ pub fn guarded(routes: Router, credential: ServiceCredential) -> Router {
     ))
 }
 
+/// Lets a request through only with the service credential. It runs before the handler's
+/// extractors, so an unauthenticated caller learns nothing, not even whether its body was valid.
 async fn require_credential(
     State(credential): State<ServiceCredential>,
     request: Request,
@@ -413,10 +404,8 @@ impl Peer {
                 .extend(["internal", "v1"])
                 .extend(segments);
         }
-        self.http
-            .request(method, url)
-            .bearer_auth(self.credential.0.expose_secret())
-            .timeout(self.timeout)
+        let request = self.http.request(method, url).timeout(self.timeout);
+        self.credential.authorize(request)
     }
 
     /// Sends the request; a success is returned, anything else becomes the [`ClientError`].
