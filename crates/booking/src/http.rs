@@ -199,16 +199,15 @@ pub async fn create_booking(
     Json(request): Json<CreateBookingRequest>,
 ) -> Result<Response, BookingError> {
     service.take_write(&caller, client.0).await?;
-    let key = idempotency_key(&headers)?;
-    let write = owner::owned_write(
-        owner::Write::Booking,
-        &caller,
-        request.concert_id,
-        request.seat_type_id,
-        key.as_ref(),
-        admission(&headers),
-    );
-    owner::write(&service, write).await
+    let asked = owner::NewWrite {
+        kind: owner::Write::Booking,
+        caller,
+        concert_id: request.concert_id,
+        seat_type_id: request.seat_type_id,
+        key: idempotency_key(&headers)?,
+        admission: admission(&headers),
+    };
+    owner::write(&service, asked).await
 }
 
 /// A list's `limit` and `cursor` (the id to continue after), each refused with its field.

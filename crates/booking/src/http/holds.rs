@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::owner::{Write, owned_write};
+use super::owner::{NewWrite, Write};
 use super::{idempotency_key, page_request, parse_id};
 use crate::error::BookingError;
 use crate::hold::{Hold, HoldStatus};
@@ -115,16 +115,15 @@ pub async fn create_hold(
     Json(request): Json<CreateHoldRequest>,
 ) -> Result<Response, BookingError> {
     service.take_write(&caller, client.0).await?;
-    let key = idempotency_key(&headers)?;
-    let write = owned_write(
-        Write::Hold,
-        &caller,
-        request.concert_id,
-        request.seat_type_id,
-        key.as_ref(),
-        super::admission(&headers),
-    );
-    super::owner::write(&service, write).await
+    let asked = NewWrite {
+        kind: Write::Hold,
+        caller,
+        concert_id: request.concert_id,
+        seat_type_id: request.seat_type_id,
+        key: idempotency_key(&headers)?,
+        admission: super::admission(&headers),
+    };
+    super::owner::write(&service, asked).await
 }
 
 problem_responses!(

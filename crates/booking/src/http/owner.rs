@@ -32,24 +32,51 @@ static KEPT: [HeaderName; 4] = [
     IDEMPOTENT_REPLAYED,
 ];
 
-/// The write `caller` asked for, as the owner is sent it.
-pub fn owned_write(
-    kind: Write,
-    caller: &AuthUser,
-    concert_id: Uuid,
-    seat_type_id: Uuid,
-    key: Option<&IdempotencyKey>,
-    admission: Option<&str>,
-) -> OwnedWrite {
-    OwnedWrite {
-        kind,
-        user_id: caller.user_id,
-        session_id: caller.session_id,
-        role: caller.role,
-        concert_id,
-        seat_type_id,
-        idempotency_key: key.map(|key| key.as_str().to_owned()),
-        admission: admission.map(str::to_owned),
+/// A new booking or hold as a caller asked this instance for it.
+pub struct NewWrite<'a> {
+    pub kind: Write,
+    pub caller: AuthUser,
+    pub concert_id: Uuid,
+    pub seat_type_id: Uuid,
+    pub key: Option<IdempotencyKey>,
+    pub admission: Option<&'a str>,
+}
+
+impl NewWrite<'_> {
+    /// The write as its concert's owner is sent it.
+    fn owned(&self) -> OwnedWrite {
+        OwnedWrite {
+            kind: self.kind,
+            user_id: self.caller.user_id,
+            session_id: self.caller.session_id,
+            role: self.caller.role,
+            concert_id: self.concert_id,
+            seat_type_id: self.seat_type_id,
+            idempotency_key: self.key.as_ref().map(|key| key.as_str().to_owned()),
+            admission: self.admission.map(str::to_owned),
+        }
+    }
+}
+
+impl OwnedWrite {
+    /// The write as the forwarding instance was asked for it.
+    fn asked(&self) -> Result<NewWrite<'_>, BookingError> {
+        let key = (self.idempotency_key.as_deref())
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(|message| BookingError::invalid("Idempotency-Key", message))?;
+        Ok(NewWrite {
+            kind: self.kind,
+            caller: AuthUser {
+                user_id: self.user_id,
+                session_id: self.session_id,
+                role: self.role,
+            },
+            concert_id: self.concert_id,
+            seat_type_id: self.seat_type_id,
+            key,
+            admission: self.admission.as_deref(),
+        })
     }
 }
 
@@ -71,11 +98,11 @@ async fn owned_batch(
     let answers = batch.items.into_iter().map(|write| {
         let service = service.clone();
         async move {
-            let response = match make(&service, write).await {
-                Ok(response) => response,
-                Err(error) => error.into_response(),
+            let made = match write.asked() {
+                Ok(asked) => make(&service, asked).await,
+                Err(error) => Err(error),
             };
-            answer_of(response).await
+            answer_of(made.unwrap_or_else(IntoResponse::into_response)).await
         }
     });
     axum::Json(Batch {
@@ -86,24 +113,31 @@ async fn owned_batch(
 /// Makes a new booking or hold a caller asked this instance for: at its concert's owner when
 /// that is another instance (a forward), else here. The answer names the owner
 /// ([`OWNER_HEADER`]) for the gateway, when concerts have owners.
-pub async fn write(service: &BookingService, write: OwnedWrite) -> Result<Response, BookingError> {
-    let concert_id = write.concert_id;
-    let owner = service
+pub async fn write(
+    service: &BookingService,
+    asked: NewWrite<'_>,
+) -> Result<Response, BookingError> {
+    let concert_id = asked.concert_id;
+    let mut owner = service
         .owner_elsewhere(
-            &caller_of(&write),
+            &asked.caller,
             concert_id,
-            write.seat_type_id,
-            key_of(&write)?.as_ref(),
-            write.admission.as_deref(),
+            asked.seat_type_id,
+            asked.key.as_ref(),
+            asked.admission,
         )
         .await?;
     let forwarded = match &owner {
-        Some(owner) => forward(service, owner, write.clone()).await?,
+        Some(owner) => forward(service, owner, asked.owned()).await?,
         None => None,
     };
-    let (mut response, owner) = match forwarded {
-        Some(response) => (response, owner),
-        None => (make(service, write).await?, service.owner_of(concert_id)),
+    let mut response = match forwarded {
+        Some(response) => response,
+        None => {
+            let made = make(service, asked).await?;
+            owner = service.owner_of(concert_id);
+            made
+        }
     };
     if let Some(owner) = owner
         && let Ok(owner) = HeaderValue::from_str(owner.as_str())
@@ -113,37 +147,27 @@ pub async fn write(service: &BookingService, write: OwnedWrite) -> Result<Respon
     Ok(response)
 }
 
-fn caller_of(write: &OwnedWrite) -> AuthUser {
-    AuthUser {
-        user_id: write.user_id,
-        session_id: write.session_id,
-        role: write.role,
-    }
-}
-
-fn key_of(write: &OwnedWrite) -> Result<Option<IdempotencyKey>, BookingError> {
-    (write.idempotency_key.as_deref())
-        .map(IdempotencyKey::parse)
-        .transpose()
-        .map_err(|message| BookingError::invalid("Idempotency-Key", message))
-}
-
-/// Makes `write` here.
-async fn make(service: &BookingService, write: OwnedWrite) -> Result<Response, BookingError> {
-    service.owned_here(write.concert_id).await;
-    let caller = caller_of(&write);
-    let key = key_of(&write)?;
-    let admission = write.admission.as_deref();
-    Ok(match write.kind {
+/// Makes `asked` here.
+async fn make(service: &BookingService, asked: NewWrite<'_>) -> Result<Response, BookingError> {
+    service.owned_here(asked.concert_id).await;
+    let NewWrite {
+        kind,
+        caller,
+        concert_id,
+        seat_type_id,
+        key,
+        admission,
+    } = asked;
+    Ok(match kind {
         Write::Booking => {
             let made = service
-                .book_admitted(caller, write.concert_id, write.seat_type_id, key, admission)
+                .book_admitted(caller, concert_id, seat_type_id, key, admission)
                 .await?;
             made_response(made, "/api/v1/bookings", |booking| booking.id)
         }
         Write::Hold => {
             let made = service
-                .hold_admitted(caller, write.concert_id, write.seat_type_id, key, admission)
+                .hold_admitted(caller, concert_id, seat_type_id, key, admission)
                 .await?;
             made_response(made, "/api/v1/holds", |hold| hold.id)
         }

@@ -68,7 +68,7 @@ pub struct Batch<T> {
 }
 
 /// Why a forward has no answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Failure {
     /// The owner could not be connected to: nothing was sent, the write may be made elsewhere.
     NotSent,
@@ -177,15 +177,8 @@ impl Link {
                 }
             }
             Err(failure) => {
-                let why = match &failure {
-                    Failure::NotSent => None,
-                    Failure::Lost(why) => Some(why.clone()),
-                };
                 for reply in replies {
-                    let _ = reply.send(Err(match &why {
-                        None => Failure::NotSent,
-                        Some(why) => Failure::Lost(why.clone()),
-                    }));
+                    let _ = reply.send(Err(failure.clone()));
                 }
             }
         }
