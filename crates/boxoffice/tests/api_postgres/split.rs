@@ -295,6 +295,49 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// After a storm: every acknowledged booking (user id, booking) reads back confirmed, no
+    /// user in `users` (id, token) holds two, and the counts agree with what they hold; returns
+    /// the confirmed bookings.
+    pub async fn assert_storm_kept(
+        &self,
+        admin: &str,
+        concert: &str,
+        capacity: u64,
+        users: &[(String, String)],
+        acknowledged: &[(String, Value)],
+    ) -> u64 {
+        let tokens: HashMap<&String, &String> =
+            users.iter().map(|(id, token)| (id, token)).collect();
+        for (user_id, booking) in acknowledged {
+            let (status, stored) = self
+                .get(
+                    &format!("/api/v1/bookings/{}", id_of(booking)),
+                    Some(tokens[user_id]),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "acknowledged {booking}");
+            assert_eq!(stored["status"], "confirmed", "{stored}");
+        }
+        let mut confirmed = 0u64;
+        for (user_id, token) in users {
+            let (status, page) = self
+                .get("/api/v1/bookings?status=confirmed&limit=100", Some(token))
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            let held = page["items"].as_array().unwrap().len();
+            assert!(held <= 1, "user {user_id} holds {held} bookings");
+            confirmed += held as u64;
+        }
+        assert!(confirmed >= acknowledged.len() as u64);
+        assert_eq!(
+            self.assert_counts(admin, concert, capacity).await,
+            confirmed
+        );
+        confirmed
+    }
+}
+
 /// `boxoffice serve` with `args`, listening on `port`, keeping its data in `<dir>/<name>`.
 fn spawn(name: &'static str, dir: &Path, port: u16, args: &[String]) -> Process {
     let child = boxoffice_command()
@@ -597,7 +640,6 @@ async fn a_booking_instance_killed_mid_storm_loses_no_acknowledged_booking() {
     let admin = cluster.admin_token().await;
     let (concert, seat_type) = cluster.concert(&admin, "Storm", CAPACITY).await;
     let users = cluster.register("storm", USERS).await;
-    let tokens: HashMap<String, String> = users.iter().cloned().collect();
 
     let body = json!({"concert_id": concert, "seat_type_id": seat_type});
     let (client, url) = (cluster.client.clone(), cluster.url("/api/v1/bookings"));
@@ -628,32 +670,10 @@ async fn a_booking_instance_killed_mid_storm_loses_no_acknowledged_booking() {
         }
     }
 
-    for (user_id, booking) in &acknowledged {
-        let (status, stored) = cluster
-            .get(
-                &format!("/api/v1/bookings/{}", id_of(booking)),
-                Some(&tokens[user_id]),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "acknowledged {booking}");
-        assert_eq!(stored["status"], "confirmed", "{stored}");
-    }
-    let mut confirmed = 0u64;
-    for (user_id, token) in &users {
-        let (status, page) = cluster
-            .get("/api/v1/bookings?status=confirmed&limit=100", Some(token))
-            .await;
-        assert_eq!(status, StatusCode::OK);
-        let held = page["items"].as_array().unwrap().len();
-        assert!(held <= 1, "user {user_id} holds {held} bookings");
-        confirmed += held as u64;
-    }
-    assert!(confirmed >= acknowledged.len() as u64);
+    let confirmed = cluster
+        .assert_storm_kept(&admin, &concert, CAPACITY, &users, &acknowledged)
+        .await;
     assert!(confirmed <= CAPACITY);
-    assert_eq!(
-        cluster.assert_counts(&admin, &concert, CAPACITY).await,
-        confirmed
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
