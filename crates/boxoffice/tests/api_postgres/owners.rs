@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::crash::storm_with_kill;
+use crate::helpers::id_of;
 use crate::split::{Cluster, book};
 
 const BOOKINGS: [&str; 2] = ["booking-1", "booking-2"];
@@ -128,19 +129,39 @@ async fn two_concerts_on_sale_at_once_are_owned_by_different_instances() {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let owner = response.headers()["boxoffice-owner"].to_str().unwrap();
-        owner.trim_end_matches('/').to_owned()
+        let header = |name: &str| {
+            let value = response
+                .headers()
+                .get(name)
+                .map(|value| value.to_str().unwrap());
+            value.unwrap_or_default().to_owned()
+        };
+        let (owner, location) = (header("boxoffice-owner"), header("location"));
+        let content_type = header("content-type");
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        let owner = owner.trim_end_matches('/').to_owned();
+        (status, owner, location, content_type, body)
     };
-    let owner = direct(&bases[0], &users[warmed].1).await;
+    let (status, owner, _, _, body) = direct(&bases[0], &users[warmed].1).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let other = match owner == bases[0] {
         true => &bases[1],
         false => &bases[0],
     };
     let relayed_before = relayed(&client, other).await;
-    let named = direct(other, &users[warmed + 1].1).await;
+    let (status, named, location, content_type, body) = direct(other, &users[warmed + 1].1).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(named, owner, "both instances name the same owner");
-    assert_eq!(relayed(&client, other).await, relayed_before + 1.0);
+    assert_eq!(location, format!("/api/v1/bookings/{}", id_of(&body)));
+    assert_eq!(content_type, "application/json");
+    assert_eq!(body["status"], "confirmed", "{body}");
+    // A refusal the owner makes comes back as it made it.
+    let (status, _, _, content_type, problem) = direct(other, &users[warmed + 1].1).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "already_booked");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(relayed(&client, other).await, relayed_before + 2.0);
     warmed += 2;
 
     let created = storm(&cluster, &users[warmed..], &sales).await;
