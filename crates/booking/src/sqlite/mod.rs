@@ -165,17 +165,12 @@ impl SqliteBooking {
         concert_id: Uuid,
         since: OffsetDateTime,
     ) -> Result<bool, BookingError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM bookings
-                            WHERE user_id = ?1 AND concert_id = ?2 AND created_at >= ?3)
-                 OR EXISTS (SELECT 1 FROM holds
-                            WHERE user_id = ?1 AND concert_id = ?2 AND created_at >= ?3)",
-        )
-        .bind(user_id)
-        .bind(concert_id)
-        .bind(boxoffice_shared::clock::to_millis(since))
-        .fetch_one(&self.db.read)
-        .await?)
+        Ok(sqlx::query_scalar(reads::BOOKED_OR_HELD_SINCE)
+            .bind(user_id)
+            .bind(concert_id)
+            .bind(boxoffice_shared::clock::to_millis(since))
+            .fetch_one(&self.db.read)
+            .await?)
     }
 
     /// The pool clients' reads go to; the reads both engines make alike ([`crate::rows`]) run

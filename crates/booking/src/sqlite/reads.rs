@@ -65,6 +65,18 @@ pub const SALES_SEATS: &str = "SELECT id, name, capacity, remaining, price_cents
 pub const SALES_BY_DAY: &str = "SELECT date(created_at / 1000, 'unixepoch') AS day, count(*) AS n
      FROM bookings WHERE concert_id = $1 AND status = 'confirmed' GROUP BY day ORDER BY day";
 
+/// Whether user `?1` booked or held a seat of concert `?2` at or after `?3` (milliseconds): an
+/// admission from the waiting room is used up by either.
+///
+/// `+concert_id` keeps SQLite off the concert's index: without statistics it would pick
+/// `bookings_by_concert` and read every booking of the concert, for every admitted booking (a
+/// sold-out concert's last fans would each read all of them). A user's own rows are a handful.
+pub const BOOKED_OR_HELD_SINCE: &str = "SELECT
+        EXISTS (SELECT 1 FROM bookings
+                WHERE user_id = ?1 AND +concert_id = ?2 AND created_at >= ?3)
+     OR EXISTS (SELECT 1 FROM holds
+                WHERE user_id = ?1 AND +concert_id = ?2 AND created_at >= ?3)";
+
 /// One page of a user's holds, newest first, strictly older than `before` when given, with
 /// `status` as it stands at `now`: an active hold at or past its expiry counts as expired.
 pub async fn list_holds<'c>(
@@ -96,4 +108,61 @@ pub async fn list_holds<'c>(
     rows.iter()
         .map(|row| hold_from_row(row).map(|hold| hold.as_of(now)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rusqlite::Connection;
+
+    /// A store in memory with every migration applied.
+    fn migrated() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            conn.execute_batch(&std::fs::read_to_string(file).unwrap())
+                .unwrap();
+        }
+        conn
+    }
+
+    /// How SQLite plans `query` (its parameters left NULL): one line per step.
+    fn plan(conn: &Connection, query: &str) -> Vec<String> {
+        let mut statement = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+            .unwrap();
+        let nulls = vec![rusqlite::types::Null; statement.parameter_count()];
+        statement
+            .query_map(rusqlite::params_from_iter(nulls), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Checking an admission reads the user's rows, not the concert's: by the concert, each
+    /// admitted booking of a large on-sale read every booking made before it.
+    #[test]
+    fn an_admission_is_checked_against_the_users_rows_only() {
+        let steps = plan(&migrated(), super::BOOKED_OR_HELD_SINCE);
+        assert!(
+            steps.iter().any(|step| step.contains("bookings_by_user")),
+            "{steps:?}"
+        );
+        assert!(
+            steps.iter().any(|step| step.contains("holds_by_user")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|step| step.contains("by_concert")),
+            "{steps:?}"
+        );
+    }
 }
