@@ -4,7 +4,6 @@
 //! Writes run on the blocking pool, one at a time (the connection's lock); a batch of joins is
 //! one immediate transaction and one fsync however many joins it holds.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use boxoffice_shared::clock::{from_millis, to_millis};
@@ -119,14 +118,36 @@ fn join_room(
         head = shuffle(tx, room.concert_id, head)?;
     }
     let mut places = Vec::with_capacity(room.users.len());
-    let mut seen: HashMap<Uuid, Place> = HashMap::new();
     for &user in &room.users {
-        // A user twice in one batch: the second join finds the first one's place.
-        if let Some(place) = seen.get(&user) {
-            places.push((*place, false));
+        // A new place in one statement; only a user who has one already (a second join, also
+        // within this batch) is read back.
+        let rank = head.shuffled.then(|| head.ranked + 1);
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO places (concert_id, user_id, draw, rank, joined_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (concert_id, user_id) DO NOTHING",
+            )?
+            .execute(params![
+                room.concert_id,
+                user,
+                draw_key(),
+                rank,
+                to_millis(now)
+            ])?;
+        if inserted == 1 {
+            if let Some(rank) = rank {
+                head.ranked = rank;
+            }
+            places.push((
+                Place {
+                    rank,
+                    joined_at: now,
+                },
+                true,
+            ));
             continue;
         }
-        let existing = tx
+        let place = tx
             .prepare_cached(
                 "SELECT rank, joined_at FROM places WHERE concert_id = ?1 AND user_id = ?2",
             )?
@@ -135,35 +156,8 @@ fn join_room(
                     rank: row.get(0)?,
                     joined_at: from_millis(row.get(1)?),
                 })
-            })
-            .optional()?;
-        let (place, new) = match existing {
-            Some(place) => (place, false),
-            None => {
-                let rank = head.shuffled.then(|| head.ranked + 1);
-                tx.prepare_cached(
-                    "INSERT INTO places (concert_id, user_id, draw, rank, joined_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    room.concert_id,
-                    user,
-                    draw_key(),
-                    rank,
-                    to_millis(now)
-                ])?;
-                if let Some(rank) = rank {
-                    head.ranked = rank;
-                }
-                let place = Place {
-                    rank,
-                    joined_at: now,
-                };
-                (place, true)
-            }
-        };
-        seen.insert(user, place);
-        places.push((place, new));
+            })?;
+        places.push((place, false));
     }
     // Into a room where nobody waited, the ticker's credit starts now: none is earned while
     // nobody waits (the right-hand sides read the row as it was).
