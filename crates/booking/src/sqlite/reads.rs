@@ -119,18 +119,12 @@ mod tests {
 
     use rusqlite::Connection;
 
-    /// A store in memory with every migration applied.
+    /// A store in memory with every migration the store embeds ([`super::super::MIGRATIONS`])
+    /// applied.
     fn migrated() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .collect();
-        files.sort();
-        for file in files {
-            conn.execute_batch(&std::fs::read_to_string(file).unwrap())
-                .unwrap();
+        for migration in super::super::MIGRATIONS.iter() {
+            conn.execute_batch(migration.sql.as_str()).unwrap();
         }
         conn
     }
