@@ -16,6 +16,8 @@
 #   BOXOFFICE_CLUSTER_OWNERS    on (default): each concert's bookings and holds are made by one
 #                               booking instance at a time (each gets --advertise-url); off: by
 #                               whichever instance a request reaches
+#   BOXOFFICE_CLUSTER_ANSWERS   on (default): the gateway gets Auth's public key and repeats
+#                               Booking's sold-out answers itself; off: it forwards everything
 #   BOXOFFICE_BIN               a boxoffice binary to use instead of building one
 set -euo pipefail
 
@@ -27,6 +29,8 @@ BOOKINGS="${BOXOFFICE_CLUSTER_BOOKINGS:-2}"
 [[ "$BOOKINGS" =~ ^[1-9][0-9]?$ ]] || { echo "BOXOFFICE_CLUSTER_BOOKINGS must be 1..99" >&2; exit 2; }
 OWNERS="${BOXOFFICE_CLUSTER_OWNERS:-on}"
 [[ "$OWNERS" == on || "$OWNERS" == off ]] || { echo "BOXOFFICE_CLUSTER_OWNERS must be on or off" >&2; exit 2; }
+ANSWERS="${BOXOFFICE_CLUSTER_ANSWERS:-on}"
+[[ "$ANSWERS" == on || "$ANSWERS" == off ]] || { echo "BOXOFFICE_CLUSTER_ANSWERS must be on or off" >&2; exit 2; }
 # Name, port offset and `--service` of every process, in start order.
 PROCESSES=("auth 1 auth")
 for ((i = 1; i <= BOOKINGS; i++)); do PROCESSES+=("booking-$i $((3 + i)) booking"); done
@@ -95,7 +99,8 @@ up() {
         [[ "$OWNERS" == off ]] || args+=("--advertise-url=$(url_of "$offset")") ;;
       catalog) args+=("--jwt-public-key-file=$STATE/jwt.pub.pem" "--auth-url=$auth" "--booking-url=$booking") ;;
       notifications) args+=("--auth-url=$auth" "--booking-url=$booking" "--mail-dir=$STATE/mail") ;;
-      gateway) args+=("--auth-url=$auth" "--catalog-url=$catalog" "--booking-url=$booking") ;;
+      gateway) args+=("--auth-url=$auth" "--catalog-url=$catalog" "--booking-url=$booking")
+        [[ "$ANSWERS" == off ]] || args+=("--jwt-public-key-file=$STATE/jwt.pub.pem") ;;
     esac
     BOXOFFICE_SERVICE_TOKEN="$token" BOXOFFICE_LOG_FORMAT=json \
       nohup "$bin" "${args[@]}" </dev/null >"$STATE/logs/$name.log" 2>&1 &

@@ -88,6 +88,31 @@ impl Inventory {
         seat.remaining > 0 || self.next_hold_expiry.is_some_and(|at| is_due(at, now))
     }
 
+    /// How long, from `now`, a new booking or hold of `seat_type_id` without an admission is
+    /// sure to be refused `sold_out` unless a seat comes back some other way (a cancel, a
+    /// capacity raised): until the next hold falls due or the concert starts, and at most
+    /// `at_most`. `None` when it is not refused `sold_out` now, or the concert has a waiting
+    /// room (whose admission is checked first).
+    pub fn sold_out_lasts(
+        &self,
+        concert_id: Uuid,
+        seat_type_id: Uuid,
+        now: OffsetDateTime,
+        at_most: time::Duration,
+    ) -> Option<time::Duration> {
+        let concert = self.concerts.get(&concert_id)?;
+        let seat = self.seat_of(concert_id, seat_type_id).ok()?;
+        let refusal = bookable(now, concert, self.may_have_seat(seat, now)).err()?;
+        if !matches!(refusal, BookingError::SoldOut) || concert.waiting_room.is_some() {
+            return None;
+        }
+        let until = [self.next_hold_expiry, Some(concert.starts_at)]
+            .into_iter()
+            .flatten()
+            .fold(now + at_most, OffsetDateTime::min);
+        Some(until - now).filter(|lasts| lasts.is_positive())
+    }
+
     /// Exact availability of one concert at `now`.
     pub fn availability(&self, concert_id: Uuid, now: OffsetDateTime) -> Option<Availability> {
         let concert = self.concerts.get(&concert_id)?;
@@ -201,6 +226,57 @@ mod tests {
                 .availability(concert, datetime!(2027-01-01 20:00 UTC))
                 .unwrap()
                 .booking_open
+        );
+    }
+
+    #[test]
+    fn a_sold_out_answer_lasts_until_a_hold_falls_due_or_the_concert_starts() {
+        let now = datetime!(2027-01-01 19:00 UTC);
+        let second = time::Duration::seconds(1);
+        let (mut inventory, concert) = inventory([0, 3]);
+        let ids = inventory.concerts[&concert].seat_types.clone();
+        let (sold_out, open) = (ids[0], ids[1]);
+        assert_eq!(
+            inventory.sold_out_lasts(concert, sold_out, now, second),
+            Some(second)
+        );
+        assert_eq!(inventory.sold_out_lasts(concert, open, now, second), None);
+        assert_eq!(
+            inventory.sold_out_lasts(Uuid::now_v7(), sold_out, now, second),
+            None
+        );
+        let soon = time::Duration::milliseconds(30);
+        inventory.next_hold_expiry = Some(now + soon);
+        assert_eq!(
+            inventory.sold_out_lasts(concert, sold_out, now, second),
+            Some(soon)
+        );
+        // A hold already due may have given its seat back: nothing is promised.
+        inventory.next_hold_expiry = Some(now);
+        assert_eq!(
+            inventory.sold_out_lasts(concert, sold_out, now, second),
+            None
+        );
+        inventory.next_hold_expiry = None;
+        let starts = datetime!(2027-01-01 20:00 UTC);
+        let minute_before = starts - time::Duration::minutes(1);
+        let hour = time::Duration::hours(1);
+        assert_eq!(
+            inventory.sold_out_lasts(concert, sold_out, minute_before, hour),
+            Some(time::Duration::minutes(1))
+        );
+        assert_eq!(
+            inventory.sold_out_lasts(concert, sold_out, starts, hour),
+            None
+        );
+        let sale = inventory.concerts.get_mut(&concert).unwrap();
+        sale.waiting_room = Some(WaitingRoom {
+            admit_per_minute: 60,
+            admission_ttl_seconds: 600,
+        });
+        assert_eq!(
+            inventory.sold_out_lasts(concert, sold_out, now, second),
+            None
         );
     }
 

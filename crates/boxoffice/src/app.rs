@@ -295,7 +295,7 @@ impl Application {
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
         let (router, services) = if config.roles.gateway {
-            (build_gateway(&config, &tasks, &stop)?, None)
+            (build_gateway(&config, &tasks, &stop).await?, None)
         } else {
             let services = Services::open(&config, &tasks, &stop).await?;
             if let Some(admin) = &config.admin {
@@ -401,20 +401,28 @@ fn build_router(services: &Services, trusted_proxies: &[IpAddr]) -> Router {
 
 /// The gateway process: the public routes forwarded to the services, and its own operations
 /// routes. Its health checks run on `tasks` until `stop`.
-fn build_gateway(
+async fn build_gateway(
     config: &Config,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> anyhow::Result<Router> {
     let urls = |list: &[Url]| list.iter().map(|url| url.as_str().to_owned()).collect();
-    let gateway = boxoffice_gateway::Gateway::new(boxoffice_gateway::GatewayConfig::new(
+    let upstreams = boxoffice_gateway::GatewayConfig::new(
         urls(&config.peers.auth),
         urls(&config.peers.catalog),
         urls(&config.peers.booking),
-    ))?;
+    );
+    let mut checks: Vec<Arc<dyn ReadyCheck>> = Vec::new();
+    let gateway = match gateway_answering(config, tasks, stop).await? {
+        Some((answering, component)) => {
+            checks.extend(component.checks);
+            boxoffice_gateway::Gateway::answering(upstreams, answering)?
+        }
+        None => boxoffice_gateway::Gateway::new(upstreams)?,
+    };
     let stop = stop.clone();
     tasks.spawn(gateway.health_checks(async move { stop.cancelled().await }));
-    let checks: Vec<Arc<dyn ReadyCheck>> = vec![Arc::new(ops::GatewayCheck(gateway.clone()))];
+    checks.insert(0, Arc::new(ops::GatewayCheck(gateway.clone())));
     let docs = ops::UpstreamDocs {
         services: vec![
             config.peers.auth.clone(),
@@ -428,4 +436,51 @@ fn build_gateway(
         checks,
         docs,
     )))
+}
+
+/// What the gateway needs to repeat Booking's sold-out answers itself
+/// ([`boxoffice_gateway::answers`]), when it is given Auth's key: the key, Auth's revocations
+/// followed on the PostgreSQL database (the returned component's readiness check says when
+/// they have been read), and the limits on writes. `None` without a key: every request is
+/// forwarded.
+async fn gateway_answering(
+    config: &Config,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<(boxoffice_gateway::Answering, Component)>> {
+    let keys = auth_keys(config);
+    if keys.secret.is_none() && keys.key_file.is_none() && keys.public_key_file.is_none() {
+        return Ok(None);
+    }
+    let authenticator = boxoffice_auth::open::authenticator_elsewhere(
+        &keys,
+        true,
+        config.clock.clone(),
+        "gateway",
+    )?;
+    let Storage::Postgres { url } = &config.storage else {
+        anyhow::bail!(
+            "--service gateway with Auth's key answers sold-out bookings itself and follows \
+             revoked sessions on the deployment's PostgreSQL database: give --database-url too \
+             (or no key, and the gateway forwards every request)"
+        );
+    };
+    let store = boxoffice_shared::db::PgStore::connect(url, "auth", 2).await?;
+    let wiring = Wiring::new(tasks, stop, true, config.service_credential.clone())?;
+    let component = boxoffice_auth::open::follow_revocations(
+        &wiring,
+        &authenticator,
+        &[store.into()],
+        &config.peers.auth,
+        config.auth.access_ttl,
+    )?;
+    let limiter = config
+        .write_limits
+        .map(|limits| boxoffice_auth::open::write_limiter(&config.auth, limits))
+        .transpose()?;
+    let answering = boxoffice_gateway::Answering {
+        authenticator,
+        limiter,
+    };
+    Ok(Some((answering, component)))
 }

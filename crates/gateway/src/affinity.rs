@@ -24,6 +24,7 @@ use std::sync::{Mutex, PoisonError};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, header};
 use boxoffice_shared::clients::OWNER_HEADER;
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
@@ -54,25 +55,25 @@ pub(crate) fn concert_of(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Write>(body).ok()?.concert_id
 }
 
-/// Reads a small write's body for its `concert_id`; returns the body to send on, whole, and the
-/// concert. A body without a `Content-Length` of at most [`PEEK_LIMIT`] is passed on unread.
-pub(crate) async fn peek_concert(
+/// Reads a small write's body whole, to route it by its `concert_id` (and perhaps answer it,
+/// [`crate::answers`]): `Ok(bytes)`. A body without a `Content-Length` of at most
+/// [`PEEK_LIMIT`] is left unread: `Err(body)`, to pass on as it is.
+pub(crate) async fn peek(
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Body, Option<String>), GatewayError> {
+) -> Result<Result<Bytes, Body>, GatewayError> {
     let small = (headers.get(header::CONTENT_LENGTH))
         .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|length| length <= PEEK_LIMIT);
     if !small {
-        return Ok((body, None));
+        return Ok(Err(body));
     }
     let bytes = body
         .collect()
         .await
         .map_err(|_| GatewayError::BodyUnread)?
         .to_bytes();
-    let concert = concert_of(&bytes);
-    Ok((Body::from(bytes), concert))
+    Ok(Ok(bytes))
 }
 
 /// Which Booking instance owns which concert, as Booking last said.

@@ -33,6 +33,10 @@ pub enum GatewayError {
     /// concert's owner).
     #[error("the request body could not be read")]
     BodyUnread,
+    /// Booking's answer broke off (or was larger than an answer the gateway keeps) while the
+    /// gateway read it to keep it.
+    #[error("the booking service's answer broke off")]
+    AnswerUnread,
     /// The request could not be addressed to the upstream; a bug, not a client error.
     #[error("cannot build the upstream request")]
     Internal(#[from] axum::http::Error),
@@ -43,9 +47,9 @@ impl GatewayError {
     pub fn code(&self) -> ErrorCode {
         match self {
             GatewayError::NotFound => ErrorCode::NotFound,
-            GatewayError::NoHealthyInstance { .. } | GatewayError::UpstreamFailed { .. } => {
-                ErrorCode::Unavailable
-            }
+            GatewayError::NoHealthyInstance { .. }
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::AnswerUnread => ErrorCode::Unavailable,
             GatewayError::BodyUnread => ErrorCode::ValidationFailed,
             GatewayError::Internal(_) => ErrorCode::Internal,
         }
@@ -79,6 +83,11 @@ impl From<GatewayError> for Problem {
                 .with_retry_after(1)
             }
             GatewayError::BodyUnread => Problem::new(error.code(), error.to_string()),
+            GatewayError::AnswerUnread => Problem::new(
+                error.code(),
+                "the booking service's answer broke off; retry shortly",
+            )
+            .with_retry_after(1),
             GatewayError::Internal(_) => Problem::internal(&error),
         }
     }

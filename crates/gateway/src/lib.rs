@@ -37,6 +37,9 @@
 //!   ones.
 //! - [`proxy`]: forwarding one request: hop-by-hop headers, `X-Forwarded-For`, the single retry
 //!   on another instance, and the metrics.
+//! - [`affinity`]: each concert's new bookings and holds sent to the instance that owns it.
+//! - [`answers`]: sold-out answers repeated by the gateway itself, when it is given Auth's key
+//!   ([`Gateway::answering`]).
 //! - [`health`]: the background task that asks every instance's `/readyz`.
 //! - [`error`]: [`GatewayError`] and its problem codes.
 //!
@@ -48,8 +51,10 @@
 //! - `gateway_upstream_duration_seconds{service}`: time from sending a request to receiving the
 //!   upstream's response head (for a stream, the time to open it, not its lifetime).
 //! - `gateway_upstream_healthy{service, upstream}`: 1 or 0, after every health check.
+//! - `gateway_answered_total{status}`: requests the gateway answered itself with a kept answer.
 
 pub mod affinity;
+pub mod answers;
 pub mod balance;
 pub mod config;
 pub mod error;
@@ -63,6 +68,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::any;
 
+pub use answers::Answering;
 pub use balance::UpstreamStatus;
 pub use config::{ConfigError, GatewayConfig};
 pub use error::GatewayError;
@@ -81,7 +87,15 @@ impl Gateway {
     /// failed connection) corrects that within moments.
     pub fn new(config: GatewayConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            inner: Arc::new(proxy::Proxy::new(config)?),
+            inner: Arc::new(proxy::Proxy::new(config, None)?),
+        })
+    }
+
+    /// [`Gateway::new`], and the gateway repeats Booking's sold-out answers itself for callers
+    /// it checks with `answering` ([`answers`]).
+    pub fn answering(config: GatewayConfig, answering: Answering) -> Result<Self, ConfigError> {
+        Ok(Self {
+            inner: Arc::new(proxy::Proxy::new(config, Some(answering))?),
         })
     }
 

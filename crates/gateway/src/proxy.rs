@@ -14,8 +14,12 @@
 //! do anything twice: the connection was never established (so nothing was sent), or the method
 //! is `GET`/`HEAD`. A `POST` that may have reached an instance is never resent; the client gets a
 //! 503 and retries with its `Idempotency-Key`.
+//!
+//! A booking or hold is read whole first (it is small): its concert picks the instance
+//! ([`crate::affinity`]), and a sold-out answer Booking gave for its seat type moments ago may
+//! answer it here ([`crate::answers`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -24,10 +28,12 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::request::Parts;
 use axum::http::uri::{PathAndQuery, Uri};
 use axum::http::{Extensions, Method, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http_body_util::{BodyExt as _, Limited};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,6 +41,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
 
 use crate::affinity::{self, Owners};
+use crate::answers::{Answering, Answers, Asked, KEPT_BODY};
 use crate::balance::{Pool, UpstreamStatus};
 use crate::config::{BaseUrl, ConfigError, GatewayConfig};
 use crate::error::GatewayError;
@@ -53,13 +60,15 @@ pub(crate) struct Proxy {
     pools: [Pool; 3],
     /// Which Booking instance owns which concert, for its writes.
     owners: Owners,
+    /// The sold-out answers this gateway repeats itself, when it can check callers.
+    answers: Option<Answers>,
     pub client: UpstreamClient,
     pub health_interval: Duration,
     pub health_timeout: Duration,
 }
 
 impl Proxy {
-    pub fn new(config: GatewayConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: GatewayConfig, answering: Option<Answering>) -> Result<Self, ConfigError> {
         config.check_durations()?;
         let pools = Service::ALL.map(|service| parse_pool(&config, service));
         let [auth, catalog, booking] = pools;
@@ -80,6 +89,7 @@ impl Proxy {
         Ok(Self {
             pools,
             owners: Owners::new(booking_instances),
+            answers: answering.map(Answers::new),
             client,
             health_interval: config.health_interval,
             health_timeout: config.health_timeout,
@@ -103,20 +113,32 @@ impl Proxy {
     async fn forward(&self, service: Service, request: Request) -> Result<Response, GatewayError> {
         let pool = self.pool(service);
         let (parts, body) = request.into_parts();
+        let idempotent = matches!(parts.method, Method::GET | Method::HEAD);
         // A booking or hold goes to its concert's owner (`affinity`): its body says which.
         let owned = service == Service::Booking
             && affinity::is_owned_write(&parts.method, parts.uri.path());
-        let (mut body, concert) = match owned {
-            true => affinity::peek_concert(&parts.headers, body).await?,
-            false => (body, None),
-        };
+        let Peeked {
+            mut body,
+            concert,
+            asked,
+        } = self.peek(owned, &parts, body).await?;
+        if let Some(answer) = self.kept_answer(asked.as_ref(), &parts).await {
+            return Ok(answer);
+        }
+        // A write that may give a seat back (or change what may be sold) ends the sold-out
+        // answers kept so far, as it is sent and again once it is answered.
+        let gives_back =
+            (self.answers.as_ref()).filter(|_| !owned && !idempotent && service != Service::Auth);
+        if let Some(answers) = gives_back {
+            answers.forget_all();
+        }
+        let sent = self.answers.as_ref().map_or(0, Answers::now);
         let path_and_query = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let headers = outbound_headers(&parts.headers, &parts.uri, &parts.extensions);
-        let idempotent = matches!(parts.method, Method::GET | Method::HEAD);
 
         let mut failed = None;
         loop {
@@ -151,9 +173,14 @@ impl Proxy {
             let error = match self.client.request(upstream_request).await {
                 Ok(mut response) => {
                     drop(in_flight);
+                    if let Some(answers) = gives_back {
+                        answers.forget_all();
+                    }
+                    let mut lasts = None;
                     if owned {
                         let headers = response.headers_mut();
                         self.owners.learn(pool, concert.as_deref(), headers);
+                        lasts = Answers::lasts(headers);
                     }
                     metrics::histogram!(
                         "gateway_upstream_duration_seconds",
@@ -166,6 +193,10 @@ impl Proxy {
                         "success"
                     };
                     count(service, outcome);
+                    if let (Some(answers), Some(asked), Some(lasts)) = (&self.answers, asked, lasts)
+                    {
+                        return keep(answers, asked, sent, lasts, response).await;
+                    }
                     return Ok(inbound_response(response));
                 }
                 Err(error) => error,
@@ -199,6 +230,71 @@ impl Proxy {
             });
         }
     }
+}
+
+/// A request's body on its way upstream, and what a booking's or hold's body says.
+struct Peeked {
+    body: Body,
+    /// The concert of a booking or hold, to send it to the concert's owner.
+    concert: Option<String>,
+    /// A booking or hold the gateway may answer itself.
+    asked: Option<Asked>,
+}
+
+impl Proxy {
+    /// Reads the body of a booking or hold (`owned`) for its concert and for what it asks, when
+    /// it is small; passes any other body on unread.
+    async fn peek(&self, owned: bool, parts: &Parts, body: Body) -> Result<Peeked, GatewayError> {
+        let unread = |body| Peeked {
+            body,
+            concert: None,
+            asked: None,
+        };
+        if !owned {
+            return Ok(unread(body));
+        }
+        Ok(match affinity::peek(&parts.headers, body).await? {
+            Ok(bytes) => {
+                let hold = parts.uri.path() == "/api/v1/holds";
+                let asked =
+                    (self.answers.as_ref()).and_then(|_| Asked::of(hold, &parts.headers, &bytes));
+                Peeked {
+                    concert: affinity::concert_of(&bytes),
+                    body: Body::from(bytes),
+                    asked,
+                }
+            }
+            Err(body) => unread(body),
+        })
+    }
+
+    /// The answer the gateway keeps for `asked`, if one stands for this caller.
+    async fn kept_answer(&self, asked: Option<&Asked>, parts: &Parts) -> Option<Response> {
+        let (answers, asked) = (self.answers.as_ref()?, asked?);
+        let client = (parts.extensions.get::<ConnectInfo<SocketAddr>>())
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |client| client.0.ip());
+        answers.answer(asked, parts, client).await
+    }
+}
+
+/// Reads Booking's answer to `asked`, a request sent at `sent`, whole; keeps it for `lasts` and
+/// sends it on.
+async fn keep(
+    answers: &Answers,
+    asked: Asked,
+    sent: u64,
+    lasts: Duration,
+    response: hyper::Response<hyper::body::Incoming>,
+) -> Result<Response, GatewayError> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = Limited::new(body, KEPT_BODY)
+        .collect()
+        .await
+        .map_err(|_| GatewayError::AnswerUnread)?
+        .to_bytes();
+    answers.remember(asked, sent, lasts, &parts, &body);
+    Ok(Response::from_parts(parts, Body::from(body)))
 }
 
 fn parse_pool(config: &GatewayConfig, service: Service) -> Result<Pool, ConfigError> {

@@ -139,6 +139,14 @@ pub const ADMISSION_HEADER: http::HeaderName = http::HeaderName::from_static("bo
 /// so the gateway sends that concert's next writes there. The gateway removes it.
 pub const OWNER_HEADER: http::HeaderName = http::HeaderName::from_static("boxoffice-owner");
 
+/// The response header by which a Booking instance tells the gateway, on a `sold_out` answer to
+/// a `POST /bookings` or `POST /holds` that carried neither an `Idempotency-Key` nor an
+/// admission, for how many milliseconds its view is sure to refuse such a request for that seat
+/// type the same way, for every caller (until a hold falls due or the concert starts, and at most
+/// a moment). The gateway may repeat the answer itself meanwhile, and removes the header.
+pub const SOLD_OUT_LASTS_HEADER: http::HeaderName =
+    http::HeaderName::from_static("boxoffice-sold-out-lasts");
+
 /// One seat type's inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeatInventory {

@@ -195,8 +195,9 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// `application/json` or any `application/*+json`, with or without parameters.
-fn is_json_content_type(headers: &HeaderMap) -> bool {
+/// Whether the request says its body is JSON: `application/json` or any `application/*+json`,
+/// with or without parameters.
+pub fn is_json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

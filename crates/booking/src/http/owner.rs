@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use boxoffice_shared::clients::OWNER_HEADER;
+use boxoffice_shared::clients::{OWNER_HEADER, SOLD_OUT_LASTS_HEADER};
 use boxoffice_shared::component::Url;
 use boxoffice_shared::extract::Json;
 use boxoffice_shared::remote::{ServiceCredential, guarded};
@@ -110,10 +110,39 @@ async fn owned_batch(
     })
 }
 
+/// How long the gateway may repeat a `sold_out` answer at most ([`SOLD_OUT_LASTS_HEADER`]): a
+/// seat that comes back in a way the gateway does not see (through another gateway, say) is
+/// offered again within this.
+pub const SOLD_OUT_REPEATED_FOR: time::Duration = time::Duration::milliseconds(100);
+
 /// Makes a new booking or hold a caller asked this instance for: at its concert's owner when
-/// that is another instance (a forward), else here. The answer names the owner
-/// ([`OWNER_HEADER`]) for the gateway, when concerts have owners.
+/// that is another instance (a forward), else here. When concerts have owners (behind the
+/// gateway), the answer names the owner ([`OWNER_HEADER`]), and a `sold_out` refusal that
+/// holds for every caller says for how long ([`SOLD_OUT_LASTS_HEADER`]).
 pub async fn write(
+    service: &BookingService,
+    asked: NewWrite<'_>,
+) -> Result<Response, BookingError> {
+    let (concert_id, seat_type_id) = (asked.concert_id, asked.seat_type_id);
+    let for_anyone = asked.key.is_none() && asked.admission.is_none();
+    match write_here_or_there(service, asked).await {
+        Err(BookingError::SoldOut) if for_anyone && service.ownership().is_some() => {
+            let mut response = BookingError::SoldOut.into_response();
+            let lasts = service.sold_out_lasts(concert_id, seat_type_id, SOLD_OUT_REPEATED_FOR);
+            if let Some(lasts) = lasts {
+                let millis = lasts.whole_milliseconds().max(1);
+                if let Ok(value) = HeaderValue::from_str(&millis.to_string()) {
+                    response.headers_mut().insert(SOLD_OUT_LASTS_HEADER, value);
+                }
+            }
+            Ok(response)
+        }
+        answered => answered,
+    }
+}
+
+/// [`write`], the request made at its concert's owner or here.
+async fn write_here_or_there(
     service: &BookingService,
     asked: NewWrite<'_>,
 ) -> Result<Response, BookingError> {

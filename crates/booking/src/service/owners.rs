@@ -59,6 +59,18 @@ impl BookingService {
         }
     }
 
+    /// How long this instance's view is sure to refuse a new booking or hold of `seat_type_id`
+    /// without an admission `sold_out`, at most `at_most` ([`crate::view::Inventory::sold_out_lasts`]).
+    pub fn sold_out_lasts(
+        &self,
+        concert_id: Uuid,
+        seat_type_id: Uuid,
+        at_most: time::Duration,
+    ) -> Option<time::Duration> {
+        let now = self.inner.clock.now();
+        (self.inner.view.read()).sold_out_lasts(concert_id, seat_type_id, now, at_most)
+    }
+
     /// The instance that owns `concert_id` as this instance knows it (itself included), when
     /// concerts have owners.
     pub fn owner_of(&self, concert_id: Uuid) -> Option<Url> {

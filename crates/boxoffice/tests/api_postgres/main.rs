@@ -3,7 +3,7 @@
 //! data in a fresh PostgreSQL database of its own (see `helpers`). Only the throttling tests stay
 //! out: their state is in memory, whatever the store.
 //!
-//! `split` and `owners` start the split deployment (separate service processes behind the
+//! `split`, `owners` and `answers` start the split deployment (separate service processes behind the
 //! gateway) on PostgreSQL, where it belongs.
 //!
 //! The server is `BOXOFFICE_TEST_POSTGRES_URL` (default
@@ -16,6 +16,7 @@ const ON_POSTGRES: bool = true;
 
 #[path = "../api/admin.rs"]
 mod admin;
+mod answers;
 #[path = "../api/auth.rs"]
 mod auth;
 #[path = "../api/bookings.rs"]

@@ -22,7 +22,7 @@ const BOOKINGS: [&str; 2] = ["booking-1", "booking-2"];
 
 /// A metric's value on the process at `base` (the sum over its label sets that contain every
 /// one of `labels`); 0 when it has none.
-async fn metric(client: &reqwest::Client, base: &str, name: &str, labels: &[&str]) -> f64 {
+pub async fn metric(client: &reqwest::Client, base: &str, name: &str, labels: &[&str]) -> f64 {
     let text = client
         .get(format!("{base}/metrics"))
         .send()

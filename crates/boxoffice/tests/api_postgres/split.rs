@@ -136,6 +136,7 @@ impl Cluster {
                 "gateway",
                 vec![
                     "--service=gateway".into(),
+                    format!("--jwt-public-key-file={public}"),
                     format!("--auth-url={auth_url}"),
                     format!("--catalog-url={}", url(ports["catalog"])),
                     format!("--booking-url={booking_urls}"),
