@@ -10,7 +10,9 @@
 # concert.
 #
 #   scripts/bench-scaling.sh path/to/boxoffice [QUOTA_US] [USERS] [COUNTS]
-#     QUOTA_US default 30000 (0.3 of a core per instance), USERS default 5000, COUNTS "1 2 3"
+#     QUOTA_US default 30000 (0.3 of a core per instance), USERS default 5000, COUNTS "1 2 3";
+#     PERIOD_US (environment, default 100000) the period the quota is of: a shorter one (10000,
+#     with a tenth of the quota) freezes an instance that used its quota for less long
 #
 # Needs root (to write /sys/fs/cgroup/cpu), PostgreSQL on 127.0.0.1:5432, psql and curl.
 set -euo pipefail
@@ -38,7 +40,7 @@ trap cleanup EXIT
 cap() {
   local group="$cgroups/boxoffice-bench-$1"
   mkdir -p "$group"
-  echo 100000 >"$group/cpu.cfs_period_us"
+  echo "${PERIOD_US:-100000}" >"$group/cpu.cfs_period_us"
   echo "$quota" >"$group/cpu.cfs_quota_us"
   cat "$state/cluster/booking-$1.pid" >"$group/cgroup.procs"
 }
