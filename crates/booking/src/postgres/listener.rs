@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::reads::load_inventory;
-use super::statements::{CHANNEL, notified_concert};
+use super::statements::{CHANNEL, Notified, notified};
 use super::view::PgView;
 use crate::error::BookingError;
 use crate::events::AvailabilityEvent;
@@ -72,10 +72,11 @@ pub async fn run_listener(
 /// The shortest time between two reloads: notifications that arrive meanwhile wait and are
 /// reloaded together. Every instance reloads after every other instance's commits, so without a
 /// floor an instance spends more of its CPU on reloads the more instances commit; with it, at
-/// most 40 reloads a second, and the view follows other instances' commits within ~25 ms.
+/// most 40 reloads a second, and the view follows other instances' commits within ~25 ms. A
+/// booking batch's counts come with its notice and are applied at once, without a reload.
 const RELOAD_GAP: Duration = Duration::from_millis(25);
 
-/// Reloads notified concerts until `stop` (`Ok`) or until notifications may have been missed
+/// Follows notifications until `stop` (`Ok`) or until notifications may have been missed
 /// (`Err`, saying why): the connection was lost, or a reload failed.
 async fn listen(
     listener: &mut PgListener,
@@ -94,7 +95,7 @@ async fn listen(
             return Err("the connection was lost".into());
         };
         let mut concerts = HashSet::new();
-        concerts.extend(notified_concert(first.payload(), reloads.origin));
+        reloads.take(first.payload(), &mut concerts);
         if concerts.is_empty() {
             continue;
         }
@@ -105,7 +106,7 @@ async fn listen(
         // Take whatever else already arrived, to reload it in one go.
         while let Some(Ok(Some(more))) = futures_util::FutureExt::now_or_never(listener.try_recv())
         {
-            concerts.extend(notified_concert(more.payload(), reloads.origin));
+            reloads.take(more.payload(), &mut concerts);
         }
         let ids: Vec<Uuid> = concerts.into_iter().collect();
         let Reloads {
@@ -129,6 +130,23 @@ struct Reloads<'a> {
     events: &'a broadcast::Sender<AvailabilityEvent>,
     schedule: &'a Notify,
     origin: Uuid,
+}
+
+impl Reloads<'_> {
+    /// Follows one notification: a booking batch's counts are applied at once (and announced);
+    /// a concert to reload, or one whose counts name a seat type the view does not know yet,
+    /// joins `concerts`.
+    fn take(&self, payload: &str, concerts: &mut HashSet<Uuid>) {
+        match notified(payload, self.origin) {
+            Some(Notified::Counts(concert, counts)) if self.view.apply_counts(&counts) => {
+                let _ = self.events.send(AvailabilityEvent::Changed(concert));
+            }
+            Some(Notified::Counts(concert, _) | Notified::Reload(concert)) => {
+                concerts.insert(concert);
+            }
+            None => {}
+        }
+    }
 }
 
 async fn connect_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {

@@ -47,9 +47,11 @@
 //! # The view across instances
 //! Each instance keeps the in-memory view that answers sold-out and closed requests. Its own
 //! writer updates it after each commit; every commit also notifies the channel
-//! [`statements::CHANNEL`], and a listener in every instance reloads the notified concerts from the store, so
-//! a booking or cancellation made through another instance shows up within ~25 ms (reloads are
-//! at least 25 ms apart, the notifications meanwhile reloaded together). A process skips the
+//! [`statements::CHANNEL`], and a listener in every instance follows. A booking batch that changed
+//! nothing but seat counts (no hold expired, no seat offered) sends each seat type's count and
+//! row version with its notice, and the other instances apply them as they arrive, without
+//! reading the store; any other change is reloaded from the store, so it shows up within ~25 ms
+//! (reloads are at least 25 ms apart, the notifications meanwhile reloaded together). A process skips the
 //! notifications of its own booking batches: its writer has published their seats to the view. Each
 //! time the listener starts listening (at start, after a lost connection) it reloads the whole
 //! view, since commits made before were not notified to it. Row versions keep these writers from

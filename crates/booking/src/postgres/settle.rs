@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::reads::{sale_columns, sale_from_row, seat_from_row};
 use super::refunds::queue_for_bookings;
-use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify_from};
+use super::statements::{constraint_to_rule, enqueue_emails, lock_keys, notify_from, seat_counts};
 use super::waitlist;
 use super::webhooks::enqueue;
 use crate::command::{
@@ -125,13 +125,10 @@ pub async fn settle(
             .iter()
             .map(|id| (WebhookEvent::BookingCancelled, *id)),
     )
-    .chain(
-        expired
-            .into_iter()
-            .map(|id| (WebhookEvent::HoldExpired, id)),
-    );
+    .chain(expired.iter().map(|id| (WebhookEvent::HoldExpired, *id)));
+    let holds_ended = !expired.is_empty();
     enqueue(&mut tx, webhooks, events, now).await?;
-    let concerts = notify_and_commit(tx, &held, &decided, origin).await?;
+    let concerts = notify_and_commit(tx, &held, &decided, holds_ended, origin).await?;
     Ok(Settled {
         books: decided.books,
         cancels: decided.cancels,
@@ -680,10 +677,13 @@ async fn save_responses(
 
 /// Step 5: `pg_notify`s every concert the batch touched, so that every instance's view follows,
 /// and commits: one lock hold and one WAL flush for the whole batch. Returns those concerts.
+/// A batch that changed nothing but seat counts (no hold expired, no seat offered) sends the
+/// counts with the notices; the other instances apply them without reading the store.
 async fn notify_and_commit(
     mut tx: Transaction<'_, Postgres>,
     held: &Held,
     decided: &Decided,
+    holds_ended: bool,
     origin: Uuid,
 ) -> Result<HashSet<Uuid>, BookingError> {
     let mut concerts = HashSet::new();
@@ -699,9 +699,18 @@ async fn notify_and_commit(
         // Offers are new holds: every instance's view reloads the concerts they were made in.
         concerts.extend(held.seats.values().map(|locked| locked.seat.concert_id));
     }
+    let counts = match held.offers == 0 && !holds_ended {
+        true => {
+            let seats = (held.seats.iter())
+                .filter(|(_, locked)| concerts.contains(&locked.seat.concert_id))
+                .map(|(id, _)| *id);
+            Some(seat_counts(&mut tx, &seats.collect::<Vec<_>>()).await?)
+        }
+        false => None,
+    };
     // The view of this process has the batch's seats from `publish`; offers are reloaded by the
     // writer after the commit.
-    notify_from(&mut tx, &concerts, origin).await?;
+    notify_from(&mut tx, &concerts, counts.as_deref(), origin).await?;
     tx.commit().await?;
     Ok(concerts)
 }
