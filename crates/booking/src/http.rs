@@ -14,6 +14,7 @@ pub mod webhooks;
 use axum::extract::{FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use boxoffice_shared::clients::IDEMPOTENCY_KEY_HEADER;
 use boxoffice_shared::extract::{ClientAddress, Json, Query};
 use boxoffice_shared::token::{AuthUser, Authenticator};
 use boxoffice_shared::{FieldErrors, paging, problem_responses};
@@ -28,9 +29,6 @@ use crate::domain::{Booking, BookingStatus, IdempotencyKey};
 use crate::error::BookingError;
 use crate::service::BookingService;
 use stream::{AvailabilityResponse, availability_stream};
-
-/// The request header that makes `POST /bookings` safe to retry.
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The request's admission token, if it sent one (a value that is not text is none).
 pub fn admission(headers: &HeaderMap) -> Option<&str> {
@@ -225,7 +223,7 @@ pub fn page_request(
 
 /// The request's `Idempotency-Key`, if it sent one.
 pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, BookingError> {
-    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY_HEADER) else {
         return Ok(None);
     };
     let raw = value.to_str().map_err(|_| {

@@ -18,10 +18,9 @@
 //!   cancel, a release, a payment, a capacity raised, a waiting room set…) forgets every answer
 //!   at once, and no answer is kept for 100 ms after it is answered (while the other Booking
 //!   instances' views follow the commit), so a seat given back through this gateway is offered
-//!   at once. A seat given back
-//!   where this gateway does not see it (through another gateway, say) is offered within
-//!   100 ms; a hold falling due needs no notice, since no answer outlives the next one's
-//!   expiry.
+//!   at once. A seat given back where this gateway does not see it (through another gateway,
+//!   say) is offered within 100 ms; a hold falling due needs no notice, since no answer
+//!   outlives the next one's expiry.
 //! - **Never a correctness matter for the sale.** The gateway only ever repeats a refusal; every
 //!   sale is decided by Booking's store.
 
@@ -35,7 +34,9 @@ use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use boxoffice_shared::clients::{ADMISSION_HEADER, SOLD_OUT_LASTS_HEADER, WriteLimiter};
+use boxoffice_shared::clients::{
+    ADMISSION_HEADER, IDEMPOTENCY_KEY_HEADER, SOLD_OUT_LASTS_HEADER, WriteLimiter,
+};
 use boxoffice_shared::token::{Authenticator, bearer_token};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -63,7 +64,7 @@ pub struct Answering {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Asked {
     hold: bool,
-    concert_id: Uuid,
+    pub concert_id: Uuid,
     seat_type_id: Uuid,
 }
 
@@ -77,7 +78,7 @@ impl Asked {
             concert_id: Uuid,
             seat_type_id: Uuid,
         }
-        let unanswerable = headers.contains_key(IDEMPOTENCY_KEY)
+        let unanswerable = headers.contains_key(IDEMPOTENCY_KEY_HEADER)
             || headers.contains_key(ADMISSION_HEADER)
             || !boxoffice_shared::extract::is_json_content_type(headers);
         if unanswerable {
@@ -91,8 +92,6 @@ impl Asked {
         })
     }
 }
-
-const IDEMPOTENCY_KEY: header::HeaderName = header::HeaderName::from_static("idempotency-key");
 
 /// An answer kept, and until when it stands.
 struct Kept {
@@ -235,7 +234,7 @@ mod tests {
             None
         );
         assert_eq!(Asked::of(true, &HeaderMap::new(), body.as_bytes()), None);
-        for name in [IDEMPOTENCY_KEY, ADMISSION_HEADER] {
+        for name in [IDEMPOTENCY_KEY_HEADER, ADMISSION_HEADER] {
             let mut headers = json_headers();
             headers.insert(name, "k".parse().unwrap());
             assert_eq!(Asked::of(true, &headers, body.as_bytes()), None);

@@ -130,6 +130,12 @@ fn in_range(raw: i64, min: u32, max: u32) -> Result<u32, String> {
         .ok_or_else(|| format!("must be between {min} and {max}"))
 }
 
+/// The request header by which a client makes a `POST /bookings` or `POST /holds` safe to retry
+/// (API contract, "Idempotency"): Booking saves the answer under it, and the gateway never
+/// answers such a request itself.
+pub const IDEMPOTENCY_KEY_HEADER: http::HeaderName =
+    http::HeaderName::from_static("idempotency-key");
+
 /// The request header that carries a waiting room's admission token to `POST /bookings` and
 /// `POST /holds`.
 pub const ADMISSION_HEADER: http::HeaderName = http::HeaderName::from_static("boxoffice-admission");
