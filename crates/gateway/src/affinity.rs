@@ -27,6 +27,7 @@ use boxoffice_shared::clients::OWNER_HEADER;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::balance::{InFlight, Pool};
 use crate::config::BaseUrl;
@@ -46,11 +47,12 @@ pub(crate) fn is_owned_write(method: &Method, path: &str) -> bool {
     method == Method::POST && matches!(path, "/api/v1/bookings" | "/api/v1/holds")
 }
 
-/// The `concert_id` of a write's JSON body, if it has one.
-pub(crate) fn concert_of(body: &[u8]) -> Option<String> {
+/// The `concert_id` of a write's JSON body, if it has one (a write whose concert is not a UUID
+/// is refused by Booking wherever it goes).
+pub(crate) fn concert_of(body: &[u8]) -> Option<Uuid> {
     #[derive(Deserialize)]
     struct Write {
-        concert_id: Option<String>,
+        concert_id: Option<Uuid>,
     }
     serde_json::from_slice::<Write>(body).ok()?.concert_id
 }
@@ -78,7 +80,7 @@ pub(crate) async fn peek(
 
 /// Which Booking instance owns which concert, as Booking last said.
 pub(crate) struct Owners {
-    known: Mutex<HashMap<String, usize>>,
+    known: Mutex<HashMap<Uuid, usize>>,
     /// Per instance: writes for its concerts in flight at another instance.
     elsewhere: Box<[AtomicUsize]>,
 }
@@ -98,10 +100,10 @@ impl Owners {
     pub fn pick(
         &self,
         pool: &Pool,
-        concert: Option<&str>,
+        concert: Option<Uuid>,
         except: Option<usize>,
     ) -> (Option<usize>, Option<InFlight<'_>>) {
-        let owner = concert.and_then(|concert| self.lock().get(concert).copied());
+        let owner = concert.and_then(|concert| self.lock().get(&concert).copied());
         let Some(owner) = owner.filter(|owner| {
             Some(*owner) != except && pool.instances.get(*owner).is_some_and(|o| o.is_healthy())
         }) else {
@@ -124,7 +126,7 @@ impl Owners {
     }
 
     /// Notes the owner Booking named in `headers` for `concert`, and removes the header.
-    pub fn learn(&self, pool: &Pool, concert: Option<&str>, headers: &mut HeaderMap) {
+    pub fn learn(&self, pool: &Pool, concert: Option<Uuid>, headers: &mut HeaderMap) {
         let Some(named) = headers.remove(OWNER_HEADER) else {
             return;
         };
@@ -142,15 +144,15 @@ impl Owners {
             return;
         };
         let mut known = self.lock();
-        if known.get(concert) != Some(&index) {
+        if known.get(&concert) != Some(&index) {
             if known.len() >= REMEMBERED {
                 known.clear();
             }
-            known.insert(concert.to_owned(), index);
+            known.insert(concert, index);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -174,6 +176,10 @@ mod tests {
         Pool::new(Service::Booking, urls)
     }
 
+    const C1: Uuid = Uuid::from_u128(1);
+    const C2: Uuid = Uuid::from_u128(2);
+    const HOT: Uuid = Uuid::from_u128(3);
+
     fn owner_named(url: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(OWNER_HEADER, HeaderValue::from_str(url).unwrap());
@@ -182,8 +188,10 @@ mod tests {
 
     #[test]
     fn the_concert_id_is_read_from_a_write_body() {
-        let body = br#"{"concert_id":"c1","seat_type_id":"s1"}"#;
-        assert_eq!(concert_of(body).as_deref(), Some("c1"));
+        let concert = Uuid::now_v7();
+        let body = format!(r#"{{"concert_id":"{concert}","seat_type_id":"s1"}}"#);
+        assert_eq!(concert_of(body.as_bytes()), Some(concert));
+        assert_eq!(concert_of(br#"{"concert_id":"c1"}"#), None);
         assert_eq!(concert_of(b"{}"), None);
         assert_eq!(concert_of(b"not json"), None);
         assert!(is_owned_write(&Method::POST, "/api/v1/holds"));
@@ -195,15 +203,15 @@ mod tests {
     fn a_learnt_owner_gets_its_concerts_writes_and_the_header_is_removed() {
         let (pool, owners) = (pool(3), Owners::new(3));
         let mut headers = owner_named("http://127.0.0.1:9002/");
-        owners.learn(&pool, Some("c1"), &mut headers);
+        owners.learn(&pool, Some(C1), &mut headers);
         assert!(headers.is_empty());
         for _ in 0..5 {
-            assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(2));
+            assert_eq!(owners.pick(&pool, Some(C1), None).0, Some(2));
         }
         // Unknown concerts and unknown instances go round-robin.
-        owners.learn(&pool, Some("c2"), &mut owner_named("http://10.0.0.1:1"));
+        owners.learn(&pool, Some(C2), &mut owner_named("http://10.0.0.1:1"));
         let picks: Vec<_> = (0..3)
-            .map(|_| owners.pick(&pool, Some("c2"), None).0)
+            .map(|_| owners.pick(&pool, Some(C2), None).0)
             .collect();
         assert_eq!(picks, vec![Some(0), Some(1), Some(2)]);
     }
@@ -211,32 +219,28 @@ mod tests {
     #[test]
     fn a_busier_or_unhealthy_owner_overflows_to_the_least_busy_instance() {
         let (pool, owners) = (pool(2), Owners::new(2));
-        owners.learn(&pool, Some("c1"), &mut owner_named("http://127.0.0.1:9000"));
+        owners.learn(&pool, Some(C1), &mut owner_named("http://127.0.0.1:9000"));
         let held: Vec<_> = (0..SLACK).map(|_| pool.instances[0].start()).collect();
-        assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(0));
+        assert_eq!(owners.pick(&pool, Some(C1), None).0, Some(0));
         let one_more = pool.instances[0].start();
-        let (to, elsewhere) = owners.pick(&pool, Some("c1"), None);
+        let (to, elsewhere) = owners.pick(&pool, Some(C1), None);
         assert_eq!(to, Some(1));
         assert!(elsewhere.is_some(), "counted towards the owner's load");
         drop((held, one_more, elsewhere));
-        assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(0));
+        assert_eq!(owners.pick(&pool, Some(C1), None).0, Some(0));
         pool.set_health(0, false, &"test");
-        assert_eq!(owners.pick(&pool, Some("c1"), None).0, Some(1));
+        assert_eq!(owners.pick(&pool, Some(C1), None).0, Some(1));
     }
 
     #[test]
     fn an_owners_writes_in_flight_elsewhere_count_towards_its_load() {
         let (pool, owners) = (pool(2), Owners::new(2));
-        owners.learn(
-            &pool,
-            Some("hot"),
-            &mut owner_named("http://127.0.0.1:9000"),
-        );
+        owners.learn(&pool, Some(HOT), &mut owner_named("http://127.0.0.1:9000"));
         // Every write of the hot concert that instance 1 holds is the owner's work too: the
         // owner gets only what keeps it within SLACK of instance 1.
         let mut sent = Vec::new();
         for _ in 0..200 {
-            let (to, elsewhere) = owners.pick(&pool, Some("hot"), None);
+            let (to, elsewhere) = owners.pick(&pool, Some(HOT), None);
             sent.push((pool.instances[to.unwrap()].start(), elsewhere));
         }
         let direct = pool.instances[0].in_flight();

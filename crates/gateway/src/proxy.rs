@@ -39,6 +39,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::affinity::{self, Owners};
 use crate::answers::{Answering, Answers, Asked, KEPT_BODY};
@@ -144,7 +145,7 @@ impl Proxy {
         loop {
             // Held until the answer: the write counts towards its owner's load meanwhile.
             let (picked, _owners_write) = match owned {
-                true => self.owners.pick(pool, concert.as_deref(), failed),
+                true => self.owners.pick(pool, concert, failed),
                 false => (pool.pick(failed), None),
             };
             let Some(index) = picked else {
@@ -179,7 +180,7 @@ impl Proxy {
                     let mut lasts = None;
                     if owned {
                         let headers = response.headers_mut();
-                        self.owners.learn(pool, concert.as_deref(), headers);
+                        self.owners.learn(pool, concert, headers);
                         lasts = Answers::lasts(headers);
                     }
                     metrics::histogram!(
@@ -236,7 +237,7 @@ impl Proxy {
 struct Peeked {
     body: Body,
     /// The concert of a booking or hold, to send it to the concert's owner.
-    concert: Option<String>,
+    concert: Option<Uuid>,
     /// A booking or hold the gateway may answer itself.
     asked: Option<Asked>,
 }
@@ -258,8 +259,13 @@ impl Proxy {
                 let hold = parts.uri.path() == "/api/v1/holds";
                 let asked =
                     (self.answers.as_ref()).and_then(|_| Asked::of(hold, &parts.headers, &bytes));
+                // The body is parsed once: a write the gateway may answer names its concert.
+                let concert = match &asked {
+                    Some(asked) => Some(asked.concert_id),
+                    None => affinity::concert_of(&bytes),
+                };
                 Peeked {
-                    concert: affinity::concert_of(&bytes),
+                    concert,
                     body: Body::from(bytes),
                     asked,
                 }
@@ -286,8 +292,7 @@ async fn keep(
     lasts: Duration,
     response: hyper::Response<hyper::body::Incoming>,
 ) -> Result<Response, GatewayError> {
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    let (parts, body) = inbound_response(response).into_parts();
     let body = Limited::new(body, KEPT_BODY)
         .collect()
         .await
